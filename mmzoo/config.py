@@ -1,0 +1,172 @@
+"""The model config: four component sections plus model-level values, validated by pydantic.
+
+A config is plain data (``config.json`` holds it as is)::
+
+    {"visual": {"name": "mmca-regions", "in_dim": 2048}, "text": {"name": "bert-cnn"},
+     "fusion": {"name": "mmca-cross"}, "loss": {"name": "triplet"}, "alpha": 1.0, "embed_dim": 1024}
+
+Each section names a registered component; its other keys are validated by that component's
+``Config`` class, and the defaults are filled in, so a saved config is complete.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mmzoo.contracts import ComponentConfig
+from mmzoo.errors import ConfigError
+
+#: config section -> registry kind.
+SECTIONS: dict[str, str] = {"visual": "visual_encoder", "text": "text_encoder", "fusion": "fusion", "loss": "loss"}
+
+
+class ComponentSpec(BaseModel):
+    """One section: the registered component's ``name`` plus its parameters."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(description="Registered name of the component.")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ModelConfig(BaseModel):
+    """A whole matching model: which components, their parameters, and how scores combine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    visual: ComponentSpec = Field(description="Visual encoder: region features -> image fragments.")
+    text: ComponentSpec = Field(description="Text encoder: captions -> word fragments.")
+    fusion: ComponentSpec | None = Field(None, description="Fusion block scoring pairs; null for a dual encoder.")
+    loss: ComponentSpec = Field(description="Training loss over a (B, B) score matrix.")
+    alpha: float = Field(1.0, ge=0.0, description="Weight of the fused score: S = <i0, c0> + alpha * fused.")
+    embed_dim: int = Field(1024, gt=0, description="Joint embedding size d shared by all components.")
+
+    @model_validator(mode="after")
+    def _validate_sections(self) -> ModelConfig:
+        for section in SECTIONS:
+            spec = getattr(self, section)
+            if spec is not None:
+                validated = self.component_config(section)
+                setattr(self, section, ComponentSpec(name=spec.name, **validated.model_dump(mode="json")))
+        return self
+
+    def component_config(self, section: str) -> ComponentConfig:
+        """The section's parameters validated by its component's ``Config`` class."""
+        from mmzoo import registry
+
+        spec: ComponentSpec | None = getattr(self, section)
+        if spec is None:
+            raise ConfigError(f"The config has no {section!r} section.")
+        cls = registry.get_registry(SECTIONS[section]).get(spec.name)
+        try:
+            return cls.Config.model_validate(spec.params)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, prefix=f"{section}.", owner=f"{section} {spec.name!r}")) from None
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any] | ModelConfig) -> ModelConfig:
+        """Validate plain data into a config, raising :class:`ConfigError` with every problem listed."""
+        if isinstance(data, ModelConfig):
+            return data
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, prefix="", owner="model config")) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named composition registered under the ``model`` kind.
+
+    Attributes:
+        config: the model config (plain data).
+        description: one line shown by ``mmzoo list``.
+        paper: citation or URL of the method.
+        training: default training settings of the recipe (the trainer's config keys).
+    """
+
+    config: dict[str, Any]
+    description: str = ""
+    paper: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted overrides applied: ``{"fusion.heads": 8, "alpha": 0.5}``.
+
+    Setting ``SECTION.name`` to another component starts that section afresh, because the old
+    component's parameters would not fit the new one.
+    """
+    result = copy.deepcopy(dict(data))
+    ordered = sorted(overrides.items(), key=lambda kv: (not kv[0].endswith(".name"), kv[0]))
+    for key, value in ordered:
+        head, _, rest = key.partition(".")
+        if not rest:
+            result[head] = copy.deepcopy(value)
+            continue
+        if head not in SECTIONS:
+            raise ConfigError(f"Override {key!r}: {head!r} is not a section; sections are {', '.join(SECTIONS)}.")
+        section = result.get(head)
+        if rest == "name":
+            if not section or section.get("name") != value:
+                result[head] = {"name": value}
+            continue
+        if section is None:
+            raise ConfigError(f"Override {key!r}: the {head!r} section is empty; set {head}.name first.")
+        node = section
+        *parents, leaf = rest.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"Override {key!r}: {part!r} is not a nested mapping.")
+        node[leaf] = copy.deepcopy(value)
+    return result
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file into plain data, with a :class:`ConfigError` naming the file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {path}: {exc.strerror}.") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"Config file {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping at the top level.")
+    return data
+
+
+def _describe(exc: ValidationError, prefix: str, owner: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = prefix + ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, ConfigError):  # a section already described itself
+            lines.append(str(inner))
+            continue
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; `mmzoo components` lists each component's fields)"
+        lines.append(f"  {loc or '<root>'}: {msg}")
+    return f"Invalid {owner}:\n" + "\n".join(lines)
+
+
+__all__ = ["SECTIONS", "ComponentSpec", "ModelConfig", "Recipe", "apply_overrides", "load_config_file"]

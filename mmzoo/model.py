@@ -1,0 +1,155 @@
+"""MatchingModel: a visual encoder, a text encoder, an optional fusion block and a loss, composed.
+
+The score of image I and caption T is ``S = <i0, c0> + alpha * fused(I, T)``: the cosine of the two
+global embeddings plus the fusion block's score of their fragments (MMCA's ``<i1, c1>``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mmzoo import registry
+from mmzoo.config import SECTIONS, ModelConfig
+from mmzoo.contracts import BuildContext, Fragments, FusionBlock, TextEncoder, TokenBatch, VisualEncoder
+from mmzoo.contracts import Loss as LossBase
+from mmzoo.errors import InputError
+
+logger = logging.getLogger("mmzoo.model")
+
+
+@dataclass
+class MatchingOutput:
+    """What the training forward returns: the loss and the (B, B) score matrix it was computed from."""
+
+    loss: Tensor
+    scores: Tensor
+
+
+class MatchingModel(nn.Module):
+    """Image-text matching model built from a :class:`~mmzoo.config.ModelConfig`.
+
+    Example:
+        >>> model = mmzoo.create_model("vsepp", **{"visual.in_dim": 16, "embed_dim": 32})
+        >>> model.text.fit(["a red circle", "a blue square"])
+        >>> images = model.encode_images(torch.randn(2, 4, 16))
+        >>> texts = model.encode_texts(["a red circle", "a blue square"])
+        >>> model.similarity(images, texts).shape
+        torch.Size([2, 2])
+    """
+
+    def __init__(self, config: ModelConfig | Mapping[str, Any], assets: Path | str | None = None) -> None:
+        super().__init__()
+        self.config = ModelConfig.parse(config)
+        assets = Path(assets) if assets is not None else None
+
+        def build(section: str) -> Any:
+            spec = getattr(self.config, section)
+            if spec is None:
+                return None
+            cls = registry.get_registry(SECTIONS[section]).get(spec.name)
+            context = BuildContext(self.config.embed_dim, assets / section if assets else None)
+            return cls(self.config.component_config(section), context)
+
+        self.visual: VisualEncoder = build("visual")
+        self.text: TextEncoder = build("text")
+        self.fusion: FusionBlock | None = build("fusion")
+        self.loss_fn: LossBase = build("loss")
+
+    @property
+    def alpha(self) -> float:
+        return self.config.alpha
+
+    @property
+    def uses_fusion(self) -> bool:
+        """True when the fused term contributes (a fusion block and alpha > 0)."""
+        return self.fusion is not None and self.alpha != 0.0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # -- encoding ---------------------------------------------------------------------------------
+    def encode_images(self, features: Tensor, mask: Tensor | None = None) -> Fragments:
+        """Region features (N, k, D) float and an optional validity mask (N, k) bool -> Fragments."""
+        features, mask = check_regions(features, mask, self.visual.input_dim)
+        return self.visual(features.to(self.device), mask.to(self.device))
+
+    def encode_texts(self, captions: Sequence[str] | TokenBatch) -> Fragments:
+        """Captions as strings (tokenised by the text encoder) or a :class:`TokenBatch` -> Fragments."""
+        tokens = captions if isinstance(captions, TokenBatch) else self.tokenize(captions)
+        if len(tokens) == 0:
+            raise InputError("encode_texts got an empty batch of captions.")
+        if not bool(tokens.mask.any(dim=1).all()):
+            raise InputError("Every caption needs at least one token; an empty caption has none.")
+        return self.text(tokens.to(self.device))
+
+    def tokenize(self, captions: Sequence[str]) -> TokenBatch:
+        if isinstance(captions, str):
+            raise InputError("encode_texts takes a list of captions, not one string; wrap it in a list.")
+        if len(captions) == 0:
+            raise InputError("encode_texts got an empty batch of captions.")
+        bad = [i for i, c in enumerate(captions) if not isinstance(c, str) or not c.strip()]
+        if bad:
+            raise InputError(f"Captions must be non-empty strings; caption(s) {bad[:5]} are not.")
+        return self.text.tokenize(list(captions))
+
+    # -- scoring ----------------------------------------------------------------------------------
+    def similarity(self, images: Fragments, texts: Fragments, block_size: int = 256) -> Tensor:
+        """The full (N_images, N_texts) matrix of S = <i0, c0> + alpha * fused, computed in blocks."""
+        scores = images.pooled @ texts.pooled.t()
+        if not self.uses_fusion:
+            return scores
+        fused = torch.empty_like(scores)
+        for i in range(0, len(images), block_size):
+            for j in range(0, len(texts), block_size):
+                fused[i : i + block_size, j : j + block_size] = self.fusion(
+                    images[i : i + block_size], texts[j : j + block_size]
+                )
+        return scores + self.alpha * fused
+
+    def forward(
+        self, features: Tensor, captions: Sequence[str] | TokenBatch, mask: Tensor | None = None
+    ) -> MatchingOutput:
+        """Training forward: B images and their B captions (pair n is positive) -> loss and scores."""
+        images = self.encode_images(features, mask)
+        texts = self.encode_texts(captions)
+        if len(images) != len(texts):
+            raise InputError(f"The training forward needs one caption per image; got {len(texts)} for {len(images)}.")
+        scores = self.similarity(images, texts, block_size=max(len(images), 1))
+        return MatchingOutput(self.loss_fn(scores), scores)
+
+
+def check_regions(features: Tensor, mask: Tensor | None, input_dim: int | None) -> tuple[Tensor, Tensor]:
+    """Validate region features and mask; return the mask (all True when none was given)."""
+    if not isinstance(features, Tensor):
+        raise InputError(f"Region features must be a torch.Tensor; got {type(features).__name__}.")
+    if features.dim() != 3:
+        raise InputError(f"Region features must be (N, k, D); got shape {tuple(features.shape)}.")
+    if not features.is_floating_point():
+        raise InputError(f"Region features must be floating point; got {features.dtype}.")
+    n, k, dim = features.shape
+    if n == 0 or k == 0:
+        raise InputError(f"Region features are empty: shape {tuple(features.shape)}.")
+    if input_dim is not None and dim != input_dim:
+        raise InputError(f"Region features have D={dim} but the visual encoder expects D={input_dim} (visual.in_dim).")
+    if mask is None:
+        mask = torch.ones(n, k, dtype=torch.bool, device=features.device)
+    if mask.shape != (n, k) or mask.dtype != torch.bool:
+        raise InputError(f"The region mask must be bool (N, k) = ({n}, {k}); got {tuple(mask.shape)} {mask.dtype}.")
+    empty = (~mask.any(dim=1)).nonzero().flatten()
+    if len(empty):
+        raise InputError(f"Image(s) {empty[:5].tolist()} have every region masked out; each needs at least one.")
+    if not bool(torch.isfinite(features[mask]).all()):
+        raise InputError("Region features contain NaN or infinite values.")
+    # padded regions may hold anything (even NaN); zero them so no arithmetic can leak them out
+    return features.masked_fill(~mask.unsqueeze(-1), 0.0), mask
+
+
+__all__ = ["MatchingModel", "MatchingOutput", "check_regions"]

