@@ -61,6 +61,14 @@ class MatchingModel(nn.Module):
         self.text: TextEncoder = build("text")
         self.fusion: FusionBlock | None = build("fusion")
         self.loss_fn: LossBase = build("loss")
+        #: extra top-level config.json entries that travel with the weights (e.g. preprocessing).
+        self.extra_config: dict[str, Any] = {}
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write config.json, model.safetensors and each component's files to ``directory``."""
+        from mmzoo.serialization import save_pretrained
+
+        return save_pretrained(self, directory)
 
     @property
     def alpha(self) -> float:

@@ -9,3 +9,16 @@ def test_mmca_trains_one_step():
     assert out.scores.shape == (4, 4)
     out.loss.backward()
     assert torch.isfinite(out.loss)
+
+
+def test_save_and_load_roundtrip(tmp_path):
+    from mmzoo.serialization import load_pretrained
+
+    model = tiny_model("mmca").eval()
+    model.save_pretrained(tmp_path / "m")
+    loaded = load_pretrained(tmp_path / "m")
+    x = torch.randn(2, 5, 24)
+    with torch.no_grad():
+        a = model.similarity(model.encode_images(x), model.encode_texts(CAPTIONS))
+        b = loaded.similarity(loaded.encode_images(x), loaded.encode_texts(CAPTIONS))
+    assert torch.equal(a, b)
