@@ -173,6 +173,30 @@ class FusionBlock(Component):
             raise InputError(f"score_pairs needs as many captions as images; got {len(texts)} and {n}.")
         return torch.stack([self.forward(images[i : i + 1], texts[i : i + 1])[0, 0] for i in range(n)])
 
+    # -- the scoring-engine protocol (see mmzoo.scoring) -------------------------------------------
+    # A block may cache per-image and per-caption work once and pay only the pair-dependent part per
+    # pair. A cache is any object with ``len()`` and row selection ``cache[a:b]`` / ``cache[index]``.
+    # The defaults cache nothing (the cache is the Fragments themselves) and fall back to ``forward``.
+
+    #: pairs whose activations one call of ``score_prepared`` may hold at once (the engine's block).
+    pairs_per_block: int = 4096
+
+    def prepare_images(self, images: Fragments) -> Fragments:
+        """Per-image work done once before scoring many pairs -> a row-sliceable cache."""
+        return images
+
+    def prepare_texts(self, texts: Fragments) -> Fragments:
+        """Per-caption work done once before scoring many pairs -> a row-sliceable cache."""
+        return texts
+
+    def score_prepared(self, images: Fragments, texts: Fragments) -> Tensor:
+        """Scores (n_images, n_texts) of one block of prepared images against prepared captions."""
+        return self.forward(images, texts)
+
+    def score_prepared_pairs(self, images: Fragments, texts: Fragments, image_idx: Tensor, text_idx: Tensor) -> Tensor:
+        """Scores (P,) of the pairs (images[image_idx[p]], texts[text_idx[p]]) from prepared caches."""
+        return self.score_pairs(images[image_idx], texts[text_idx])
+
 
 class Loss(Component):
     """Scores (B, B) with the positive pairs on the diagonal -> scalar loss."""

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +20,9 @@ from mmzoo.config import SECTIONS, ModelConfig
 from mmzoo.contracts import BuildContext, Fragments, FusionBlock, TextEncoder, TokenBatch, VisualEncoder
 from mmzoo.contracts import Loss as LossBase
 from mmzoo.errors import InputError
+
+if TYPE_CHECKING:
+    from mmzoo.scoring import EmbeddingIndex, SearchResult
 
 logger = logging.getLogger("mmzoo.model")
 
@@ -110,10 +113,22 @@ class MatchingModel(nn.Module):
 
     # -- scoring ----------------------------------------------------------------------------------
     def similarity(self, images: Fragments, texts: Fragments, block_size: int = 256) -> Tensor:
-        """The full (N_images, N_texts) matrix of S = <i0, c0> + alpha * fused, computed in blocks."""
+        """The full (N_images, N_texts) matrix of S = <i0, c0> + alpha * fused, computed in blocks.
+
+        In training mode the fused term is the fusion block's differentiable ``forward`` (dropout on).
+        In eval mode it comes from the scoring engine (:func:`mmzoo.scoring.fused_matrix`): per-item
+        work cached, bounded blocks of pairs, ``torch.inference_mode``, bfloat16 on a GPU; the result
+        is then an inference tensor (no gradients). Any sub-block of the matrix scores the same as
+        the whole, to float tolerance.
+        """
         scores = images.pooled @ texts.pooled.t()
         if not self.uses_fusion:
             return scores
+        if not self.training:
+            from mmzoo.scoring import fused_matrix
+
+            fused = fused_matrix(self.fusion, images, texts, block_size=block_size)
+            return scores + self.alpha * fused.to(scores.dtype)
         fused = torch.empty_like(scores)
         for i in range(0, len(images), block_size):
             for j in range(0, len(texts), block_size):
@@ -121,6 +136,28 @@ class MatchingModel(nn.Module):
                     images[i : i + block_size], texts[j : j + block_size]
                 )
         return scores + self.alpha * fused
+
+    def search(
+        self, queries: Fragments, index: EmbeddingIndex, top_k: int = 10, rerank: int | None = None
+    ) -> SearchResult:
+        """Retrieve the best ``top_k`` items of ``index`` for each query (captions for images or back).
+
+        With ``rerank=K`` the cheap ``<i0, c0>`` score (one matrix product) shortlists K candidates per
+        query and the full ``S`` is computed for those only; ``rerank=None`` scores every pair exactly.
+
+        Returns:
+            :class:`mmzoo.scoring.SearchResult` with ``scores`` (Q, top_k) float32 and ``indices``
+            (Q, top_k) long into the index, best first, and ``shortlist`` (Q, K) when reranking.
+
+        Example:
+            >>> index = EmbeddingIndex.from_images(model, model.encode_images(features))  # doctest: +SKIP
+            >>> hits = model.search(model.encode_texts(["a red circle"]), index, top_k=5, rerank=50)  # doctest: +SKIP
+            >>> hits.indices[0]  # doctest: +SKIP
+            tensor([12,  3, 40,  7, 19])
+        """
+        from mmzoo.scoring import search
+
+        return search(self, queries, index, top_k=top_k, rerank=rerank)
 
     def forward(
         self, features: Tensor, captions: Sequence[str] | TokenBatch, mask: Tensor | None = None

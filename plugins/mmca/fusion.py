@@ -5,8 +5,10 @@ into Y = [R ; X] and passed through transformer unit(s), so every region attends
 vice versa (and within its own modality). The output is split back; i1 is the mean of the image part,
 c1 the 1D-CNN (or mean) of the text part, both L2-normalised; the fused score is <i1, c1>.
 
-This module computes it the straightforward way, pairs expanded in chunks; ``mmzoo.scoring`` holds
-the faster engine that caches per-image and per-caption work.
+``forward`` / ``pair_scores`` compute it the straightforward way, pairs expanded in chunks (the
+differentiable training path and the reference). ``prepare_images`` / ``prepare_texts`` /
+``score_prepared`` / ``score_prepared_pairs`` are the scoring-engine protocol (``mmzoo.scoring``):
+per-image and per-caption work cached once, only pair-dependent work per pair (``engine.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 import mmzoo
+from mmzoo_plugins.mmca import engine
 from mmzoo_plugins.mmca.cnn import TextCNN
 from mmzoo_plugins.mmca.regions import transformer_unit
 
@@ -30,7 +33,9 @@ class CrossAttentionConfig(mmzoo.ComponentConfig):
     text_pool: Literal["cnn", "mean"] = Field("cnn", description="How c1 pools the text part: 1D-CNN or mean.")
     windows: list[int] = Field([1, 2, 3], min_length=1, description="CNN window sizes when text_pool is 'cnn'.")
     channels: int = Field(512, gt=0, description="CNN channels per window when text_pool is 'cnn'.")
-    chunk_pairs: int = Field(1024, gt=0, description="Pairs pushed through the transformer at once (memory bound).")
+    chunk_pairs: int = Field(
+        1024, gt=0, description="Pairs pushed through the transformer at once: the memory bound of one block."
+    )
 
 
 class CrossAttentionFusion(mmzoo.FusionBlock):
@@ -69,8 +74,63 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         mask = torch.cat([r_mask, w_mask], dim=1)
         for unit in self.units:
             y = unit(y, src_key_padding_mask=~mask)
-        k = regions.shape[1]
+        return self._pool(y, regions.shape[1], r_mask, w_mask)
+
+    def _pool(self, y: Tensor, k: int, r_mask: Tensor, w_mask: Tensor) -> Tensor:
+        """<i1, c1> from the joint output (P, k + L, d): mean of the regions, CNN or mean of the words."""
         i1 = mmzoo.l2_normalize(mmzoo.masked_mean(y[:, :k], r_mask))
         text_part = y[:, k:]
         c1 = self.cnn(text_part, w_mask) if self.cnn is not None else mmzoo.masked_mean(text_part, w_mask)
         return (i1 * mmzoo.l2_normalize(c1)).sum(-1)
+
+    # -- the scoring-engine protocol: eval-mode scores (dropout off), per-item work cached ------------
+    @property
+    def pairs_per_block(self) -> int:
+        return self.config.chunk_pairs
+
+    def prepare_images(self, images: mmzoo.Fragments) -> engine.ModalityCache:
+        """Q, K, V of every region and each region's attention over its own image, once per image."""
+        return engine.prepare(self.units[0], images)
+
+    def prepare_texts(self, texts: mmzoo.Fragments) -> engine.ModalityCache:
+        """Q, K, V of every word and each word's attention over its own caption, once per caption."""
+        return engine.prepare(self.units[0], texts)
+
+    def score_prepared(self, images: engine.ModalityCache, texts: engine.ModalityCache) -> Tensor:
+        """(n_images, n_texts) fused scores of a block: cross blocks as one product per head."""
+        images, texts = images.trimmed(), texts.trimmed()
+        regions, words = engine.cross_dense(images, texts)
+        n_img, n_txt = len(images), len(texts)
+        r_mask = images.mask[:, None].expand(n_img, n_txt, -1)
+        w_mask = texts.mask[None].expand(n_img, n_txt, -1)
+        r_tokens = images.tokens[:, None].expand(n_img, n_txt, -1, -1)
+        w_tokens = texts.tokens[None].expand(n_img, n_txt, -1, -1)
+        return self._finish(regions, words, r_tokens, w_tokens, r_mask, w_mask)
+
+    def score_prepared_pairs(
+        self, images: engine.ModalityCache, texts: engine.ModalityCache, image_idx: Tensor, text_idx: Tensor
+    ) -> Tensor:
+        """(P,) fused scores of listed pairs (reranking) with batched per-pair cross blocks."""
+        images, texts = images[image_idx].trimmed(), texts[text_idx].trimmed()
+        pairs = torch.arange(len(image_idx), device=image_idx.device)
+        regions, words = engine.cross_pairs(images, texts, pairs, pairs)
+        return self._finish(regions, words, images.tokens, texts.tokens, images.mask, texts.mask)
+
+    def _finish(
+        self, regions: Tensor, words: Tensor, r_tokens: Tensor, w_tokens: Tensor, r_mask: Tensor, w_mask: Tensor
+    ) -> Tensor:
+        """Everything after the attention, on valid tokens only: (*lead, k|L, h, e) -> scores (*lead)."""
+        unit = self.units[0]
+        y_r = engine.unit_tail(unit, regions[r_mask], r_tokens[r_mask])
+        y_w = engine.unit_tail(unit, words[w_mask], w_tokens[w_mask])
+        if len(self.units) > 1:
+            lead, k = r_mask.shape[:-1], r_mask.shape[-1]
+            y = torch.cat([engine.scatter(y_r, r_mask), engine.scatter(y_w, w_mask)], dim=-2).flatten(0, -3)
+            mask = torch.cat([r_mask, w_mask], dim=-1).flatten(0, -2)
+            for later in self.units[1:]:
+                y = later(y, src_key_padding_mask=~mask)
+            return self._pool(y, k, mask[:, :k], mask[:, k:]).view(lead).float()
+        i1 = mmzoo.l2_normalize(engine.masked_mean_packed(y_r, r_mask))
+        pool_text = engine.masked_mean_packed if self.cnn is None else lambda t, m: engine.fast_cnn(self.cnn, t, m)
+        c1 = pool_text(y_w, w_mask)
+        return (i1.float() * mmzoo.l2_normalize(c1.float())).sum(-1)

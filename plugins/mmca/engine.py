@@ -1,0 +1,229 @@
+"""The fast path of MMCA's cross-attention fusion: pay per pair only what depends on the pair.
+
+In the first transformer unit over ``Y = [R ; X]`` a region's query attends to the image's own regions
+(intra block) and to the caption's words (cross block). Softmax over the concatenation is the
+log-sum-exp merge of the two blocks: with ``lse_a``, ``o_a`` the log-normaliser and normalised output of
+block a, ``out = (1 - w) o_intra + w o_cross`` with ``w = sigmoid(lse_cross - lse_intra)``. So the
+per-image and per-caption work is cached once (:func:`prepare`: the Q, K, V projections of every
+region and word, and each token's attention over its own modality), and each pair pays for:
+
+* the two cross-modal logit blocks and their weighted value sums (``8 k L d`` FLOPs),
+* the output projection, residual + LayerNorm, FFN, LayerNorm on its ``k + L`` valid tokens,
+* pooling: the mean of the regions and the text 1D-CNN (one matrix product for all windows, then
+  shifted sums), or the mean, and the dot product.
+
+Dense blocks of images x captions run the cross blocks as one large matrix product per head
+(:func:`cross_dense`); listed pairs (reranking) use batched products (:func:`cross_pairs`). Padded
+tokens are dropped before the token-wise products. Further units (``layers > 1``) run the ordinary
+way on the pair tensors. Scores equal :meth:`CrossAttentionFusion.pair_scores` in eval mode (dropout
+off) to float tolerance; ``tests/test_scoring.py`` checks it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import mmzoo
+
+
+@dataclass
+class ModalityCache:
+    """First-unit work for N images (or N captions), done once and reused for every pair.
+
+    Attributes:
+        tokens: (N, L, d) the fragments (the unit's residual input).
+        mask: (N, L) bool validity.
+        q, k, v: (N, h, L, e) the input projections per head; ``q`` is pre-scaled by 1/sqrt(e).
+        lse: (N, h, L) float32 log-sum-exp of each token's attention logits over its own modality.
+        intra: (N, h, L, e) each token's (normalised) attention output over its own modality.
+    """
+
+    tokens: Tensor
+    mask: Tensor
+    q: Tensor
+    k: Tensor
+    v: Tensor
+    lse: Tensor
+    intra: Tensor
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def __getitem__(self, index: slice | Tensor) -> ModalityCache:
+        return ModalityCache(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    @property
+    def device(self) -> torch.device:
+        return self.tokens.device
+
+    def trimmed(self) -> ModalityCache:
+        """Drop trailing token positions that are padding in every row (a block's own length)."""
+        used = self.mask.any(0).nonzero()
+        length = int(used.max()) + 1 if len(used) else 1
+        if length == self.mask.shape[1]:
+            return self
+        cut = slice(None, length)
+        return ModalityCache(
+            self.tokens[:, cut],
+            self.mask[:, cut],
+            self.q[:, :, cut],
+            self.k[:, :, cut],
+            self.v[:, :, cut],
+            self.lse[:, :, cut],
+            self.intra[:, :, cut],
+        )
+
+
+def key_bias(mask: Tensor) -> Tensor:
+    """0 for valid keys, -inf for padding: added to attention logits (float32)."""
+    return torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill(~mask, float("-inf"))
+
+
+def prepare(unit: nn.TransformerEncoderLayer, fragments: mmzoo.Fragments) -> ModalityCache:
+    """Project one modality's fragments to Q, K, V and attend within the modality, once per item."""
+    attn = unit.self_attn
+    x, mask = fragments.features, fragments.mask
+    n, length, d = x.shape
+    h = attn.num_heads
+    e = d // h
+    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).view(n, length, 3, h, e).permute(2, 0, 3, 1, 4)
+    q, k, v = (qkv[0] * e**-0.5).contiguous(), qkv[1].contiguous(), qkv[2].contiguous()
+    logits = (q @ k.transpose(-1, -2)).float() + key_bias(mask)[:, None, None, :]  # (n, h, L, L)
+    lse = torch.logsumexp(logits, dim=-1)
+    intra = (logits - lse.unsqueeze(-1)).exp_().to(v.dtype) @ v
+    return ModalityCache(x, mask, q, k, v, lse, intra)
+
+
+def merge_cross(logits: Tensor, bias: Tensor, values_t: Tensor, lse_intra: Tensor, intra_t: Tensor) -> Tensor:
+    """Softmax over [intra ; cross] from the cached intra block and a fresh cross block.
+
+    Args:
+        logits: (B..., K, M) cross logits, keys along dim -2, queries along dim -1.
+        bias: broadcastable to ``logits``: 0 / -inf for valid / padded keys.
+        values_t: (B..., e, K) the keys' values, transposed.
+        lse_intra: broadcastable to (B..., M): the queries' intra-block log-sum-exp.
+        intra_t: broadcastable to (B..., e, M): the queries' intra-block outputs, transposed.
+
+    Returns:
+        (B..., e, M) the attention output of every query over the concatenation, transposed.
+    """
+    logits = logits.float().add_(bias)
+    peak = logits.amax(dim=-2, keepdim=True)
+    weights = logits.sub_(peak).exp_()
+    total = weights.sum(dim=-2)  # (B..., M)
+    out = values_t @ weights.to(values_t.dtype)  # (B..., e, M), unnormalised
+    cross = torch.sigmoid(peak.squeeze(-2) + total.log() - lse_intra)  # weight of the cross block
+    return out.mul_((cross / total).unsqueeze(-2).to(out.dtype)).addcmul_(intra_t, (1 - cross).unsqueeze(-2))
+
+
+def cross_dense(img: ModalityCache, txt: ModalityCache) -> tuple[Tensor, Tensor]:
+    """Attention outputs for every pair of a block: regions (ni, nt, k, h, e) and words (ni, nt, L, h, e)."""
+    ni, h, k, e = img.q.shape
+    nt, _, length, _ = txt.q.shape
+    # region queries over the caption's words: per head one (nt L, e) x (e, ni k) product
+    logits = (txt.k.transpose(0, 1).reshape(h, nt * length, e) @ img.q.permute(1, 3, 0, 2).reshape(h, e, ni * k)).view(
+        h, nt, length, ni * k
+    )
+    regions = merge_cross(
+        logits,
+        key_bias(txt.mask).view(1, nt, length, 1),
+        txt.v.permute(1, 0, 3, 2),
+        img.lse.transpose(0, 1).reshape(h, 1, ni * k),
+        img.intra.permute(1, 3, 0, 2).reshape(h, 1, e, ni * k),
+    )  # (h, nt, e, ni k)
+    regions = regions.view(h, nt, e, ni, k).permute(3, 1, 4, 0, 2)
+    # word queries over the image's regions: per head one (ni k, e) x (e, nt L) product
+    logits = (img.k.transpose(0, 1).reshape(h, ni * k, e) @ txt.q.permute(1, 3, 0, 2).reshape(h, e, nt * length)).view(
+        h, ni, k, nt * length
+    )
+    words = merge_cross(
+        logits,
+        key_bias(img.mask).view(1, ni, k, 1),
+        img.v.permute(1, 0, 3, 2),
+        txt.lse.transpose(0, 1).reshape(h, 1, nt * length),
+        txt.intra.permute(1, 3, 0, 2).reshape(h, 1, e, nt * length),
+    )  # (h, ni, e, nt L)
+    words = words.view(h, ni, e, nt, length).permute(1, 3, 4, 0, 2)
+    return regions, words
+
+
+def cross_pairs(img: ModalityCache, txt: ModalityCache, img_idx: Tensor, txt_idx: Tensor) -> tuple[Tensor, Tensor]:
+    """Attention outputs for listed pairs: regions (P, k, h, e) and words (P, L, h, e)."""
+    p = len(img_idx)
+    qi, ki, vi, mi = img.q[img_idx], img.k[img_idx], img.v[img_idx], img.mask[img_idx]
+    qt, kt, vt, mt = txt.q[txt_idx], txt.k[txt_idx], txt.v[txt_idx], txt.mask[txt_idx]
+    regions = merge_cross(
+        kt @ qi.transpose(-1, -2),  # (P, h, L, k)
+        key_bias(mt).view(p, 1, -1, 1),
+        vt.transpose(-1, -2),
+        img.lse[img_idx],
+        img.intra[img_idx].transpose(-1, -2),
+    ).permute(0, 3, 1, 2)
+    words = merge_cross(
+        ki @ qt.transpose(-1, -2),  # (P, h, k, L)
+        key_bias(mi).view(p, 1, -1, 1),
+        vi.transpose(-1, -2),
+        txt.lse[txt_idx],
+        txt.intra[txt_idx].transpose(-1, -2),
+    ).permute(0, 3, 1, 2)
+    return regions, words
+
+
+def unit_tail(unit: nn.TransformerEncoderLayer, attended: Tensor, residual: Tensor) -> Tensor:
+    """The rest of a post-norm GELU unit on packed tokens (T, d): out-proj, +res, LN, FFN, +res, LN."""
+    d = residual.shape[-1]
+    proj = unit.self_attn.out_proj
+    z = F.layer_norm(
+        F.linear(attended.reshape(-1, d), proj.weight, proj.bias) + residual,
+        (d,),
+        unit.norm1.weight,
+        unit.norm1.bias,
+        unit.norm1.eps,
+    )
+    hidden = F.gelu(F.linear(z, unit.linear1.weight, unit.linear1.bias))
+    return F.layer_norm(
+        z + F.linear(hidden, unit.linear2.weight, unit.linear2.bias),
+        (d,),
+        unit.norm2.weight,
+        unit.norm2.bias,
+        unit.norm2.eps,
+    )
+
+
+def scatter(packed: Tensor, mask: Tensor, extra: int = 0) -> Tensor:
+    """Packed valid tokens (T, c) back to the padded layout (*mask.shape[:-1], L + extra, c), zeros elsewhere."""
+    *lead, length = mask.shape
+    out = packed.new_zeros(*lead, length + extra, packed.shape[-1])
+    out[..., :length, :][mask] = packed
+    return out
+
+
+def fast_cnn(cnn: nn.Module, tokens: Tensor, mask: Tensor) -> Tensor:
+    """:class:`~mmzoo_plugins.mmca.cnn.TextCNN` on packed valid tokens (T, d) -> (*lead, out_dim).
+
+    All windows' taps are one matrix product; a window's output at t is the sum of taps j at t + j.
+    Padded positions hold zeros, as TextCNN zeroes them before convolving.
+    """
+    taps = [conv.weight[:, :, j] for conv in cnn.convs for j in range(conv.weight.shape[-1])]
+    projected = scatter(F.linear(tokens, torch.cat(taps)), mask, extra=max(cnn.windows) - 1)
+    length = mask.shape[-1]
+    invalid = ~mask.unsqueeze(-1)
+    pooled, col = [], 0
+    for conv in cnn.convs:
+        channels, _, width = conv.weight.shape
+        acc = projected[..., 0:length, col : col + channels] + conv.bias
+        for j in range(1, width):
+            acc = acc + projected[..., j : j + length, col + j * channels : col + (j + 1) * channels]
+        col += width * channels
+        pooled.append(F.relu(acc).masked_fill(invalid, float("-inf")).amax(dim=-2))
+    return cnn.fc(torch.cat(pooled, dim=-1))
+
+
+def masked_mean_packed(packed: Tensor, mask: Tensor) -> Tensor:
+    """Mean of each row's valid tokens, from packed tokens (T, d) -> (*lead, d)."""
+    total = scatter(packed, mask).sum(dim=-2)
+    return total / mask.sum(-1, keepdim=True).to(total.dtype)
