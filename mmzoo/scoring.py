@@ -223,27 +223,33 @@ def search(
     if rerank is not None and rerank < top_k:
         raise InputError(f"rerank={rerank} keeps fewer candidates than top_k={top_k}; use rerank >= top_k.")
     top_k, rerank = min(top_k, n), (min(rerank, n) if rerank is not None else None)
+    with scoring_mode(queries.features.device, index.precision):
+        return _search(model, queries, index, top_k, rerank)
+
+
+def _search(
+    model: MatchingModel, queries: Fragments, index: EmbeddingIndex, top_k: int, rerank: int | None
+) -> SearchResult:
     cheap = queries.pooled.float() @ index.fragments.pooled.float().t()  # (Q, N)
     if not model.uses_fusion:
         scores, indices = cheap.topk(top_k, dim=1)
         return SearchResult(scores, indices)
     fusion, device = model.fusion, queries.features.device
-    with scoring_mode(device, index.precision):
-        query_cache = (fusion.prepare_texts if index.side == "images" else fusion.prepare_images)(queries)
-        if rerank is None:
-            if index.side == "images":
-                fused = score_caches(fusion, index.cache, query_cache).t()
-            else:
-                fused = score_caches(fusion, query_cache, index.cache)
-            scores, indices = (cheap + model.alpha * fused).topk(top_k, dim=1)
-            return SearchResult(scores, indices)
-        shortlist = cheap.topk(rerank, dim=1).indices  # (Q, K)
-        query_idx = torch.arange(len(queries), device=device).repeat_interleave(rerank)
-        item_idx = shortlist.reshape(-1)
+    query_cache = (fusion.prepare_texts if index.side == "images" else fusion.prepare_images)(queries)
+    if rerank is None:
         if index.side == "images":
-            fused = score_pairs(fusion, index.cache, query_cache, item_idx, query_idx)
+            fused = score_caches(fusion, index.cache, query_cache).t()
         else:
-            fused = score_pairs(fusion, query_cache, index.cache, query_idx, item_idx)
+            fused = score_caches(fusion, query_cache, index.cache)
+        scores, indices = (cheap + model.alpha * fused).topk(top_k, dim=1)
+        return SearchResult(scores, indices)
+    shortlist = cheap.topk(rerank, dim=1).indices  # (Q, K)
+    query_idx = torch.arange(len(queries), device=device).repeat_interleave(rerank)
+    item_idx = shortlist.reshape(-1)
+    if index.side == "images":
+        fused = score_pairs(fusion, index.cache, query_cache, item_idx, query_idx)
+    else:
+        fused = score_pairs(fusion, query_cache, index.cache, query_idx, item_idx)
     full = cheap.gather(1, shortlist) + model.alpha * fused.view(len(queries), rerank)
     scores, order = full.topk(top_k, dim=1)
     return SearchResult(scores, shortlist.gather(1, order), shortlist)
@@ -262,7 +268,8 @@ def two_stage_matrix(
         index, query = EmbeddingIndex.from_texts(model, texts), images
     else:
         index, query = EmbeddingIndex.from_images(model, images), texts
-    cheap = query.pooled.float() @ index.fragments.pooled.float().t()
+    with torch.no_grad():
+        cheap = query.pooled.float() @ index.fragments.pooled.float().t()
     k = min(rerank, len(index))
     hits = search(model, query, index, top_k=k, rerank=k)
     shortlist = torch.zeros_like(cheap, dtype=torch.bool)

@@ -1,0 +1,175 @@
+"""The pair-scoring engine equals the straightforward computation; search and rerank behave."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mmzoo
+from mmzoo.scoring import EmbeddingIndex, fused_matrix, score_caches, score_pairs, scoring_mode, two_stage_matrix
+from tests.conftest import CAPTIONS, tiny_model
+
+D = 32
+#: eight distinct captions (no ties in the scores)
+EIGHT = CAPTIONS + [" ".join(reversed(c.split())) for c in CAPTIONS]
+
+
+def random_fragments(n: int, length: int, seed: int) -> mmzoo.Fragments:
+    """Random fragments with random holes in the mask (not only right padding); each row keeps one."""
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(n, length, D, generator=g)
+    mask = torch.rand(n, length, generator=g) > 0.35
+    mask[torch.arange(n), torch.randint(0, length, (n,), generator=g)] = True
+    return mmzoo.Fragments(features, mask, mmzoo.l2_normalize(torch.randn(n, D, generator=g)))
+
+
+def mmca(**overrides) -> mmzoo.MatchingModel:
+    return tiny_model("mmca", **overrides).eval()
+
+
+@pytest.mark.parametrize("text_pool", ["cnn", "mean"])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("heads", [1, 8])
+def test_engine_equals_straightforward(text_pool, layers, heads):
+    model = mmca(**{"fusion.text_pool": text_pool, "fusion.layers": layers, "fusion.heads": heads})
+    images, texts = random_fragments(5, 7, seed=1), random_fragments(6, 9, seed=2)
+    with torch.no_grad():
+        reference = model.fusion(images, texts)  # pair_scores over every expanded pair
+    fast = fused_matrix(model.fusion, images, texts, block_size=3, pairs_per_block=4)
+    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-4)
+    # listed pairs (the rerank path) too, in any order and with repeats
+    g = torch.Generator().manual_seed(3)
+    img_idx, txt_idx = torch.randint(0, 5, (17,), generator=g), torch.randint(0, 6, (17,), generator=g)
+    with scoring_mode("cpu"):
+        ic, tc = model.fusion.prepare_images(images), model.fusion.prepare_texts(texts)
+        listed = score_pairs(model.fusion, ic, tc, img_idx, txt_idx, pairs_per_block=5)
+    torch.testing.assert_close(listed, reference[img_idx, txt_idx], atol=1e-5, rtol=1e-4)
+
+
+def test_engine_blocks_hold_at_most_pairs_per_block(monkeypatch):
+    model = mmca(**{"fusion.chunk_pairs": 6})
+    seen = []
+    original = type(model.fusion).score_prepared
+
+    def spy(self, images, texts):
+        seen.append(len(images) * len(texts))
+        return original(self, images, texts)
+
+    monkeypatch.setattr(type(model.fusion), "score_prepared", spy)
+    fused_matrix(model.fusion, random_fragments(7, 4, 1), random_fragments(9, 5, 2), block_size=5)
+    assert seen and max(seen) <= 6
+    assert sum(seen) == 7 * 9
+
+
+def test_similarity_uses_engine_in_eval_and_keeps_the_block_contract():
+    model = mmca()
+    images = model.encode_images(torch.randn(6, 5, 24))
+    texts = model.encode_texts(CAPTIONS + CAPTIONS[:1])
+    with torch.no_grad():
+        full = model.similarity(images, texts, block_size=4)
+        reference = images.pooled @ texts.pooled.t() + model.alpha * model.fusion(images, texts)
+        part = model.similarity(images[2:5], texts[1:4], block_size=2)
+    torch.testing.assert_close(full, reference, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(part, full[2:5, 1:4], atol=1e-5, rtol=1e-4)
+
+
+def test_training_mode_similarity_stays_differentiable():
+    model = tiny_model("mmca").train()
+    out = model(torch.randn(4, 5, 24), CAPTIONS)
+    out.loss.backward()
+    assert model.fusion.units[0].linear1.weight.grad is not None
+
+
+def test_bf16_autocast_path_is_close_to_fp32():
+    """The GPU precision path (autocast to bfloat16) exercised on the CPU."""
+    model = mmca()
+    images, texts = random_fragments(4, 6, 5), random_fragments(5, 8, 6)
+    exact = fused_matrix(model.fusion, images, texts)
+    half = fused_matrix(model.fusion, images, texts, precision="bf16")
+    assert half.dtype == torch.float32
+    assert (half - exact).abs().max() < 0.05
+
+
+def test_unknown_precision_is_an_input_error():
+    model = mmca()
+    with pytest.raises(mmzoo.InputError, match="precision"):
+        fused_matrix(model.fusion, random_fragments(2, 3, 1), random_fragments(2, 3, 2), precision="fp8")
+
+
+def test_default_protocol_falls_back_to_forward():
+    model = tiny_model("vsepp", **{"fusion.name": "word-region-max", "fusion.proj_dim": 16, "alpha": 1.0}).eval()
+    images, texts = random_fragments(5, 4, 1), random_fragments(7, 6, 2)
+    with torch.no_grad():
+        reference = model.fusion(images, texts)
+    torch.testing.assert_close(fused_matrix(model.fusion, images, texts, block_size=2), reference)
+    with scoring_mode("cpu"):
+        idx = torch.tensor([0, 4, 2])
+        pairs = score_pairs(model.fusion, images, texts, idx, torch.tensor([6, 0, 3]))
+    torch.testing.assert_close(pairs, reference[idx, torch.tensor([6, 0, 3])])
+
+
+@pytest.mark.parametrize("side", ["images", "texts"])
+def test_search_exhaustive_and_rerank(side):
+    model = mmca()
+    images = model.encode_images(torch.randn(8, 5, 24))
+    texts = model.encode_texts(EIGHT)
+    with torch.no_grad():
+        full = model.similarity(images, texts)
+    if side == "images":
+        index, queries, matrix = EmbeddingIndex.from_images(model, images), texts, full.t()
+    else:
+        index, queries, matrix = EmbeddingIndex.from_texts(model, texts), images, full
+    exact = model.search(queries, index, top_k=3)
+    torch.testing.assert_close(exact.scores, matrix.topk(3, dim=1).values, atol=1e-5, rtol=1e-4)
+    assert exact.shortlist is None
+    # reranking every item is exhaustive scoring
+    everything = model.search(queries, index, top_k=3, rerank=len(index))
+    torch.testing.assert_close(everything.scores, exact.scores, atol=1e-5, rtol=1e-4)
+    # a short list: the cheap top-K, and the hits are those K by full score
+    hits = model.search(queries, index, top_k=2, rerank=4)
+    cheap = queries.pooled @ index.fragments.pooled.t()
+    assert torch.equal(hits.shortlist.sort(1).values, cheap.topk(4, dim=1).indices.sort(1).values)
+    expected = matrix.gather(1, hits.shortlist).topk(2, dim=1)
+    torch.testing.assert_close(hits.scores, expected.values, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(matrix.gather(1, hits.indices), hits.scores, atol=1e-5, rtol=1e-4)
+
+
+def test_search_without_fusion_and_bad_arguments():
+    model = tiny_model("vsepp").eval()
+    images = model.encode_images(torch.randn(5, 3, 24))
+    texts = model.encode_texts(CAPTIONS)
+    index = EmbeddingIndex.from_images(model, images)
+    assert index.cache is None
+    hits = model.search(texts, index, top_k=2, rerank=3)
+    expected = (texts.pooled @ images.pooled.t()).topk(2, dim=1)
+    assert torch.equal(hits.indices, expected.indices)
+    with pytest.raises(mmzoo.InputError, match="rerank"):
+        model.search(texts, index, top_k=5, rerank=2)
+    with pytest.raises(mmzoo.InputError, match="top_k"):
+        model.search(texts, index, top_k=0)
+
+
+def test_two_stage_matrix_ranks_the_shortlist_first():
+    model = mmca()
+    images = model.encode_images(torch.randn(6, 5, 24))
+    texts = model.encode_texts(EIGHT)
+    with torch.no_grad():
+        full = model.similarity(images, texts)
+    ranked, shortlist = two_stage_matrix(model, images, texts, rerank=3, queries="images")
+    assert ranked.shape == full.shape and shortlist.sum(1).eq(3).all()
+    for row in range(6):
+        top = ranked[row].topk(3).indices
+        assert set(top.tolist()) == set(shortlist[row].nonzero().flatten().tolist())
+        assert torch.equal(full[row, top].argsort(descending=True), torch.arange(3))
+    ranked_t, shortlist_t = two_stage_matrix(model, images, texts, rerank=8, queries="texts")
+    assert shortlist_t.sum(0).eq(6).all()  # K larger than the index: everything is shortlisted
+    assert torch.equal(ranked_t.argsort(0, descending=True), full.argsort(0, descending=True))
+
+
+def test_score_caches_fills_a_given_output():
+    model = mmca()
+    images, texts = random_fragments(3, 4, 1), random_fragments(4, 5, 2)
+    out = torch.full((3, 4), float("nan"))
+    with scoring_mode("cpu"):
+        score_caches(model.fusion, model.fusion.prepare_images(images), model.fusion.prepare_texts(texts), 2, out=out)
+    torch.testing.assert_close(out, fused_matrix(model.fusion, images, texts))
