@@ -6,7 +6,15 @@ import pytest
 import torch
 
 import mmzoo
-from mmzoo.scoring import EmbeddingIndex, fused_matrix, score_caches, score_pairs, scoring_mode, two_stage_matrix
+from mmzoo.scoring import (
+    EmbeddingIndex,
+    fused_matrix,
+    rerank_metrics,
+    rerank_rankings,
+    score_caches,
+    score_pairs,
+    scoring_mode,
+)
 from tests.conftest import CAPTIONS, tiny_model
 
 D = 32
@@ -149,21 +157,39 @@ def test_search_without_fusion_and_bad_arguments():
         model.search(texts, index, top_k=0)
 
 
-def test_two_stage_matrix_ranks_the_shortlist_first():
+def test_rerank_rankings_rank_the_shortlist_first_and_score_the_union_once():
     model = mmca()
     images = model.encode_images(torch.randn(6, 5, 24))
     texts = model.encode_texts(EIGHT)
     with torch.no_grad():
         full = model.similarity(images, texts)
-    ranked, shortlist = two_stage_matrix(model, images, texts, rerank=3, queries="images")
-    assert ranked.shape == full.shape and shortlist.sum(1).eq(3).all()
+    ranking = rerank_rankings(model, images, texts, rerank=3)
+    assert ranking.i2t_shortlist.sum(1).eq(3).all() and ranking.t2i_shortlist.sum(0).eq(3).all()
+    assert ranking.pairs_scored == int((ranking.i2t_shortlist | ranking.t2i_shortlist).sum())
     for row in range(6):
-        top = ranked[row].topk(3).indices
-        assert set(top.tolist()) == set(shortlist[row].nonzero().flatten().tolist())
+        top = ranking.i2t[row].topk(3).indices
+        assert set(top.tolist()) == set(ranking.i2t_shortlist[row].nonzero().flatten().tolist())
         assert torch.equal(full[row, top].argsort(descending=True), torch.arange(3))
-    ranked_t, shortlist_t = two_stage_matrix(model, images, texts, rerank=8, queries="texts")
-    assert shortlist_t.sum(0).eq(6).all()  # K larger than the index: everything is shortlisted
-    assert torch.equal(ranked_t.argsort(0, descending=True), full.argsort(0, descending=True))
+    everything = rerank_rankings(model, images, texts, rerank=8)  # K >= N: exhaustive
+    assert torch.equal(everything.i2t.argsort(1), full.argsort(1))
+    assert torch.equal(everything.t2i.argsort(0), full.argsort(0))
+
+
+def test_rerank_metrics_match_exhaustive_when_everything_is_shortlisted():
+    from mmzoo.evaluation import recall_metrics
+
+    model = mmca()
+    images = model.encode_images(torch.randn(2, 5, 24))
+    texts = model.encode_texts([*EIGHT, "two blue squares", "a small green triangle"])
+    with torch.no_grad():
+        exact = recall_metrics(model.similarity(images, texts))
+    metrics = rerank_metrics(model, images, texts, rerank=10)
+    assert all(metrics[k] == pytest.approx(v) for k, v in exact.items())
+    assert metrics["i2t_shortlist"] == metrics["t2i_shortlist"] == 100.0
+    small = rerank_metrics(model, images, texts, rerank=1)
+    assert small["t2i_shortlist"] <= 100.0 and small["pairs_scored"] <= 2 + 10
+    with pytest.raises(mmzoo.InputError, match="captions per image"):
+        rerank_metrics(model, images, texts[:7], rerank=2)
 
 
 def test_score_caches_fills_a_given_output():

@@ -78,9 +78,15 @@ class ModalityCache:
         )
 
 
-def key_bias(mask: Tensor) -> Tensor:
-    """0 for valid keys, -inf for padding: added to attention logits (float32)."""
+def key_bias(mask: Tensor) -> Tensor | None:
+    """0 for valid keys, -inf for padding, added to attention logits (float32); None without padding."""
+    if bool(mask.all()):
+        return None
     return torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill(~mask, float("-inf"))
+
+
+def _view(bias: Tensor | None, *shape: int) -> Tensor | None:
+    return None if bias is None else bias.view(*shape)
 
 
 def prepare(unit: nn.TransformerEncoderLayer, fragments: mmzoo.Fragments) -> ModalityCache:
@@ -92,18 +98,21 @@ def prepare(unit: nn.TransformerEncoderLayer, fragments: mmzoo.Fragments) -> Mod
     e = d // h
     qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).view(n, length, 3, h, e).permute(2, 0, 3, 1, 4)
     q, k, v = (qkv[0] * e**-0.5).contiguous(), qkv[1].contiguous(), qkv[2].contiguous()
-    logits = (q @ k.transpose(-1, -2)).float() + key_bias(mask)[:, None, None, :]  # (n, h, L, L)
+    logits = (q @ k.transpose(-1, -2)).float()  # (n, h, L, L)
+    bias = key_bias(mask)
+    if bias is not None:
+        logits = logits + bias[:, None, None, :]
     lse = torch.logsumexp(logits, dim=-1)
     intra = (logits - lse.unsqueeze(-1)).exp_().to(v.dtype) @ v
     return ModalityCache(x, mask, q, k, v, lse, intra)
 
 
-def merge_cross(logits: Tensor, bias: Tensor, values_t: Tensor, lse_intra: Tensor, intra_t: Tensor) -> Tensor:
+def merge_cross(logits: Tensor, bias: Tensor | None, values_t: Tensor, lse_intra: Tensor, intra_t: Tensor) -> Tensor:
     """Softmax over [intra ; cross] from the cached intra block and a fresh cross block.
 
     Args:
         logits: (B..., K, M) cross logits, keys along dim -2, queries along dim -1.
-        bias: broadcastable to ``logits``: 0 / -inf for valid / padded keys.
+        bias: broadcastable to ``logits``: 0 / -inf for valid / padded keys (None: no padding).
         values_t: (B..., e, K) the keys' values, transposed.
         lse_intra: broadcastable to (B..., M): the queries' intra-block log-sum-exp.
         intra_t: broadcastable to (B..., e, M): the queries' intra-block outputs, transposed.
@@ -111,7 +120,9 @@ def merge_cross(logits: Tensor, bias: Tensor, values_t: Tensor, lse_intra: Tenso
     Returns:
         (B..., e, M) the attention output of every query over the concatenation, transposed.
     """
-    logits = logits.float().add_(bias)
+    logits = logits.float()
+    if bias is not None:
+        logits = logits.add_(bias)
     peak = logits.amax(dim=-2, keepdim=True)
     weights = logits.sub_(peak).exp_()
     total = weights.sum(dim=-2)  # (B..., M)
@@ -130,7 +141,7 @@ def cross_dense(img: ModalityCache, txt: ModalityCache) -> tuple[Tensor, Tensor]
     )
     regions = merge_cross(
         logits,
-        key_bias(txt.mask).view(1, nt, length, 1),
+        _view(key_bias(txt.mask), 1, nt, length, 1),
         txt.v.permute(1, 0, 3, 2),
         img.lse.transpose(0, 1).reshape(h, 1, ni * k),
         img.intra.permute(1, 3, 0, 2).reshape(h, 1, e, ni * k),
@@ -142,7 +153,7 @@ def cross_dense(img: ModalityCache, txt: ModalityCache) -> tuple[Tensor, Tensor]
     )
     words = merge_cross(
         logits,
-        key_bias(img.mask).view(1, ni, k, 1),
+        _view(key_bias(img.mask), 1, ni, k, 1),
         img.v.permute(1, 0, 3, 2),
         txt.lse.transpose(0, 1).reshape(h, 1, nt * length),
         txt.intra.permute(1, 3, 0, 2).reshape(h, 1, e, nt * length),
@@ -158,14 +169,14 @@ def cross_pairs(img: ModalityCache, txt: ModalityCache, img_idx: Tensor, txt_idx
     qt, kt, vt, mt = txt.q[txt_idx], txt.k[txt_idx], txt.v[txt_idx], txt.mask[txt_idx]
     regions = merge_cross(
         kt @ qi.transpose(-1, -2),  # (P, h, L, k)
-        key_bias(mt).view(p, 1, -1, 1),
+        _view(key_bias(mt), p, 1, -1, 1),
         vt.transpose(-1, -2),
         img.lse[img_idx],
         img.intra[img_idx].transpose(-1, -2),
     ).permute(0, 3, 1, 2)
     words = merge_cross(
         ki @ qt.transpose(-1, -2),  # (P, h, k, L)
-        key_bias(mi).view(p, 1, -1, 1),
+        _view(key_bias(mi), p, 1, -1, 1),
         vi.transpose(-1, -2),
         txt.lse[txt_idx],
         txt.intra[txt_idx].transpose(-1, -2),
@@ -174,56 +185,49 @@ def cross_pairs(img: ModalityCache, txt: ModalityCache, img_idx: Tensor, txt_idx
 
 
 def unit_tail(unit: nn.TransformerEncoderLayer, attended: Tensor, residual: Tensor) -> Tensor:
-    """The rest of a post-norm GELU unit on packed tokens (T, d): out-proj, +res, LN, FFN, +res, LN."""
-    d = residual.shape[-1]
+    """The rest of a post-norm GELU unit on tokens (..., d): out-proj, +res, LN, FFN, +res, LN.
+
+    ``residual`` only needs to broadcast to ``attended`` (e.g. an image's regions shared by its pairs).
+    """
+    d = attended.shape[-1]
     proj = unit.self_attn.out_proj
-    z = F.layer_norm(
-        F.linear(attended.reshape(-1, d), proj.weight, proj.bias) + residual,
-        (d,),
-        unit.norm1.weight,
-        unit.norm1.bias,
-        unit.norm1.eps,
-    )
+    z = F.linear(attended, proj.weight, proj.bias).add_(residual)
+    z = F.layer_norm(z, (d,), unit.norm1.weight, unit.norm1.bias, unit.norm1.eps)
     hidden = F.gelu(F.linear(z, unit.linear1.weight, unit.linear1.bias))
-    return F.layer_norm(
-        z + F.linear(hidden, unit.linear2.weight, unit.linear2.bias),
-        (d,),
-        unit.norm2.weight,
-        unit.norm2.bias,
-        unit.norm2.eps,
-    )
+    out = F.linear(hidden, unit.linear2.weight, unit.linear2.bias).add_(z)
+    return F.layer_norm(out, (d,), unit.norm2.weight, unit.norm2.bias, unit.norm2.eps)
 
 
-def scatter(packed: Tensor, mask: Tensor, extra: int = 0) -> Tensor:
-    """Packed valid tokens (T, c) back to the padded layout (*mask.shape[:-1], L + extra, c), zeros elsewhere."""
-    *lead, length = mask.shape
-    out = packed.new_zeros(*lead, length + extra, packed.shape[-1])
-    out[..., :length, :][mask] = packed
+def scatter(packed: Tensor, mask: Tensor) -> Tensor:
+    """Packed valid tokens (T, c) back to the padded layout (*mask.shape, c), zeros elsewhere."""
+    out = packed.new_zeros(*mask.shape, packed.shape[-1])
+    out[mask] = packed
     return out
 
 
-def fast_cnn(cnn: nn.Module, tokens: Tensor, mask: Tensor) -> Tensor:
-    """:class:`~mmzoo_plugins.mmca.cnn.TextCNN` on packed valid tokens (T, d) -> (*lead, out_dim).
+def fast_cnn(cnn: nn.Module, tokens: Tensor, mask: Tensor | None) -> Tensor:
+    """:class:`~mmzoo_plugins.mmca.cnn.TextCNN` on tokens (..., L, d) that are zero at padding -> (..., out_dim).
 
-    All windows' taps are one matrix product; a window's output at t is the sum of taps j at t + j.
-    Padded positions hold zeros, as TextCNN zeroes them before convolving.
+    All windows' taps are one matrix product; a window's output at t is the sum of its taps j at t + j
+    (positions past the end contribute zero, as TextCNN pads with zeros). ``mask=None``: no padding.
     """
-    taps = [conv.weight[:, :, j] for conv in cnn.convs for j in range(conv.weight.shape[-1])]
-    projected = scatter(F.linear(tokens, torch.cat(taps)), mask, extra=max(cnn.windows) - 1)
-    length = mask.shape[-1]
-    invalid = ~mask.unsqueeze(-1)
+    taps, biases = [], []
+    for conv in cnn.convs:
+        for j in range(conv.weight.shape[-1]):
+            taps.append(conv.weight[:, :, j])
+            biases.append(conv.bias if j == 0 else torch.zeros_like(conv.bias))
+    # (..., L, sum(w) * C); each window's bias rides on its first tap
+    projected = F.linear(tokens, torch.cat(taps), torch.cat(biases))
+    length = tokens.shape[-2]
     pooled, col = [], 0
     for conv in cnn.convs:
         channels, _, width = conv.weight.shape
-        acc = projected[..., 0:length, col : col + channels] + conv.bias
-        for j in range(1, width):
-            acc = acc + projected[..., j : j + length, col + j * channels : col + (j + 1) * channels]
+        acc = projected[..., col : col + channels]  # a view: the first tap's columns are not needed again
+        for j in range(1, min(width, length)):
+            acc[..., : length - j, :] += projected[..., j:, col + j * channels : col + (j + 1) * channels]
         col += width * channels
-        pooled.append(F.relu(acc).masked_fill(invalid, float("-inf")).amax(dim=-2))
+        acc = acc.relu_()
+        if mask is not None:
+            acc = acc.masked_fill_(~mask.unsqueeze(-1), float("-inf"))
+        pooled.append(acc.amax(dim=-2))
     return cnn.fc(torch.cat(pooled, dim=-1))
-
-
-def masked_mean_packed(packed: Tensor, mask: Tensor) -> Tensor:
-    """Mean of each row's valid tokens, from packed tokens (T, d) -> (*lead, d)."""
-    total = scatter(packed, mask).sum(dim=-2)
-    return total / mask.sum(-1, keepdim=True).to(total.dtype)

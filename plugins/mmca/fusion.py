@@ -120,17 +120,25 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         self, regions: Tensor, words: Tensor, r_tokens: Tensor, w_tokens: Tensor, r_mask: Tensor, w_mask: Tensor
     ) -> Tensor:
         """Everything after the attention, on valid tokens only: (*lead, k|L, h, e) -> scores (*lead)."""
-        unit = self.units[0]
-        y_r = engine.unit_tail(unit, regions[r_mask], r_tokens[r_mask])
-        y_w = engine.unit_tail(unit, words[w_mask], w_tokens[w_mask])
+        unit, d = self.units[0], r_tokens.shape[-1]
+        if bool(r_mask.all()) and bool(w_mask.all()):  # no padding: token-wise work on the dense layout
+            y_r = engine.unit_tail(unit, regions.reshape(*regions.shape[:-2], d), r_tokens)
+            y_w = engine.unit_tail(unit, words.reshape(*words.shape[:-2], d), w_tokens)
+            text_mask = None
+        else:  # pack the valid tokens, then put them back in place (zeros at padding)
+            y_r = engine.scatter(engine.unit_tail(unit, regions[r_mask].flatten(1), r_tokens[r_mask]), r_mask)
+            y_w = engine.scatter(engine.unit_tail(unit, words[w_mask].flatten(1), w_tokens[w_mask]), w_mask)
+            text_mask = w_mask
         if len(self.units) > 1:
             lead, k = r_mask.shape[:-1], r_mask.shape[-1]
-            y = torch.cat([engine.scatter(y_r, r_mask), engine.scatter(y_w, w_mask)], dim=-2).flatten(0, -3)
+            y = torch.cat([y_r, y_w.expand(*lead, -1, -1)], dim=-2).flatten(0, -3)
             mask = torch.cat([r_mask, w_mask], dim=-1).flatten(0, -2)
             for later in self.units[1:]:
                 y = later(y, src_key_padding_mask=~mask)
             return self._pool(y, k, mask[:, :k], mask[:, k:]).view(lead).float()
-        i1 = mmzoo.l2_normalize(engine.masked_mean_packed(y_r, r_mask))
-        pool_text = engine.masked_mean_packed if self.cnn is None else lambda t, m: engine.fast_cnn(self.cnn, t, m)
-        c1 = pool_text(y_w, w_mask)
-        return (i1.float() * mmzoo.l2_normalize(c1.float())).sum(-1)
+        i1 = y_r.sum(-2) / r_mask.sum(-1, keepdim=True).to(y_r.dtype)
+        if self.cnn is not None:
+            c1 = engine.fast_cnn(self.cnn, y_w, text_mask)
+        else:
+            c1 = y_w.sum(-2) / w_mask.sum(-1, keepdim=True).to(y_w.dtype)
+        return (mmzoo.l2_normalize(i1.float()) * mmzoo.l2_normalize(c1.float())).sum(-1)
