@@ -337,8 +337,8 @@ def rerank_metrics(
     out["rsum"] = sum(out[k] for k in RECALL_KEYS)
     own = torch.arange(len(texts), device=ranking.i2t_shortlist.device) // cpi
     hit_rows = ranking.i2t_shortlist[own, torch.arange(len(texts))].view(len(images), cpi).any(1)
-    out["i2t_shortlist"] = 100.0 * float(hit_rows.float().mean())
-    out["t2i_shortlist"] = 100.0 * float(ranking.t2i_shortlist[own, torch.arange(len(texts))].float().mean())
+    out["i2t_shortlist"] = 100.0 * float(hit_rows.double().mean())
+    out["t2i_shortlist"] = 100.0 * float(ranking.t2i_shortlist[own, torch.arange(len(texts))].double().mean())
     out["rerank"] = float(rerank)
     out["pairs_scored"] = float(ranking.pairs_scored)
     return out
