@@ -38,9 +38,9 @@ from mmzoo.scoring import fused_matrix
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build(dim: int, chunk_pairs: int = 1024) -> mmzoo.MatchingModel:
+def build(dim: int, chunk_pairs: int = 4096) -> mmzoo.MatchingModel:
     torch.manual_seed(0)
-    return mmzoo.create_model("mmca", **settings_for(dim), **{"fusion.chunk_pairs": chunk_pairs}).eval()
+    return mmzoo.create_model("mmca", **settings_for(dim), **{"fusion.block_pairs": chunk_pairs}).eval()
 
 
 def throughput(dims: list[int], repeats: int, pairs_at_64: int) -> list[dict]:
@@ -105,7 +105,7 @@ def hwm():
         if line.startswith("VmHWM"):
             return int(line.split()[1]) * 1024
 torch.manual_seed(0)
-model = mmzoo.create_model("mmca", **settings_for(dim), **{"fusion.chunk_pairs": chunk}).eval()
+model = mmzoo.create_model("mmca", **settings_for(dim), **{"fusion.block_pairs": chunk}).eval()
 images, texts = random_fragments(n_img, 12, dim, seed=1), random_fragments(n_txt, 10, dim, seed=2)
 fused_matrix(model.fusion, images[:2], texts[:2])
 base = hwm()
@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--dims", default="64,128,256", help="embedding sizes to measure (64 = shapes settings)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=6000, help="pairs per throughput measurement at d=64")
-    parser.add_argument("--chunk-pairs", type=int, default=1024, help="fusion.chunk_pairs: pairs per block")
+    parser.add_argument("--chunk-pairs", type=int, default=4096, help="fusion.block_pairs: pairs per engine block")
     args = parser.parse_args()
     info = machine()
     print(json.dumps(info), flush=True)

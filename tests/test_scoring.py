@@ -55,7 +55,7 @@ def test_engine_equals_straightforward(text_pool, layers, heads):
 
 
 def test_engine_blocks_hold_at_most_pairs_per_block(monkeypatch):
-    model = mmca(**{"fusion.chunk_pairs": 6})
+    model = mmca(**{"fusion.block_pairs": 6})
     seen = []
     original = type(model.fusion).score_prepared
 

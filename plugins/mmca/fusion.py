@@ -34,7 +34,12 @@ class CrossAttentionConfig(mmzoo.ComponentConfig):
     windows: list[int] = Field([1, 2, 3], min_length=1, description="CNN window sizes when text_pool is 'cnn'.")
     channels: int = Field(512, gt=0, description="CNN channels per window when text_pool is 'cnn'.")
     chunk_pairs: int = Field(
-        1024, gt=0, description="Pairs pushed through the transformer at once: the memory bound of one block."
+        1024, gt=0, description="Pairs pushed at once through the straightforward (training) path."
+    )
+    block_pairs: int = Field(
+        4096,
+        gt=0,
+        description="Pairs per block of the scoring engine: the memory bound of one block of pair activations.",
     )
 
 
@@ -86,7 +91,7 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
     # -- the scoring-engine protocol: eval-mode scores (dropout off), per-item work cached ------------
     @property
     def pairs_per_block(self) -> int:
-        return self.config.chunk_pairs
+        return self.config.block_pairs
 
     def prepare_images(self, images: mmzoo.Fragments) -> engine.ModalityCache:
         """Q, K, V of every region and each region's attention over its own image, once per image."""
