@@ -38,6 +38,7 @@ from mmzoo.factory import create_model, list_components, list_models
 from mmzoo.hookspecs import hookimpl
 from mmzoo.model import MatchingModel, MatchingOutput
 from mmzoo.plugins import plugin_records, register_plugin
+from mmzoo.scoring import EmbeddingIndex, SearchResult
 
 __version__ = "0.1.0"
 
@@ -49,6 +50,7 @@ __all__ = [
     "ComponentSpec",
     "ConfigError",
     "DataError",
+    "EmbeddingIndex",
     "Fragments",
     "FusionBlock",
     "HubError",
@@ -60,6 +62,7 @@ __all__ = [
     "ModelConfig",
     "PluginError",
     "Recipe",
+    "SearchResult",
     "TextEncoder",
     "TokenBatch",
     "UnknownComponentError",
