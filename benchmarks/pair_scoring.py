@@ -49,7 +49,7 @@ def throughput(dims: list[int], repeats: int, pairs_at_64: int) -> list[dict]:
     for dim in dims:
         model = build(dim)
         fusion = model.fusion
-        n_pairs = max(200, int(pairs_at_64 * (64 / dim) ** 2))
+        n_pairs = max(200, int(pairs_at_64 * 64 / dim))
         n_img = max(4, round((n_pairs / 5) ** 0.5))
         n_txt = max(5, n_pairs // n_img)
         images, texts = random_fragments(n_img, k, dim, seed=1), random_fragments(n_txt, length, dim, seed=2)

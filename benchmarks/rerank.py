@@ -49,7 +49,7 @@ def train(model: mmzoo.MatchingModel, data: PrecomputedDataset, epochs: int, bat
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
             opt.step()
-            total += float(out.loss)
+            total += float(out.loss.detach())
         losses.append(total / max(1, len(order) // batch))
         print(f"epoch {epoch}: mean loss {losses[-1]:.3f}", flush=True)
     return losses.copy()
