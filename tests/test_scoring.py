@@ -54,6 +54,16 @@ def test_engine_equals_straightforward(text_pool, layers, heads):
     torch.testing.assert_close(listed, reference[img_idx, txt_idx], atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_engine_without_padding_takes_the_dense_path(layers):
+    model = mmca(**{"fusion.layers": layers})
+    images, texts = random_fragments(3, 5, seed=4), random_fragments(4, 6, seed=5)
+    images.mask[:], texts.mask[:] = True, True
+    with torch.no_grad():
+        reference = model.fusion(images, texts)
+    torch.testing.assert_close(fused_matrix(model.fusion, images, texts), reference, atol=1e-5, rtol=1e-4)
+
+
 def test_engine_blocks_hold_at_most_pairs_per_block(monkeypatch):
     model = mmca(**{"fusion.block_pairs": 6})
     seen = []

@@ -136,7 +136,7 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
             text_mask = w_mask
         if len(self.units) > 1:
             lead, k = r_mask.shape[:-1], r_mask.shape[-1]
-            y = torch.cat([y_r, y_w.expand(*lead, -1, -1)], dim=-2).flatten(0, -3)
+            y = torch.cat([y_r, y_w], dim=-2).flatten(0, -3)
             mask = torch.cat([r_mask, w_mask], dim=-1).flatten(0, -2)
             for later in self.units[1:]:
                 y = later(y, src_key_padding_mask=~mask)
