@@ -117,7 +117,7 @@ def rerank_section(rr: dict) -> list[str]:
         f"Machine: {machine_line(rr['machine'])}. Script: `python benchmarks/rerank.py`.",
         "",
         f"Shapes data; the `mmca` recipe at the shapes settings (GRU text encoder, d = 64) trained for {rr['epochs']}",
-        f"epochs on {rr['train_images']} images (batch {rr['batch']}, Adam 2e-4, all negatives then hardest;",
+        f"epochs on {rr['train_images']} images (batch {rr['batch']}, Adam {rr.get('lr', 2e-4):g}, all negatives then hardest;",
         f"{rr['train_seconds']:.0f} s), evaluated on {rr['test_images']} test images x {rr['test_captions']} captions.",
         f"`<i0, c0>` alone gives rsum {rr['cheap_only_rsum']:.1f}. Times exclude encoding ({rr['encode_seconds']:.1f} s,",
         "the same for both); rerank times include the cheap product, the shortlists and the preparation of all caches.",

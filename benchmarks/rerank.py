@@ -31,10 +31,12 @@ from mmzoo.scoring import rerank_metrics
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train(model: mmzoo.MatchingModel, data: PrecomputedDataset, epochs: int, batch: int, seed: int) -> list[float]:
-    """Adam 2e-4, gradient clip 2, all negatives in the first epoch then hardest negatives (VSE++ style)."""
+def train(
+    model: mmzoo.MatchingModel, data: PrecomputedDataset, epochs: int, batch: int, seed: int, lr: float
+) -> list[float]:
+    """Adam, gradient clip 2, all negatives in the first epoch then hardest negatives (VSE++ style)."""
     rng = np.random.default_rng(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     cpi, losses = data.captions_per_image, []
     model.train()
     for epoch in range(epochs):
@@ -61,7 +63,8 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=1500)
     parser.add_argument("--test-images", type=int, default=100, help="base test scenes; each comes with its twin")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--ks", default="10,50,100")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -73,7 +76,7 @@ def main() -> None:
         model = mmzoo.create_model("mmca", **SHAPES_SETTINGS)
         model.text.fit(train_set.captions)
         start = time.perf_counter()
-        losses = train(model, train_set, args.epochs, args.batch, args.seed)
+        losses = train(model, train_set, args.epochs, args.batch, args.seed, args.lr)
         train_seconds = time.perf_counter() - start
         model.eval()
         start = time.perf_counter()
@@ -122,6 +125,7 @@ def main() -> None:
         "train_images": args.train_images,
         "epochs": args.epochs,
         "batch": args.batch,
+        "lr": args.lr,
         "train_seconds": train_seconds,
         "losses": losses,
         "test_images": n_img,
