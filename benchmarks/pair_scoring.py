@@ -148,7 +148,7 @@ def plot(rows: list[dict], bound: int, path: Path) -> None:
     a.loglog(pairs, [r["seconds"] for r in rows], "o-")
     a.set_xlabel("pairs scored")
     a.set_ylabel("seconds (shared 2-core CPU)")
-    a.set_title("time grows linearly with pairs")
+    a.set_title("time versus pairs")
     b.semilogx(pairs, [r["peak_delta_bytes"] / 2**20 for r in rows], "o-", label="measured peak (VmHWM delta)")
     b.semilogx(pairs, [(bound + r["output_bytes"]) / 2**20 for r in rows], "--", label="one block + output matrix")
     b.set_xlabel("pairs scored")
@@ -172,7 +172,7 @@ def main() -> None:
     info = machine()
     print(json.dumps(info), flush=True)
     rows = throughput([int(d) for d in args.dims.split(",")], args.repeats, args.pairs)
-    sizes = [(10, 50), (20, 100), (40, 200), (80, 400)]
+    sizes = [(10, 50), (20, 100), (40, 200), (80, 400), (160, 800)]
     scale = scaling(sizes, 64, args.chunk_pairs)
     bound = activation_bound(64, args.chunk_pairs)
     plot(scale, bound, Path(args.plot))
