@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -127,11 +128,18 @@ def activation_bound(dim: int, chunk: int, k: int = SHAPES_REGIONS, length: int 
     return 4 * floats
 
 
-def scaling(sizes: list[tuple[int, int]], dim: int, chunk: int) -> list[dict]:
+def scaling(sizes: list[tuple[int, int]], dim: int, chunk: int, mmap: bool = False) -> list[dict]:
+    """Time and resident-memory growth per size, each in a fresh process.
+
+    ``mmap=True`` sets ``MALLOC_MMAP_THRESHOLD_=65536`` so glibc returns freed large buffers to the system: the
+    high-water mark then shows live memory, not what the allocator kept from earlier blocks of other shapes.
+    """
     rows = []
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"} if mmap else None
     for n_img, n_txt in sizes:
         cmd = [sys.executable, "-c", CHILD, str(Path(__file__).parent), str(n_img), str(n_txt), str(dim), str(chunk)]
-        result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        run = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+        result = json.loads(run.stdout.splitlines()[-1])
         rows.append({"images": n_img, "texts": n_txt, "pairs": n_img * n_txt, **result})
         print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -168,7 +176,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=6000, help="pairs per throughput measurement at d=64")
     parser.add_argument("--chunk-pairs", type=int, default=4096, help="fusion.block_pairs: pairs per engine block")
+    parser.add_argument(
+        "--mmap-check",
+        action="store_true",
+        help="only rerun 40x200 and 160x800 with glibc returning freed buffers (writes pair_scoring_mmap.json)",
+    )
     args = parser.parse_args()
+    if args.mmap_check:
+        rows = scaling([(40, 200), (160, 800)], 64, args.chunk_pairs, mmap=True)
+        path = Path(args.out).with_name("pair_scoring_mmap.json")
+        path.write_text(json.dumps({"machine": machine(), "scaling": rows}, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {path}")
+        return
     info = machine()
     print(json.dumps(info), flush=True)
     rows = throughput([int(d) for d in args.dims.split(",")], args.repeats, args.pairs)
