@@ -42,12 +42,16 @@ def load_bert(config: BertCNNConfig, assets: Path | None) -> tuple[nn.Module, An
 
     source = config.tokenizer or config.pretrained
     try:
+        # no pooler: MMCA reads the token states only, and an unused layer would never get a gradient
         if assets is not None:
-            bert = AutoModel.from_config(AutoConfig.from_pretrained(assets))
+            bert = AutoModel.from_config(AutoConfig.from_pretrained(assets), add_pooling_layer=False)
             return bert, AutoTokenizer.from_pretrained(assets)
         if config.bert_config is not None:
-            return AutoModel.from_config(BertConfig(**config.bert_config)), AutoTokenizer.from_pretrained(source)
-        return AutoModel.from_pretrained(config.pretrained), AutoTokenizer.from_pretrained(source)
+            bert = AutoModel.from_config(BertConfig(**config.bert_config), add_pooling_layer=False)
+            return bert, AutoTokenizer.from_pretrained(source)
+        return AutoModel.from_pretrained(config.pretrained, add_pooling_layer=False), AutoTokenizer.from_pretrained(
+            source
+        )
     except (OSError, ValueError) as exc:
         where = assets or f"{config.pretrained!r} / tokenizer {source!r}"
         raise HubError(
