@@ -6,7 +6,7 @@ import torch
 
 import mmzoo
 from mmzoo.cli import main
-from tests.conftest import CAPTIONS, tiny_model
+from tests.conftest import CAPTIONS
 
 
 def test_example_plugin_is_discovered_from_its_own_distribution():
@@ -23,7 +23,19 @@ def test_example_plugin_is_listed_by_the_cli(capsys):
 
 
 def test_example_fusion_trains_one_step():
-    model = tiny_model("mmca", **{"fusion.name": "word-region-max", "fusion.proj_dim": 16}).train()
+    torch.manual_seed(0)
+    model = mmzoo.create_model(
+        "mmca",
+        **{
+            "visual.in_dim": 24,
+            "embed_dim": 32,
+            "visual.heads": 4,
+            "text.name": "gru",
+            "fusion.name": "word-region-max",
+            "fusion.proj_dim": 16,
+        },
+    ).train()
+    model.text.fit(CAPTIONS)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     features = torch.randn(4, 5, 24)
     before = {n: p.detach().clone() for n, p in model.fusion.named_parameters()}

@@ -49,7 +49,7 @@ def test_register_twice_is_an_error_unless_override(user_fusion):
 
 
 def test_register_rejects_wrong_kind_and_bad_names():
-    with pytest.raises(mmzoo.PluginError, match="subclass of mmzoo.FusionBlock"):
+    with pytest.raises(mmzoo.PluginError, match=r"subclass of mmzoo\.FusionBlock"):
         registry.fusion.register("not-a-fusion", torch.nn.Linear)
     with pytest.raises(mmzoo.PluginError, match="Invalid fusion name"):
         registry.fusion.register("bad name!", TinyFusion)
