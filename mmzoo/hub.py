@@ -213,19 +213,48 @@ def _hub_errors(source: Source, filename: str | None) -> Iterator[None]:
         what = f"no file {filename!r}" if filename else "a file listed in its tree that cannot be fetched"
         hint = " It is not an mmzoo model (mmzoo saves config.json and model.safetensors)." if filename else ""
         raise HubError(f"{label}: the repository has {what}.{hint}") from exc
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
-        offline = constants.HF_HUB_OFFLINE
-        reason = "HF_HUB_OFFLINE=1 is set" if offline else "the Hub could not be reached or local_files_only=True"
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, ValueError) as exc:
+        http = _cause(exc, HfHubHTTPError)
+        if http is not None:
+            raise _http_error(label, http) from exc
+        if isinstance(exc, ValueError) and not constants.HF_HUB_OFFLINE and _cause(exc, Exception) is None:
+            raise  # a programming error, not a download failure
+        if constants.HF_HUB_OFFLINE or _mentions_local_only(exc):
+            reason = "HF_HUB_OFFLINE=1 is set" if constants.HF_HUB_OFFLINE else "local_files_only=True was passed"
+        else:
+            reason = f"the Hub ({constants.ENDPOINT}) could not be reached"
         raise HubError(
-            f"{label} is not in the local cache ({constants.HF_HUB_CACHE}) and {reason}. Prefetch it on a machine "
-            f"with network (`mmzoo download {source.name}`) and copy HF_HOME over, or unset HF_HUB_OFFLINE. "
-            f"({_first_line(exc)})"
+            f"{label} is not (completely) in the local cache ({constants.HF_HUB_CACHE}) and {reason}. Prefetch it on "
+            f"a machine with network (`mmzoo download {source.name}`) and copy HF_HOME over, or unset HF_HUB_OFFLINE."
+            f" ({_first_line(exc)})"
         ) from exc
     except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
-        raise HubError(f"{label}: the Hub answered HTTP {status}: {_first_line(exc)}") from exc
+        raise _http_error(label, exc) from exc
     except OSError as exc:
         raise HubError(f"{label}: download failed: {exc}") from exc
+
+
+def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of ``kind`` in the ``__cause__`` / ``__context__`` chain below ``exc``."""
+    seen = {id(exc)}
+    current = exc.__cause__ or exc.__context__
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _mentions_local_only(exc: BaseException) -> bool:
+    return "local_files_only" in str(exc)
+
+
+def _http_error(label: str, exc: BaseException) -> HubError:
+    response = getattr(exc, "response", None)
+    status = response.status_code if response is not None else "?"
+    hint = " Check that your token (token=... or `hf auth login`) may read it." if status in (401, 403) else ""
+    return HubError(f"{label}: the Hub answered HTTP {status}: {_first_line(exc)}.{hint}")
 
 
 def _first_line(exc: BaseException) -> str:
