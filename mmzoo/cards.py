@@ -159,17 +159,21 @@ def _body(
     load_name = f"hf-hub:{repo_id}" if repo_id else (entry.alias if entry else "local-dir:PATH/TO/THIS/FOLDER")
     lines = [f"# {name}", ""]
     if entry:
-        lines += [f"Image-text matching with the `{entry.recipe}` recipe of mmzoo, trained on {entry.dataset}.", ""]
+        lines += [f"Image-text matching with the `{entry.recipe}` recipe of mmzoo on {entry.dataset}.", ""]
         lines += [f"Paper: {entry.paper}.", ""]
     else:
         lines += ["An image-text matching model saved by mmzoo.", ""]
     if entry and not entry.available:
         lines += [
-            "**Status: not trained.** No weights are published for this entry yet: training needs a GPU and the "
-            "precomputed features. " + entry.how_to_train(),
+            f"**Status: not trained.** No weights are published at `{entry.hub_repo}` yet (training needs a GPU and "
+            "the precomputed features). " + entry.how_to_train(),
             "",
         ]
-    lines += ["## Use", "", "```python", "import mmzoo", "", f'model = mmzoo.from_pretrained("{load_name}")']
+        load_name = entry.alias
+    lines += ["## Use", "", "```python", "import mmzoo", ""]
+    if entry and not entry.available:
+        lines.append("# works once the weights are published; until then load your own run with 'local-dir:'")
+    lines.append(f'model = mmzoo.from_pretrained("{load_name}")')
     lines += ["images = model.encode_images(region_features)  # (N, 36, 2048) float32 bottom-up features"]
     lines += ['texts = model.encode_texts(["a man riding a horse"])', "scores = model.similarity(images, texts)"]
     lines += ["```", "", "## Architecture", "", "| section | component | settings |", "|---|---|---|"]
@@ -186,15 +190,16 @@ def _body(
     requires = [r for r in document.get("requires", []) if r.get("distribution")]
     if requires:
         needs = ", ".join(
-            f"`{r['distribution']}>={r['version']}`" if r.get("version") else f"`{r['distribution']}`"
-            for r in requires
+            f"`{r['distribution']}>={r['version']}`" if r.get("version") else f"`{r['distribution']}`" for r in requires
         )
         lines += [f"Needs these plugin distributions: {needs}.", ""]
     lines += ["## Results", ""]
     if measured:
         command = f" Command: `{measured['command']}`." if measured.get("command") else ""
         data = f" Data: `{measured['data']}`." if measured.get("data") else ""
-        lines += [f"Measured by mmzoo on the {measured.get('split', 'dev')} split: {measured['source']}.{command}{data}"]
+        lines += [
+            f"Measured by mmzoo on the {measured.get('split', 'dev')} split: {measured['source']}.{command}{data}"
+        ]
         lines += ["", "| metric | value |", "|---|---|"]
         lines += [f"| {METRIC_NAMES[k][1]} | {v:.2f} |" for k, v in measured["metrics"].items()]
         lines.append("")
@@ -215,7 +220,7 @@ def _body(
         "## Files and safety",
         "",
         "`config.json` (the full model config, the mmzoo version, the plugins it needs), `model.safetensors` "
-        "(every weight, the frozen BERT included: no second download, no pickle) and the tokenizer / vocabulary "
+        "(every weight, frozen pretrained parts such as BERT included: no second download, no pickle) and the tokenizer / vocabulary "
         "files of each component. `mmzoo.from_pretrained` verifies the weights' sha256 against the Hub's record "
         "and loads strictly (a missing, unexpected or mis-shaped tensor is an error).",
         "",
@@ -232,4 +237,22 @@ def zoo_card(entry: PretrainedEntry) -> ModelCard:
     return model_card({"model": config}, repo_id=entry.hub_repo, entry=entry)
 
 
-__all__ = ["METRIC_NAMES", "model_card", "read_run_info", "read_run_metrics", "zoo_card"]
+def write_zoo_cards(folder: str | Path = "model_cards") -> list[Path]:
+    """Write ``<alias>.md`` for every zoo entry (``python -m mmzoo.cards``); tests check the files are current."""
+    from mmzoo.zoo import pretrained_entries
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for entry in pretrained_entries():
+        path = folder / f"{entry.alias}.md"
+        path.write_text(str(zoo_card(entry)), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+__all__ = ["METRIC_NAMES", "model_card", "read_run_info", "read_run_metrics", "write_zoo_cards", "zoo_card"]
+
+if __name__ == "__main__":
+    for written in write_zoo_cards():
+        print(written)

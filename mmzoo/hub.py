@@ -385,7 +385,11 @@ def push_folder(
     operations = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder).as_posix()
-        if relative.endswith(_SKIP_UPLOAD) or relative.startswith(".") or (card is not None and relative == "README.md"):
+        if (
+            relative.endswith(_SKIP_UPLOAD)
+            or relative.startswith(".")
+            or (card is not None and relative == "README.md")
+        ):
             continue
         operations.append(CommitOperationAdd(path_in_repo=relative, path_or_fileobj=str(path)))
     for relative, path in (extra_files or {}).items():

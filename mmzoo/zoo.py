@@ -116,7 +116,7 @@ class PretrainedEntry:
     def how_to_train(self) -> str:
         """The commands that produce these weights and load them."""
         return (
-            f"Train it on a GPU with the precomputed features: `mmzoo train --model {self.recipe} "
+            f"Train it on a GPU: `mmzoo train --model {self.recipe} "
             f"--config {self.config} --data {self.data_dir} --out runs/{self.alias}`, then load the result with "
             f"`mmzoo.from_pretrained('local-dir:runs/{self.alias}/best')` (or publish it with "
             f"`mmzoo push runs/{self.alias} --repo {self.hub_repo}`)."

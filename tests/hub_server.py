@@ -71,6 +71,7 @@ class FakeHub:
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.cut_once: set[str] = set()  # "repo/path" whose next full GET is cut off halfway
+        self.forbidden: set[str] = set()  # repositories answered with 403 (a token without access)
         self.headers: list[dict[str, str]] = []  # the request headers, in order
         self.last_commit_message: str | None = None
         self.lock = threading.Lock()
@@ -151,7 +152,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, code: str, message: str, extra: dict[str, str] | None = None, head: bool = False) -> None:
         body = b"" if head else json.dumps({"error": message}).encode()
         self.send_response(404)
-        headers = {"X-Error-Code": code, "X-Error-Message": message, "Content-Type": "application/json", **(extra or {})}
+        headers = {
+            "X-Error-Code": code,
+            "X-Error-Message": message,
+            "Content-Type": "application/json",
+            **(extra or {}),
+        }
         for key, value in headers.items():
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
@@ -199,6 +205,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(400, {"error": f"fake hub: no route for {method} {url.path}"})
 
     def _repo(self, repo_id: str, head: bool = False) -> Repo | None:
+        if repo_id in self.hub.forbidden:
+            self._send(403, b"" if head else b'{"error": "forbidden"}', {"X-Error-Message": "Access denied"}, head)
+            return None
         repo = self.hub.repos.get(repo_id)
         if repo is None:
             self._error("RepoNotFound", "Repository not found", head=head)
@@ -343,13 +352,19 @@ def _tree(files: dict[str, bytes], prefix: str) -> list[dict]:
                     "oid": git_sha1(pointer),
                     "size": len(content),
                     "path": path,
-                    "lfs": {"oid": hashlib.sha256(content).hexdigest(), "size": len(content), "pointerSize": len(pointer)},
+                    "lfs": {
+                        "oid": hashlib.sha256(content).hexdigest(),
+                        "size": len(content),
+                        "pointerSize": len(pointer),
+                    },
                 }
             )
         else:
             entries.append({"type": "file", "oid": git_sha1(content), "size": len(content), "path": path})
     for folder in sorted(folders):
-        entries.append({"type": "directory", "oid": hashlib.sha1(folder.encode()).hexdigest(), "size": 0, "path": folder})
+        entries.append(
+            {"type": "directory", "oid": hashlib.sha1(folder.encode()).hexdigest(), "size": 0, "path": folder}
+        )
     return entries
 
 
@@ -370,7 +385,9 @@ def fake_hub(tmp_path, monkeypatch):
     home = tmp_path / "hf-home"
     with FakeHub() as hub:
         monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}"
+        )
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "HF_HOME", str(home))
         monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
