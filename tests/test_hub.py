@@ -125,6 +125,25 @@ def test_local_files_only_uses_the_cache(fake_hub, model, pushed):  # noqa: F811
     assert fake_hub.requests == []
 
 
+def test_cache_dir_and_token_are_passed_through(fake_hub, model, pushed, tmp_path):  # noqa: F811
+    loaded = mmzoo.from_pretrained(f"hf-hub:{REPO}", cache_dir=tmp_path / "elsewhere", token="hf_test_token")
+    assert torch.equal(outputs(loaded), outputs(model))
+    assert list((tmp_path / "elsewhere").glob("models--org--tiny/snapshots/*/model.safetensors"))
+    assert fake_hub.headers and all(h.get("authorization") == "Bearer hf_test_token" for h in fake_hub.headers)
+
+
+@pytest.mark.slow
+def test_bert_tokenizer_files_travel_through_the_hub(fake_hub, monkeypatch):  # noqa: F811
+    bert = tiny_model("mmca", text="bert-cnn").eval()
+    info = bert.push_to_hub("org/bert")
+    files = set(fake_hub.repos["org/bert"].commits[info.oid])
+    assert {"text/config.json", "text/tokenizer_config.json"} <= files
+    assert {"text/vocab.txt", "text/tokenizer.json"} & files
+    mmzoo.from_pretrained("hf-hub:org/bert")
+    go_offline(monkeypatch)  # everything BERT needs came with the model: no second download
+    assert torch.equal(outputs(mmzoo.from_pretrained("hf-hub:org/bert")), outputs(bert))
+
+
 # -- not-found kinds ----------------------------------------------------------------------------------------
 def test_each_not_found_kind_is_a_clear_hub_error(fake_hub, pushed):  # noqa: F811
     with pytest.raises(HubError, match="no repository 'org/missing'"):
