@@ -139,7 +139,7 @@ def model_card(
         license=entry.license if entry else None,
         tags=BASE_TAGS + [t for t in components if t not in BASE_TAGS],
         datasets=[dataset_id] if dataset_id else None,
-        model_name=name,
+        model_name=name if eval_results else None,
         eval_results=eval_results,
         pipeline_tag=None,
     )

@@ -60,7 +60,7 @@ class Source:
     path: Path | None = None
 
 
-def parse_name(name: str, revision: str | None = None) -> Source:
+def parse_name(name: str | os.PathLike, revision: str | None = None) -> Source:
     """Resolve a model name to a :class:`Source` without touching the network.
 
     Example:
@@ -120,7 +120,7 @@ def _looks_like_path(name: str) -> bool:
 
 # -- downloading ------------------------------------------------------------------------------------------
 def download(
-    name: str,
+    name: str | os.PathLike,
     *,
     revision: str | None = None,
     cache_dir: str | Path | None = None,
@@ -327,7 +327,7 @@ def verify_snapshot(folder: Path, source: Source) -> None:
 
 # -- loading ----------------------------------------------------------------------------------------------
 def from_pretrained(
-    name: str,
+    name: str | os.PathLike,
     *,
     revision: str | None = None,
     cache_dir: str | Path | None = None,

@@ -144,6 +144,21 @@ def test_bert_tokenizer_files_travel_through_the_hub(fake_hub, monkeypatch):  # 
     assert torch.equal(outputs(mmzoo.from_pretrained("hf-hub:org/bert")), outputs(bert))
 
 
+def test_a_published_alias_loads_its_pinned_revision(fake_hub, model, pushed, monkeypatch):  # noqa: F811
+    from dataclasses import replace
+
+    from mmzoo import zoo
+
+    entry = replace(zoo.get_pretrained("mmca-coco"), hub_repo=REPO, revision=pushed.oid, status=zoo.PUBLISHED)
+    monkeypatch.setitem(zoo._ENTRIES, "mmca-coco", entry)
+    model.push_to_hub(REPO)  # main moves on; the alias stays on its pinned commit
+    assert torch.equal(outputs(mmzoo.from_pretrained("mmca-coco")), outputs(model))
+    assert f"/{REPO}/resolve/{pushed.oid}/config.json" in [p for _, p in fake_hub.requests]
+    fake_hub.requests.clear()
+    mmzoo.from_pretrained("mmca-coco")  # a pinned commit that is cached needs no request, even online
+    assert fake_hub.requests == []
+
+
 # -- not-found kinds ----------------------------------------------------------------------------------------
 def test_each_not_found_kind_is_a_clear_hub_error(fake_hub, pushed):  # noqa: F811
     with pytest.raises(HubError, match="no repository 'org/missing'"):
