@@ -172,6 +172,13 @@ def _download_hub(
         check_requirements(read_config(config_path.parent))
     with _hub_errors(source, None):
         folder = Path(snapshot_download(revision=commit, **common))
+    if not (folder / WEIGHTS_NAME).is_file():
+        # offline, huggingface_hub returns a partial snapshot when it has no tree listing to compare with
+        raise HubError(
+            f"{source.name!r}: the snapshot {folder} has no {WEIGHTS_NAME}: the cache holds only part of the model "
+            f"(only its config was fetched before), or the repository has no weights. With network, run "
+            f"`mmzoo download {source.name}`; offline, copy a complete cache over."
+        )
     verify_snapshot(folder, source)
     return folder
 

@@ -116,6 +116,15 @@ def test_offline_with_a_cold_cache_is_a_clear_error(fake_hub, pushed, monkeypatc
     assert fake_hub.requests == []
 
 
+def test_a_partial_cache_offline_is_a_clear_error(fake_hub, pushed, monkeypatch):  # noqa: F811
+    from huggingface_hub import hf_hub_download
+
+    hf_hub_download(REPO, "config.json")  # what a load stopped by a missing plugin leaves behind
+    go_offline(monkeypatch)
+    with pytest.raises(HubError, match=r"has no model\.safetensors: the cache holds only part of the model"):
+        mmzoo.from_pretrained(f"hf-hub:{REPO}")
+
+
 def test_local_files_only_uses_the_cache(fake_hub, model, pushed):  # noqa: F811
     with pytest.raises(HubError, match="local_files_only=True"):
         mmzoo.from_pretrained(f"hf-hub:{REPO}", local_files_only=True)
