@@ -80,6 +80,7 @@ def read_run_metrics(run_dir: str | Path) -> dict[str, Any] | None:
         "source": f"{path.name} of the training run (epoch {best[0]}, dev split)",
         "command": run.get("command"),
         "data": run.get("data") or run.get("data_dir"),
+        "dataset": run.get("dataset"),
     }
 
 
@@ -117,7 +118,8 @@ def model_card(
     model = document["model"]
     name = repo_id.split("/")[-1] if repo_id else (entry.alias if entry else "mmzoo-model")
     dataset_id = entry.dataset_id if entry else None
-    dataset_name = entry.dataset if entry else (measured or {}).get("data") or "the training run's dev split"
+    measured_data = (measured or {}).get("dataset") or (measured or {}).get("data")
+    dataset_name = entry.dataset if entry else measured_data or "the training run's dev split"
     eval_results = None
     if measured:
         eval_results = [

@@ -376,7 +376,8 @@ def fake_hub(tmp_path, monkeypatch):
     ``huggingface_hub.constants`` (tests/conftest.py has already imported it with ``HF_HUB_OFFLINE=1``). Every
     call site reads those constants at call time (``HfApi()`` copies ``ENDPOINT`` when it is built, and mmzoo
     builds one per call), so patching them here, together with the URL template derived from ``ENDPOINT`` and
-    the token paths, points the real client at the loopback server for one test and restores it afterwards.
+    the token and agent-registry paths, points the real client at the loopback server for one test and
+    restores it afterwards.
     ``test_hub.py::test_environment_variables_in_a_fresh_process`` covers the user's route (the environment
     variables read at import) in a subprocess.
     """
@@ -393,6 +394,8 @@ def fake_hub(tmp_path, monkeypatch):
         monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
         monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
         monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+        # huggingface_hub caches the Hub's agent list under HF_HOME: keep the fake's answer out of the real home
+        monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(home / ".agent_harnesses.json"))
         monkeypatch.delenv("HF_TOKEN", raising=False)
         yield hub
 
