@@ -187,15 +187,19 @@ def _download_hub(
 def _hub_errors(source: Source, filename: str | None) -> Iterator[None]:
     """Turn huggingface_hub's exceptions into one HubError that says what to do."""
     from huggingface_hub import constants
-    from huggingface_hub.errors import (
+    from huggingface_hub.utils import (
         GatedRepoError,
         HfHubHTTPError,
         LocalEntryNotFoundError,
         OfflineModeIsEnabled,
-        RemoteEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
+
+    try:  # recent huggingface_hub; older versions raise an HTTP EntryNotFoundError (the local one is caught first)
+        from huggingface_hub.errors import RemoteEntryNotFoundError as remote_entry_missing
+    except ImportError:
+        from huggingface_hub.utils import EntryNotFoundError as remote_entry_missing
 
     where = f"{source.repo_id}" + (f"@{source.revision}" if source.revision else "")
     label = f"{source.name!r}" + (f" ({where})" if source.name != f"{HF_PREFIX}{where}" else "")
@@ -216,10 +220,6 @@ def _hub_errors(source: Source, filename: str | None) -> Iterator[None]:
             f"{label}: the repository {source.repo_id!r} has no revision {source.revision!r} "
             "(branch, tag or commit). Leave revision out for the default branch."
         ) from exc
-    except RemoteEntryNotFoundError as exc:
-        what = f"no file {filename!r}" if filename else "a file listed in its tree that cannot be fetched"
-        hint = " It is not an mmzoo model (mmzoo saves config.json and model.safetensors)." if filename else ""
-        raise HubError(f"{label}: the repository has {what}.{hint}") from exc
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, ValueError) as exc:
         http = _cause(exc, HfHubHTTPError)
         if http is not None:
@@ -235,6 +235,10 @@ def _hub_errors(source: Source, filename: str | None) -> Iterator[None]:
             f"a machine with network (`mmzoo download {source.name}`) and copy HF_HOME over, or unset HF_HUB_OFFLINE."
             f" ({_first_line(exc)})"
         ) from exc
+    except remote_entry_missing as exc:
+        what = f"no file {filename!r}" if filename else "a file listed in its tree that cannot be fetched"
+        hint = " It is not an mmzoo model (mmzoo saves config.json and model.safetensors)." if filename else ""
+        raise HubError(f"{label}: the repository has {what}.{hint}") from exc
     except HfHubHTTPError as exc:
         raise _http_error(label, exc) from exc
     except OSError as exc:
