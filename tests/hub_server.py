@@ -5,7 +5,8 @@ It implements what huggingface_hub 2.4.0 calls for downloading and uploading a m
 * ``HEAD|GET /{repo}/resolve/{rev}/{path}``: ``X-Repo-Commit``, a quoted ``ETag`` (the git blob sha1, or the
   sha256 for LFS files, which also go out as ``X-Linked-Etag``), ``Content-Length``; ``Range: bytes=N-`` gives
   206 with ``Content-Range`` (resumed downloads). ``cut_once`` makes the next full GET of a file stop halfway
-  and close the connection, as a dropped network would.
+  and close the connection, as a dropped network would; ``tamper`` serves a file with one byte flipped (same size)
+  and ``forbidden`` answers a repository with 403.
 * ``GET /api/models/{repo}/revision/{rev}`` (``id``, ``sha``, ``siblings``) and
   ``GET /api/models/{repo}/tree/{rev}`` (``type``, ``path``, ``size``, ``oid`` and ``lfs: {oid, size,
   pointerSize}``), which ``snapshot_download`` uses.
@@ -72,6 +73,7 @@ class FakeHub:
         self.requests: list[tuple[str, str]] = []
         self.cut_once: set[str] = set()  # "repo/path" whose next full GET is cut off halfway
         self.forbidden: set[str] = set()  # repositories answered with 403 (a token without access)
+        self.tamper: set[str] = set()  # "repo/path" served with one byte flipped (a bad mirror or proxy)
         self.headers: list[dict[str, str]] = []  # the request headers, in order
         self.last_commit_message: str | None = None
         self.lock = threading.Lock()
@@ -243,6 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(content)))
             self.end_headers()
             return
+        if f"{repo_id}/{path}" in self.hub.tamper:
+            content = content[:-1] + bytes([content[-1] ^ 0xFF])
         start = 0
         ranged = self.headers.get("Range")
         if ranged and ranged.startswith("bytes=") and ranged.endswith("-"):

@@ -207,6 +207,12 @@ def test_same_size_corruption_in_the_cache_is_caught_and_force_repairs_it(fake_h
     assert torch.equal(outputs(mmzoo.from_pretrained(f"hf-hub:{REPO}")), outputs(model))
 
 
+def test_weights_altered_in_transit_are_caught_on_first_download(fake_hub, pushed):  # noqa: F811
+    fake_hub.tamper.add(f"{REPO}/model.safetensors")  # same size, other bytes: huggingface_hub accepts it
+    with pytest.raises(HubError, match=r"model\.safetensors is corrupted"):
+        mmzoo.from_pretrained(f"hf-hub:{REPO}")
+
+
 def test_a_corrupted_small_file_is_caught_by_its_git_blob_id(fake_hub, pushed):  # noqa: F811
     folder = download(f"hf-hub:{REPO}")
     vocab = blob_of(folder, "text/vocab.json")
