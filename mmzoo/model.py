@@ -70,6 +70,26 @@ class MatchingModel(nn.Module):
 
         return save_pretrained(self, directory)
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool = False,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+    ) -> Any:
+        """Save this model with its card and upload it to the Hub in one commit; returns the CommitInfo.
+
+        Example:
+            >>> model.push_to_hub("my-org/my-mmca", private=True)  # doctest: +SKIP
+        """
+        from mmzoo.hub import push_to_hub
+
+        return push_to_hub(
+            self, repo_id, private=private, token=token, revision=revision, commit_message=commit_message
+        )
+
     @property
     def alpha(self) -> float:
         return self.config.alpha
