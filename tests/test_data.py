@@ -210,3 +210,28 @@ def test_memory_is_bounded_by_the_batch_not_the_file(tmp_path, monkeypatch):
     peak = max(peak, rss_anon_mb())
     # captions (40k short strings) and the batches cost a few MiB; reading the file whole would cost 256 MiB
     assert peak - before < 40, f"anonymous memory grew by {peak - before:.0f} MiB while reading {size_mb:.0f} MiB"
+
+
+def test_pickling_sends_the_path_not_the_features(tmp_path):
+    import pickle
+
+    feats = np.zeros((400, 16, 64), dtype=np.float32) + 1  # 1.6 MB of features
+    write_split(tmp_path, "train", feats, ["a caption"] * 2000)
+    ds = PrecomputedDataset(tmp_path, "train")
+    blob = pickle.dumps(ds)
+    assert len(blob) < 100_000  # the captions, not the features
+    again = pickle.loads(blob)
+    assert isinstance(again._features, np.memmap)
+    np.testing.assert_array_equal(again[5][0], feats[1])
+
+
+def test_max_images_keeps_the_first_images_and_their_twins(tmp_path):
+    write_split(tmp_path, "test", numbered(4), CAPS)
+    np.save(tmp_path / "test_twins.npy", np.array([1, 0, 3, 2]))
+    ds = PrecomputedDataset(tmp_path, "test", max_images=3)
+    assert ds.num_images == 3 and len(ds) == 15 and ds.twins.tolist() == [1, 0, -1]
+    with pytest.raises(IndexError):
+        ds.image_features([3])
+    assert PrecomputedDataset(tmp_path, "test", max_images=10).num_images == 4
+    with pytest.raises(DataError, match="max_images"):
+        PrecomputedDataset(tmp_path, "test", max_images=0)
