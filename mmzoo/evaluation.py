@@ -52,7 +52,8 @@ METRIC_KEYS = (
     "rsum",
 )
 BINDING_KEYS = ("bind_i2t", "bind_t2i")
-_ROWS_PER_STEP = 256
+#: score-matrix entries compared per step when ranking: bounds the temporary memory (~9 bytes per entry).
+_ENTRIES_PER_STEP = 2**20
 
 
 def _as_tensor(sims: Tensor | np.ndarray) -> Tensor:
@@ -61,9 +62,13 @@ def _as_tensor(sims: Tensor | np.ndarray) -> Tensor:
         raise InputError(f"The score matrix must be 2-D (N_images, N_captions); got shape {tuple(sims.shape)}.")
     if not sims.is_floating_point():
         sims = sims.double()
-    if torch.isnan(sims).any():
-        raise InputError("The score matrix contains NaN; scores must be comparable numbers.")
     return sims
+
+
+def _check_no_nan(block: Tensor) -> None:
+    """NaN compares false with everything and would silently rank first; checked block by block (no full copy)."""
+    if torch.isnan(block).any():
+        raise InputError("The score matrix contains NaN; scores must be comparable numbers.")
 
 
 def ranks(sims: Tensor | np.ndarray, captions_per_image: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -76,20 +81,21 @@ def ranks(sims: Tensor | np.ndarray, captions_per_image: int = 5) -> tuple[np.nd
             f"A score matrix of {n_img} images needs {n_img} x {cpi} = {n_img * cpi} caption columns; got {n_cap}."
         )
     i2t = torch.empty(n_img, dtype=torch.long)
-    for a in range(0, n_img, _ROWS_PER_STEP):
-        block = sims[a : a + _ROWS_PER_STEP]  # (b, n_cap)
+    rows = max(1, _ENTRIES_PER_STEP // n_cap)
+    for a in range(0, n_img, rows):
+        block = sims[a : a + rows]  # (b, n_cap)
+        _check_no_nan(block)
         b = block.shape[0]
         positives = block.reshape(b, -1, cpi)[torch.arange(b), torch.arange(a, a + b)]  # (b, cpi)
-        best = positives.max(dim=1).values
-        at_least = (block >= best[:, None]).sum(dim=1) - (positives >= best[:, None]).sum(dim=1)
-        i2t[a : a + b] = at_least
+        best = positives.max(dim=1).values[:, None]
+        i2t[a : a + b] = torch.count_nonzero(block >= best, dim=1) - torch.count_nonzero(positives >= best, dim=1)
     t2i = torch.empty(n_cap, dtype=torch.long)
-    step = _ROWS_PER_STEP * cpi
-    for a in range(0, n_cap, step):
-        block = sims[:, a : a + step]  # (n_img, b)
-        cols = torch.arange(a, a + block.shape[1])
-        right = block[cols // cpi, cols - a]
-        t2i[a : a + block.shape[1]] = (block >= right[None, :]).sum(dim=0) - 1
+    cols = max(1, _ENTRIES_PER_STEP // n_img)
+    for a in range(0, n_cap, cols):
+        block = sims[:, a : a + cols]  # (n_img, b)
+        index = torch.arange(a, a + block.shape[1])
+        right = block[index // cpi, index - a]
+        t2i[a : a + block.shape[1]] = torch.count_nonzero(block >= right[None, :], dim=0) - 1
     return i2t.numpy(), t2i.numpy()
 
 
@@ -170,8 +176,15 @@ def binding_probe(sims: Tensor | np.ndarray, twins: np.ndarray, captions_per_ima
     offsets = torch.arange(cpi)
     own_caps = images[:, None] * cpi + offsets  # (n, cpi)
     twin_caps = others[:, None] * cpi + offsets
-    t2i = _wins(sims[images[:, None], own_caps], sims[others[:, None], own_caps])
-    i2t = _wins(sims[images[:, None], own_caps], sims[images[:, None], twin_caps])
+    own, other_image, other_caption = (
+        sims[images[:, None], own_caps],
+        sims[others[:, None], own_caps],
+        sims[images[:, None], twin_caps],
+    )
+    for part in (own, other_image, other_caption):
+        _check_no_nan(part)
+    t2i = _wins(own, other_image)
+    i2t = _wins(own, other_caption)
     return {"bind_i2t": 100.0 * float(i2t.mean()), "bind_t2i": 100.0 * float(t2i.mean())}
 
 

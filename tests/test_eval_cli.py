@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mmzoo.cli import main
+from mmzoo.contracts import Fragments
 from mmzoo.data import PrecomputedDataset, make_shapes
 from mmzoo.errors import InputError
 from mmzoo.evaluation import BINDING_KEYS, METRIC_KEYS, encode_dataset, evaluate, recall_metrics, score_matrix
@@ -101,3 +102,31 @@ def test_eval_cli_errors(shapes_dir, tmp_path, capsys):
     model.save_pretrained(tmp_path / "saved")
     assert main(["eval", str(tmp_path / "saved"), "--data", str(tmp_path / "nodata"), "--device", "cpu"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+class RecordingModel:
+    """Stands in for a MatchingModel: dot-product scores, and records the block shapes it was asked for."""
+
+    device = torch.device("cpu")
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[int, int]] = []
+
+    def similarity(self, images, texts):
+        self.blocks.append((len(images), len(texts)))
+        return images.pooled @ texts.pooled.t()
+
+
+def random_fragments(n: int, seed: int) -> Fragments:
+    g = torch.Generator().manual_seed(seed)
+    pooled = torch.nn.functional.normalize(torch.randn(n, 8, generator=g), dim=1)
+    return Fragments(torch.randn(n, 3, 8, generator=g), torch.ones(n, 3, dtype=torch.bool), pooled)
+
+
+def test_score_matrix_hands_the_model_one_block_at_a_time():
+    images, texts = random_fragments(250, 0), random_fragments(1250, 1)
+    model = RecordingModel()
+    sims = score_matrix(model, images, texts, block_size=100)
+    torch.testing.assert_close(sims, images.pooled @ texts.pooled.t())
+    assert max(b[0] for b in model.blocks) == 100 and max(b[1] for b in model.blocks) == 100
+    assert len(model.blocks) == 3 * 13 and sims.dtype == torch.float32
