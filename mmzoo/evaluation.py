@@ -300,11 +300,13 @@ def evaluate(
         >>> metrics = evaluate(model, PrecomputedDataset("data/shapes", "test"))  # doctest: +SKIP
         >>> metrics["rsum"], metrics["bind_t2i"]  # doctest: +SKIP
     """
+    bounds = fold_bounds(dataset.num_images) if fold5 else []  # fail before the (long) encoding
     images, texts = encode_dataset(model, dataset, batch_size=batch_size, device=device, progress=progress)
     cpi = dataset.captions_per_image
     if fold5:
+        logger.info("5-fold evaluation: 5 folds of %d images", dataset.num_images // 5)
         folds = []
-        for a, b in fold_bounds(dataset.num_images):
+        for a, b in bounds:
             sims = score_matrix(model, images[a:b], texts[a * cpi : b * cpi], block_size=block_size, progress=progress)
             folds.append(recall_metrics(sims, cpi))
         metrics: dict[str, Any] = average_folds(folds)

@@ -130,3 +130,9 @@ def test_score_matrix_hands_the_model_one_block_at_a_time():
     torch.testing.assert_close(sims, images.pooled @ texts.pooled.t())
     assert max(b[0] for b in model.blocks) == 100 and max(b[1] for b in model.blocks) == 100
     assert len(model.blocks) == 3 * 13 and sims.dtype == torch.float32
+
+
+def test_fold5_needs_images_divisible_by_5(shapes_dir):
+    model = fitted("vsepp", shapes_dir)
+    with pytest.raises(InputError, match="divisible by 5"):
+        evaluate(model, PrecomputedDataset(shapes_dir, "dev", max_images=7), fold5=True, progress=False)

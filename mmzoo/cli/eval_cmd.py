@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json_path:
         out = Path(args.json_path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+        out.write_text(json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {out}")
     return 0
 
