@@ -67,6 +67,13 @@ def test_captions_per_image_from_manifest_and_argument(tmp_path):
         PrecomputedDataset(tmp_path, "test", captions_per_image=5)  # 10 rows fit neither 4 nor 20
 
 
+def test_a_stale_manifest_is_an_error(tmp_path):
+    write_split(tmp_path, "train", numbered(4), CAPS)
+    (tmp_path / "mmzoo_data.json").write_text(json.dumps({"regions": 3, "region_dim": 64}))
+    with pytest.raises(DataError, match=r"region_dim = 4 but .*mmzoo_data.json says 64"):
+        PrecomputedDataset(tmp_path, "train")
+
+
 def test_collate_and_dataloader(tmp_path):
     write_split(tmp_path, "train", numbered(4), CAPS)
     ds = PrecomputedDataset(tmp_path, "train")

@@ -131,6 +131,13 @@ class PrecomputedDataset(torch.utils.data.Dataset):
         self.captions: list[str] = read_captions(self.captions_path)
         self._features = open_features(self.features_path)
         rows, self.regions, self.region_dim = (int(n) for n in self._features.shape)
+        for key, actual in (("regions", self.regions), ("region_dim", self.region_dim)):
+            stated = (self.manifest or {}).get(key)
+            if stated is not None and stated != actual:
+                raise DataError(
+                    f"{self.features_path} has {key} = {actual} but {self.root / MANIFEST_NAME} says {stated}: "
+                    "the manifest belongs to other data; regenerate the folder or fix the manifest."
+                )
         n_caps = len(self.captions)
         if n_caps % captions_per_image:
             raise DataError(
