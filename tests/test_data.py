@@ -190,6 +190,7 @@ def rss_anon_mb() -> float:
     pytest.skip("/proc/self/status has no RssAnon on this system")
 
 
+@pytest.mark.slow
 def test_memory_is_bounded_by_the_batch_not_the_file(tmp_path, monkeypatch):
     n, k, dim = 8192, 16, 512  # 256 MiB of features; a batch of 64 images is 2 MiB
     path = tmp_path / "train_ims.npy"
