@@ -136,3 +136,14 @@ def test_fold5_needs_images_divisible_by_5(shapes_dir):
     model = fitted("vsepp", shapes_dir)
     with pytest.raises(InputError, match="divisible by 5"):
         evaluate(model, PrecomputedDataset(shapes_dir, "dev", max_images=7), fold5=True, progress=False)
+
+
+def test_encode_dataset_keeps_fragments_only_for_fused_models(shapes_dir):
+    ds = PrecomputedDataset(shapes_dir, "dev")
+    cosine = fitted("vsepp", shapes_dir)
+    images, texts = encode_dataset(cosine, ds, progress=False)
+    assert images.features.shape[1] == 1 and texts.features.shape[1] == 1
+    full_images, full_texts = encode_dataset(cosine, ds, progress=False, keep_fragments=True)
+    assert full_images.features.shape[1] == ds.regions and full_texts.features.shape[1] > 1
+    torch.testing.assert_close(images.pooled, full_images.pooled)
+    torch.testing.assert_close(score_matrix(cosine, images, texts), score_matrix(cosine, full_images, full_texts))
