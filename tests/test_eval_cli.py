@@ -147,3 +147,31 @@ def test_encode_dataset_keeps_fragments_only_for_fused_models(shapes_dir):
     assert full_images.features.shape[1] == ds.regions and full_texts.features.shape[1] > 1
     torch.testing.assert_close(images.pooled, full_images.pooled)
     torch.testing.assert_close(score_matrix(cosine, images, texts), score_matrix(cosine, full_images, full_texts))
+
+
+def test_eval_cli_names_go_to_from_pretrained_when_it_exists(shapes_dir, tmp_path, monkeypatch, capsys):
+    import mmzoo
+
+    args = ["eval", "mmca-shapes", "--data", str(shapes_dir), "--device", "cpu", "--no-progress"]
+    monkeypatch.delattr(mmzoo, "from_pretrained", raising=False)
+    assert main(args) == 2
+    assert "cannot load pretrained names" in capsys.readouterr().err
+    model = fitted("vsepp", shapes_dir)
+    asked = []
+
+    def from_pretrained(name, device=None):
+        asked.append((name, device))
+        return model
+
+    monkeypatch.setattr(mmzoo, "from_pretrained", from_pretrained, raising=False)
+    assert main(args) == 0
+    assert asked == [("mmca-shapes", "cpu")] and "rsum" in capsys.readouterr().out
+
+
+def test_eval_cli_cuda_without_cuda(shapes_dir, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    model = fitted("vsepp", shapes_dir)
+    model.save_pretrained(tmp_path / "saved")
+    assert main(["eval", str(tmp_path / "saved"), "--data", str(shapes_dir), "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err

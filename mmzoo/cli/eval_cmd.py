@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mmzoo.cli._table import format_table
-from mmzoo.errors import CheckpointError
+from mmzoo.errors import CheckpointError, InputError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from mmzoo.evaluation import evaluate
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: CUDA is not available on this machine; use --device cpu.")
     model = load_model(args.model, device=device)
     dataset = PrecomputedDataset(args.data, args.split)
     metrics = evaluate(
