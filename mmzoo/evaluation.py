@@ -314,6 +314,7 @@ def evaluate(
         >>> metrics["rsum"], metrics["bind_t2i"]  # doctest: +SKIP
     """
     bounds = fold_bounds(dataset.num_images) if fold5 else []  # fail before the (long) encoding
+    twins = dataset.twins if dataset.twins is not None and (dataset.twins >= 0).any() else None
     images, texts = encode_dataset(model, dataset, batch_size=batch_size, device=device, progress=progress)
     cpi = dataset.captions_per_image
     if fold5:
@@ -323,12 +324,12 @@ def evaluate(
             sims = score_matrix(model, images[a:b], texts[a * cpi : b * cpi], block_size=block_size, progress=progress)
             folds.append(recall_metrics(sims, cpi))
         metrics: dict[str, Any] = average_folds(folds)
-        full = twin_scores(model, images, texts, dataset.twins, cpi) if dataset.twins is not None else None
+        full = twin_scores(model, images, texts, twins, cpi) if twins is not None else None
     else:
         full = score_matrix(model, images, texts, block_size=block_size, progress=progress)
         metrics = recall_metrics(full, cpi)
-    if dataset.twins is not None:
-        metrics.update(binding_probe(full, dataset.twins, cpi))
+    if twins is not None:
+        metrics.update(binding_probe(full, twins, cpi))
     return metrics
 
 

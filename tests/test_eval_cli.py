@@ -175,3 +175,9 @@ def test_eval_cli_cuda_without_cuda(shapes_dir, tmp_path, capsys):
     model.save_pretrained(tmp_path / "saved")
     assert main(["eval", str(tmp_path / "saved"), "--data", str(shapes_dir), "--device", "cuda"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_no_binding_keys_when_no_twin_is_left(shapes_dir):
+    model = fitted("vsepp", shapes_dir)
+    metrics = evaluate(model, PrecomputedDataset(shapes_dir, "test", max_images=1), progress=False)
+    assert set(metrics) == set(METRIC_KEYS)
