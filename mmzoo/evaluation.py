@@ -86,14 +86,15 @@ def ranks(sims: Tensor | np.ndarray, captions_per_image: int = 5) -> tuple[np.nd
         block = sims[a : a + rows]  # (b, n_cap)
         _check_no_nan(block)
         b = block.shape[0]
-        positives = block.reshape(b, -1, cpi)[torch.arange(b), torch.arange(a, a + b)]  # (b, cpi)
+        rows_here, images_here = torch.arange(b, device=sims.device), torch.arange(a, a + b, device=sims.device)
+        positives = block.reshape(b, -1, cpi)[rows_here, images_here]  # (b, cpi)
         best = positives.max(dim=1).values[:, None]
         i2t[a : a + b] = torch.count_nonzero(block >= best, dim=1) - torch.count_nonzero(positives >= best, dim=1)
     t2i = torch.empty(n_cap, dtype=torch.long)
     cols = max(1, _ENTRIES_PER_STEP // n_img)
     for a in range(0, n_cap, cols):
         block = sims[:, a : a + cols]  # (n_img, b)
-        index = torch.arange(a, a + block.shape[1])
+        index = torch.arange(a, a + block.shape[1], device=sims.device)
         right = block[index // cpi, index - a]
         t2i[a : a + block.shape[1]] = torch.count_nonzero(block >= right[None, :], dim=0) - 1
     return i2t.numpy(), t2i.numpy()
