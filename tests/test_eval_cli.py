@@ -92,6 +92,8 @@ def test_eval_cli_on_saved_model_and_run_dir(shapes_dir, tmp_path, capsys):
     out5 = tmp_path / "m5.json"
     assert main(["eval", str(tmp_path / "run"), *args, "--fold5", "--json", str(out5)]) == 0
     assert json.loads(out5.read_text())["rsum"] != metrics["rsum"] or np.isclose(metrics["rsum"], 600)
+    assert main(["eval", str(tmp_path / "run"), *args, "--max-images", "4"]) == 0
+    assert "test': 4 images" in capsys.readouterr().out
 
 
 def test_eval_cli_errors(shapes_dir, tmp_path, capsys):
