@@ -31,6 +31,7 @@ def fitted(recipe: str, shapes_dir) -> torch.nn.Module:
     return model.eval()
 
 
+@pytest.mark.slow
 def test_score_matrix_blocks_equal_one_shot(shapes_dir):
     model = fitted("mmca", shapes_dir)
     ds = PrecomputedDataset(shapes_dir, "test")
@@ -43,10 +44,11 @@ def test_score_matrix_blocks_equal_one_shot(shapes_dir):
     assert not model.training
 
 
+@pytest.mark.slow
 def test_evaluate_full_and_fold5_agree_on_binding(shapes_dir):
     model = fitted("mmca", shapes_dir)
     ds = PrecomputedDataset(shapes_dir, "test")
-    full = evaluate(model, ds, progress=False, block_size=8)
+    full = evaluate(model, ds, progress=False)
     assert set(full) == set(METRIC_KEYS) | set(BINDING_KEYS)
     images, texts = encode_dataset(model, ds, progress=False)
     with torch.inference_mode():
