@@ -180,7 +180,7 @@ def test_local_weights_file_loads_strictly(tmp_path):
 
     del state["conv_stem.weight"]
     save_file(state, str(tmp_path / "partial.safetensors"))
-    with pytest.raises(CheckpointError, match="1 missing: conv_stem.weight"):
+    with pytest.raises(CheckpointError, match=r"1 missing: conv_stem\.weight"):
         pixel_model(str(tmp_path / "partial.safetensors"))
     with pytest.raises(CheckpointError, match="do not exist"):
         pixel_model(str(tmp_path / "nowhere.pth"))

