@@ -26,6 +26,15 @@ SMALL = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The test machine is small and shared: one intra-op thread avoids oversubscription (several times faster)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pixel_model(weights: str = "none", **overrides) -> mmzoo.MatchingModel:
     torch.manual_seed(0)
     model = mmzoo.create_model("pixels-lite0", **{**SMALL, "visual.weights": weights, **overrides})

@@ -15,6 +15,15 @@ COFFEE = {967, 968}  # espresso, cup
 EXPECTED_TENSORS = {"efficientnet_lite0": 296, "mobilenetv2": 314}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The test machine is small and shared: one intra-op thread avoids oversubscription (several times faster)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def photo(name: str) -> Image.Image:
     from skimage import data
 
