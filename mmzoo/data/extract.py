@@ -29,7 +29,7 @@ from mmzoo.errors import ConfigError, DataError
 
 logger = logging.getLogger("mmzoo.data.extract")
 
-MANIFEST_NAME = "mmzoo_data.json"
+from mmzoo.data.precomputed import MANIFEST_NAME
 
 
 def _write_json(path: Path, data: Any) -> None:
