@@ -25,11 +25,10 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from mmzoo.data.images import KarpathyImages, collate_images
+from mmzoo.data.precomputed import MANIFEST_NAME
 from mmzoo.errors import ConfigError, DataError
 
 logger = logging.getLogger("mmzoo.data.extract")
-
-from mmzoo.data.precomputed import MANIFEST_NAME
 
 
 def _write_json(path: Path, data: Any) -> None:
