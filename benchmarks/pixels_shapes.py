@@ -69,6 +69,24 @@ def scores(model: mmzoo.MatchingModel, data: PrecomputedDataset) -> torch.Tensor
     return model.similarity(images, model.encode_texts(data.captions))
 
 
+@torch.no_grad()
+def search_check(model: mmzoo.MatchingModel, out: Path, folder: int) -> dict[str, float]:
+    """``mmzoo search`` on folders of ``folder`` rendered scenes: how often is the described scene first?
+
+    Every scene's first caption is a query against its folder; on ``test`` a folder holds each scene's
+    swapped twin too (same words, other picture), the hard case; ``dev`` has no twins.
+    """
+    result = {}
+    for split in ("dev", "test"):
+        ds = KarpathyImages(out / "png" / KARPATHY_NAME, out / "png" / "images", split)
+        n = min(folder, len(ds.records))
+        images = model.encode_images([r.path for r in ds.records[:n]])
+        texts = model.encode_texts([ds.records[i].captions[0] for i in range(n)])
+        best = model.similarity(images, texts).argmax(0)
+        result[f"{split}_first_pct_folder{n}"] = 100.0 * float((best == torch.arange(n)).double().mean())
+    return result
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
@@ -81,6 +99,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--embed-dim", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--position", action="store_true", help="learned row/column embedding of the grid regions")
+    p.add_argument("--folder", type=int, default=50, help="images per searched folder for the search check")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
@@ -101,6 +121,7 @@ def main() -> None:
         "visual.preprocess.image_size": args.size,
         "visual.preprocess.crop_pct": 1.0,
         "text.word_dim": 128,
+        "visual.position": args.position,
     }
     model = mmzoo.create_model("pixels-lite0", **overrides)
     t = time.perf_counter()
@@ -136,6 +157,7 @@ def main() -> None:
         from_pixels = loaded.encode_images(paths).pooled
         from_regions = loaded.encode_images(torch.from_numpy(np.asarray(test.image_features(np.arange(16))))).pooled
     result["pixel_vs_region_max_abs_diff"] = float((from_pixels - from_regions).abs().max())
+    result["search"] = search_check(loaded, out, args.folder)
     result["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     result["args"] = vars(args)
     print(json.dumps(result, indent=1))

@@ -16,6 +16,7 @@ loaded with ``load_pretrained`` builds the backbone without weights: they come f
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import torch
@@ -23,13 +24,15 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 import mmzoo
-from mmzoo.errors import ConfigError, HubError
+from mmzoo.errors import ConfigError, HubError, InputError
 from mmzoo_plugins.vision.preprocess import AugmentConfig, PreprocessConfig, build_transform, to_pixels
 from mmzoo_plugins.vision.weights import OFFLINE, create_timm, load_backbone_weights
 
 logger = logging.getLogger("mmzoo.vision.encoder")
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+#: largest feature-map side the position embedding covers (a 1024-pixel input at stride 32).
+MAX_GRID = 32
 
 
 def default_preprocess(backbone: str, weights: str) -> dict[str, Any]:
@@ -64,7 +67,14 @@ class TimmGridConfig(mmzoo.ComponentConfig):
         "| a local .pth/.safetensors file in timm naming. Ignored when loading a saved model.",
     )
     frozen: bool = Field(True, description="Keep the backbone fixed (eval mode, no gradients); the head trains.")
-    grid: int | None = Field(None, gt=0, description="Adaptive-average-pool the feature map to grid x grid regions.")
+    grid: int | None = Field(
+        None, gt=0, le=MAX_GRID, description="Adaptive-average-pool the feature map to grid x grid regions."
+    )
+    position: bool = Field(
+        False,
+        description="Add a learned row + column embedding to each grid region, so the head knows where it is "
+        "(left of, above). Extracted regions (N, k, C) must then form a square grid.",
+    )
     layers: int = Field(1, ge=0, description="Transformer self-attention units over the regions (SAEM: 1).")
     heads: int = Field(16, ge=1, description="Attention heads; must divide embed_dim.")
     ffn_dim: int = Field(2048, gt=0, description="Hidden size of the feed-forward layer.")
@@ -114,6 +124,9 @@ class TimmGridEncoder(mmzoo.VisualEncoder):
         self.input_dim = int(self.backbone.num_features)
         self.pool = nn.AdaptiveAvgPool2d(config.grid) if config.grid else nn.Identity()
         self.fc = nn.Linear(self.input_dim, context.embed_dim)
+        if config.position:
+            self.row_embed = nn.Parameter(torch.randn(MAX_GRID, context.embed_dim) * 0.02)
+            self.col_embed = nn.Parameter(torch.randn(MAX_GRID, context.embed_dim) * 0.02)
         self.units = nn.ModuleList(
             nn.TransformerEncoderLayer(
                 context.embed_dim, config.heads, config.ffn_dim, config.dropout, activation="gelu", batch_first=True
@@ -161,12 +174,22 @@ class TimmGridEncoder(mmzoo.VisualEncoder):
         return to_pixels(images, self.transform(train))
 
     def regions(self, pixels: Tensor) -> Tensor:
-        """(N, 3, H, W) pixels -> (N, k, C) regions: the last feature map, pooled to the grid, flattened."""
+        """(N, 3, H, W) pixels -> (N, k, C) regions: the last feature map, pooled to the grid, flattened row by row."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.frozen):
             maps = self.backbone.forward_features(pixels)
         if maps.dim() == 3:  # a transformer's tokens already are regions
             return maps
         return self.pool(maps).flatten(2).transpose(1, 2)
+
+    def position_embedding(self, regions: int) -> Tensor:
+        """(k, d) row + column embedding of a square grid of ``regions`` cells, in row-major order."""
+        side = math.isqrt(regions)
+        if side * side != regions or side > MAX_GRID:
+            raise InputError(
+                f"visual.position needs a square grid of at most {MAX_GRID}x{MAX_GRID} regions; got k={regions}. "
+                "Set visual.grid, or use square images."
+            )
+        return (self.row_embed[:side, None, :] + self.col_embed[None, :side, :]).reshape(regions, -1)
 
     def forward(self, features: Tensor, mask: Tensor | None = None) -> mmzoo.Fragments:
         """Pixels (N, 3, H, W), or extracted regions (N, k, C) with their mask -> image Fragments."""
@@ -176,6 +199,8 @@ class TimmGridEncoder(mmzoo.VisualEncoder):
         if mask is None:
             mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
         x = self.fc(features)
+        if self.config.position:
+            x = x + self.position_embedding(x.shape[1])
         for unit in self.units:
             x = unit(x, src_key_padding_mask=~mask)
         return mmzoo.Fragments(x, mask, mmzoo.l2_normalize(mmzoo.masked_mean(x, mask)))
