@@ -100,6 +100,7 @@ def main() -> None:
     p.add_argument("--embed-dim", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--position", action="store_true", help="learned row/column embedding of the grid regions")
+    p.add_argument("--name", default="model", help="sub-folder for the saved model and result_NAME.json")
     p.add_argument("--folder", type=int, default=50, help="images per searched folder for the search check")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -109,7 +110,8 @@ def main() -> None:
     timings = {}
 
     t = time.perf_counter()
-    render_shapes(out / "png", images=args.images, seed=0, size=args.size)
+    if not (out / "png" / KARPATHY_NAME).is_file():
+        render_shapes(out / "png", images=args.images, seed=0, size=args.size)
     timings["render_s"] = time.perf_counter() - t
 
     overrides = {
@@ -147,10 +149,10 @@ def main() -> None:
         "loss_first_last": [losses[0], losses[-1]],
     }
     # the saved model runs on image files: check the pixel path against the extracted regions
-    model.save_pretrained(out / "model")
+    model.save_pretrained(out / args.name)
     from mmzoo.serialization import load_pretrained
 
-    loaded = load_pretrained(out / "model")
+    loaded = load_pretrained(out / args.name)
     test_images = KarpathyImages(out / "png" / KARPATHY_NAME, out / "png" / "images", "test")
     paths = [r.path for r in test_images.records[:16]]
     with torch.no_grad():
@@ -161,7 +163,7 @@ def main() -> None:
     result["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     result["args"] = vars(args)
     print(json.dumps(result, indent=1))
-    (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / f"result_{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

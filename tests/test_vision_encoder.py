@@ -204,3 +204,15 @@ def test_config_errors_name_the_problem():
         pixel_model(**{"visual.backbone": "no_such_net"})
     with pytest.raises(ConfigError, match="must divide"):
         pixel_model(**{"visual.heads": 5})
+
+
+def test_position_embedding_tells_where_a_region_is():
+    plain = pixel_model().eval()
+    placed = pixel_model(**{"visual.position": True}).eval()
+    regions = torch.randn(2, 4, plain.visual.input_dim)
+    swapped = regions[:, [1, 0, 3, 2]]  # mirror the 2 x 2 grid left-right
+    with torch.no_grad():
+        torch.testing.assert_close(plain.encode_images(regions).pooled, plain.encode_images(swapped).pooled)
+        assert not torch.allclose(placed.encode_images(regions).pooled, placed.encode_images(swapped).pooled)
+        with pytest.raises(InputError, match="square grid"):
+            placed.encode_images(torch.randn(1, 5, plain.visual.input_dim))
