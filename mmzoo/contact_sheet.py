@@ -65,7 +65,11 @@ def _png(rows: list[SheetRow], path: Path) -> None:
     text_hits = rows[0].query_is_image  # the reverse direction: an image query, captions as hits
     query_w = THUMB if text_hits else 220
     cols = max(len(r.hits) for r in rows)
-    hit_w = 360 if text_hits else THUMB
+    hit_w = THUMB
+    if text_hits:  # as wide as the longest caption line
+        measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+        lines = [f"{len(r.hits)}. {h.score:+.3f}  {h.item}" for r in rows for h in r.hits]
+        hit_w = int(max(measure.textlength(line, font=small) for line in lines)) + PAD
     hit_h = max(THUMB, 22 * cols) if text_hits else THUMB
     width = PAD + query_w + PAD + (hit_w + PAD) * (1 if text_hits else cols)
     row_h = (hit_h if text_hits else THUMB) + LABEL + PAD
