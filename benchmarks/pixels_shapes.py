@@ -56,7 +56,7 @@ def train_heads(
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
             opt.step()
-            total += float(out.loss)
+            total += float(out.loss.detach())
         losses.append(total / len(order))
         logging.info("epoch %d loss %.4f", epoch + 1, losses[-1])
     return losses
