@@ -99,6 +99,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--embed-dim", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--layers", type=int, default=1, help="self-attention units in the visual head")
     p.add_argument("--position", action="store_true", help="learned row/column embedding of the grid regions")
     p.add_argument("--name", default="model", help="sub-folder for the saved model and result_NAME.json")
     p.add_argument("--folder", type=int, default=50, help="images per searched folder for the search check")
@@ -124,6 +125,7 @@ def main() -> None:
         "visual.preprocess.crop_pct": 1.0,
         "text.word_dim": 128,
         "visual.position": args.position,
+        "visual.layers": args.layers,
     }
     model = mmzoo.create_model("pixels-lite0", **overrides)
     t = time.perf_counter()

@@ -216,3 +216,24 @@ def test_position_embedding_tells_where_a_region_is():
         assert not torch.allclose(placed.encode_images(regions).pooled, placed.encode_images(swapped).pooled)
         with pytest.raises(InputError, match="square grid"):
             placed.encode_images(torch.randn(1, 5, plain.visual.input_dim))
+
+
+def test_mmca_cross_attention_runs_on_grid_regions():
+    settings = {
+        "embed_dim": 32,
+        "visual.name": "timm-grid",
+        "visual.weights": "none",
+        "visual.heads": 4,
+        "visual.ffn_dim": 64,
+        "visual.preprocess.image_size": 32,
+        "text.name": "gru",
+        "fusion.heads": 4,
+        "fusion.ffn_dim": 64,
+        "fusion.channels": 8,
+    }
+    model = mmzoo.create_model("mmca", **settings)
+    model.text.fit(CAPTIONS)
+    out = model([photo(i) for i in range(4)], CAPTIONS)
+    assert out.scores.shape == (4, 4) and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert model.fusion is not None and model.visual.fc.weight.grad is not None
