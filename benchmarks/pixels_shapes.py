@@ -22,7 +22,7 @@ import torch
 
 import mmzoo
 from mmzoo.data import KarpathyImages, PrecomputedDataset
-from mmzoo.data.extract import extract_split
+from mmzoo.data.extract import extract_split, visual_source
 from mmzoo.data.render import KARPATHY_NAME, render_shapes
 from mmzoo.evaluation import binding_probe, recall_metrics
 
@@ -131,7 +131,8 @@ def main() -> None:
     t = time.perf_counter()
     for split in ("train", "dev", "test"):
         ds = KarpathyImages(out / "png" / KARPATHY_NAME, out / "png" / "images", split)
-        extract_split(model.visual, ds, out / "feats", split, batch_size=32, progress=False)
+        source = visual_source(model.config.visual.model_dump(mode="json"))
+        extract_split(model.visual, ds, out / "feats", split, batch_size=32, progress=False, source=source)
     timings["extract_s"] = time.perf_counter() - t
 
     train, test = PrecomputedDataset(out / "feats", "train"), PrecomputedDataset(out / "feats", "test")

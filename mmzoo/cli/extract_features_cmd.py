@@ -57,14 +57,13 @@ def build_extractor(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmzoo.data.extract import check_extractor, extract_split
+    from mmzoo.data.extract import check_extractor, extract_split, visual_source
     from mmzoo.data.images import KarpathyImages
 
     encoder, section = build_extractor(args)
     check_extractor(encoder)
     encoder.to(args.device)
-    keep = ("name", "backbone", "weights", "grid", "preprocess")
-    source = {"visual": {k: section[k] for k in keep if k in section}}
+    source = visual_source(section)
     for split in args.splits:
         dataset = KarpathyImages(args.karpathy, args.images, split)
         path = extract_split(

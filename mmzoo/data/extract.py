@@ -37,6 +37,15 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+#: the visual settings that decide the extracted regions (the head's settings do not).
+SOURCE_KEYS = ("name", "backbone", "weights", "grid", "preprocess")
+
+
+def visual_source(section: dict[str, Any]) -> dict[str, Any]:
+    """What to record about the extractor: the region-deciding part of a visual config section."""
+    return {"visual": {k: section[k] for k in SOURCE_KEYS if k in section}}
+
+
 def check_extractor(encoder: Any) -> None:
     """The encoder must turn pixels into regions: ``regions(pixels)`` and ``transform(train)``."""
     if not (getattr(encoder, "takes_pixels", False) and hasattr(encoder, "regions") and hasattr(encoder, "transform")):
@@ -153,4 +162,4 @@ def _update_manifest(out: Path, split: str, shape: tuple[int, ...], per_image: i
     _write_json(path, manifest)
 
 
-__all__ = ["check_extractor", "extract_split"]
+__all__ = ["SOURCE_KEYS", "check_extractor", "extract_split", "visual_source"]
