@@ -9,12 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
+import mmzoo
 from mmzoo import registry
 from mmzoo.cli import main
 from mmzoo.contracts import BuildContext
 from mmzoo.data import ImageFolder, KarpathyImages, collate_images
 from mmzoo.data.extract import extract_split
-from mmzoo.errors import DataError
+from mmzoo.errors import ConfigError, DataError
 
 SPLITS = ["train", "train", "restval", "test", "test", "test", "test"]
 
@@ -159,9 +160,14 @@ def test_resume_with_other_settings_is_refused(karpathy, tmp_path):
 
 
 def test_extract_features_command(karpathy, tmp_path, capsys):
+    from safetensors.torch import save_file
+
     path, root = karpathy
+    weights = tmp_path / "backbone.safetensors"  # one fixed backbone for the extractor and the model
+    save_file({k: v.contiguous() for k, v in encoder().backbone.state_dict().items()}, str(weights))
     args = ["extract-features", "--karpathy", str(path), "--images", str(root), "--out", str(tmp_path / "out")]
-    args += ["--splits", "train", "test", "--weights", "none", "--grid", "2", "--image-size", "32", "--batch-size", "2"]
+    args += ["--splits", "train", "test", "--weights", str(weights), "--grid", "2", "--image-size", "32"]
+    args += ["--batch-size", "2"]
     assert main(args) == 0
     assert np.load(tmp_path / "out" / "train_ims.npy").shape == (2, 4, 1280)
     assert np.load(tmp_path / "out" / "test_ims.npy").shape == (4, 4, 1280)
@@ -169,5 +175,20 @@ def test_extract_features_command(karpathy, tmp_path, capsys):
     assert manifest["model_overrides"]["visual.grid"] == 2
     assert manifest["model_overrides"]["visual.preprocess"]["image_size"] == 32
     assert "test: 4 images" in capsys.readouterr().out
-    assert main([*args[:-6], "--splits", "val", "--weights", "none"]) == 2
+    # what a trainer builds from the data: the region size plus the manifest's overrides -> the same pixel encoder
+    settings = {
+        "visual.in_dim": manifest["region_dim"],
+        **manifest["model_overrides"],
+        "embed_dim": 16,
+        "visual.heads": 2,
+    }
+    model = mmzoo.create_model("vsepp", **settings).eval()
+    model.text.fit(["image caption"])
+    with torch.no_grad():
+        from_regions = model.encode_images(torch.from_numpy(np.load(tmp_path / "out" / "test_ims.npy")))
+        from_pixels = model.encode_images(KarpathyImages(path, root, "test").records[0].path)
+    torch.testing.assert_close(from_pixels.pooled, from_regions.pooled[:1], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ConfigError, match="extracted with another backbone"):
+        mmzoo.create_model("vsepp", **{**settings, "visual.in_dim": 512})
+    assert main([*args, "--splits", "val"]) == 2
     assert "no images in split 'val'" in capsys.readouterr().err

@@ -66,6 +66,12 @@ class TimmGridConfig(mmzoo.ComponentConfig):
         description="Backbone weights: none | timm (downloads) | offline:efficientnet_lite0 | offline:mobilenetv2 "
         "| a local .pth/.safetensors file in timm naming. Ignored when loading a saved model.",
     )
+    in_dim: int | None = Field(
+        None,
+        gt=0,
+        description="Region size C that extracted features have (trainers set it from the data); must equal the "
+        "backbone's channels. None: the backbone's.",
+    )
     frozen: bool = Field(True, description="Keep the backbone fixed (eval mode, no gradients); the head trains.")
     grid: int | None = Field(
         None, gt=0, le=MAX_GRID, description="Adaptive-average-pool the feature map to grid x grid regions."
@@ -122,6 +128,11 @@ class TimmGridEncoder(mmzoo.VisualEncoder):
         if context.assets is None:
             self._load_weights(config.weights)
         self.input_dim = int(self.backbone.num_features)
+        if config.in_dim is not None and config.in_dim != self.input_dim:
+            raise ConfigError(
+                f"visual.in_dim={config.in_dim} but {config.backbone!r} gives {self.input_dim}-channel regions: the "
+                "features were extracted with another backbone (see the data's mmzoo_data.json 'source')."
+            )
         self.pool = nn.AdaptiveAvgPool2d(config.grid) if config.grid else nn.Identity()
         self.fc = nn.Linear(self.input_dim, context.embed_dim)
         if config.position:
