@@ -237,3 +237,12 @@ def test_mmca_cross_attention_runs_on_grid_regions():
     assert out.scores.shape == (4, 4) and torch.isfinite(out.loss)
     out.loss.backward()
     assert model.fusion is not None and model.visual.fc.weight.grad is not None
+
+
+def test_timm_weights_offline_fail_with_a_hub_error(monkeypatch):
+    """weights=timm is the only setting that may download; offline it fails clearly instead of training from noise."""
+    from mmzoo.errors import HubError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HubError, match="weights=offline:NAME or a local file"):
+        pixel_model("timm")
