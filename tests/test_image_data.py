@@ -31,15 +31,17 @@ def _one_thread():
 
 @pytest.fixture
 def karpathy(tmp_path):
-    """7 small images (COCO-style: filepath sub-folders) and a dataset_coco.json describing them."""
+    """7 small images, some COCO-style in `filepath` sub-folders, some Flickr-style at the root, and their split file."""
     rng = np.random.default_rng(0)
     entries = []
     for i, split in enumerate(SPLITS):
-        folder = tmp_path / "images" / ("val2014" if i % 2 else "train2014")
+        subfolder = "" if i % 3 == 0 else ("val2014" if i % 2 else "train2014")  # "": Flickr30K, no filepath
+        folder = tmp_path / "images" / subfolder
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(folder / f"im{i}.png")
         sentences = [{"raw": f"image {i} caption {c} "} for c in range(6 if i == 0 else 5)]
-        entries.append({"filename": f"im{i}.png", "filepath": folder.name, "split": split, "sentences": sentences})
+        entry = {"filename": f"im{i}.png", "split": split, "sentences": sentences}
+        entries.append({**entry, "filepath": subfolder} if subfolder else entry)
     path = tmp_path / "dataset_coco.json"
     path.write_text(json.dumps({"images": entries, "dataset": "coco"}))
     return path, tmp_path / "images"
