@@ -194,3 +194,20 @@ def test_extract_features_command(karpathy, tmp_path, capsys):
         mmzoo.create_model("vsepp", **{**settings, "visual.in_dim": 512})
     assert main([*args, "--splits", "val"]) == 2
     assert "no images in split 'val'" in capsys.readouterr().err
+
+
+def test_extract_features_with_a_saved_models_backbone(karpathy, tmp_path):
+    path, root = karpathy
+    torch.manual_seed(0)
+    settings = {"embed_dim": 16, "visual.heads": 2, "visual.weights": "none", "visual.grid": 1}
+    model = mmzoo.create_model("pixels-lite0", **settings, **{"visual.preprocess.image_size": 32})
+    model.text.fit(["image caption"])
+    model.save_pretrained(tmp_path / "model")
+    args = ["extract-features", "--karpathy", str(path), "--images", str(root), "--out", str(tmp_path / "out")]
+    assert main([*args, "--splits", "test", "--model", str(tmp_path / "model")]) == 0
+    feats = np.load(tmp_path / "out" / "test_ims.npy")
+    ds = KarpathyImages(path, root, "test")
+    with torch.no_grad():
+        expected = model.eval().visual.regions(model.preprocess([r.path for r in ds.records]))
+    assert feats.shape == (4, 1, 1280)
+    np.testing.assert_allclose(feats, expected.numpy(), rtol=1e-4, atol=1e-5)
