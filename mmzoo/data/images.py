@@ -104,12 +104,15 @@ class KarpathyImages(Dataset):
         self.transform = transform
         self.captions: list[str] = []
         self.image_of: list[int] = []
+        #: captions of image i are captions[starts[i]:starts[i + 1]] (consecutive, in file order).
+        self.starts: list[int] = [0]
         for i, record in enumerate(self.records):
             kept = record.captions if captions_per_image is None else record.captions[:captions_per_image]
             if captions_per_image is not None and len(kept) < captions_per_image:
                 raise DataError(f"{record.path.name} has {len(kept)} captions; {captions_per_image} are needed.")
             self.captions.extend(kept)
             self.image_of.extend([i] * len(kept))
+            self.starts.append(len(self.captions))
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -128,7 +131,8 @@ class KarpathyImages(Dataset):
         return ImageFolder([r.path for r in self.records], transform=self.transform)
 
     def image_captions(self, image: int) -> list[str]:
-        return [c for c, i in zip(self.captions, self.image_of, strict=True) if i == image]
+        """The captions of image ``image``, in file order."""
+        return self.captions[self.starts[image] : self.starts[image + 1]]
 
 
 class ImageFolder(Dataset):
