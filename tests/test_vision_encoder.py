@@ -212,6 +212,10 @@ def test_config_errors_name_the_problem():
         pixel_model("offline:efficientnet_lite0", **{"visual.backbone": "mobilenetv2_100"})
     with pytest.raises(ConfigError, match="timm cannot build"):
         pixel_model(**{"visual.backbone": "no_such_net"})
+    with pytest.raises(ConfigError, match=r"visual\.preprocess\.image_size: Input should be greater than 0"):
+        pixel_model(**{"visual.preprocess.image_size": -1})
+    with pytest.raises(ConfigError, match=r"visual\.preprocess\.colour: unknown field"):
+        pixel_model(**{"visual.preprocess.colour": 1})
     with pytest.raises(ConfigError, match="must divide"):
         pixel_model(**{"visual.heads": 5})
 
@@ -256,3 +260,14 @@ def test_timm_weights_offline_fail_with_a_hub_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HubError, match="weights=offline:NAME or a local file"):
         pixel_model("timm")
+
+
+def test_config_stays_valid_when_fields_are_assigned():
+    from mmzoo_plugins.vision.encoder import TimmGridConfig
+    from mmzoo_plugins.vision.preprocess import PreprocessConfig
+
+    config = TimmGridConfig(weights="offline:mobilenetv2", backbone="mobilenetv2_100")
+    config.grid = 3
+    assert isinstance(config.preprocess, PreprocessConfig) and config.preprocess.interpolation == "bilinear"
+    config.preprocess = {"image_size": 96}  # completed from the weights again
+    assert config.preprocess.image_size == 96 and config.preprocess.mean == pytest.approx((0.485, 0.456, 0.406))

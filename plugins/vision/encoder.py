@@ -31,6 +31,8 @@ from mmzoo_plugins.vision.weights import OFFLINE, create_timm, load_backbone_wei
 logger = logging.getLogger("mmzoo.vision.encoder")
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+#: preprocessing fields that default to the chosen weights' values.
+PREPROCESS_FROM_WEIGHTS = ("image_size", "crop_pct", "mean", "std", "interpolation")
 #: largest feature-map side the position embedding covers (a 1024-pixel input at stride 32).
 MAX_GRID = 32
 
@@ -88,30 +90,20 @@ class TimmGridConfig(mmzoo.ComponentConfig):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig, description="Resize, crop, normalise.")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Training-time augmentation.")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_preprocess(cls, data: Any) -> Any:
+    @model_validator(mode="after")
+    def _fill_preprocess(self) -> TimmGridConfig:
         """Complete unset preprocessing fields from the weights, so config.json holds concrete values."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        weights = data.get("weights", cls.model_fields["weights"].default)
-        backbone = data.get("backbone", cls.model_fields["backbone"].default)
-        if (
-            isinstance(weights, str)
-            and weights.startswith("offline:")
-            and weights.removeprefix("offline:") not in OFFLINE
-        ):
+        name = self.weights.removeprefix("offline:")
+        if self.weights.startswith("offline:") and name not in OFFLINE:
             raise ValueError(
-                f"unknown offline weights {weights!r}; known: offline:{', offline:'.join(sorted(OFFLINE))}"
+                f"unknown offline weights {self.weights!r}; known: offline:{', offline:'.join(sorted(OFFLINE))}"
             )
-        pre = data.get("preprocess") or {}
-        pre = pre.model_dump() if isinstance(pre, PreprocessConfig) else dict(pre)
-        if any(pre.get(k) is None for k in ("image_size", "crop_pct", "mean", "std", "interpolation")):
-            defaults = default_preprocess(str(backbone), str(weights))
-            pre = {**defaults, **{k: v for k, v in pre.items() if v is not None}}
-        data["preprocess"] = pre
-        return data
+        missing = [k for k in PREPROCESS_FROM_WEIGHTS if getattr(self.preprocess, k) is None]
+        if missing:
+            defaults = default_preprocess(self.backbone, self.weights)
+            for key in missing:  # the nested config validates each value on assignment
+                setattr(self.preprocess, key, defaults[key])
+        return self
 
 
 class TimmGridEncoder(mmzoo.VisualEncoder):
