@@ -104,10 +104,25 @@ class MatchingModel(nn.Module):
         return next(self.parameters()).device
 
     # -- encoding ---------------------------------------------------------------------------------
-    def encode_images(self, features: Tensor, mask: Tensor | None = None) -> Fragments:
-        """Region features (N, k, D) float and an optional validity mask (N, k) bool -> Fragments."""
+    def encode_images(self, features: Any, mask: Tensor | None = None) -> Fragments:
+        """Region features (N, k, D) float and an optional validity mask (N, k) bool -> Fragments.
+
+        When the visual encoder takes pixels (``visual.takes_pixels``), ``features`` may also be PIL
+        images, image file paths or preprocessed pixels (N, 3, H, W); see :meth:`preprocess`.
+        """
+        if self.visual.takes_pixels and not (isinstance(features, Tensor) and features.dim() == 3):
+            return self.visual(self.preprocess(features).to(self.device), None)
         features, mask = check_regions(features, mask, self.visual.input_dim)
         return self.visual(features.to(self.device), mask.to(self.device))
+
+    def preprocess(self, images: Any, train: bool = False) -> Tensor:
+        """Images (PIL, paths, or a (N, 3, H, W) tensor taken as ready) -> pixels, with the saved preprocessing."""
+        if not self.visual.takes_pixels:
+            raise InputError(
+                f"The visual encoder {self.config.visual.name!r} takes region features, not images; "
+                "pass a (N, k, D) tensor to encode_images."
+            )
+        return self.visual.preprocess(images, train=train)
 
     def encode_texts(self, captions: Sequence[str] | TokenBatch) -> Fragments:
         """Captions as strings (tokenised by the text encoder) or a :class:`TokenBatch` -> Fragments."""
