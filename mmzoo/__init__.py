@@ -5,6 +5,9 @@ Example:
     >>> mmzoo.list_models("mmca*")
     ['mmca', 'mmca-no-cross']
     >>> model = mmzoo.create_model("mmca", **{"fusion.heads": 8})  # doctest: +SKIP
+    >>> mmzoo.list_pretrained()
+    [('mmca-coco', 'mmca'), ('mmca-f30k', 'mmca')]
+    >>> model = mmzoo.from_pretrained("hf-hub:my-org/my-mmca")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ from mmzoo.errors import (
 )
 from mmzoo.factory import create_model, list_components, list_models
 from mmzoo.hookspecs import hookimpl
+from mmzoo.hub import from_pretrained
 from mmzoo.model import MatchingModel, MatchingOutput
 from mmzoo.plugins import plugin_records, register_plugin
 from mmzoo.scoring import EmbeddingIndex, SearchResult
+from mmzoo.zoo import list_pretrained
 
 __version__ = "0.1.0"
 
@@ -70,10 +75,12 @@ __all__ = [
     "__version__",
     "apply_overrides",
     "create_model",
+    "from_pretrained",
     "hookimpl",
     "l2_normalize",
     "list_components",
     "list_models",
+    "list_pretrained",
     "masked_mean",
     "plugin_records",
     "register_plugin",

@@ -137,6 +137,9 @@ class VisualEncoder(Component):
 
     #: size D of one input region feature; ``MatchingModel.encode_images`` checks inputs against it.
     input_dim: int | None = None
+    #: True for encoders that take images: they also implement ``preprocess(images, train=False) -> (N, 3, H, W)``
+    #: and ``forward(pixels, None)``; ``MatchingModel.encode_images`` then accepts PIL images, paths or pixels.
+    takes_pixels: bool = False
 
     @abstractmethod
     def forward(self, features: Tensor, mask: Tensor) -> Fragments: ...

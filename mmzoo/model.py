@@ -73,6 +73,26 @@ class MatchingModel(nn.Module):
 
         return save_pretrained(self, directory)
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool = False,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+    ) -> Any:
+        """Save this model with its card and upload it to the Hub in one commit; returns the CommitInfo.
+
+        Example:
+            >>> model.push_to_hub("my-org/my-mmca", private=True)  # doctest: +SKIP
+        """
+        from mmzoo.hub import push_to_hub
+
+        return push_to_hub(
+            self, repo_id, private=private, token=token, revision=revision, commit_message=commit_message
+        )
+
     @property
     def alpha(self) -> float:
         return self.config.alpha
@@ -87,10 +107,25 @@ class MatchingModel(nn.Module):
         return next(self.parameters()).device
 
     # -- encoding ---------------------------------------------------------------------------------
-    def encode_images(self, features: Tensor, mask: Tensor | None = None) -> Fragments:
-        """Region features (N, k, D) float and an optional validity mask (N, k) bool -> Fragments."""
+    def encode_images(self, features: Any, mask: Tensor | None = None) -> Fragments:
+        """Region features (N, k, D) float and an optional validity mask (N, k) bool -> Fragments.
+
+        When the visual encoder takes pixels (``visual.takes_pixels``), ``features`` may also be PIL
+        images, image file paths or preprocessed pixels (N, 3, H, W); see :meth:`preprocess`.
+        """
+        if self.visual.takes_pixels and not (isinstance(features, Tensor) and features.dim() == 3):
+            return self.visual(self.preprocess(features).to(self.device), None)
         features, mask = check_regions(features, mask, self.visual.input_dim)
         return self.visual(features.to(self.device), mask.to(self.device))
+
+    def preprocess(self, images: Any, train: bool = False) -> Tensor:
+        """Images (PIL, paths, or a (N, 3, H, W) tensor taken as ready) -> pixels, with the saved preprocessing."""
+        if not self.visual.takes_pixels:
+            raise InputError(
+                f"The visual encoder {self.config.visual.name!r} takes region features, not images; "
+                "pass a (N, k, D) tensor to encode_images."
+            )
+        return self.visual.preprocess(images, train=train)
 
     def encode_texts(self, captions: Sequence[str] | TokenBatch) -> Fragments:
         """Captions as strings (tokenised by the text encoder) or a :class:`TokenBatch` -> Fragments."""

@@ -69,7 +69,12 @@ def load_plugins() -> None:
             return
         _loaded = True  # set first: registering triggers lookups that must not recurse
         disabled = {n.strip() for n in os.environ.get("MMZOO_DISABLE_PLUGINS", "").split(",") if n.strip()}
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        # mmzoo's own families first, so a third-party plugin cannot take a built-in name from under them
+        builtin_first = sorted(
+            metadata.entry_points(group=ENTRY_POINT_GROUP),
+            key=lambda e: (not (e.dist and e.dist.name == "mmzoo"), e.name),
+        )
+        for ep in builtin_first:
             dist = ep.dist.name if ep.dist else None
             version = ep.dist.version if ep.dist else None
             if ep.name in disabled or (dist and dist in disabled):

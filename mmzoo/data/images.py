@@ -1,0 +1,168 @@
+"""Raw-image datasets in the Karpathy split format that Flickr30K and COCO users already have.
+
+A split file (``dataset_flickr30k.json``, ``dataset_coco.json``) lists images::
+
+    {"images": [{"filename": "1000092795.jpg", "filepath": "val2014" (COCO only),
+                 "split": "train" | "val" | "test" | "restval", "sentences": [{"raw": "Two young guys ..."}]}]}
+
+and the image files lie under an image root (``ROOT/filename`` or ``ROOT/filepath/filename``).
+:class:`KarpathyImages` yields one item per caption, like the precomputed-feature datasets:
+``(image, caption, caption index, image index)`` where ``image`` is the PIL image or, with a
+``transform`` (e.g. ``model.visual.transform()``), its pixels.
+
+Example:
+    >>> ds = KarpathyImages("dataset_flickr30k.json", "flickr30k-images", "test",
+    ...                     transform=model.visual.transform())  # doctest: +SKIP
+    >>> pixels, caption, caption_index, image_index = ds[0]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from mmzoo.errors import DataError
+
+#: split names accepted besides those found in the file: ``train+restval`` is Karpathy's bigger training set.
+SPLIT_ALIASES = {"train+restval": ("train", "restval")}
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a split file: its path and its captions."""
+
+    path: Path
+    captions: tuple[str, ...]
+    split: str
+
+
+def read_karpathy(json_path: str | Path, image_root: str | Path, split: str) -> list[ImageRecord]:
+    """The images of ``split`` in a Karpathy split file, with paths resolved under ``image_root``."""
+    json_path, image_root = Path(json_path), Path(image_root)
+    try:
+        document = json.loads(json_path.read_text(encoding="utf-8"))
+        images = document["images"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{json_path} is not a readable Karpathy split file (need an 'images' list): {exc}") from None
+    wanted = SPLIT_ALIASES.get(split, (split,))
+    records = []
+    for i, entry in enumerate(images):
+        try:
+            if entry["split"] not in wanted:
+                continue
+            folder = image_root / entry["filepath"] if entry.get("filepath") else image_root
+            captions = tuple(s["raw"].strip() for s in entry["sentences"])
+            records.append(ImageRecord(folder / entry["filename"], captions, entry["split"]))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise DataError(f"{json_path}: image {i} lacks 'filename', 'split' or 'sentences[].raw' ({exc}).") from None
+    if not records:
+        found = sorted({str(e.get("split")) for e in images if isinstance(e, dict)})
+        raise DataError(f"{json_path} has no images in split {split!r}; its splits are {', '.join(found)}.")
+    return records
+
+
+def open_rgb(path: Path) -> Any:
+    """Read an image file as RGB, with a DataError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"Cannot read image {path}: {exc}") from None
+
+
+class KarpathyImages(Dataset):
+    """Captions of a split with their images: ``(image or pixels, caption, caption index, image index)``.
+
+    Args:
+        json_path: the Karpathy split file.
+        image_root: the folder the file's image paths are relative to.
+        split: ``train``, ``val``, ``test``, ``restval`` or ``train+restval`` (any split the file uses).
+        transform: applied to each PIL image (e.g. ``model.visual.transform(train=True)``); None keeps PIL.
+        captions_per_image: captions kept per image (the precomputed layout uses 5); None keeps all,
+            an image with fewer is a DataError.
+    """
+
+    def __init__(
+        self,
+        json_path: str | Path,
+        image_root: str | Path,
+        split: str,
+        *,
+        transform: Callable[[Any], Any] | None = None,
+        captions_per_image: int | None = 5,
+    ) -> None:
+        self.records = read_karpathy(json_path, image_root, split)
+        self.split = split
+        self.transform = transform
+        self.captions: list[str] = []
+        self.image_of: list[int] = []
+        #: captions of image i are captions[starts[i]:starts[i + 1]] (consecutive, in file order).
+        self.starts: list[int] = [0]
+        for i, record in enumerate(self.records):
+            kept = record.captions if captions_per_image is None else record.captions[:captions_per_image]
+            if captions_per_image is not None and len(kept) < captions_per_image:
+                raise DataError(f"{record.path.name} has {len(kept)} captions; {captions_per_image} are needed.")
+            self.captions.extend(kept)
+            self.image_of.extend([i] * len(kept))
+            self.starts.append(len(self.captions))
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def __getitem__(self, index: int) -> tuple[Any, str, int, int]:
+        image = self.image_of[index]
+        return self.load_image(image), self.captions[index], index, image
+
+    def load_image(self, image: int) -> Any:
+        """The image with index ``image`` (PIL, or transformed)."""
+        pil = open_rgb(self.records[image].path)
+        return self.transform(pil) if self.transform is not None else pil
+
+    def images(self) -> ImageFolder:
+        """One item per image, ``(image, image index)``: what a feature extractor iterates over."""
+        return ImageFolder([r.path for r in self.records], transform=self.transform)
+
+    def image_captions(self, image: int) -> list[str]:
+        """The captions of image ``image``, in file order."""
+        return self.captions[self.starts[image] : self.starts[image + 1]]
+
+
+class ImageFolder(Dataset):
+    """A list of image files (or every image in a folder): ``(image or pixels, image index)``."""
+
+    SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+    def __init__(self, paths: Sequence[Path] | str | Path, transform: Callable[[Any], Any] | None = None) -> None:
+        if isinstance(paths, str | Path):
+            folder = Path(paths)
+            if not folder.is_dir():
+                raise DataError(f"{folder} is not a folder of images.")
+            paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in self.SUFFIXES)
+            if not paths:
+                raise DataError(f"{folder} holds no images ({', '.join(self.SUFFIXES)}).")
+        self.paths = [Path(p) for p in paths]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        pil = open_rgb(self.paths[index])
+        return (self.transform(pil) if self.transform is not None else pil), index
+
+
+def collate_images(items: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Batch dataset items field by field: tensors are stacked, anything else (PIL, str, int) kept in a list."""
+    columns = list(zip(*items, strict=True))
+    return [torch.stack(list(c)) if isinstance(c[0], torch.Tensor) else list(c) for c in columns]
+
+
+__all__ = ["ImageFolder", "ImageRecord", "KarpathyImages", "collate_images", "open_rgb", "read_karpathy"]
