@@ -227,7 +227,8 @@ def targets(ps: dict, rr: dict | None) -> list[str]:
                     if scale
                     else " Not at the 1,000 x 5,000 scale: its exhaustive run alone (5 M pairs, about"
                     f" {5e6 / (rr['rows'][0]['pairs_scored'] / rr['rows'][0]['seconds']) / 60:.0f} minutes at the rate"
-                    " measured here) plus training and the reranks did not fit this session on the shared 2-core CPU;"
+                    " measured here) plus training and the reranks did not fit this session on the shared 2-core CPU (a run"
+                    " was started and stopped unfinished at the deadline);"
                     " `python benchmarks/rerank.py --test-images 500` runs it there."
                 )
                 + " With both directions reranked, K = 50 at 1,000 x 5,000 fuse-scores at least 5,000 x 50 = 250,000"
