@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from mmzoo.errors import MMZooError
 
 #: sub-command modules, in the order ``mmzoo --help`` lists them.
-COMMANDS = ["list", "components", "plugins"]
+COMMANDS = ["list", "components", "plugins", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:

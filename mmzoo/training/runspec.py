@@ -1,0 +1,189 @@
+"""What a run trains: the resolved model config, the training config and the data, from CLI-level inputs.
+
+Precedence (later wins): the recipe (model config and its training defaults) -> settings the data
+implies (``visual.in_dim`` = the data's region size; the manifest's ``model_overrides``, e.g.
+``text.name=gru`` for the shapes data) -> the config file -> ``--set``. A data-implied setting is
+skipped when the user set that key or, for a component ``name``, any key of its section; the data's
+region size must agree with an explicit ``visual.in_dim``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmzoo import registry
+from mmzoo.config import SECTIONS, apply_overrides, load_config_file
+from mmzoo.errors import ConfigError
+from mmzoo.factory import resolve_config
+from mmzoo.training.config import TrainConfig
+
+logger = logging.getLogger("mmzoo.training.runspec")
+
+
+@dataclass
+class RunSpec:
+    """Everything ``run.json`` records about what is trained on what."""
+
+    model: dict[str, Any]
+    training: TrainConfig
+    data: str
+    recipe: str | None = None
+    data_settings: dict[str, Any] = field(default_factory=dict)
+    user_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        from mmzoo import __version__
+
+        return {
+            "mmzoo_version": __version__,
+            "recipe": self.recipe,
+            "data": self.data,
+            "model": self.model,
+            "training": self.training.to_dict(),
+            "data_settings": self.data_settings,
+            "user_overrides": self.user_overrides,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
+        try:
+            return cls(
+                model=dict(data["model"]),
+                training=TrainConfig.for_recipe(data["training"]),
+                data=str(data["data"]),
+                recipe=data.get("recipe"),
+                data_settings=dict(data.get("data_settings") or {}),
+                user_overrides=dict(data.get("user_overrides") or {}),
+            )
+        except KeyError as exc:
+            raise ConfigError(f"run.json lacks {exc}; it was not written by `mmzoo train`.") from None
+
+
+def parse_sets(items: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``["fusion.heads=8", "training.lr=1e-4"]`` -> (model overrides, training overrides); values via YAML."""
+    model: dict[str, Any] = {}
+    training: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. fusion.heads=8 or training.lr=1e-4.")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML: {exc}") from None
+        if key.startswith("training."):
+            training[key.removeprefix("training.")] = value
+        else:
+            model[key] = value
+    return model, training
+
+
+def flatten_model_section(section: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"fusion": {"heads": 8}, "alpha": 0.5, "loss.margin": 0.1}`` -> dotted overrides."""
+    flat: dict[str, Any] = {}
+    for key, value in section.items():
+        if key in SECTIONS and isinstance(value, Mapping):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def is_full_config(section: Mapping[str, Any]) -> bool:
+    return all(isinstance(section.get(s), Mapping) and "name" in section[s] for s in ("visual", "text", "loss"))
+
+
+def data_settings(data: str | Path, region_dim: int, manifest: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Model settings the data implies: its region size and the manifest's ``model_overrides``."""
+    settings: dict[str, Any] = {"visual.in_dim": int(region_dim)}
+    settings.update(dict((manifest or {}).get("model_overrides") or {}))
+    return settings
+
+
+def prepare_run(
+    data: str | Path,
+    model: str | None = None,
+    config_file: str | Path | None = None,
+    sets: Sequence[str] = (),
+    epochs: int | None = None,
+    region_dim: int | None = None,
+    manifest: Mapping[str, Any] | None = None,
+) -> RunSpec:
+    """Resolve the model and training configs of a new run (see the module docstring for precedence).
+
+    ``region_dim`` and ``manifest`` describe the data; when omitted they are read from ``data``.
+
+    Example:
+        >>> spec = prepare_run("data/shapes", "mmca", sets=["training.epochs=2"])  # doctest: +SKIP
+    """
+    file = load_config_file(config_file) if config_file else {}
+    unknown = set(file) - {"model", "training"}
+    if unknown:
+        raise ConfigError(
+            f"Config file {config_file}: unknown top-level key(s) {sorted(unknown)}; use model / training."
+        )
+    model_section = dict(file.get("model") or {})
+    set_model, set_training = parse_sets(sets)
+    if is_full_config(model_section):
+        base: dict[str, Any] = {k: v for k, v in model_section.items()}
+        user = {**flatten_model_section(model_section), **set_model}
+        user_overrides = dict(set_model)
+    elif model is None:
+        raise ConfigError(
+            "Name the model to train (--model NAME; `mmzoo list` shows them) or give a full model config."
+        )
+    else:
+        base = registry.model.get(model).config
+        user = {**flatten_model_section(model_section), **set_model}
+        user_overrides = user
+    recipe_training = registry.model.get(model).training if model else {}
+    training_overrides = {**dict(file.get("training") or {}), **set_training}
+    if epochs is not None:
+        training_overrides["epochs"] = epochs
+    training = TrainConfig.for_recipe(recipe_training, training_overrides)
+
+    if region_dim is None or manifest is None:
+        from mmzoo.data import PrecomputedDataset, read_manifest
+
+        region_dim = PrecomputedDataset(data, "train").region_dim if region_dim is None else region_dim
+        manifest = read_manifest(data) if manifest is None else manifest
+    implied = data_settings(data, region_dim, manifest)
+    visual_name = str(user.get("visual.name", (base.get("visual") or {}).get("name")))
+    if "in_dim" not in registry.visual_encoder.get(visual_name).Config.model_fields:
+        implied.pop("visual.in_dim")
+    elif "visual.in_dim" in user and int(user["visual.in_dim"]) != implied["visual.in_dim"]:
+        raise ConfigError(
+            f"visual.in_dim={user['visual.in_dim']} but the data in {data} has regions of size "
+            f"{implied['visual.in_dim']}; drop the setting (it is taken from the data)."
+        )
+    applied = {}
+    for key, value in implied.items():
+        section = key.split(".")[0]
+        user_section = any(k.split(".")[0] == section for k in user) if key.endswith(".name") else False
+        if key in user or user_section:
+            logger.info("data suggests %s=%r; kept your setting instead", key, value)
+            continue
+        applied[key] = value
+    for key, value in applied.items():
+        logger.info("from the data: %s=%r", key, value)
+    resolved = resolve_config(
+        apply_overrides(base, applied), user_overrides if not is_full_config(model_section) else set_model
+    )
+    return RunSpec(
+        model=resolved.to_dict(),
+        training=training,
+        data=str(Path(data).resolve()),
+        recipe=model,
+        data_settings=applied,
+        user_overrides=user,
+    )
+
+
+__all__ = ["RunSpec", "data_settings", "flatten_model_section", "is_full_config", "parse_sets", "prepare_run"]
