@@ -1,0 +1,273 @@
+"""Precomputed region features in the layout SCAN and VSE++ made standard, read memory-mapped.
+
+A dataset folder holds, per split (``train``, ``dev``, ``test``, ``testall``)::
+
+    {split}_ims.npy    (N, k, D) floating point: k region features of size D per image
+    {split}_caps.txt   one caption per line, ``captions_per_image`` consecutive lines per image
+
+The features are opened with ``np.load(..., mmap_mode="r")`` and one row is copied per item, so
+memory is bounded by the batch, not by the file (COCO's training features are about 33 GB).
+
+Two feature layouts exist in the wild and are detected as the reference code does (SCAN's
+``im_div``): one row per image (``N_rows * captions_per_image == N_captions``) or one row per
+caption (``N_rows == N_captions``, the rows of an image's captions repeat it). Either way image
+``j`` is the logical image of captions ``j*cpi .. j*cpi + cpi - 1`` and ``ds[i][3] == i // cpi``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mmzoo.errors import DataError
+
+logger = logging.getLogger("mmzoo.data.precomputed")
+
+MANIFEST_NAME = "mmzoo_data.json"
+#: rows of features checked per step by :meth:`PrecomputedDataset.validate`.
+VALIDATE_CHUNK_BYTES = 64 * 2**20
+
+
+def read_manifest(root: str | Path) -> dict[str, Any] | None:
+    """The dataset's ``mmzoo_data.json`` (written by generators such as ``make_shapes``), or None if absent.
+
+    Example:
+        >>> read_manifest("data/shapes")["region_dim"]  # doctest: +SKIP
+        64
+    """
+    path = Path(root) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"Cannot read the dataset manifest {path}: {exc}. Fix or delete the file.") from None
+    if not isinstance(data, dict):
+        raise DataError(f"The dataset manifest {path} must hold a JSON object; got {type(data).__name__}.")
+    return data
+
+
+def read_captions(path: Path) -> list[str]:
+    """Captions, one per line (stripped); an empty line is an error naming its line number."""
+    if not path.is_file():
+        raise DataError(f"Caption file {path} not found: a split needs {{split}}_ims.npy and {{split}}_caps.txt.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"Cannot read the caption file {path} as UTF-8 text: {exc}") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":  # the final newline ends the last caption, it does not start a new one
+        lines.pop()
+    captions = [line.strip() for line in lines]
+    for number, caption in enumerate(captions, start=1):
+        if not caption:
+            raise DataError(f"{path}, line {number}: empty caption. Every line must hold one caption.")
+    if not captions:
+        raise DataError(f"Caption file {path} holds no captions.")
+    return captions
+
+
+def open_features(path: Path) -> np.ndarray:
+    """Memory-map ``path`` and check that it is a non-empty (N, k, D) floating-point array."""
+    if not path.is_file():
+        raise DataError(f"Feature file {path} not found: a split needs {{split}}_ims.npy and {{split}}_caps.txt.")
+    try:
+        features = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"Cannot open {path} as a .npy array: {exc}") from None
+    if not isinstance(features, np.ndarray):
+        raise DataError(f"{path} is not a single .npy array (an .npz archive?); save it with np.save.")
+    if features.ndim != 3:
+        raise DataError(
+            f"{path} has shape {features.shape}; region features must be (N, k, D). "
+            "Global features (N, D) can be saved as (N, 1, D) with x[:, None, :]."
+        )
+    if features.dtype.kind != "f":
+        raise DataError(f"{path} has dtype {features.dtype}; region features must be floating point (float32).")
+    if 0 in features.shape:
+        raise DataError(f"{path} is empty: shape {features.shape}.")
+    return features
+
+
+class PrecomputedDataset(torch.utils.data.Dataset):
+    """One split of a precomputed-feature dataset: item ``i`` is caption ``i`` with its image's regions.
+
+    Args:
+        root: the dataset folder.
+        split: ``train``, ``dev``, ``test``, ``testall`` or any name with the two files.
+        captions_per_image: consecutive caption lines per image; None takes the manifest's value or 5.
+
+    Example:
+        >>> ds = PrecomputedDataset("data/shapes", "train")  # doctest: +SKIP
+        >>> features, caption, caption_id, image_id = ds[7]  # (k, D) float32, str, 7, 1
+        >>> loader = DataLoader(ds, batch_size=128, shuffle=True, collate_fn=collate_pairs)  # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | Path, split: str, *, captions_per_image: int | None = None) -> None:
+        self.root = Path(root)
+        self.split = split
+        if not self.root.is_dir():
+            raise DataError(f"Dataset folder {self.root} not found.")
+        self.manifest = read_manifest(self.root)
+        if captions_per_image is None:
+            captions_per_image = int((self.manifest or {}).get("captions_per_image", 5))
+        if captions_per_image < 1:
+            raise DataError(f"captions_per_image must be >= 1; got {captions_per_image}.")
+        self.captions_per_image = captions_per_image
+        self.features_path = self.root / f"{split}_ims.npy"
+        self.captions_path = self.root / f"{split}_caps.txt"
+        self.captions: list[str] = read_captions(self.captions_path)
+        self._features = open_features(self.features_path)
+        rows, self.regions, self.region_dim = (int(n) for n in self._features.shape)
+        n_caps = len(self.captions)
+        if n_caps % captions_per_image:
+            raise DataError(
+                f"{self.captions_path} holds {n_caps} captions, not a multiple of {captions_per_image} per image."
+            )
+        self.num_images = n_caps // captions_per_image
+        if rows == self.num_images:
+            self.rows_per_caption = captions_per_image  # one feature row per image (SCAN im_div = 5)
+        elif rows == n_caps:
+            self.rows_per_caption = 1  # one row per caption (SCAN im_div = 1), image j = row j * cpi
+        else:
+            raise DataError(
+                f"{self.features_path} holds {rows} feature rows but {self.captions_path} holds {n_caps} captions: "
+                f"expected {self.num_images} rows (one per image, {captions_per_image} captions each) "
+                f"or {n_caps} (one per caption)."
+            )
+        self.twins = self._read_twins()
+
+    # -- the Dataset protocol -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, str, int, int]:
+        """(features (k, D) float32 copy, caption, caption index, image index)."""
+        index = int(index)
+        if not 0 <= index < len(self.captions):
+            raise IndexError(f"caption index {index} out of range for {len(self.captions)} captions")
+        row = index // self.rows_per_caption
+        return self._read_row(row), self.captions[index], index, index // self.captions_per_image
+
+    # -- images -----------------------------------------------------------------------------------------
+    def image_index(self, caption_index: int) -> int:
+        """The logical image a caption describes (``caption_index // captions_per_image``)."""
+        return int(caption_index) // self.captions_per_image
+
+    def image_features(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Regions of the given (unique) images: (len(indices), k, D) float32, for evaluation."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(indices) and (indices.min() < 0 or indices.max() >= self.num_images):
+            raise IndexError(f"image indices must lie in [0, {self.num_images}); got {indices.min()}..{indices.max()}")
+        rows = indices * (self.captions_per_image // self.rows_per_caption)
+        out = np.empty((len(indices), self.regions, self.region_dim), dtype=np.float32)
+        for n, row in enumerate(rows):
+            out[n] = self._read_row(int(row))
+        return out
+
+    def image_captions(self, image: int) -> list[str]:
+        """The captions of one image."""
+        start = int(image) * self.captions_per_image
+        return self.captions[start : start + self.captions_per_image]
+
+    # -- checks -----------------------------------------------------------------------------------------
+    def validate(self, progress: bool = False) -> None:
+        """Scan every feature row for NaN/inf in chunks (bounded memory); raise DataError at the first bad row."""
+        from tqdm.auto import tqdm
+
+        rows = self._features.shape[0]
+        chunk = max(1, VALIDATE_CHUNK_BYTES // (self.regions * self.region_dim * self._features.itemsize))
+        for start in tqdm(range(0, rows, chunk), desc=f"validate {self.split}", disable=not progress, unit="chunk"):
+            block = np.asarray(self._features[start : start + chunk])
+            finite = np.isfinite(block).reshape(len(block), -1).all(axis=1)
+            if not finite.all():
+                self._bad_row(start + int(np.argmin(finite)))
+
+    def _read_row(self, row: int) -> np.ndarray:
+        values = np.array(self._features[row], dtype=np.float32)  # a copy: the memmap stays untouched
+        if not np.isfinite(values).all():
+            self._bad_row(row)
+        return values
+
+    def _bad_row(self, row: int) -> None:
+        raise DataError(
+            f"{self.features_path}: feature row {row} holds NaN or infinite values "
+            f"(captions at lines {self._lines_of_row(row)} of {self.captions_path.name}). Recompute or drop that image."
+        )
+
+    def _lines_of_row(self, row: int) -> str:
+        first = row * self.rows_per_caption
+        last = first + self.rows_per_caption - 1
+        return f"{first + 1}-{last + 1}" if last > first else str(first + 1)
+
+    def _read_twins(self) -> np.ndarray | None:
+        """Twin image of each image (-1 for none) when the split has hard distractors (``{split}_twins.npy``)."""
+        path = self.root / f"{self.split}_twins.npy"
+        if not path.is_file():
+            return None
+        try:
+            twins = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"Cannot read the twin table {path}: {exc}") from None
+        if twins.shape != (self.num_images,) or twins.dtype.kind not in "iu":
+            raise DataError(f"{path} must be an integer array of shape ({self.num_images},); got {twins.shape}.")
+        twins = twins.astype(np.int64)
+        has = twins >= 0
+        if (twins >= self.num_images).any() or (twins[has] == np.flatnonzero(has)).any():
+            raise DataError(f"{path} names an image outside [0, {self.num_images}) or an image as its own twin.")
+        if (twins[twins[has]] != np.flatnonzero(has)).any():
+            raise DataError(f"{path} is not symmetric: the twin of an image's twin must be the image.")
+        return twins
+
+    def __repr__(self) -> str:
+        return (
+            f"PrecomputedDataset({str(self.root)!r}, {self.split!r}: {self.num_images} images x "
+            f"{self.captions_per_image} captions, regions {self.regions} x {self.region_dim})"
+        )
+
+
+@dataclass
+class PairBatch:
+    """A training batch: B (image regions, caption) pairs with their indices in the dataset.
+
+    Attributes:
+        features: (B, k, D) float32 region features.
+        captions: the B captions.
+        caption_ids: (B,) long, caption indices (dataset item indices).
+        image_ids: (B,) long, the image each caption describes; equal ids mark the same image.
+    """
+
+    features: Tensor
+    captions: list[str]
+    caption_ids: Tensor
+    image_ids: Tensor
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def to(self, device: torch.device | str) -> PairBatch:
+        return PairBatch(self.features.to(device), self.captions, self.caption_ids, self.image_ids)
+
+
+def collate_pairs(items: Sequence[tuple[np.ndarray, str, int, int]]) -> PairBatch:
+    """``DataLoader`` collate function: dataset items -> :class:`PairBatch`."""
+    if not items:
+        raise DataError("collate_pairs got an empty batch.")
+    features = torch.from_numpy(np.stack([item[0] for item in items]).astype(np.float32, copy=False))
+    return PairBatch(
+        features=features,
+        captions=[item[1] for item in items],
+        caption_ids=torch.tensor([item[2] for item in items], dtype=torch.long),
+        image_ids=torch.tensor([item[3] for item in items], dtype=torch.long),
+    )
+
+
+__all__ = ["MANIFEST_NAME", "PairBatch", "PrecomputedDataset", "collate_pairs", "read_captions", "read_manifest"]

@@ -1,0 +1,103 @@
+"""evaluate / encode_dataset / score_matrix on tiny models, and `mmzoo make-data` + `mmzoo eval` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mmzoo.cli import main
+from mmzoo.data import PrecomputedDataset, make_shapes
+from mmzoo.errors import InputError
+from mmzoo.evaluation import BINDING_KEYS, METRIC_KEYS, encode_dataset, evaluate, recall_metrics, score_matrix
+from tests.conftest import tiny_model
+
+REGION_DIM = 32
+
+
+@pytest.fixture(scope="module")
+def shapes_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shapes")
+    make_shapes(out, images=40, dev_images=10, test_images=5, seed=0, regions=10, region_dim=REGION_DIM)
+    return out
+
+
+def fitted(recipe: str, shapes_dir) -> torch.nn.Module:
+    model = tiny_model(recipe, **{"visual.in_dim": REGION_DIM})
+    model.text.fit(PrecomputedDataset(shapes_dir, "train").captions)
+    return model.eval()
+
+
+def test_score_matrix_blocks_equal_one_shot(shapes_dir):
+    model = fitted("mmca", shapes_dir)
+    ds = PrecomputedDataset(shapes_dir, "test")
+    images, texts = encode_dataset(model, ds, batch_size=7, progress=False)
+    assert len(images) == ds.num_images == 10 and len(texts) == 50
+    blocked = score_matrix(model, images, texts, block_size=6)
+    with torch.inference_mode():
+        whole = model.similarity(images, texts, block_size=1000)
+    torch.testing.assert_close(blocked, whole, rtol=1e-4, atol=1e-5)
+    assert not model.training
+
+
+def test_evaluate_full_and_fold5_agree_on_binding(shapes_dir):
+    model = fitted("mmca", shapes_dir)
+    ds = PrecomputedDataset(shapes_dir, "test")
+    full = evaluate(model, ds, progress=False, block_size=8)
+    assert set(full) == set(METRIC_KEYS) | set(BINDING_KEYS)
+    images, texts = encode_dataset(model, ds, progress=False)
+    with torch.inference_mode():
+        sims = model.similarity(images, texts)
+    expected = recall_metrics(sims)
+    for key in METRIC_KEYS:
+        assert full[key] == pytest.approx(expected[key])
+    folds = evaluate(model, ds, fold5=True, progress=False)
+    assert folds["bind_t2i"] == pytest.approx(full["bind_t2i"]) and folds["bind_i2t"] == pytest.approx(full["bind_i2t"])
+    assert folds["t2i_r5"] == 100.0  # 2 images per fold: every text->image rank is below 5
+
+
+def test_evaluate_rejects_data_of_another_size(shapes_dir):
+    model = tiny_model("vsepp", **{"visual.in_dim": 24})
+    with pytest.raises(InputError, match=r"visual.in_dim"):
+        evaluate(model, PrecomputedDataset(shapes_dir, "dev"), progress=False)
+
+
+def test_make_data_cli(tmp_path, capsys):
+    assert main(["make-data", "shapes", "--out", str(tmp_path / "d"), "--images", "20", "--seed", "3"]) == 0
+    assert "test" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "d" / "mmzoo_data.json").read_text())
+    assert manifest["seed"] == 3 and manifest["splits"]["train"]["images"] == 20
+    assert manifest["splits"]["test"]["images"] == 20  # 10 scenes (the minimum) and their twins
+    assert main(["make-data", "shapes", "--out", str(tmp_path / "e"), "--images", "20", "--regions", "3"]) == 2
+    assert "at least 8 regions" in capsys.readouterr().err
+
+
+def test_eval_cli_on_saved_model_and_run_dir(shapes_dir, tmp_path, capsys):
+    model = fitted("vsepp", shapes_dir)
+    model.save_pretrained(tmp_path / "saved")
+    model.save_pretrained(tmp_path / "run" / "best")
+    out = tmp_path / "m.json"
+    args = ["--data", str(shapes_dir), "--split", "test", "--device", "cpu", "--no-progress"]
+    assert main(["eval", str(tmp_path / "saved"), *args, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "rsum" in printed and "binding probe" in printed and "image->text" in printed
+    metrics = json.loads(out.read_text())
+    assert set(metrics) == set(METRIC_KEYS) | set(BINDING_KEYS)
+    assert all(isinstance(v, float) for v in metrics.values())
+    expected = evaluate(model, PrecomputedDataset(shapes_dir, "test"), progress=False)
+    assert metrics == pytest.approx(expected)
+    out5 = tmp_path / "m5.json"
+    assert main(["eval", str(tmp_path / "run"), *args, "--fold5", "--json", str(out5)]) == 0
+    assert json.loads(out5.read_text())["rsum"] != metrics["rsum"] or np.isclose(metrics["rsum"], 600)
+
+
+def test_eval_cli_errors(shapes_dir, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", str(tmp_path / "empty"), "--data", str(shapes_dir), "--device", "cpu"]) == 2
+    assert "no config.json" in capsys.readouterr().err
+    model = fitted("vsepp", shapes_dir)
+    model.save_pretrained(tmp_path / "saved")
+    assert main(["eval", str(tmp_path / "saved"), "--data", str(tmp_path / "nodata"), "--device", "cpu"]) == 2
+    assert "not found" in capsys.readouterr().err
