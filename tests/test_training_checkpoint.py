@@ -11,7 +11,14 @@ import torch
 
 from mmzoo.errors import CheckpointError
 from mmzoo.training.atomic import atomic_folder, atomic_write_text, recover_folder
-from mmzoo.training.state import STATE_NAME, TrainingState, capture_rng, load_training_state, restore_rng, save_checkpoint
+from mmzoo.training.state import (
+    STATE_NAME,
+    TrainingState,
+    capture_rng,
+    load_training_state,
+    restore_rng,
+    save_checkpoint,
+)
 from tests.conftest import tiny_model
 
 
@@ -64,7 +71,9 @@ def test_rng_round_trip():
 def test_training_state_saved_with_model_and_loaded_weights_only(tmp_path):
     model = tiny_model("vsepp")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model(torch.randn(4, 3, 24), ["a red circle", "two blue squares", "a green triangle", "a big square"]).loss.backward()
+    model(
+        torch.randn(4, 3, 24), ["a red circle", "two blue squares", "a green triangle", "a big square"]
+    ).loss.backward()
     opt.step()
     sched = torch.optim.lr_scheduler.StepLR(opt, 2, 0.1)
     state = TrainingState(3, 17, 123.4, opt.state_dict(), sched.state_dict(), {}, capture_rng(), "off")

@@ -3,8 +3,9 @@
 Precedence (later wins): the recipe (model config and its training defaults) -> settings the data
 implies (``visual.in_dim`` = the data's region size; the manifest's ``model_overrides``, e.g.
 ``text.name=gru`` for the shapes data) -> the config file -> ``--set``. A data-implied setting is
-skipped when the user set that key or, for a component ``name``, any key of its section; the data's
-region size must agree with an explicit ``visual.in_dim``.
+skipped when the user set that very key (so ``--set text.name=bert-cnn`` keeps BERT on the shapes data,
+while ``--set text.word_dim=64`` tunes the GRU the data asked for); the data's region size must agree
+with an explicit ``visual.in_dim``.
 """
 
 from __future__ import annotations
@@ -165,14 +166,11 @@ def prepare_run(
         )
     applied = {}
     for key, value in implied.items():
-        section = key.split(".")[0]
-        user_section = any(k.split(".")[0] == section for k in user) if key.endswith(".name") else False
-        if key in user or user_section:
-            logger.info("data suggests %s=%r; kept your setting instead", key, value)
+        if key in user:
+            logger.info("the data suggests %s=%r; keeping your %s=%r", key, value, key, user[key])
             continue
         applied[key] = value
-    for key, value in applied.items():
-        logger.info("from the data: %s=%r", key, value)
+        logger.info("from the data in %s: %s=%r (set %s yourself to change it)", data, key, value, key)
     resolved = resolve_config(
         apply_overrides(base, applied), user_overrides if not is_full_config(model_section) else set_model
     )

@@ -23,11 +23,9 @@ from mmzoo.training.distributed import DistContext
 
 @torch.no_grad()
 def _encode_images(model: MatchingModel, dataset: Any, indices: range, batch_size: int) -> Fragments | None:
-    cpi = dataset.captions_per_image
     parts = []
     for start in range(indices.start, indices.stop, batch_size):
-        stop = min(start + batch_size, indices.stop)
-        feats = np.stack([dataset[i * cpi][0] for i in range(start, stop)])
+        feats = dataset.image_features(np.arange(start, min(start + batch_size, indices.stop)))
         parts.append(model.encode_images(torch.from_numpy(feats)))
     return Fragments.cat(parts) if parts else None
 
@@ -68,7 +66,7 @@ def evaluate_split(model: MatchingModel, dataset: Any, ctx: DistContext, batch_s
         if not ctx.enabled:
             return dict(evaluate(model, dataset, batch_size=batch_size, device=device, progress=False))
         sims = sharded_similarity(model, dataset, ctx, batch_size)
-        return dict(recall_metrics(sims.cpu().numpy(), captions_per_image=dataset.captions_per_image))
+        return dict(recall_metrics(sims.cpu(), captions_per_image=dataset.captions_per_image))
     finally:
         model.train(was_training)
 

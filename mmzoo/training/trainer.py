@@ -226,7 +226,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         total_loss, pairs, start = 0.0, 0, time.perf_counter()
-        for _ in range(steps):
+        for done in range(1, steps + 1):
             for micro in range(accum):
                 batch = next(batches)
                 sync = nullcontext() if ddp is None or micro == accum - 1 else ddp.no_sync()
@@ -245,7 +245,7 @@ class Trainer:
             self.step += 1
             elapsed = time.perf_counter() - start
             bar.update(1)
-            bar.set_postfix(loss=f"{total_loss / (bar.n * accum):.3f}", pairs_s=f"{pairs / max(elapsed, 1e-9):.0f}")
+            bar.set_postfix(loss=f"{total_loss / (done * accum):.3f}", pairs_s=f"{pairs / max(elapsed, 1e-9):.0f}")
         bar.close()
         seconds = time.perf_counter() - start
         mean_loss = all_reduce_mean(total_loss / max(steps * accum, 1), self.ctx, self.device)
