@@ -27,7 +27,13 @@ def test_one_epoch_on_tiny_shapes_is_far_above_chance(tmp_path):
     start = time.perf_counter()
     data = tmp_path / "shapes"
     make_shapes(data, images=300, dev_images=20, test_images=20, seed=0)
-    sets = ["embed_dim=32", "text.word_dim=16", "training.batch_size=16", "training.lr=2e-3", "training.warmup_epochs=1"]
+    sets = [
+        "embed_dim=32",
+        "text.word_dim=16",
+        "training.batch_size=16",
+        "training.lr=2e-3",
+        "training.warmup_epochs=1",
+    ]
     records = train(prepare_run(data, "vsepp", sets=sets, epochs=1), tmp_path / "run", progress=False)
     assert [m["epoch"] for m in read_metrics(tmp_path / "run")] == [1] and records[0]["loss"] > 0
     test = PrecomputedDataset(data, "test")

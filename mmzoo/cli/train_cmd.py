@@ -11,6 +11,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         spec = prepare_run(args.data, args.model, args.config, args.sets, args.epochs)
         records = train(spec, args.out, progress=progress)
         out = args.out
+    if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
+        return 0
     if records:
         last = records[-1]["dev"]
         print(f"trained {records[-1]['epoch']} epoch(s); dev rsum {last.get('rsum', float('nan')):.2f}; run in {out}")

@@ -4,8 +4,8 @@ The process group is set up from torchrun's environment (``RANK``, ``WORLD_SIZE`
 ``MASTER_ADDR``, ``MASTER_PORT``): NCCL on GPUs, gloo on the CPU. Without those variables everything
 here degrades to a single process (rank 0 of 1) and no collective is called.
 
-Gathers used in the loss are differentiable (``torch.distributed.nn.functional.all_gather``): the
-backward pass sums, on each process, the gradients that every process's loss sends to its local part.
+Gathers used in the loss are differentiable (:func:`gather_tensor`): the backward pass sums, on each
+process, the gradients that every process's loss sends to its local part (a reduce-scatter).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import datetime
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -67,11 +68,32 @@ def shutdown_distributed(ctx: DistContext) -> None:
         dist.destroy_process_group()
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward hands each process the sum, over all processes, of its slice's gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor) -> Tensor:
+        world = dist.get_world_size()
+        out = tensor.new_empty((world * tensor.shape[0], *tensor.shape[1:]))
+        dist.all_gather_into_tensor(out, tensor.contiguous())
+        ctx.rows = tensor.shape[0]
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        grad = grad.contiguous()
+        if dist.get_backend() == "nccl":
+            out = grad.new_empty((ctx.rows, *grad.shape[1:]))
+            dist.reduce_scatter_tensor(out, grad)
+            return out
+        dist.all_reduce(grad)  # gloo has no reduce-scatter: sum everything, keep this process's slice
+        start = dist.get_rank() * ctx.rows
+        return grad[start : start + ctx.rows]
+
+
 def gather_tensor(tensor: Tensor) -> Tensor:
     """Differentiable all-gather along dim 0 (equal shapes on every rank): (n, ...) -> (world * n, ...)."""
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(tensor), dim=0)
+    return _GatherWithGrad.apply(tensor)
 
 
 def gather_plain(tensor: Tensor) -> Tensor:
