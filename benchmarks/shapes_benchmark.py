@@ -118,8 +118,11 @@ def chance_row(data: Path) -> dict[str, Any]:
     ds = PrecomputedDataset(data, "test")
     sims = torch.rand(ds.num_images, len(ds), generator=torch.Generator().manual_seed(0))
     m = {**recall_metrics(sims, ds.captions_per_image), **binding_probe(sims, ds.twins, ds.captions_per_image)}
-    return {"model": "random scores", "hard_negatives": "-", **{k: m.get(k, float("nan")) for k in
-            ("rsum", "i2t_r1", "t2i_r1", "bind_i2t", "bind_t2i")}}
+    return {
+        "model": "random scores",
+        "hard_negatives": "-",
+        **{k: m.get(k, float("nan")) for k in ("rsum", "i2t_r1", "t2i_r1", "bind_i2t", "bind_t2i")},
+    }
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -186,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             "## Shapes: what cross-attention buys (`benchmarks/shapes_benchmark.py`)",
             f"Data: `make_shapes(images={args.images}, dev_images={args.test_images}, test_images={args.test_images}, "
             f"seed={args.seed})` (12 regions x 64 per image; the test split holds each scene and its swapped twin). "
-            f"Every model: {args.epochs} epochs, " + ", ".join(f"{k} {v}" for k, v in TRAINING.items())
+            f"Every model: {args.epochs} epochs, "
+            + ", ".join(f"{k} {v}" for k, v in TRAINING.items())
             + f"; model sizes `{' '.join(MODEL_SETS)}` (+ `{' '.join(MMCA_SETS)}` for MMCA); text encoder: "
             "the GRU (the data's `model_overrides`). Test metrics of the best dev epoch; `bind` = percentage of "
             "captions (i2t: images) that score their own image (caption) above the swapped twin's; 50 % is chance.",
