@@ -56,8 +56,13 @@ def weights(run: Path, folder: str = "last") -> dict[str, torch.Tensor]:
     return load_file(str(run / folder / "model.safetensors"))
 
 
-def test_one_epoch_then_resume_equals_two_epochs(shapes, tmp_path):
-    sets = [*SMALL_MMCA, "training.hard_negatives=3"]  # dropout on: the RNG states must be restored too
+@pytest.mark.parametrize(
+    "extra",
+    [["training.hard_negatives=3"], ["training.amp=bf16", "training.grad_accum=2", "training.batch_size=4"]],
+    ids=["fp32", "bf16-accum2"],
+)
+def test_one_epoch_then_resume_equals_two_epochs(shapes, tmp_path, extra):
+    sets = [*SMALL_MMCA, *extra]  # dropout on: the RNG states must be restored too
     train(prepare_run(shapes, "mmca", sets=sets, epochs=2), tmp_path / "straight", progress=False)
     train(prepare_run(shapes, "mmca", sets=sets, epochs=1), tmp_path / "split", progress=False)
     spec = prepare_run(shapes, "mmca", sets=sets, epochs=2)
