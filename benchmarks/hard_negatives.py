@@ -21,7 +21,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shapes_benchmark import MMCA_SETS, MODEL_SETS, TRAINING, machine, machine_line, make_data, train_and_test, write_section
+from shapes_benchmark import (
+    MMCA_SETS,
+    MODEL_SETS,
+    TRAINING,
+    machine,
+    machine_line,
+    make_data,
+    train_and_test,
+    write_section,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
