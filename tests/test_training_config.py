@@ -83,3 +83,16 @@ def test_cli_argument_errors(capsys, tmp_path):
     assert "only --epochs" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "not an mmzoo training run" in capsys.readouterr().err
+
+
+def test_manifest_suggestions_apply_only_where_they_fit():
+    manifest = {
+        "model_overrides": {"text.name": "gru", "embed_dim": 32, "fusion.heads": 2, "text.word_dim": 16},
+        "training_overrides": {"epochs": 4, "batch_size": 16},
+    }
+    mmca = prepare_run("d", "mmca", sets=["training.epochs=2"], region_dim=24, manifest=manifest)
+    assert mmca.model["fusion"]["heads"] == 2 and mmca.model["embed_dim"] == 32 and mmca.model["text"]["word_dim"] == 16
+    assert (mmca.training.epochs, mmca.training.batch_size) == (2, 16)  # --set beats the data, the data the recipe
+    assert mmca.data_settings["training.batch_size"] == 16 and "training.epochs" not in mmca.data_settings
+    vsepp = prepare_run("d", "vsepp", region_dim=24, manifest=manifest)  # no fusion section: fusion.heads skipped
+    assert vsepp.model["fusion"] is None and "fusion.heads" not in vsepp.data_settings

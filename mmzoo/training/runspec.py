@@ -2,7 +2,8 @@
 
 Precedence (later wins): the recipe (model config and its training defaults) -> settings the data
 implies (``visual.in_dim`` = the data's region size; the manifest's ``model_overrides``, e.g.
-``text.name=gru`` for the shapes data) -> the config file -> ``--set``. A data-implied setting is
+``text.name=gru`` for the shapes data, and ``training_overrides``) -> the config file -> ``--set``.
+A suggested model key that does not fit the model (``fusion.heads`` for a model without fusion) is skipped. A data-implied setting is
 skipped when the user set that very key (so ``--set text.name=bert-cnn`` keeps BERT on the shapes data,
 while ``--set text.word_dim=64`` tunes the GRU the data asked for); the data's region size must agree
 with an explicit ``visual.in_dim``.
@@ -108,6 +109,20 @@ def data_settings(data: str | Path, region_dim: int, manifest: Mapping[str, Any]
     return settings
 
 
+def _applies(key: str, base: Mapping[str, Any], settings: Mapping[str, Any]) -> bool:
+    """Whether a data-implied ``SECTION.param`` fits the model: the section exists and its component has the field."""
+    section, _, param = key.partition(".")
+    if not param or section not in SECTIONS:
+        return True
+    name = settings.get(f"{section}.name", (base.get(section) or {}).get("name"))
+    if name is None:
+        return False
+    if param == "name":
+        return True
+    component = registry.get_registry(SECTIONS[section]).get(str(name))
+    return param.split(".")[0] in component.Config.model_fields
+
+
 def prepare_run(
     data: str | Path,
     model: str | None = None,
@@ -144,30 +159,39 @@ def prepare_run(
         base = registry.model.get(model).config
         user = {**flatten_model_section(model_section), **set_model}
         user_overrides = user
-    recipe_training = registry.model.get(model).training if model else {}
-    training_overrides = {**dict(file.get("training") or {}), **set_training}
-    if epochs is not None:
-        training_overrides["epochs"] = epochs
-    training = TrainConfig.for_recipe(recipe_training, training_overrides)
-
     if region_dim is None or manifest is None:
         from mmzoo.data import PrecomputedDataset, read_manifest
 
         region_dim = PrecomputedDataset(data, "train").region_dim if region_dim is None else region_dim
         manifest = read_manifest(data) if manifest is None else manifest
+
+    recipe_training = registry.model.get(model).training if model else {}
+    suggested_training = dict((manifest or {}).get("training_overrides") or {})
+    training_overrides = {**dict(file.get("training") or {}), **set_training}
+    if epochs is not None:
+        training_overrides["epochs"] = epochs
+    applied_training = {}
+    for key, value in suggested_training.items():
+        if key not in training_overrides:
+            applied_training[f"training.{key}"] = value
+            logger.info(
+                "from the data in %s: training.%s=%r (set training.%s yourself to change it)", data, key, value, key
+            )
+    training = TrainConfig.for_recipe({**recipe_training, **suggested_training}, training_overrides)
+
     implied = data_settings(data, region_dim, manifest)
-    visual_name = str(user.get("visual.name", (base.get("visual") or {}).get("name")))
-    if "in_dim" not in registry.visual_encoder.get(visual_name).Config.model_fields:
-        implied.pop("visual.in_dim")
-    elif "visual.in_dim" in user and int(user["visual.in_dim"]) != implied["visual.in_dim"]:
+    if "visual.in_dim" in user and int(user["visual.in_dim"]) != implied["visual.in_dim"]:
         raise ConfigError(
             f"visual.in_dim={user['visual.in_dim']} but the data in {data} has regions of size "
             f"{implied['visual.in_dim']}; drop the setting (it is taken from the data)."
         )
     applied = {}
-    for key, value in implied.items():
+    for key, value in sorted(implied.items(), key=lambda kv: not kv[0].endswith(".name")):
         if key in user:
             logger.info("the data suggests %s=%r; keeping your %s=%r", key, value, key, user[key])
+            continue
+        if not _applies(key, base, {**applied, **user}):
+            logger.debug("the data's %s=%r does not apply to this model", key, value)
             continue
         applied[key] = value
         logger.info("from the data in %s: %s=%r (set %s yourself to change it)", data, key, value, key)
@@ -179,7 +203,7 @@ def prepare_run(
         training=training,
         data=str(Path(data).resolve()),
         recipe=model,
-        data_settings=applied,
+        data_settings={**applied, **applied_training},
         user_overrides=user,
     )
 
