@@ -67,6 +67,13 @@ def test_captions_per_image_from_manifest_and_argument(tmp_path):
         PrecomputedDataset(tmp_path, "test", captions_per_image=5)  # 10 rows fit neither 4 nor 20
 
 
+def test_a_stale_manifest_is_an_error(tmp_path):
+    write_split(tmp_path, "train", numbered(4), CAPS)
+    (tmp_path / "mmzoo_data.json").write_text(json.dumps({"regions": 3, "region_dim": 64}))
+    with pytest.raises(DataError, match=r"region_dim = 4 but .*mmzoo_data.json says 64"):
+        PrecomputedDataset(tmp_path, "train")
+
+
 def test_collate_and_dataloader(tmp_path):
     write_split(tmp_path, "train", numbered(4), CAPS)
     ds = PrecomputedDataset(tmp_path, "train")
@@ -183,6 +190,7 @@ def rss_anon_mb() -> float:
     pytest.skip("/proc/self/status has no RssAnon on this system")
 
 
+@pytest.mark.slow
 def test_memory_is_bounded_by_the_batch_not_the_file(tmp_path, monkeypatch):
     n, k, dim = 8192, 16, 512  # 256 MiB of features; a batch of 64 images is 2 MiB
     path = tmp_path / "train_ims.npy"
@@ -210,3 +218,28 @@ def test_memory_is_bounded_by_the_batch_not_the_file(tmp_path, monkeypatch):
     peak = max(peak, rss_anon_mb())
     # captions (40k short strings) and the batches cost a few MiB; reading the file whole would cost 256 MiB
     assert peak - before < 40, f"anonymous memory grew by {peak - before:.0f} MiB while reading {size_mb:.0f} MiB"
+
+
+def test_pickling_sends_the_path_not_the_features(tmp_path):
+    import pickle
+
+    feats = np.zeros((400, 16, 64), dtype=np.float32) + 1  # 1.6 MB of features
+    write_split(tmp_path, "train", feats, ["a caption"] * 2000)
+    ds = PrecomputedDataset(tmp_path, "train")
+    blob = pickle.dumps(ds)
+    assert len(blob) < 100_000  # the captions, not the features
+    again = pickle.loads(blob)
+    assert isinstance(again._features, np.memmap)
+    np.testing.assert_array_equal(again[5][0], feats[1])
+
+
+def test_max_images_keeps_the_first_images_and_their_twins(tmp_path):
+    write_split(tmp_path, "test", numbered(4), CAPS)
+    np.save(tmp_path / "test_twins.npy", np.array([1, 0, 3, 2]))
+    ds = PrecomputedDataset(tmp_path, "test", max_images=3)
+    assert ds.num_images == 3 and len(ds) == 15 and ds.twins.tolist() == [1, 0, -1]
+    with pytest.raises(IndexError):
+        ds.image_features([3])
+    assert PrecomputedDataset(tmp_path, "test", max_images=10).num_images == 4
+    with pytest.raises(DataError, match="max_images"):
+        PrecomputedDataset(tmp_path, "test", max_images=0)

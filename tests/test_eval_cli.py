@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mmzoo.cli import main
+from mmzoo.contracts import Fragments
 from mmzoo.data import PrecomputedDataset, make_shapes
 from mmzoo.errors import InputError
 from mmzoo.evaluation import BINDING_KEYS, METRIC_KEYS, encode_dataset, evaluate, recall_metrics, score_matrix
@@ -91,6 +92,8 @@ def test_eval_cli_on_saved_model_and_run_dir(shapes_dir, tmp_path, capsys):
     out5 = tmp_path / "m5.json"
     assert main(["eval", str(tmp_path / "run"), *args, "--fold5", "--json", str(out5)]) == 0
     assert json.loads(out5.read_text())["rsum"] != metrics["rsum"] or np.isclose(metrics["rsum"], 600)
+    assert main(["eval", str(tmp_path / "run"), *args, "--max-images", "4"]) == 0
+    assert "test': 4 images" in capsys.readouterr().out
 
 
 def test_eval_cli_errors(shapes_dir, tmp_path, capsys):
@@ -101,3 +104,82 @@ def test_eval_cli_errors(shapes_dir, tmp_path, capsys):
     model.save_pretrained(tmp_path / "saved")
     assert main(["eval", str(tmp_path / "saved"), "--data", str(tmp_path / "nodata"), "--device", "cpu"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+class RecordingModel:
+    """Stands in for a MatchingModel: dot-product scores, and records the block shapes it was asked for."""
+
+    device = torch.device("cpu")
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[int, int]] = []
+
+    def similarity(self, images, texts):
+        self.blocks.append((len(images), len(texts)))
+        return images.pooled @ texts.pooled.t()
+
+
+def random_fragments(n: int, seed: int) -> Fragments:
+    g = torch.Generator().manual_seed(seed)
+    pooled = torch.nn.functional.normalize(torch.randn(n, 8, generator=g), dim=1)
+    return Fragments(torch.randn(n, 3, 8, generator=g), torch.ones(n, 3, dtype=torch.bool), pooled)
+
+
+def test_score_matrix_hands_the_model_one_block_at_a_time():
+    images, texts = random_fragments(250, 0), random_fragments(1250, 1)
+    model = RecordingModel()
+    sims = score_matrix(model, images, texts, block_size=100)
+    torch.testing.assert_close(sims, images.pooled @ texts.pooled.t())
+    assert max(b[0] for b in model.blocks) == 100 and max(b[1] for b in model.blocks) == 100
+    assert len(model.blocks) == 3 * 13 and sims.dtype == torch.float32
+
+
+def test_fold5_needs_images_divisible_by_5(shapes_dir):
+    model = fitted("vsepp", shapes_dir)
+    with pytest.raises(InputError, match="divisible by 5"):
+        evaluate(model, PrecomputedDataset(shapes_dir, "dev", max_images=7), fold5=True, progress=False)
+
+
+def test_encode_dataset_keeps_fragments_only_for_fused_models(shapes_dir):
+    ds = PrecomputedDataset(shapes_dir, "dev")
+    cosine = fitted("vsepp", shapes_dir)
+    images, texts = encode_dataset(cosine, ds, progress=False)
+    assert images.features.shape[1] == 1 and texts.features.shape[1] == 1
+    full_images, full_texts = encode_dataset(cosine, ds, progress=False, keep_fragments=True)
+    assert full_images.features.shape[1] == ds.regions and full_texts.features.shape[1] > 1
+    torch.testing.assert_close(images.pooled, full_images.pooled)
+    torch.testing.assert_close(score_matrix(cosine, images, texts), score_matrix(cosine, full_images, full_texts))
+
+
+def test_eval_cli_names_go_to_from_pretrained_when_it_exists(shapes_dir, tmp_path, monkeypatch, capsys):
+    import mmzoo
+
+    args = ["eval", "mmca-shapes", "--data", str(shapes_dir), "--device", "cpu", "--no-progress"]
+    monkeypatch.delattr(mmzoo, "from_pretrained", raising=False)
+    assert main(args) == 2
+    assert "cannot load pretrained names" in capsys.readouterr().err
+    model = fitted("vsepp", shapes_dir)
+    asked = []
+
+    def from_pretrained(name, device=None):
+        asked.append((name, device))
+        return model
+
+    monkeypatch.setattr(mmzoo, "from_pretrained", from_pretrained, raising=False)
+    assert main(args) == 0
+    assert asked == [("mmca-shapes", "cpu")] and "rsum" in capsys.readouterr().out
+
+
+def test_eval_cli_cuda_without_cuda(shapes_dir, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    model = fitted("vsepp", shapes_dir)
+    model.save_pretrained(tmp_path / "saved")
+    assert main(["eval", str(tmp_path / "saved"), "--data", str(shapes_dir), "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_no_binding_keys_when_no_twin_is_left(shapes_dir):
+    model = fitted("vsepp", shapes_dir)
+    metrics = evaluate(model, PrecomputedDataset(shapes_dir, "test", max_images=1), progress=False)
+    assert set(metrics) == set(METRIC_KEYS)

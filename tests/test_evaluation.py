@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from mmzoo import evaluation
 from mmzoo.errors import InputError
 from mmzoo.evaluation import (
     METRIC_KEYS,
@@ -82,8 +83,10 @@ def test_perfect_scores():
     assert m["rsum"] == 600.0 and m["i2t_medr"] == 1.0 and m["t2i_meanr"] == 1.0
 
 
-@pytest.mark.parametrize("n_img,cpi", [(7, 5), (300, 5), (40, 1)])
-def test_matches_reference_loops_on_random_scores(n_img, cpi):
+@pytest.mark.parametrize("n_img,cpi,step", [(7, 5, None), (300, 5, None), (300, 5, 1000), (40, 1, 7)])
+def test_matches_reference_loops_on_random_scores(n_img, cpi, step, monkeypatch):
+    if step is not None:  # rank in many small steps, as a 5,000 x 25,000 matrix is
+        monkeypatch.setattr(evaluation, "_ENTRIES_PER_STEP", step)
     rng = np.random.default_rng(n_img)
     sims = rng.normal(size=(n_img, n_img * cpi))
     sims[np.arange(n_img), np.arange(n_img) * cpi] += 1.5  # make recall non-trivial
@@ -154,4 +157,10 @@ def test_binding_probe_ignores_images_without_twin_and_checks_input():
     with pytest.raises(InputError, match="no image has a twin"):
         binding_probe(sims, np.array([-1, -1, -1]), 1)
     with pytest.raises(InputError):
+        binding_probe(sims, np.array([1, 0]), 1)
+
+
+def test_binding_probe_rejects_nan():
+    sims = torch.tensor([[1.0, float("nan")], [0.0, 1.0]])
+    with pytest.raises(InputError, match="NaN"):
         binding_probe(sims, np.array([1, 0]), 1)

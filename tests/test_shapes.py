@@ -148,3 +148,11 @@ def test_bad_arguments(tmp_path):
         make_scenes("train", 0)
     with pytest.raises(DataError, match="scene file"):
         load_scenes(tmp_path, "train")
+
+
+def test_a_scorer_that_binds_is_perfect_on_the_twins():
+    scenes = make_scenes("test", 20, seed=0)
+    caps = [c for s in scenes for c in s["captions"]]
+    sims = np.array([[float(holds(c, s)) for c in caps] for s in scenes])
+    twins = np.array([s["twin"] for s in scenes])
+    assert binding_probe(sims, twins) == {"bind_i2t": 100.0, "bind_t2i": 100.0}

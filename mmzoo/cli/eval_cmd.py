@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mmzoo.cli._table import format_table
-from mmzoo.errors import CheckpointError
+from mmzoo.errors import CheckpointError, InputError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset folder in the precomputed layout")
     p.add_argument("--split", default="test", help="split to evaluate (default test; testall for COCO)")
     p.add_argument("--fold5", action="store_true", help="COCO 1K: average over 5 folds of N/5 images")
-    p.add_argument("--json", dest="json_path", default=None, help="write the metrics as flat JSON to FILE")
+    p.add_argument(
+        "--json", dest="json_path", metavar="FILE", default=None, help="write the metrics as flat JSON to FILE"
+    )
+    p.add_argument(
+        "--max-images", type=int, default=None, metavar="N", help="evaluate the first N images only (e.g. 1000)"
+    )
     p.add_argument("--batch-size", type=int, default=128, help="encoding batch size (default 128)")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -57,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
     from mmzoo.evaluation import evaluate
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: CUDA is not available on this machine; use --device cpu.")
     model = load_model(args.model, device=device)
-    dataset = PrecomputedDataset(args.data, args.split)
+    dataset = PrecomputedDataset(args.data, args.split, max_images=args.max_images)
     metrics = evaluate(
         model, dataset, fold5=args.fold5, batch_size=args.batch_size, device=device, progress=not args.no_progress
     )
@@ -68,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json_path:
         out = Path(args.json_path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+        out.write_text(json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {out}")
     return 0
 

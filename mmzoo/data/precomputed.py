@@ -104,6 +104,8 @@ class PrecomputedDataset(torch.utils.data.Dataset):
         root: the dataset folder.
         split: ``train``, ``dev``, ``test``, ``testall`` or any name with the two files.
         captions_per_image: consecutive caption lines per image; None takes the manifest's value or 5.
+        max_images: keep only the first ``max_images`` images and their captions (the reference code
+            validates on the first 1,000 COCO dev images); None keeps all.
 
     Example:
         >>> ds = PrecomputedDataset("data/shapes", "train")  # doctest: +SKIP
@@ -111,7 +113,9 @@ class PrecomputedDataset(torch.utils.data.Dataset):
         >>> loader = DataLoader(ds, batch_size=128, shuffle=True, collate_fn=collate_pairs)  # doctest: +SKIP
     """
 
-    def __init__(self, root: str | Path, split: str, *, captions_per_image: int | None = None) -> None:
+    def __init__(
+        self, root: str | Path, split: str, *, captions_per_image: int | None = None, max_images: int | None = None
+    ) -> None:
         self.root = Path(root)
         self.split = split
         if not self.root.is_dir():
@@ -127,6 +131,13 @@ class PrecomputedDataset(torch.utils.data.Dataset):
         self.captions: list[str] = read_captions(self.captions_path)
         self._features = open_features(self.features_path)
         rows, self.regions, self.region_dim = (int(n) for n in self._features.shape)
+        for key, actual in (("regions", self.regions), ("region_dim", self.region_dim)):
+            stated = (self.manifest or {}).get(key)
+            if stated is not None and stated != actual:
+                raise DataError(
+                    f"{self.features_path} has {key} = {actual} but {self.root / MANIFEST_NAME} says {stated}: "
+                    "the manifest belongs to other data; regenerate the folder or fix the manifest."
+                )
         n_caps = len(self.captions)
         if n_caps % captions_per_image:
             raise DataError(
@@ -144,6 +155,30 @@ class PrecomputedDataset(torch.utils.data.Dataset):
                 f"or {n_caps} (one per caption)."
             )
         self.twins = self._read_twins()
+        if max_images is not None:
+            self._truncate(max_images)
+
+    def _truncate(self, max_images: int) -> None:
+        if max_images < 1:
+            raise DataError(f"max_images must be >= 1; got {max_images}.")
+        if max_images >= self.num_images:
+            return
+        self.num_images = max_images
+        self.captions = self.captions[: max_images * self.captions_per_image]
+        if self.twins is not None:
+            twins = self.twins[:max_images].copy()
+            twins[twins >= max_images] = -1  # a twin cut off is no twin
+            self.twins = twins
+
+    # -- pickling: DataLoader workers started with "spawn" get the path, never the mapped array ---------
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_features"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._features = open_features(self.features_path)
 
     # -- the Dataset protocol -------------------------------------------------------------------------
     def __len__(self) -> int:
