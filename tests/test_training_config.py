@@ -83,6 +83,10 @@ def test_cli_argument_errors(capsys, tmp_path):
     assert "only --epochs" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "not an mmzoo training run" in capsys.readouterr().err
+    spec = prepare_run(tmp_path, "vsepp", region_dim=24, manifest=None)
+    (tmp_path / "run.json").write_text(json.dumps(spec.to_dict()))
+    assert main(["train", "--resume", str(tmp_path)]) == 2  # killed before its first checkpoint
+    assert "no checkpoint yet" in capsys.readouterr().err
 
 
 def test_manifest_suggestions_apply_only_where_they_fit():

@@ -95,6 +95,10 @@ class Trainer:
         self.cfg: TrainConfig = spec.training
         self.run_dir = Path(run_dir)
         self.progress = progress
+        if resume and not recover_folder(self.run_dir / "last").is_dir():
+            raise CheckpointError(
+                f"{self.run_dir} has no checkpoint yet (no finished epoch): start it again without --resume."
+            )
         pre_device = resolve_device(self.cfg.device)
         self.ctx: DistContext = init_distributed(pre_device.type)
         self.device = resolve_device(self.cfg.device, self.ctx.local_rank)
@@ -112,7 +116,6 @@ class Trainer:
         if resume:
             from mmzoo.serialization import load_pretrained
 
-            recover_folder(last)
             self.model = load_pretrained(last).train()
         else:
             from mmzoo.factory import create_model
@@ -139,7 +142,7 @@ class Trainer:
         self.best_rsum: float | None = None
         if resume:
             self._load_state(last)
-        elif self.ctx.is_main:
+        if self.ctx.is_main:  # on resume: records changed settings (more --epochs, moved --data)
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.run_dir / RUN_NAME, {**spec.to_dict(), "world_size": self.ctx.world_size})
         logger.info(
@@ -303,17 +306,14 @@ class Trainer:
 def train(
     spec: RunSpec | None = None, run_dir: str | Path = "run", *, resume: bool = False, progress: bool = True
 ) -> list[dict[str, Any]]:
-    """Train a new run (``spec``) or continue one (``resume=True``, spec read from ``run_dir/run.json``).
+    """Train a new run (``spec``) or continue one (``resume=True``; ``spec`` defaults to ``run_dir/run.json``).
 
     Example:
         >>> from mmzoo.training import prepare_run, train
         >>> train(prepare_run("data/shapes", "vsepp", epochs=2), "runs/vsepp")  # doctest: +SKIP
     """
     if resume:
-        stored = read_run(run_dir)
-        if spec is not None:
-            stored.training = spec.training
-        spec = stored
+        spec = spec if spec is not None else read_run(run_dir)
     elif spec is None:
         raise ConfigError("train() needs a RunSpec for a new run (see mmzoo.training.prepare_run).")
     elif (Path(run_dir) / "last").exists():
