@@ -52,9 +52,8 @@ def measure_pairs(pairs: int) -> int:
 
 def parameter_counts() -> dict[str, int]:
     sys.path.insert(0, str(ROOT))
-    from tests.conftest import minilm_path
-
     import mmzoo
+    from tests.conftest import minilm_path
 
     model = mmzoo.create_model("mmca", **{"text.bert_config": {}, "text.tokenizer": minilm_path()})
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
