@@ -171,3 +171,11 @@ def test_killed_distributed_run_resumes_from_its_checkpoint(tmp_path):
     assert [m["epoch"] for m in records] == [1, 2, 3]
     assert records[0] == first[0]
     assert [m["step"] for m in records] == [first[0]["step"] * e for e in (1, 2, 3)]  # no step lost or repeated
+    # the sharded dev evaluation (rows split over 2 processes) equals the single-process one
+    from mmzoo.data import PrecomputedDataset
+    from mmzoo.evaluation import evaluate
+    from mmzoo.serialization import load_pretrained
+
+    single = evaluate(load_pretrained(run / "last"), PrecomputedDataset(data, "dev"), progress=False)
+    for key, value in records[-1]["dev"].items():
+        assert value == pytest.approx(single[key], abs=1e-6), key
