@@ -19,7 +19,8 @@ class TrainConfig(BaseModel):
     """How to train a matching model: schedule, negatives, hardware and reproducibility.
 
     Example:
-        >>> cfg = TrainConfig.for_recipe("vsepp", {"epochs": 2})  # doctest: +SKIP
+        >>> from mmzoo import registry
+        >>> cfg = TrainConfig.for_recipe(registry.model.get("vsepp").training, {"epochs": 2})
         >>> cfg.lr, cfg.batch_size, cfg.epochs
         (0.0002, 128, 2)
     """
