@@ -75,6 +75,8 @@ def test_one_epoch_then_resume_equals_two_epochs(shapes, tmp_path, extra):
     assert [m["epoch"] for m in split] == [1, 2]
     assert [m["dev"] for m in split] == [m["dev"] for m in straight]
     assert split[0]["hardest_negative"] is False and split[1]["hardest_negative"] is True  # warm-up epoch
+    assert split[0]["hard_negatives"] == "all"  # warm-up fuses every pair; h applies afterwards
+    assert split[1]["hard_negatives"] == spec.training.hard_negatives
     assert split[1]["lr"] == pytest.approx(0.5e-3)  # step decay after epoch 1
 
 

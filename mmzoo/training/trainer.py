@@ -123,14 +123,13 @@ class Trainer:
             self.model = create_model(spec.model)
             self.model.text.fit(list(self.train_set.captions))
         self.model.to(self.device).train()
-        self.step_module: torch.nn.Module = TrainingStep(
-            self.model, self.cfg.hard_negatives, self.ctx, self.cfg.global_negatives
-        )
+        self.training_step = TrainingStep(self.model, self.cfg.hard_negatives, self.ctx, self.cfg.global_negatives)
+        self.step_module: torch.nn.Module = self.training_step
         if self.ctx.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.step_module = DistributedDataParallel(self.step_module, device_ids=device_ids)
+            self.step_module = DistributedDataParallel(self.training_step, device_ids=device_ids)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=self.cfg.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
@@ -208,9 +207,12 @@ class Trainer:
         )
 
     def set_negatives(self, epoch: int) -> None:
-        """Warm-up epochs sum over all negatives; later epochs use the hardest (when the loss has the switch)."""
+        """Warm-up epochs sum over all negatives (every pair fused, whatever ``hard_negatives`` says); later
+        epochs use the hardest negative (when the loss has the switch) among the ``hard_negatives`` candidates."""
+        warm = epoch < self.cfg.warmup_epochs
         if hasattr(self.model.loss_fn, "hardest_negative"):
-            self.model.loss_fn.hardest_negative = epoch >= self.cfg.warmup_epochs
+            self.model.loss_fn.hardest_negative = not warm
+        self.training_step.hard_negatives = "all" if warm else self.cfg.hard_negatives
 
     def train_epoch(self, epoch: int) -> EpochResult:
         from tqdm import tqdm
@@ -271,6 +273,7 @@ class Trainer:
                     "loss": result.loss,
                     "lr": lr,
                     "hardest_negative": bool(getattr(self.model.loss_fn, "hardest_negative", False)),
+                    "hard_negatives": self.training_step.hard_negatives,
                     "pairs_per_s": result.pairs / max(result.seconds, 1e-9),
                     "seconds": result.seconds,
                     "dev": dev,
