@@ -1,0 +1,210 @@
+"""The relational shapes benchmark: mmca vs mmca-no-cross vs vsepp, same data, same budget.
+
+Generates the shapes data (``mmzoo.data.make_shapes``), trains each model with one shared training
+config through ``mmzoo.training`` (the code behind ``mmzoo train``), evaluates the best dev checkpoint
+on the test split (recall and the binding probe: a caption against its own image vs the image's
+attribute/relation-swapped twin) and writes the table into ``docs/benchmarks.md`` between markers,
+with the machine it ran on. Sized to finish within 30 minutes on a 2-core CPU.
+
+Run:  python benchmarks/shapes_benchmark.py [--out runs/shapes-bench] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+
+#: every model gets these (model sizes scaled down from the paper so that a CPU can train them).
+MODEL_SETS = ["embed_dim=64", "text.word_dim=32"]
+MMCA_SETS = ["visual.heads=4", "visual.ffn_dim=128", "fusion.heads=4", "fusion.ffn_dim=128", "fusion.channels=32"]
+TRAINING = {
+    "batch_size": 32,
+    "lr": 1e-3,
+    "lr_decay_every": 4,
+    "lr_decay": 0.1,
+    "grad_clip": 2.0,
+    "warmup_epochs": 1,
+    "eval_batch_size": 256,
+    "seed": 0,
+}
+MODELS = ["mmca", "mmca-no-cross", "vsepp"]
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "load": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
+    }
+
+
+def make_data(out: Path, images: int, test_images: int, seed: int) -> Path:
+    from mmzoo.data import make_shapes
+
+    data = out / "data"
+    if not (data / "mmzoo_data.json").is_file():
+        make_shapes(data, images=images, dev_images=test_images, test_images=test_images, seed=seed)
+    return data
+
+
+def train_and_test(
+    model: str, data: Path, run: Path, epochs: int, extra_training: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train ``model`` (fresh run folder), evaluate its best dev checkpoint on test; return one table row."""
+    import shutil
+
+    from mmzoo.data import PrecomputedDataset
+    from mmzoo.evaluation import evaluate
+    from mmzoo.serialization import load_pretrained
+    from mmzoo.training import prepare_run, train
+
+    if run.exists():
+        shutil.rmtree(run)
+    sets = MODEL_SETS + [s for s in MMCA_SETS if model == "mmca" or (model.startswith("mmca") and "fusion" not in s)]
+    training = {**TRAINING, **(extra_training or {})}
+    sets += [f"training.{k}={v}" for k, v in training.items()]
+    spec = prepare_run(data, model, sets=sets, epochs=epochs)
+    start = time.perf_counter()
+    records = train(spec, run, progress=False)
+    wall = time.perf_counter() - start
+    test = evaluate(load_pretrained(run / "best"), PrecomputedDataset(data, "test"), progress=False)
+    train_seconds = sum(r["seconds"] for r in records)
+    pairs = sum(r["pairs_per_s"] * r["seconds"] for r in records)
+    return {
+        "model": model,
+        "hard_negatives": spec.training.hard_negatives,
+        "rsum": test["rsum"],
+        "i2t_r1": test["i2t_r1"],
+        "t2i_r1": test["t2i_r1"],
+        "bind_i2t": test.get("bind_i2t", float("nan")),
+        "bind_t2i": test.get("bind_t2i", float("nan")),
+        "best_dev_rsum": max(r["dev"]["rsum"] for r in records),
+        "train_seconds": train_seconds,
+        "wall_seconds": wall,
+        "pairs_per_s": pairs / max(train_seconds, 1e-9),
+    }
+
+
+def chance_row(data: Path) -> dict[str, Any]:
+    """Recall of random scores on the same test split: the floor every model must clear."""
+    import torch
+
+    from mmzoo.data import PrecomputedDataset
+    from mmzoo.evaluation import binding_probe, recall_metrics
+
+    ds = PrecomputedDataset(data, "test")
+    sims = torch.rand(ds.num_images, len(ds), generator=torch.Generator().manual_seed(0))
+    m = {**recall_metrics(sims, ds.captions_per_image), **binding_probe(sims, ds.twins, ds.captions_per_image)}
+    return {
+        "model": "random scores",
+        "hard_negatives": "-",
+        **{k: m.get(k, float("nan")) for k in ("rsum", "i2t_r1", "t2i_r1", "bind_i2t", "bind_t2i")},
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = "| model | negatives | test rsum | i2t R@1 | t2i R@1 | bind i2t | bind t2i | best dev rsum | train time (s) | pairs/s |"
+    lines = [head, "|" + "---|" * 10]
+
+    def f(v: Any, spec: str = ".1f") -> str:
+        return format(v, spec) if isinstance(v, (int, float)) else str(v)
+
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['hard_negatives']} | {f(r['rsum'])} | {f(r['i2t_r1'])} | {f(r['t2i_r1'])} | "
+            f"{f(r['bind_i2t'])} | {f(r['bind_t2i'])} | {f(r.get('best_dev_rsum', '-'))} | "
+            f"{f(r.get('train_seconds', '-'), '.0f')} | {f(r.get('pairs_per_s', '-'), '.0f')} |"
+        )
+    return "\n".join(lines)
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace the section between ``<!-- name:start -->`` and ``<!-- name:end -->`` (append it when absent)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = DOC.read_text(encoding="utf-8") if DOC.is_file() else "# Benchmarks\n"
+    block = f"{start}\n{body.strip()}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text, encoding="utf-8")
+
+
+def machine_line(before: dict[str, Any], after_load: float, minutes: float) -> str:
+    return (
+        f"Machine: {before['cpu']}, {before['cores']} cores, torch {before['torch']} "
+        f"({before['threads']} intra-op thread(s)), Python {before['python']}; 1-minute load average "
+        f"{before['load']:.1f} at the start and {after_load:.1f} at the end (a shared machine: other jobs ran "
+        f"beside this one, so absolute times are pessimistic; compare ratios). Total {minutes:.1f} min."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/shapes-bench", help="work folder (data and runs)")
+    p.add_argument("--images", type=int, default=800, help="training images (5 captions each)")
+    p.add_argument("--test-images", type=int, default=100, help="dev images and test base scenes (+ twins)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--no-doc", action="store_true", help="print the table, do not write docs/benchmarks.md")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    began, info = time.perf_counter(), machine()
+    out = Path(args.out)
+    data = make_data(out, args.images, args.test_images, args.seed)
+    rows = [train_and_test(m, data, out / m, args.epochs) for m in MODELS]
+    rows.append(chance_row(data))
+    minutes = (time.perf_counter() - began) / 60
+    body = "\n\n".join(
+        [
+            "## Shapes: what cross-attention buys (`benchmarks/shapes_benchmark.py`)",
+            f"Data: `make_shapes(images={args.images}, dev_images={args.test_images}, test_images={args.test_images}, "
+            f"seed={args.seed})` (12 regions x 64 per image; the test split holds each scene and its swapped twin). "
+            f"Every model: {args.epochs} epochs, "
+            + ", ".join(f"{k} {v}" for k, v in TRAINING.items())
+            + f"; model sizes `{' '.join(MODEL_SETS)}` (+ `{' '.join(MMCA_SETS)}` for MMCA); text encoder: "
+            "the GRU (the data's `model_overrides`). Test metrics of the best dev epoch; `bind` = percentage of "
+            "captions (i2t: images) that score their own image (caption) above the swapped twin's; 50 % is chance.",
+            table(rows),
+            machine_line(info, os.getloadavg()[0], minutes),
+            f"Rerun: `python benchmarks/shapes_benchmark.py --threads {args.threads or info['threads']}`.",
+        ]
+    )
+    print(body)
+    if not args.no_doc:
+        write_section("shapes-benchmark", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""Training: ``mmzoo train`` and its pieces (config, loop, checkpoints, negatives, distributed).
+
+Example:
+    >>> from mmzoo.training import prepare_run, train
+    >>> spec = prepare_run("data/shapes", "mmca", epochs=2)  # doctest: +SKIP
+    >>> train(spec, "runs/mmca")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from mmzoo.training.config import TrainConfig
+from mmzoo.training.negatives import candidate_mask, score_rows
+from mmzoo.training.runspec import RunSpec, prepare_run
+from mmzoo.training.step import TrainingStep
+from mmzoo.training.trainer import Trainer, read_metrics, read_run, train
+
+__all__ = [
+    "RunSpec",
+    "TrainConfig",
+    "Trainer",
+    "TrainingStep",
+    "candidate_mask",
+    "prepare_run",
+    "read_metrics",
+    "read_run",
+    "score_rows",
+    "train",
+]

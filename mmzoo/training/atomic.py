@@ -1,0 +1,110 @@
+"""Crash-safe writes: a file or a whole folder appears complete or not at all.
+
+Files are written to a temporary name in the same folder, flushed and fsync'ed, then renamed over the
+target (``os.replace`` is atomic on POSIX and Windows). Folders are written under a temporary name and
+swapped in with two renames: ``NAME -> .NAME.old``, ``.NAME.tmp -> NAME``. A process killed between the
+two renames leaves ``.NAME.old`` and no ``NAME``; :func:`recover_folder` (called before every read)
+puts the old folder back, so a reader always sees one complete version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open folders; rename durability is best effort there
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that a reader sees the old or the new content, never a part."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def fsync_tree(folder: Path) -> None:
+    """Flush every file below ``folder`` (and the folders themselves) to disk."""
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with open(Path(root) / name, "rb") as handle:
+                os.fsync(handle.fileno())
+        _fsync_dir(Path(root))
+
+
+def recover_folder(path: str | Path) -> Path:
+    """Finish an interrupted swap: when ``NAME`` is missing but ``.NAME.old`` exists, restore it."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and old.exists():
+        os.replace(old, path)
+        _fsync_dir(path.parent)
+    elif path.exists() and old.exists():
+        shutil.rmtree(old)
+    return path
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder; on success it replaces ``path`` as a whole.
+
+    Example:
+        >>> with atomic_folder(run_dir / "last") as tmp:  # doctest: +SKIP
+        ...     model.save_pretrained(tmp)
+    """
+    path = Path(path)
+    recover_folder(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if tmp.exists():  # leftover of a killed writer: never trusted
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        fsync_tree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = path.with_name(f".{path.name}.old")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+__all__ = [
+    "atomic_folder",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "fsync_tree",
+    "recover_folder",
+]

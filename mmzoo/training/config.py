@@ -1,0 +1,92 @@
+"""The trainer's settings: a pydantic ``TrainConfig`` whose defaults come from the model's recipe.
+
+A recipe (``registry.model.get(name).training``) carries its paper's schedule, e.g. SAEM's for ``mmca``
+(Adam 1e-4, x0.1 every 10 epochs, batch 64) and VSE++'s for ``vsepp`` (Adam 2e-4, x0.1 at epoch 15,
+batch 128). A config file's ``training`` section and ``--set training.<field>=`` override them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mmzoo.errors import ConfigError
+
+
+class TrainConfig(BaseModel):
+    """How to train a matching model: schedule, negatives, hardware and reproducibility.
+
+    Example:
+        >>> from mmzoo import registry
+        >>> cfg = TrainConfig.for_recipe(registry.model.get("vsepp").training, {"epochs": 2})
+        >>> cfg.lr, cfg.batch_size, cfg.epochs
+        (0.0002, 128, 2)
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    epochs: int = Field(30, ge=1, description="Passes over the training captions.")
+    batch_size: int = Field(
+        128, ge=2, description="Image-caption pairs per step and per process (the in-batch negatives)."
+    )
+    lr: float = Field(2e-4, gt=0.0, description="Adam learning rate at the start.")
+    lr_decay_every: int = Field(15, ge=1, description="Multiply the learning rate by lr_decay every this many epochs.")
+    lr_decay: float = Field(0.1, gt=0.0, le=1.0, description="Step-decay factor of the learning rate.")
+    grad_clip: float = Field(
+        2.0, ge=0.0, description="Clip the gradient's global L2 norm to this value; 0 turns it off."
+    )
+    warmup_epochs: int = Field(
+        0, ge=0, description="First epochs that sum the hinge over all negatives before switching to hardest negatives."
+    )
+    hard_negatives: Literal["all"] | int = Field(
+        "all",
+        description=(
+            "'all' scores every in-batch pair with the fusion block (the paper); an integer h scores only each "
+            "positive and the top-h negatives per anchor ranked by the cheap <i0,c0> score (docs/training.md)."
+        ),
+    )
+    global_negatives: bool = Field(
+        True,
+        description="Distributed runs: mine negatives among the batches of all processes (False: within each process).",
+    )
+    seed: int = Field(0, description="Seeds model initialisation, shuffling, dropout and data-loader workers.")
+    num_workers: int = Field(0, ge=0, description="Data-loader worker processes (0 reads in the training process).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' picks CUDA when a GPU is present.")
+    amp: Literal["auto", "bf16", "fp16", "off"] = Field(
+        "auto",
+        description="Mixed precision: 'auto' is bf16 on GPUs that support it, fp16 with a gradient scaler on older "
+        "GPUs, off on the CPU.",
+    )
+    grad_accum: int = Field(1, ge=1, description="Micro-batches of batch_size accumulated per optimizer step.")
+    eval_batch_size: int = Field(128, ge=1, description="Images or captions encoded at once during evaluation.")
+
+    @field_validator("hard_negatives", mode="before")
+    @classmethod
+    def _check_hard_negatives(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, int) and value < 1):
+            raise ValueError("must be 'all' or a positive integer h (negatives per anchor)")
+        return value
+
+    @classmethod
+    def for_recipe(cls, recipe_training: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+        """The recipe's training defaults with ``overrides`` on top, validated (:class:`ConfigError` if not)."""
+        data = {**dict(recipe_training), **dict(overrides or {})}
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            lines = []
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+                msg = err["msg"].removeprefix("Value error, ")
+                if err["type"] == "extra_forbidden":
+                    msg = f"unknown training field (known: {', '.join(cls.model_fields)})"
+                lines.append(f"  training.{loc}: {msg}")
+            raise ConfigError("Invalid training config:\n" + "\n".join(lines)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+__all__ = ["TrainConfig"]

@@ -1,0 +1,119 @@
+"""The last checkpoint: model folder plus ``training_state.pt``, saved and loaded without arbitrary unpickling.
+
+``RUNDIR/last/`` is a ``save_pretrained`` folder (config.json, model.safetensors, assets) with one more
+file, ``training_state.pt``: optimizer, scheduler and gradient-scaler state dicts, epoch, step, best dev
+rsum, and the RNG states of torch (CPU and every CUDA device), numpy and Python. It is read with
+``torch.load(weights_only=True)``, which accepts only tensors and plain containers, so every RNG state
+is stored as tensors and lists.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmzoo.errors import CheckpointError
+from mmzoo.training.atomic import atomic_folder, recover_folder
+
+STATE_NAME = "training_state.pt"
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every RNG a training step draws from, as tensors and plain lists."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Put back the RNG states taken by :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        if len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        else:  # another GPU count: seed what can be seeded, the run stays valid but not bit-identical
+            torch.cuda.manual_seed_all(int(state["torch"][:8].sum()))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+
+
+@dataclass
+class TrainingState:
+    """Where training stands after ``epoch`` completed epochs."""
+
+    epoch: int
+    step: int
+    best_rsum: float | None
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    scaler: dict[str, Any] = field(default_factory=dict)
+    rng: dict[str, Any] = field(default_factory=dict)
+    amp: str = "off"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": 1,
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_rsum": self.best_rsum,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "scaler": self.scaler,
+            "rng": self.rng,
+            "amp": self.amp,
+        }
+
+
+def save_checkpoint(folder: Path, model: torch.nn.Module, state: TrainingState | None = None) -> Path:
+    """Write the model (and the training state) into ``folder`` as one atomic swap."""
+    with atomic_folder(folder) as tmp:
+        model.save_pretrained(tmp)
+        if state is not None:
+            torch.save(state.to_dict(), tmp / STATE_NAME)
+    return folder
+
+
+def load_training_state(folder: Path) -> TrainingState:
+    """Read ``folder/training_state.pt`` safely (``weights_only=True``)."""
+    recover_folder(folder)
+    path = Path(folder) / STATE_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: {folder} is not a training checkpoint (nothing to resume).")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # the unpickler raises many types; all mean the same here
+        raise CheckpointError(f"{path} is not a readable training state: {exc}") from None
+    try:
+        return TrainingState(
+            epoch=int(data["epoch"]),
+            step=int(data["step"]),
+            best_rsum=data["best_rsum"],
+            optimizer=data["optimizer"],
+            scheduler=data["scheduler"],
+            scaler=data.get("scaler") or {},
+            rng=data["rng"],
+            amp=data.get("amp", "off"),
+        )
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path} lacks the field {exc}; it was not written by mmzoo's trainer.") from None
+
+
+__all__ = ["STATE_NAME", "TrainingState", "capture_rng", "load_training_state", "restore_rng", "save_checkpoint"]

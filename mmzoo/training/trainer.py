@@ -1,0 +1,327 @@
+"""The training loop: Adam with step decay, clipping, warm-up negatives, dev evaluation, checkpoints.
+
+A run folder holds::
+
+    run.json           the resolved model and training configs, the data path, the mmzoo version
+    metrics.jsonl      one JSON line per epoch: epoch, loss, lr, dev metrics, pairs_per_s, seconds
+    best/              the model with the best dev rsum so far (a save_pretrained folder)
+    last/              the last epoch's model plus training_state.pt (optimizer, scheduler, scaler,
+                       epoch, step, RNG states): what ``--resume`` continues from
+
+Every file and folder is replaced atomically (:mod:`mmzoo.training.atomic`). Epoch e's shuffle order
+depends only on (seed, e) and every RNG is restored on resume, so on the CPU a resumed run produces
+the same weights bit for bit as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from mmzoo.errors import CheckpointError, ConfigError
+from mmzoo.training.atomic import atomic_write_json, atomic_write_text, recover_folder
+from mmzoo.training.config import TrainConfig
+from mmzoo.training.distributed import DistContext, all_reduce_mean, barrier, init_distributed, shutdown_distributed
+from mmzoo.training.precision import autocast, make_scaler, resolve_amp, resolve_device
+from mmzoo.training.runspec import RunSpec
+from mmzoo.training.sharded_eval import evaluate_split
+from mmzoo.training.state import TrainingState, capture_rng, load_training_state, restore_rng, save_checkpoint
+from mmzoo.training.step import TrainingStep
+
+logger = logging.getLogger("mmzoo.training.trainer")
+
+RUN_NAME = "run.json"
+METRICS_NAME = "metrics.jsonl"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Seed numpy and random in a data-loader worker from its torch seed (itself derived from seed and epoch)."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a run (empty when none yet)."""
+    path = Path(run_dir) / METRICS_NAME
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def read_run(run_dir: str | Path) -> RunSpec:
+    path = Path(run_dir) / RUN_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: {run_dir} is not an mmzoo training run.")
+    return RunSpec.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    pairs: int
+    seconds: float
+
+
+class Trainer:
+    """Trains one run. Use :func:`train`; the class exists so tests can drive single epochs.
+
+    Example:
+        >>> spec = prepare_run("data/shapes", "vsepp", epochs=2)  # doctest: +SKIP
+        >>> Trainer(spec, "runs/vsepp").fit()  # doctest: +SKIP
+    """
+
+    def __init__(self, spec: RunSpec, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> None:
+        from mmzoo.data import PrecomputedDataset
+
+        self.spec = spec
+        self.cfg: TrainConfig = spec.training
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        if resume and not recover_folder(self.run_dir / "last").is_dir():
+            raise CheckpointError(
+                f"{self.run_dir} has no checkpoint yet (no finished epoch): start it again without --resume."
+            )
+        pre_device = resolve_device(self.cfg.device)
+        self.ctx: DistContext = init_distributed(pre_device.type)
+        self.device = resolve_device(self.cfg.device, self.ctx.local_rank)
+        self.amp = resolve_amp(self.cfg.amp, self.device)
+        self.train_set = PrecomputedDataset(spec.data, "train")
+        self.dev_set = PrecomputedDataset(spec.data, "dev")
+        per_process = len(self.train_set) // self.ctx.world_size
+        if per_process < self.cfg.batch_size * self.cfg.grad_accum:
+            raise ConfigError(
+                f"The training split has {len(self.train_set)} captions, {per_process} per process: fewer than one "
+                f"step of batch_size x grad_accum = {self.cfg.batch_size * self.cfg.grad_accum}. Lower the batch size."
+            )
+        seed_everything(self.cfg.seed)
+        last = self.run_dir / "last"
+        if resume:
+            from mmzoo.serialization import load_pretrained
+
+            self.model = load_pretrained(last).train()
+        else:
+            from mmzoo.factory import create_model
+
+            self.model = create_model(spec.model)
+            self.model.text.fit(list(self.train_set.captions))
+        self.model.to(self.device).train()
+        self.training_step = TrainingStep(self.model, self.cfg.hard_negatives, self.ctx, self.cfg.global_negatives)
+        self.step_module: torch.nn.Module = self.training_step
+        if self.ctx.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.step_module = DistributedDataParallel(self.training_step, device_ids=device_ids)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.params, lr=self.cfg.lr)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=self.cfg.lr_decay_every, gamma=self.cfg.lr_decay
+        )
+        self.scaler = make_scaler(self.device, self.amp)
+        self.epoch = 0
+        self.step = 0
+        self.best_rsum: float | None = None
+        if resume:
+            self._load_state(last)
+        if self.ctx.is_main:  # on resume: records changed settings (more --epochs, moved --data)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.run_dir / RUN_NAME, {**spec.to_dict(), "world_size": self.ctx.world_size})
+        logger.info(
+            "training on %s (amp %s, %d process(es)), %d trainable parameters",
+            self.device,
+            self.amp,
+            self.ctx.world_size,
+            sum(p.numel() for p in self.params),
+        )
+
+    # -- state --------------------------------------------------------------------------------------
+    def _load_state(self, folder: Path) -> None:
+        state = load_training_state(folder)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        if state.scaler and self.amp == state.amp == "fp16":
+            self.scaler.load_state_dict(state.scaler)
+        elif state.amp != self.amp:
+            logger.warning("the checkpoint trained with amp=%s, this run uses %s", state.amp, self.amp)
+        restore_rng(state.rng)
+        self.epoch, self.step, self.best_rsum = state.epoch, state.step, state.best_rsum
+        if self.ctx.is_main:  # forget epochs logged after the checkpoint was written
+            kept = [m for m in read_metrics(self.run_dir) if m.get("epoch", 0) <= self.epoch]
+            atomic_write_text(self.run_dir / METRICS_NAME, "".join(json.dumps(m) + "\n" for m in kept))
+        logger.info("resumed %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
+
+    def _state(self) -> TrainingState:
+        return TrainingState(
+            epoch=self.epoch,
+            step=self.step,
+            best_rsum=self.best_rsum,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            rng=capture_rng(),
+            amp=self.amp,
+        )
+
+    # -- loop ---------------------------------------------------------------------------------------
+    def loader(self, epoch: int) -> DataLoader:
+        """The training batches of ``epoch`` for this process: shuffled by (seed, epoch), full batches only."""
+        from mmzoo.data import collate_pairs
+
+        sampler = DistributedSampler(
+            self.train_set,
+            num_replicas=self.ctx.world_size,
+            rank=self.ctx.rank,
+            shuffle=True,
+            seed=self.cfg.seed,
+            drop_last=True,
+        )
+        sampler.set_epoch(epoch)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.cfg.batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=self.cfg.num_workers,
+            collate_fn=collate_pairs,
+            generator=torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch),
+            worker_init_fn=_seed_worker,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def set_negatives(self, epoch: int) -> None:
+        """Warm-up epochs sum over all negatives (every pair fused, whatever ``hard_negatives`` says); later
+        epochs use the hardest negative (when the loss has the switch) among the ``hard_negatives`` candidates."""
+        warm = epoch < self.cfg.warmup_epochs
+        if hasattr(self.model.loss_fn, "hardest_negative"):
+            self.model.loss_fn.hardest_negative = not warm
+        self.training_step.hard_negatives = "all" if warm else self.cfg.hard_negatives
+
+    def train_epoch(self, epoch: int) -> EpochResult:
+        from tqdm import tqdm
+
+        self.set_negatives(epoch)
+        self.model.train()
+        loader = self.loader(epoch)
+        accum = self.cfg.grad_accum
+        steps = len(loader) // accum
+        batches = iter(loader)
+        ddp = self.step_module if self.ctx.enabled else None
+        bar = tqdm(
+            total=steps,
+            desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+            disable=not (self.progress and self.ctx.is_main),
+            dynamic_ncols=True,
+        )
+        total_loss, pairs, start = 0.0, 0, time.perf_counter()
+        for done in range(1, steps + 1):
+            for micro in range(accum):
+                batch = next(batches)
+                sync = nullcontext() if ddp is None or micro == accum - 1 else ddp.no_sync()
+                with sync:
+                    with autocast(self.device, self.amp):
+                        loss = self.step_module(batch.features.to(self.device, non_blocking=True), batch.captions)
+                    self.scaler.scale(loss / accum).backward()
+                total_loss += float(loss.detach())
+                pairs += len(batch.captions) * self.ctx.world_size
+            self.scaler.unscale_(self.optimizer)
+            if self.cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            elapsed = time.perf_counter() - start
+            bar.update(1)
+            bar.set_postfix(loss=f"{total_loss / (done * accum):.3f}", pairs_s=f"{pairs / max(elapsed, 1e-9):.0f}")
+        bar.close()
+        seconds = time.perf_counter() - start
+        mean_loss = all_reduce_mean(total_loss / max(steps * accum, 1), self.ctx, self.device)
+        return EpochResult(mean_loss, pairs, seconds)
+
+    def fit(self) -> list[dict[str, Any]]:
+        """Train the remaining epochs; returns the metrics records written by this call."""
+        records = []
+        try:
+            while self.epoch < self.cfg.epochs:
+                epoch = self.epoch
+                lr = self.optimizer.param_groups[0]["lr"]
+                result = self.train_epoch(epoch)
+                self.scheduler.step()
+                dev = evaluate_split(self.model, self.dev_set, self.ctx, self.cfg.eval_batch_size, self.device)
+                self.epoch = epoch + 1
+                record = {
+                    "epoch": self.epoch,
+                    "step": self.step,
+                    "loss": result.loss,
+                    "lr": lr,
+                    "hardest_negative": bool(getattr(self.model.loss_fn, "hardest_negative", False)),
+                    "hard_negatives": self.training_step.hard_negatives,
+                    "pairs_per_s": result.pairs / max(result.seconds, 1e-9),
+                    "seconds": result.seconds,
+                    "dev": dev,
+                }
+                records.append(record)
+                if self.ctx.is_main:
+                    self._write_epoch(record, dev)
+                barrier(self.ctx)
+        finally:
+            shutdown_distributed(self.ctx)
+        return records
+
+    def _write_epoch(self, record: dict[str, Any], dev: dict[str, Any]) -> None:
+        rsum = float(dev.get("rsum", float("nan")))
+        logger.info(
+            "epoch %d: loss %.4f, dev rsum %.2f (i2t R@1 %.1f, t2i R@1 %.1f), %.0f pairs/s",
+            record["epoch"],
+            record["loss"],
+            rsum,
+            dev.get("i2t_r1", float("nan")),
+            dev.get("t2i_r1", float("nan")),
+            record["pairs_per_s"],
+        )
+        previous = read_metrics(self.run_dir)
+        atomic_write_text(self.run_dir / METRICS_NAME, "".join(json.dumps(m) + "\n" for m in [*previous, record]))
+        if not math.isnan(rsum) and (self.best_rsum is None or rsum > self.best_rsum):
+            self.best_rsum = rsum
+            save_checkpoint(self.run_dir / "best", self.model)
+            logger.info("new best dev rsum %.2f -> %s", rsum, self.run_dir / "best")
+        save_checkpoint(self.run_dir / "last", self.model, self._state())
+
+
+def train(
+    spec: RunSpec | None = None, run_dir: str | Path = "run", *, resume: bool = False, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Train a new run (``spec``) or continue one (``resume=True``; ``spec`` defaults to ``run_dir/run.json``).
+
+    Example:
+        >>> from mmzoo.training import prepare_run, train
+        >>> train(prepare_run("data/shapes", "vsepp", epochs=2), "runs/vsepp")  # doctest: +SKIP
+    """
+    if resume:
+        spec = spec if spec is not None else read_run(run_dir)
+    elif spec is None:
+        raise ConfigError("train() needs a RunSpec for a new run (see mmzoo.training.prepare_run).")
+    elif (Path(run_dir) / "last").exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick a new --out.")
+    return Trainer(spec, run_dir, resume=resume, progress=progress).fit()
+
+
+__all__ = ["METRICS_NAME", "RUN_NAME", "Trainer", "read_metrics", "read_run", "train"]
