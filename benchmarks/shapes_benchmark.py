@@ -71,24 +71,33 @@ def make_data(out: Path, images: int, test_images: int, seed: int) -> Path:
 
 
 def train_and_test(
-    model: str, data: Path, run: Path, epochs: int, extra_training: dict[str, Any] | None = None
+    model: str,
+    data: Path,
+    run: Path,
+    epochs: int,
+    extra_training: dict[str, Any] | None = None,
+    reuse: bool = False,
 ) -> dict[str, Any]:
-    """Train ``model`` (fresh run folder), evaluate its best dev checkpoint on test; return one table row."""
+    """Train ``model`` (fresh run folder), evaluate its best dev checkpoint on test; return one table row.
+
+    With ``reuse`` a finished run folder of the same length is evaluated again instead of retrained.
+    """
     import shutil
 
     from mmzoo.data import PrecomputedDataset
     from mmzoo.evaluation import evaluate
     from mmzoo.serialization import load_pretrained
-    from mmzoo.training import prepare_run, train
+    from mmzoo.training import prepare_run, read_metrics, train
 
-    if run.exists():
+    finished = reuse and (run / "best").is_dir() and len(read_metrics(run)) == epochs
+    if run.exists() and not finished:
         shutil.rmtree(run)
     sets = MODEL_SETS + [s for s in MMCA_SETS if model == "mmca" or (model.startswith("mmca") and "fusion" not in s)]
     training = {**TRAINING, **(extra_training or {})}
     sets += [f"training.{k}={v}" for k, v in training.items()]
     spec = prepare_run(data, model, sets=sets, epochs=epochs)
     start = time.perf_counter()
-    records = train(spec, run, progress=False)
+    records = read_metrics(run) if finished else train(spec, run, progress=False)
     wall = time.perf_counter() - start
     test = evaluate(load_pretrained(run / "best"), PrecomputedDataset(data, "test"), progress=False)
     train_seconds = sum(r["seconds"] for r in records)
@@ -105,6 +114,7 @@ def train_and_test(
         "train_seconds": train_seconds,
         "wall_seconds": wall,
         "pairs_per_s": pairs / max(train_seconds, 1e-9),
+        "records": records,
     }
 
 
