@@ -54,7 +54,7 @@ def test_layout_and_manifest(tmp_path):
         "dev": {"images": 12, "captions": 60},
         "test": {"images": 20, "captions": 100},
     }
-    assert manifest["model_overrides"] == {"text.name": "gru"} and manifest["twins"] == {"test": "test_twins.npy"}
+    assert manifest["model_overrides"]["text.name"] == "gru" and manifest["twins"] == {"test": "test_twins.npy"}
     assert (manifest["name"], manifest["format"], manifest["seed"]) == ("shapes", 1, 1)
     assert (manifest["regions"], manifest["region_dim"], manifest["captions_per_image"]) == (10, 32, 5)
     for split in ("train", "dev", "test"):
