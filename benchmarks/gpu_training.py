@@ -19,8 +19,14 @@ import torch
 
 import mmzoo
 
-BERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
-             "vocab_size": 30522, "max_position_embeddings": 512}
+BERT_BASE = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "vocab_size": 30522,
+    "max_position_embeddings": 512,
+}
 
 
 def measure(tokenizer: str, batch: int, amp: bool, steps: int = 10) -> dict:
@@ -51,9 +57,14 @@ def measure(tokenizer: str, batch: int, amp: bool, steps: int = 10) -> dict:
         step()
     torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / steps
-    return {"batch": batch, "amp_bf16": amp, "step_ms": round(seconds * 1e3, 2),
-            "pairs_per_s": round(batch / seconds, 1), "scored_pairs_per_s": round(batch * batch / seconds, 1),
-            "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    return {
+        "batch": batch,
+        "amp_bf16": amp,
+        "step_ms": round(seconds * 1e3, 2),
+        "pairs_per_s": round(batch / seconds, 1),
+        "scored_pairs_per_s": round(batch * batch / seconds, 1),
+        "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+    }
 
 
 def main() -> int:
@@ -70,8 +81,10 @@ def main() -> int:
     print("| batch | bf16 autocast | step (ms) | image-caption pairs/s | fused pairs scored/s | peak memory (GiB) |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['batch']} | {r['amp_bf16']} | {r['step_ms']} | {r['pairs_per_s']} | {r['scored_pairs_per_s']} "
-              f"| {r['peak_mem_gib']} |")
+        print(
+            f"| {r['batch']} | {r['amp_bf16']} | {r['step_ms']} | {r['pairs_per_s']} | {r['scored_pairs_per_s']} "
+            f"| {r['peak_mem_gib']} |"
+        )
     with open(args.out, "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=2)
     return 0

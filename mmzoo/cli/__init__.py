@@ -11,7 +11,18 @@ from collections.abc import Sequence
 from mmzoo.errors import MMZooError
 
 #: sub-command modules, in the order ``mmzoo --help`` lists them.
-COMMANDS = ["list", "components", "plugins", "make-data", "train", "eval", "extract-features", "search", "push", "download"]
+COMMANDS = [
+    "list",
+    "components",
+    "plugins",
+    "make-data",
+    "train",
+    "eval",
+    "extract-features",
+    "search",
+    "push",
+    "download",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -287,12 +287,27 @@ def _write_split(out: Path, split: str, scenes: list[dict[str, Any]], maker: Reg
 #: model settings the shapes data suggests to the trainer (a setting the user gives wins): the GRU text
 #: encoder (BERT-base cannot be downloaded offline and the vocabulary has a few dozen words) and sizes that train
 #: on a CPU in minutes. Measured with them in docs/benchmarks.md (benchmarks/shapes_benchmark.py).
-SHAPES_MODEL = {"text.name": "gru", "embed_dim": 64, "text.word_dim": 32, "visual.heads": 4, "visual.ffn_dim": 128,
-                "fusion.heads": 4, "fusion.ffn_dim": 128, "fusion.channels": 32}
+SHAPES_MODEL = {
+    "text.name": "gru",
+    "embed_dim": 64,
+    "text.word_dim": 32,
+    "visual.heads": 4,
+    "visual.ffn_dim": 128,
+    "fusion.heads": 4,
+    "fusion.ffn_dim": 128,
+    "fusion.channels": 32,
+}
 #: training settings it suggests: one warm-up epoch fusing every pair, then cheap hard negatives (h = 8 matched
 #: "all" on shapes at a third of the time, docs/benchmarks.md).
-SHAPES_TRAINING = {"epochs": 5, "batch_size": 32, "lr": 1e-3, "lr_decay_every": 4, "lr_decay": 0.1,
-                   "warmup_epochs": 1, "hard_negatives": 8}
+SHAPES_TRAINING = {
+    "epochs": 5,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "lr_decay_every": 4,
+    "lr_decay": 0.1,
+    "warmup_epochs": 1,
+    "hard_negatives": 8,
+}
 
 
 def make_shapes(
@@ -360,12 +375,12 @@ def make_shapes(
 
 
 __all__ = [
-    "SHAPES_MODEL",
-    "SHAPES_TRAINING",
     "CAPTIONS_PER_IMAGE",
     "COLOURS",
     "INVERSE",
     "SHAPES",
+    "SHAPES_MODEL",
+    "SHAPES_TRAINING",
     "SIZES",
     "SWAPS",
     "RegionMaker",
