@@ -227,10 +227,20 @@ def search(
         return _search(model, queries, index, top_k, rerank)
 
 
+def cheap_scores(images_pooled: Tensor, texts_pooled: Tensor) -> Tensor:
+    """``<i0, c0>`` of every pair in float32, also inside the engine's autocast.
+
+    Rankings are built from these scores (and the shortlists' lifted copies of them); bfloat16's 8-bit
+    mantissa would round nearby scores into ties and wreck the ranking.
+    """
+    with torch.autocast(images_pooled.device.type, enabled=False):
+        return images_pooled.float() @ texts_pooled.float().t()
+
+
 def _search(
     model: MatchingModel, queries: Fragments, index: EmbeddingIndex, top_k: int, rerank: int | None
 ) -> SearchResult:
-    cheap = queries.pooled.float() @ index.fragments.pooled.float().t()  # (Q, N)
+    cheap = cheap_scores(queries.pooled, index.fragments.pooled)  # (Q, N)
     if not model.uses_fusion:
         scores, indices = cheap.topk(top_k, dim=1)
         return SearchResult(scores, indices)
@@ -287,7 +297,7 @@ def rerank_rankings(
         raise InputError(f"rerank must be at least 1; got {rerank}.")
     device = images.features.device
     with scoring_mode(device, precision):
-        cheap = images.pooled.float() @ texts.pooled.float().t()
+        cheap = cheap_scores(images.pooled, texts.pooled)
         rows = torch.zeros_like(cheap, dtype=torch.bool)
         rows.scatter_(1, cheap.topk(min(rerank, len(texts)), dim=1).indices, True)
         cols = torch.zeros_like(cheap, dtype=torch.bool)

@@ -202,6 +202,23 @@ def test_rerank_metrics_match_exhaustive_when_everything_is_shortlisted():
         rerank_metrics(model, images, texts[:7], rerank=2)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_rerank_rankings_keep_float32_scores_under_half_precision(precision):
+    # under autocast a plain matmul returns half precision: nearby cheap scores would round into ties
+    model = mmca()
+    images = model.encode_images(torch.randn(4, 5, 24))
+    texts = model.encode_texts(EIGHT + EIGHT[:2] + CAPTIONS * 2 + EIGHT[:2])
+    cheap = images.pooled @ texts.pooled.t()
+    ranking = rerank_rankings(model, images, texts, rerank=3, precision=precision)
+    lift = 2.0 + 2.0 * abs(model.alpha)
+    assert ranking.i2t.dtype == torch.float32
+    outside = ~ranking.i2t_shortlist
+    torch.testing.assert_close(ranking.i2t[outside], cheap[outside] - lift, rtol=0, atol=1e-6)
+    index = EmbeddingIndex.from_images(model, images, precision=precision)
+    result = model.search(texts, index, top_k=2, rerank=None)
+    assert result.scores.dtype == torch.float32
+
+
 def test_score_caches_fills_a_given_output():
     model = mmca()
     images, texts = random_fragments(3, 4, 1), random_fragments(4, 5, 2)
