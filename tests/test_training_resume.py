@@ -89,8 +89,12 @@ def test_run_layout_and_resolved_config(shapes, tmp_path):
     )
     doc = json.loads((run / "run.json").read_text())
     assert doc["model"]["visual"]["in_dim"] == 16  # from the data's region size
-    assert doc["data_settings"] == {"visual.in_dim": 16, "text.name": "gru"}
-    assert doc["training"]["batch_size"] == 16 and doc["training"]["lr"] == 2e-4  # the vsepp recipe's lr
+    settings = doc["data_settings"]  # what the data suggested and was applied
+    assert settings["visual.in_dim"] == 16 and settings["text.name"] == "gru"
+    assert "embed_dim" not in settings and "training.batch_size" not in settings  # the user's settings win
+    assert "fusion.heads" not in settings  # a suggestion that does not fit vsepp is skipped
+    assert settings["training.lr"] == 1e-3  # the shapes manifest's schedule, not the vsepp recipe's 2e-4
+    assert doc["training"]["batch_size"] == 16 and doc["training"]["lr"] == 1e-3
     for name in ("best/config.json", "best/model.safetensors", "last/training_state.pt", "metrics.jsonl"):
         assert (run / name).is_file(), name
     (record,) = read_metrics(run)
