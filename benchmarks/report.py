@@ -129,7 +129,9 @@ def rerank_section(rr: dict, title: str) -> list[str]:
     out = [
         title,
         "",
-        f"Machine: {machine_line(rr['machine'])}. Script: `python benchmarks/rerank.py`.",
+        f"Machine: {machine_line(rr['machine'])}. Script: `python benchmarks/rerank.py"
+        f"{' --device cuda' if rr['machine'].get('gpu') else ''} --train-images {rr['train_images']}"
+        f" --test-images {rr['test_images'] // 2} --epochs {rr['epochs']} --batch {rr['batch']}`.",
         "",
         f"Shapes data; the `mmca` recipe at the shapes settings (GRU text encoder, d = 64) trained for {rr['epochs']}",
         f"epochs on {rr['train_images']} images (batch {rr['batch']}, Adam {rr.get('lr', 2e-4):g}, all negatives then hardest;",
@@ -230,6 +232,14 @@ def targets(ps: dict, rr: dict | None) -> list[str]:
                     " measured here) plus training and the reranks did not fit this session on the shared 2-core CPU (a run"
                     " was started and stopped unfinished at the deadline);"
                     " `python benchmarks/rerank.py --test-images 500` runs it there."
+                )
+                + (
+                    f" The rsum gap is a shortlist miss, not a scoring error: the cheap <i0, c0> score alone gives rsum"
+                    f" {rr['cheap_only_rsum']:.1f} against {rr['rows'][0]['rsum']:.1f} exhaustive, because on shapes"
+                    " most of what cross attention adds is binding (twins share every word), which the global"
+                    " vectors cannot see; the true match then never reaches the shortlist."
+                    if scale
+                    else ""
                 )
                 + " With both directions reranked, K = 50 at 1,000 x 5,000 fuse-scores at least 5,000 x 50 = 250,000"
                 " pairs (every caption query's shortlist), 1/20 of the 5 M pairs, and listed pairs cost more per pair"
