@@ -131,35 +131,30 @@ def merge_cross(logits: Tensor, bias: Tensor | None, values_t: Tensor, lse_intra
     return out.mul_((cross / total).unsqueeze(-2).to(out.dtype)).addcmul_(intra_t, (1 - cross).unsqueeze(-2))
 
 
+def _attend_across(query: ModalityCache, key: ModalityCache) -> Tensor:
+    """Attention outputs of ``query``'s tokens for every (query item, key item) pair: (nq, nk, Lq, h, e).
+
+    Per head one (nk Lk, e) x (e, nq Lq) product gives the cross-modal logits, merged with the cached
+    intra-modality block of each query token.
+    """
+    nq, h, lq, e = query.q.shape
+    nk, _, lk, _ = key.q.shape
+    logits = (key.k.transpose(0, 1).reshape(h, nk * lk, e) @ query.q.permute(1, 3, 0, 2).reshape(h, e, nq * lq)).view(
+        h, nk, lk, nq * lq
+    )
+    out = merge_cross(
+        logits,
+        _view(key_bias(key.mask), 1, nk, lk, 1),
+        key.v.permute(1, 0, 3, 2),
+        query.lse.transpose(0, 1).reshape(h, 1, nq * lq),
+        query.intra.permute(1, 3, 0, 2).reshape(h, 1, e, nq * lq),
+    )  # (h, nk, e, nq Lq)
+    return out.view(h, nk, e, nq, lq).permute(3, 1, 4, 0, 2)
+
+
 def cross_dense(img: ModalityCache, txt: ModalityCache) -> tuple[Tensor, Tensor]:
     """Attention outputs for every pair of a block: regions (ni, nt, k, h, e) and words (ni, nt, L, h, e)."""
-    ni, h, k, e = img.q.shape
-    nt, _, length, _ = txt.q.shape
-    # region queries over the caption's words: per head one (nt L, e) x (e, ni k) product
-    logits = (txt.k.transpose(0, 1).reshape(h, nt * length, e) @ img.q.permute(1, 3, 0, 2).reshape(h, e, ni * k)).view(
-        h, nt, length, ni * k
-    )
-    regions = merge_cross(
-        logits,
-        _view(key_bias(txt.mask), 1, nt, length, 1),
-        txt.v.permute(1, 0, 3, 2),
-        img.lse.transpose(0, 1).reshape(h, 1, ni * k),
-        img.intra.permute(1, 3, 0, 2).reshape(h, 1, e, ni * k),
-    )  # (h, nt, e, ni k)
-    regions = regions.view(h, nt, e, ni, k).permute(3, 1, 4, 0, 2)
-    # word queries over the image's regions: per head one (ni k, e) x (e, nt L) product
-    logits = (img.k.transpose(0, 1).reshape(h, ni * k, e) @ txt.q.permute(1, 3, 0, 2).reshape(h, e, nt * length)).view(
-        h, ni, k, nt * length
-    )
-    words = merge_cross(
-        logits,
-        _view(key_bias(img.mask), 1, ni, k, 1),
-        img.v.permute(1, 0, 3, 2),
-        txt.lse.transpose(0, 1).reshape(h, 1, nt * length),
-        txt.intra.permute(1, 3, 0, 2).reshape(h, 1, e, nt * length),
-    )  # (h, ni, e, nt L)
-    words = words.view(h, ni, e, nt, length).permute(1, 3, 4, 0, 2)
-    return regions, words
+    return _attend_across(img, txt), _attend_across(txt, img).transpose(0, 1)
 
 
 def cross_pairs(img: ModalityCache, txt: ModalityCache, img_idx: Tensor, txt_idx: Tensor) -> tuple[Tensor, Tensor]:
