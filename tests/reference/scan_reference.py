@@ -297,16 +297,14 @@ def save_checkpoint(model: SCAN, opt, path, epoch=7, best_rsum=321.5, **save_kwa
     )
 
 
-def encode_data(model: SCAN, images: np.ndarray, caption_ids: Sequence[Sequence[int]], batch_size: int = 4):
-    """``evaluation.encode_data`` on in-memory data: per batch, captions sorted by length (their collate_fn).
+def encode_captions(txt_enc: EncoderText, caption_ids: Sequence[Sequence[int]], batch_size: int = 4):
+    """The caption half of ``evaluation.encode_data``: batches sorted by length (their collate_fn).
 
-    Returns img_embs (N, k, d), cap_embs (N_caps, max_n_word, d) zero-padded, cap_lens.
+    Returns cap_embs (N_caps, max_n_word, d), zero-padded, and cap_lens.
     """
-    model.val_start()
     n_caps = len(caption_ids)
     max_n_word = max(len(c) for c in caption_ids)
-    img_embs = model.img_enc(torch.from_numpy(images)).detach().numpy()
-    cap_embs = np.zeros((n_caps, max_n_word, model.txt_enc.embed_size), dtype=np.float32)
+    cap_embs = np.zeros((n_caps, max_n_word, txt_enc.embed_size), dtype=np.float32)
     cap_lens = [0] * n_caps
     with torch.no_grad():
         for start in range(0, n_caps, batch_size):
@@ -316,8 +314,17 @@ def encode_data(model: SCAN, images: np.ndarray, caption_ids: Sequence[Sequence[
             targets = torch.zeros(len(ids), max(lengths)).long()
             for row, i in enumerate(ids):
                 targets[row, : lengths[row]] = torch.tensor(caption_ids[i])
-            cap_emb, cap_len = model.txt_enc(targets, lengths)
+            cap_emb, cap_len = txt_enc(targets, lengths)
             cap_embs[ids, : max(lengths), :] = cap_emb.numpy()
             for row, i in enumerate(ids):
                 cap_lens[i] = int(cap_len[row])
+    return cap_embs, cap_lens
+
+
+def encode_data(model: SCAN, images: np.ndarray, caption_ids: Sequence[Sequence[int]], batch_size: int = 4):
+    """``evaluation.encode_data`` on in-memory data -> img_embs (N, k, d), cap_embs, cap_lens."""
+    model.val_start()
+    with torch.no_grad():
+        img_embs = model.img_enc(torch.from_numpy(images)).numpy()
+    cap_embs, cap_lens = encode_captions(model.txt_enc, caption_ids, batch_size)
     return img_embs, cap_embs, cap_lens
