@@ -44,22 +44,25 @@ NORM_EPS = 1e-8
 COSINE_EPS = 1e-8
 
 
-def normalise_logits(logits: Tensor, valid: Tensor, dim: int, kind: RawFeatureNorm) -> Tensor:
-    """``raw_feature_norm`` over ``dim`` (the query fragments); invalid entries end as 0 (or -inf-free).
+def normalise_logits(logits: Tensor, valid: Tensor, dim: int, kind: RawFeatureNorm, inplace: bool = False) -> Tensor:
+    """``raw_feature_norm`` over ``dim`` (the query fragments); invalid entries end as 0.
 
-    ``valid`` is a bool tensor broadcastable to ``logits``. Returns a new tensor.
+    ``valid`` is a bool tensor broadcastable to ``logits``. Returns a new tensor; ``inplace`` lets it
+    reuse its own intermediate buffers (no autograd).
     """
     if kind == "softmax":
         return torch.softmax(logits.masked_fill(~valid, float("-inf")), dim=dim)
-    x = F.leaky_relu(logits, 0.1) if kind.startswith("clipped") else logits.clone()
-    x = x.masked_fill_(~valid, 0.0)
+    x = F.leaky_relu(logits, 0.1) if kind.startswith("clipped") else logits
+    x = x.masked_fill(~valid, 0.0)
     if kind.endswith("l2norm"):
-        x = x.div_(x.pow(2).sum(dim, keepdim=True).sqrt_().add_(NORM_EPS))
+        norm = torch.linalg.vector_norm(x, dim=dim, keepdim=True) + NORM_EPS  # zero-safe gradient
     elif kind.endswith("l1norm"):
-        x = x.div_(x.abs().sum(dim, keepdim=True).add_(NORM_EPS))
-    elif kind not in ("clipped", "no_norm"):
+        norm = x.abs().sum(dim, keepdim=True) + NORM_EPS
+    elif kind in ("clipped", "no_norm"):
+        return x
+    else:
         raise ValueError(f"unknown raw_feature_norm {kind!r}")
-    return x
+    return x.div_(norm) if inplace else x / norm
 
 
 def aggregate(relevance: Tensor, valid: Tensor, kind: AggFunc, lambda_lse: float) -> Tensor:
@@ -128,7 +131,7 @@ def block_scores(
     """
     b, lc, nq, lq = logits.shape
     q_valid = query_mask.unsqueeze(1)  # (Bq, 1, nq, Lq)
-    x = normalise_logits(logits, q_valid, -1, raw_feature_norm)
+    x = normalise_logits(logits, q_valid, -1, raw_feature_norm, inplace=True)
     x = x.mul_(lambda_softmax).masked_fill_(~context_mask[:, :, None, None], float("-inf"))
     attn = torch.softmax(x, dim=1)  # over the context fragments
     del x
