@@ -139,7 +139,7 @@ def test_weight_norm_unidirectional_two_layers_legacy_file(tmp_path):
 
 # -- what is refused, and how it is named ---------------------------------------------------------------------------
 def _broken(tmp_path, mutate, **opt_changes):
-    path, vocab_path, model, opt, vocab = write_checkpoint(tmp_path, **opt_changes)
+    path, vocab_path, *_ = write_checkpoint(tmp_path, **opt_changes)
     ckpt = torch.load(path, weights_only=False)
     mutate(ckpt)
     torch.save(ckpt, path)
@@ -228,4 +228,3 @@ def test_garbage_file_is_refused(tmp_path):
 
 def test_no_zoo_entry_pretends_to_have_weights():
     assert not [a for a, recipe in mmzoo.list_pretrained() if recipe.startswith("scan")]
-

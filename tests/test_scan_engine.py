@@ -120,7 +120,11 @@ def test_recipes_are_the_readme_rows():
         assert recipe["fusion"]["raw_feature_norm"] == "clipped_l2norm" and recipe["text"]["bidirectional"]
         assert recipe["dual_weight"] == 0.0 and recipe["alpha"] == 1.0
         assert recipe["loss"] == {"name": "triplet", "margin": 0.2, "hardest_negative": True, "reduction": "sum"}
-    assert t2i.training == TRAINING and (TRAINING["lr"], TRAINING["lr_decay_every"], TRAINING["epochs"]) == (2e-4, 15, 30)
+    assert t2i.training == TRAINING and (TRAINING["lr"], TRAINING["lr_decay_every"], TRAINING["epochs"]) == (
+        2e-4,
+        15,
+        30,
+    )
     assert (TRAINING["batch_size"], TRAINING["grad_clip"], TRAINING["warmup_epochs"]) == (128, 2.0, 0)
     assert (TRAINING_COCO["lr"], TRAINING_COCO["lr_decay_every"], TRAINING_COCO["epochs"]) == (5e-4, 10, 20)
 
@@ -140,7 +144,9 @@ def test_coco_config_files_hold_the_coco_schedule():
 @pytest.mark.parametrize("recipe", ["scan-t2i", "scan-i2t"])
 def test_recipe_trains_one_step_and_scores_only_the_fused_term(recipe):
     torch.manual_seed(0)
-    model = mmzoo.create_model(recipe, **{"embed_dim": 16, "visual.in_dim": 12, "text.word_dim": 8, "text.min_count": 1})
+    model = mmzoo.create_model(
+        recipe, **{"embed_dim": 16, "visual.in_dim": 12, "text.word_dim": 8, "text.min_count": 1}
+    )
     model.text.fit(CAPTIONS)
     feats = torch.randn(4, 5, 12)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)

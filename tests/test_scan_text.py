@@ -130,7 +130,9 @@ def test_text_encoder_matches_their_encoder_text():
     cap_embs, cap_lens = ref.encode_captions(theirs, ids, batch_size=2)
     out = enc(enc.tokenize(captions))
     assert out.mask.sum(1).tolist() == cap_lens == [len(i) for i in ids]
-    torch.testing.assert_close(out.features, torch.from_numpy(cap_embs)[:, : out.features.shape[1]], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        out.features, torch.from_numpy(cap_embs)[:, : out.features.shape[1]], atol=1e-6, rtol=1e-5
+    )
     torch.testing.assert_close(out.features.norm(dim=-1)[out.mask], torch.ones(int(out.mask.sum())))
     torch.testing.assert_close(out.pooled.norm(dim=-1), torch.ones(5))
 

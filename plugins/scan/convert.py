@@ -23,7 +23,6 @@ from pydantic import Field
 
 import mmzoo
 from mmzoo.errors import CheckpointError
-
 from mmzoo_plugins.scan.attention import AggFunc, RawFeatureNorm
 from mmzoo_plugins.scan.vocab import Vocabulary
 
@@ -61,7 +60,9 @@ def model_config(opt: argparse.Namespace, source: str) -> dict[str, Any]:
     """The mmzoo model config of the run ``opt`` describes."""
     missing = [name for name in ARCHITECTURE if not hasattr(opt, name)]
     if missing:
-        hint = " (a VSE++ checkpoint? SCAN's opt has cross_attn and raw_feature_norm)" if "cross_attn" in missing else ""
+        hint = (
+            " (a VSE++ checkpoint? SCAN's opt has cross_attn and raw_feature_norm)" if "cross_attn" in missing else ""
+        )
         raise CheckpointError(f"{source} is not a SCAN checkpoint: its opt lacks {', '.join(missing)}{hint}.")
     cross_attn = _choice(opt, "cross_attn", ("t2i", "i2t"), source)
     return {
@@ -110,7 +111,11 @@ def _state_dicts(ckpt: Any, source: str) -> tuple[dict[str, torch.Tensor], dict[
     if not isinstance(states, (list, tuple)) or not all(isinstance(s, dict) for s in states):
         raise CheckpointError(f"{source}: 'model' should be a list of state dicts; found {type(states).__name__}.")
     if len(states) != 2:
-        hint = " An SGRAF checkpoint (image, text and similarity encoders)? Use `mmzoo convert sgraf`." if len(states) == 3 else ""
+        hint = (
+            " An SGRAF checkpoint (image, text and similarity encoders)? Use `mmzoo convert sgraf`."
+            if len(states) == 3
+            else ""
+        )
         raise CheckpointError(
             f"{source} holds {len(states)} state dicts; a SCAN checkpoint holds 2 (image and text encoder).{hint}"
         )

@@ -22,7 +22,6 @@ from pydantic import Field
 from torch import Tensor
 
 import mmzoo
-
 from mmzoo_plugins.scan.attention import AggFunc, RawFeatureNorm, block_scores, explicit_scores
 
 
@@ -62,7 +61,9 @@ class SideCache:
         return self.features.shape[0]
 
     def __getitem__(self, index: slice | Tensor) -> SideCache:
-        return SideCache(*(None if getattr(self, f.name) is None else getattr(self, f.name)[index] for f in fields(self)))
+        return SideCache(
+            *(None if getattr(self, f.name) is None else getattr(self, f.name)[index] for f in fields(self))
+        )
 
     @property
     def device(self) -> torch.device:
@@ -174,9 +175,7 @@ class SCANFusion(mmzoo.FusionBlock):
             )
         return scores if self.direction == "t2i" else scores.t()
 
-    def score_prepared_pairs(
-        self, images: SideCache, texts: SideCache, image_idx: Tensor, text_idx: Tensor
-    ) -> Tensor:
+    def score_prepared_pairs(self, images: SideCache, texts: SideCache, image_idx: Tensor, text_idx: Tensor) -> Tensor:
         """(P,) scores of listed pairs: batched logits per pair, the same element-wise work."""
         query, context = self._query_context(images[image_idx].trimmed(), texts[text_idx].trimmed())
         logits = torch.bmm(context.features, query.features.transpose(1, 2))  # (P, Lc, Lq)

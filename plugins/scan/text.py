@@ -19,12 +19,11 @@ from pathlib import Path
 
 import torch
 from pydantic import Field
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import mmzoo
 from mmzoo.errors import ConfigError
-
 from mmzoo_plugins.scan.regions import l2norm
 from mmzoo_plugins.scan.vocab import Vocabulary
 
@@ -83,7 +82,10 @@ class SCANText(mmzoo.TextEncoder):
         vocab = self._require_vocab()
         ids = [vocab.encode(c) for c in captions]
         if self.config.max_tokens is not None:
-            ids = [seq if len(seq) <= self.config.max_tokens else seq[: self.config.max_tokens - 1] + seq[-1:] for seq in ids]
+            ids = [
+                seq if len(seq) <= self.config.max_tokens else seq[: self.config.max_tokens - 1] + seq[-1:]
+                for seq in ids
+            ]
         length = max(len(seq) for seq in ids)
         batch = torch.full((len(ids), length), vocab.pad_id, dtype=torch.long)
         mask = torch.zeros(len(ids), length, dtype=torch.bool)

@@ -31,26 +31,202 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from itertools import pairwise
 
 # -- facts of Punkt's pretrained English model (NLTK data, Kiss & Strunk; Apache-2.0) -------------------------
 #: abbreviation types: a word ending in "." whose stem is one of these (or ends in "-" + one) is no break.
 ABBREVIATIONS = frozenset(
-    """
-    a.a a.c a.d a.g a.h a.m a.m.e a.s a.t adm ala ariz aug ave b.f b.v bros c c.i.t c.o.m.b c.v calif
-    chg cie co col colo conn corp cos ct d d.c d.h d.w dec dr e e.f e.h e.l e.m f f.g f.j feb fla fri ft g g.d
-    g.f g.k ga gen h h.c h.f h.m i.m.s ill inc j.b j.c j.j j.k j.p j.r jan jr k kan ky l l.a l.f l.p lt ltd m
-    m.b.a m.d.c m.j maj messrs mg mich minn mr mrs ms n n.c n.d n.h n.j n.m n.v n.y nev nov oct ok okla ore p
-    p.a.m p.m pa ph.d prof r r.a r.h r.i r.j r.k r.t rep reps s s.a s.a.y s.c s.g s.p.a s.s sen sep sept sr st
-    sw t t.j tenn tues u.k u.n u.s u.s.a u.s.s.r v va vs vt w w.c w.r w.va w.w wash wed wis yr
-    """.split()
+    [
+        "a.a",
+        "a.c",
+        "a.d",
+        "a.g",
+        "a.h",
+        "a.m",
+        "a.m.e",
+        "a.s",
+        "a.t",
+        "adm",
+        "ala",
+        "ariz",
+        "aug",
+        "ave",
+        "b.f",
+        "b.v",
+        "bros",
+        "c",
+        "c.i.t",
+        "c.o.m.b",
+        "c.v",
+        "calif",
+        "chg",
+        "cie",
+        "co",
+        "col",
+        "colo",
+        "conn",
+        "corp",
+        "cos",
+        "ct",
+        "d",
+        "d.c",
+        "d.h",
+        "d.w",
+        "dec",
+        "dr",
+        "e",
+        "e.f",
+        "e.h",
+        "e.l",
+        "e.m",
+        "f",
+        "f.g",
+        "f.j",
+        "feb",
+        "fla",
+        "fri",
+        "ft",
+        "g",
+        "g.d",
+        "g.f",
+        "g.k",
+        "ga",
+        "gen",
+        "h",
+        "h.c",
+        "h.f",
+        "h.m",
+        "i.m.s",
+        "ill",
+        "inc",
+        "j.b",
+        "j.c",
+        "j.j",
+        "j.k",
+        "j.p",
+        "j.r",
+        "jan",
+        "jr",
+        "k",
+        "kan",
+        "ky",
+        "l",
+        "l.a",
+        "l.f",
+        "l.p",
+        "lt",
+        "ltd",
+        "m",
+        "m.b.a",
+        "m.d.c",
+        "m.j",
+        "maj",
+        "messrs",
+        "mg",
+        "mich",
+        "minn",
+        "mr",
+        "mrs",
+        "ms",
+        "n",
+        "n.c",
+        "n.d",
+        "n.h",
+        "n.j",
+        "n.m",
+        "n.v",
+        "n.y",
+        "nev",
+        "nov",
+        "oct",
+        "ok",
+        "okla",
+        "ore",
+        "p",
+        "p.a.m",
+        "p.m",
+        "pa",
+        "ph.d",
+        "prof",
+        "r",
+        "r.a",
+        "r.h",
+        "r.i",
+        "r.j",
+        "r.k",
+        "r.t",
+        "rep",
+        "reps",
+        "s",
+        "s.a",
+        "s.a.y",
+        "s.c",
+        "s.g",
+        "s.p.a",
+        "s.s",
+        "sen",
+        "sep",
+        "sept",
+        "sr",
+        "st",
+        "sw",
+        "t",
+        "t.j",
+        "tenn",
+        "tues",
+        "u.k",
+        "u.n",
+        "u.s",
+        "u.s.a",
+        "u.s.s.r",
+        "v",
+        "va",
+        "vs",
+        "vt",
+        "w",
+        "w.c",
+        "w.r",
+        "w.va",
+        "w.w",
+        "wash",
+        "wed",
+        "wis",
+        "yr",
+    ]
 ) | {". . "}
 #: (word before the period, word after it) pairs that Punkt keeps in one sentence.
 COLLOCATIONS = frozenset(
-    [("##number##", w) for w in (
-        "abreast aes business cbot colgate commodities cooper corrections credit dividend financing genentech "
-        "henley insider international leisure letters notable pay-fone pegasus pepper review rj wedgestone "
-        "who zimmer"
-    ).split()]
+    [
+        ("##number##", w)
+        for w in [
+            "abreast",
+            "aes",
+            "business",
+            "cbot",
+            "colgate",
+            "commodities",
+            "cooper",
+            "corrections",
+            "credit",
+            "dividend",
+            "financing",
+            "genentech",
+            "henley",
+            "insider",
+            "international",
+            "leisure",
+            "letters",
+            "notable",
+            "pay-fone",
+            "pegasus",
+            "pepper",
+            "review",
+            "rj",
+            "wedgestone",
+            "who",
+            "zimmer",
+        ]
+    ]
     + [("b", w) for w in ("edelman", "levine", "smith", "stewart", "wigton")]
     + [("i", "magnin"), ("i", "toussie"), ("j", "aron"), ("j", "fialka"), ("j", "walter"), ("o", "ludcke")]
 )
@@ -138,7 +314,7 @@ def _decide(first: _Token, second: _Token) -> None:
 def _has_break(context: str) -> bool:
     """Whether Punkt finds a sentence break in ``context`` before its last token."""
     tokens = [_Token(t) for line in context.split("\n") if line.strip() for t in _PUNKT_WORD.findall(line)]
-    for first, second in zip(tokens, tokens[1:]):
+    for first, second in pairwise(tokens):
         if first.text.endswith("."):
             _decide(first, second)
         if first.sentbreak:
@@ -174,7 +350,7 @@ def sentences(text: str) -> list[str]:
             last = match.start("next") if match.group("next") else match.end()
     spans.append((last, len(text.rstrip())))
     out, shift = [], 0
-    for (start, stop), following in zip(spans, [*spans[1:], None]):
+    for (start, stop), following in zip(spans, [*spans[1:], None], strict=True):
         start += shift
         shift = 0
         if following is not None:
@@ -194,14 +370,14 @@ def _rules(*pairs: tuple[str, str], flags: int = 0) -> list[tuple[re.Pattern[str
 
 
 _OPENING_QUOTES = _rules(
-    ("([«“‘„]|[`]+)", r" \1 "),
+    ("([\xab\u201c\u2018\u201e]|[`]+)", r" \1 "),
     (r'^"', r"``"),
     (r"(``)", r" \1 "),
     (r"([ \(\[{<])(\"|\'{2})", r"\1 `` "),
     (r"(?i)(?<!\w)(\')(?!(?:re|ve|ll|m|t|s|d|n)\b)(?=\w)", r"\1 "),
 )
 _PUNCTUATION = _rules(
-    (r'([^\.])(\.)([\]\)}>"\'»”’ ]*)\s*$', r"\1 \2 \3 "),
+    ("([^\\.])(\\.)([\\]\\)}>\"'\xbb\u201d\u2019 ]*)\\s*$", r"\1 \2 \3 "),
     (r"([:,])([^\d])", r" \1 \2"),
     (r"([:,])$", r" \1 "),
     (r"\.{2,}", r" \g<0> "),
@@ -215,7 +391,7 @@ _PUNCTUATION = _rules(
     (r"--", r" -- "),
 )
 _CLOSING_QUOTES = _rules(
-    ("([»”’])", r" \1 "),
+    ("([\xbb\u201d\u2019])", r" \1 "),
     (r"''", " '' "),
     (r'"', " '' "),
     (r"\s+", " "),

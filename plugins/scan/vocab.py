@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from mmzoo.errors import CheckpointError
-
 from mmzoo_plugins.scan.tokenizer import word_tokenize
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
@@ -67,7 +66,9 @@ class Vocabulary:
         alphabetically, so the same captions always give the same ids.
         """
         counts = Counter(t for c in captions for t in word_tokenize(c))
-        kept = sorted((w for w, n in counts.items() if n >= threshold and w not in SPECIALS), key=lambda w: (-counts[w], w))
+        kept = sorted(
+            (w for w, n in counts.items() if n >= threshold and w not in SPECIALS), key=lambda w: (-counts[w], w)
+        )
         return cls([*SPECIALS, *kept])
 
     # -- the JSON of serialize_vocab / deserialize_vocab ------------------------------------------------------

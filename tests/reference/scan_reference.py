@@ -59,7 +59,7 @@ class EncoderImageWeightNormPrecomp(nn.Module):
         return features if self.no_imgnorm else l2norm(features, dim=-1)
 
 
-def EncoderImage(img_dim, embed_size, precomp_enc_type="basic", no_imgnorm=False):  # noqa: N802 (their name)
+def EncoderImage(img_dim, embed_size, precomp_enc_type="basic", no_imgnorm=False):
     if precomp_enc_type == "basic":
         return EncoderImagePrecomp(img_dim, embed_size, no_imgnorm)
     if precomp_enc_type == "weight_norm":
@@ -97,7 +97,9 @@ def func_attention(query, context, opt, smooth, eps=1e-8):
     attn = torch.bmm(context, query.transpose(1, 2))  # (n, sourceL, queryL)
     norm = opt.raw_feature_norm
     if norm == "softmax":
-        attn = torch.softmax(attn.view(batch_size * source_len, query_len), dim=1).view(batch_size, source_len, query_len)
+        attn = torch.softmax(attn.view(batch_size * source_len, query_len), dim=1).view(
+            batch_size, source_len, query_len
+        )
     elif norm == "l2norm":
         attn = l2norm(attn, 2)
     elif norm == "clipped_l2norm":
