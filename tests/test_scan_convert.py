@@ -228,3 +228,65 @@ def test_garbage_file_is_refused(tmp_path):
 
 def test_no_zoo_entry_pretends_to_have_weights():
     assert not [a for a, recipe in mmzoo.list_pretrained() if recipe.startswith("scan")]
+
+
+def _as_python2_pickle(path):
+    """Rewrite a legacy torch file so its strings are Python-2 byte strings (SHORT_BINSTRING), as a
+    checkpoint saved by SCAN's Python 2.7 / PyTorch 0.3 code holds them."""
+    import io
+    import pickletools
+
+    data = path.read_bytes()
+    stream, out, pos = io.BytesIO(data), bytearray(), 0
+    for index in range(5):  # magic, protocol, sys_info, the checkpoint, the storage keys; then raw storages
+        ops = list(pickletools.genops(stream))
+        end = stream.tell()
+        if index != 3:
+            out += data[pos:end]
+        else:
+            bounds = [op[2] for op in ops[1:]] + [end]
+            for (op, arg, start), stop in zip(ops, bounds, strict=True):
+                if op.name == "BINUNICODE" and len(arg.encode()) < 256:
+                    raw = arg.encode()
+                    out += b"U" + bytes([len(raw)]) + raw
+                else:
+                    out += data[start:stop]
+        pos = end
+    path.write_bytes(bytes(out) + data[pos:])
+
+
+def test_python2_checkpoint_with_byte_strings(tmp_path):
+    path, vocab_path, model, opt, vocab = write_checkpoint(
+        tmp_path, cross_attn="t2i", save_kwargs={"_use_new_zipfile_serialization": False, "pickle_protocol": 2}
+    )
+    _as_python2_pickle(path)
+    assert b"U\ncross_attn" in path.read_bytes() and b"X\n\x00\x00\x00cross_attn" not in path.read_bytes()
+    converted = convert(tmp_path, path, vocab_path)
+    assert converted.config.fusion.params["agg_func"] == "LogSumExp"
+    feats = images(seed=4)
+    engine, _ = mmzoo_sims(converted, feats)
+    torch.testing.assert_close(engine, reference_sims(model, opt, vocab, feats), atol=2e-5, rtol=1e-4)
+
+
+def test_cli_convert_then_load_and_provenance(tmp_path, capsys):
+    import json
+
+    from mmzoo.cli import main
+
+    path, vocab_path, model, opt, vocab = write_checkpoint(tmp_path, cross_attn="i2t", agg_func="Mean")
+    out = tmp_path / "scan-cli"
+    assert main(["convert", "scan", str(path), "--vocab", str(vocab_path), "--out", str(out)]) == 0
+    assert "local-dir:" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert "scan" in json.dumps(config.get("converted_from", {}))
+    converted = mmzoo.from_pretrained(f"local-dir:{out}")
+    feats = images(seed=5)
+    engine, _ = mmzoo_sims(converted, feats)
+    torch.testing.assert_close(engine, reference_sims(model, opt, vocab, feats), atol=2e-5, rtol=1e-4)
+
+
+def test_the_vocabulary_option_is_required(tmp_path):
+    path, *_ = write_checkpoint(tmp_path)
+    with pytest.raises(mmzoo.MMZooError, match="vocab"):
+        mmzoo.convert_checkpoint("scan", path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -14,6 +14,7 @@ from __future__ import annotations
 from types import ModuleType
 
 import mmzoo
+from mmzoo_plugins.scan.convert import SCANConverter
 from mmzoo_plugins.scan.fusion import SCANImageToText, SCANTextToImage
 from mmzoo_plugins.scan.regions import SCANRegions
 from mmzoo_plugins.scan.text import SCANText
@@ -92,7 +93,4 @@ def mmzoo_register(registry: ModuleType) -> None:
             TRAINING,
         ),
     )
-    if hasattr(registry, "converter"):  # the converter kind arrives with the core's converter API
-        from mmzoo_plugins.scan.convert import SCANConverter
-
-        registry.converter.register("scan", SCANConverter)
+    registry.converter.register("scan", SCANConverter)
