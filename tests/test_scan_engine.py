@@ -158,3 +158,16 @@ def test_recipe_trains_one_step_and_scores_only_the_fused_term(recipe):
     with torch.no_grad():
         img, txt = model.encode_images(feats), model.encode_texts(CAPTIONS)
         torch.testing.assert_close(model.similarity(img, txt), model.fusion(img, txt), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["scan-t2i", "scan-i2t"])
+def test_bad_inputs_are_named(name):
+    fusion = block(name)
+    images, texts = fragments(3, 4, seed=9), fragments(4, 5, seed=10)
+    other = mmzoo.Fragments(torch.randn(4, 5, D + 1), texts.mask, torch.randn(4, D + 1))
+    with pytest.raises(mmzoo.InputError, match="d=16 but word fragments d=17"):
+        fusion(images, other)
+    with pytest.raises(mmzoo.InputError, match="same model"):
+        fused_matrix(fusion, images, other)
+    with pytest.raises(mmzoo.InputError, match="as many captions as images"):
+        fusion.score_pairs(images, texts)

@@ -80,6 +80,14 @@ class SideCache:
         return SideCache(self.features[:, cut], self.mask[:, cut], self.norms[:, cut], gram)
 
 
+def _check_dims(images: Tensor, texts: Tensor) -> None:
+    if images.shape[-1] != texts.shape[-1]:
+        raise mmzoo.InputError(
+            f"SCAN compares regions and words in one space: region fragments have d={images.shape[-1]} but "
+            f"word fragments d={texts.shape[-1]}; encode both with the same model."
+        )
+
+
 def _clean(fragments: mmzoo.Fragments) -> Tensor:
     """Features with padding set to zero, so nothing in the padding can reach a score."""
     return fragments.features.masked_fill(~fragments.mask.unsqueeze(-1), 0.0)
@@ -114,6 +122,7 @@ class SCANFusion(mmzoo.FusionBlock):
 
     # -- the straightforward path ------------------------------------------------------------------------
     def forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
+        _check_dims(images.features, texts.features)
         regions, r_mask = _clean(images), images.mask
         words, w_mask = _clean(texts), texts.mask
         n_img = len(images)
@@ -128,6 +137,7 @@ class SCANFusion(mmzoo.FusionBlock):
     def score_pairs(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
         if len(texts) != len(images):
             raise mmzoo.InputError(f"score_pairs needs as many captions as images; got {len(texts)} and {len(images)}.")
+        _check_dims(images.features, texts.features)
         regions, words = _clean(images), _clean(texts)
         step, parts = self.config.chunk_pairs, []
         for s in range(0, len(images), step):
@@ -160,6 +170,7 @@ class SCANFusion(mmzoo.FusionBlock):
 
     def score_prepared(self, images: SideCache, texts: SideCache) -> Tensor:
         """(n_images, n_texts) scores of one block: all logits in one product, then element-wise work."""
+        _check_dims(images.features, texts.features)
         query, context = self._query_context(images.trimmed(), texts.trimmed())
         nq, lq, d = query.features.shape
         nc, lc, _ = context.features.shape
