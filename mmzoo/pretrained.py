@@ -162,12 +162,7 @@ def convert_checkpoint(
         >>> mmzoo.convert_checkpoint("vse-infinity", "model_best.pth", "vse-coco", bert="bert-base-uncased")  # doctest: +SKIP
     """
     checkpoint = Path(checkpoint)
-    if entry is None and zoo.is_alias(name) and name not in converter:
-        entry = zoo.get_pretrained(name)
-        if entry.weights.format == "mmzoo" or entry.members:
-            raise ConfigError(f"The zoo entry {name!r} is not a converted checkpoint; there is nothing to convert.")
-        options = {**entry.weights.options, **options}
-        name = entry.weights.format
+    name, entry, options = _converter_for(name, entry, options)
     cls = converter.get(name)
     try:
         config = cls.Config(**options)
@@ -205,6 +200,18 @@ def convert_checkpoint(
         atomic_write_json(_marker(entry.alias), {"alias": entry.alias, "folder": str(folder), "sha256": sha256})
     logger.info("converted %s with %r into %s", checkpoint, name, folder)
     return folder
+
+
+def _converter_for(
+    name: str, entry: PretrainedEntry | None, options: dict[str, Any]
+) -> tuple[str, PretrainedEntry | None, dict[str, Any]]:
+    """A zoo alias stands for its entry's converter and options (the user's options win)."""
+    if entry is None and zoo.is_alias(name) and name not in converter:
+        entry = zoo.get_pretrained(name)
+        if entry.weights.format == "mmzoo" or entry.members:
+            raise ConfigError(f"The zoo entry {name!r} is not a converted checkpoint; there is nothing to convert.")
+        return entry.weights.format, entry, {**entry.weights.options, **options}
+    return name, entry, options
 
 
 def _marker(alias: str) -> Path:

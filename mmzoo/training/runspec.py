@@ -40,6 +40,8 @@ class RunSpec:
     recipe: str | None = None
     data_settings: dict[str, Any] = field(default_factory=dict)
     user_overrides: dict[str, Any] = field(default_factory=dict)
+    #: digests of the data files when the run started (see :func:`mmzoo.training.rundir.data_fingerprint`).
+    data_fingerprint: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,7 @@ class RunSpec:
             "training": self.training.to_dict(),
             "data_settings": self.data_settings,
             "user_overrides": self.user_overrides,
+            "data_fingerprint": self.data_fingerprint,
         }
 
     @classmethod
@@ -62,8 +65,9 @@ class RunSpec:
                 recipe=data.get("recipe"),
                 data_settings=dict(data.get("data_settings") or {}),
                 user_overrides=dict(data.get("user_overrides") or {}),
+                data_fingerprint=dict(data.get("data_fingerprint") or {}),
             )
-        except KeyError as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"run.json lacks {exc}; it was not written by `mmzoo train`.") from None
 
 

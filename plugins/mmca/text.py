@@ -73,15 +73,16 @@ def load_bert(config: BertCNNConfig, assets: Path | None) -> tuple[nn.Module, An
     source = config.tokenizer or config.pretrained
     try:
         # no pooler: MMCA reads the token states only, and an unused layer would never get a gradient
+        # a model folder never runs code: no custom classes (auto_map) are ever imported from it
         if assets is not None:
-            bert = AutoModel.from_config(AutoConfig.from_pretrained(assets), add_pooling_layer=False)
-            return bert, AutoTokenizer.from_pretrained(assets)
+            bert_config = AutoConfig.from_pretrained(assets, trust_remote_code=False)
+            bert = AutoModel.from_config(bert_config, add_pooling_layer=False, trust_remote_code=False)
+            return bert, AutoTokenizer.from_pretrained(assets, trust_remote_code=False)
         if config.bert_config is not None:
             bert = AutoModel.from_config(BertConfig(**config.bert_config), add_pooling_layer=False)
-            return bert, AutoTokenizer.from_pretrained(source)
-        return AutoModel.from_pretrained(config.pretrained, add_pooling_layer=False), AutoTokenizer.from_pretrained(
-            source
-        )
+            return bert, AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        bert = AutoModel.from_pretrained(config.pretrained, add_pooling_layer=False, trust_remote_code=False)
+        return bert, AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         where = assets or f"{config.pretrained!r} / tokenizer {source!r}"
         raise HubError(
