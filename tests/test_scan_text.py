@@ -57,16 +57,6 @@ def test_sentence_breaks_follow_punkt():
     assert word_tokenize("A dog runs. A cat sits.") == ["a", "dog", "runs", ".", "a", "cat", "sits", "."]
 
 
-def test_against_installed_nltk_when_available():
-    nltk = pytest.importorskip("nltk")
-    try:
-        nltk.word_tokenize("a test.")
-    except LookupError:
-        pytest.skip("NLTK is installed without its punkt_tab data")
-    for caption in NLTK_TOKENS:
-        assert word_tokenize(caption) == nltk.word_tokenize(caption.strip().lower())
-
-
 def test_vocabulary_json_round_trips_with_their_serialize_vocab(tmp_path):
     tokenised = [NLTK_TOKENS[c] for c in NLTK_TOKENS]
     theirs = ref.build_vocab(tokenised, threshold=1)

@@ -56,6 +56,7 @@ def read_foreign_checkpoint(path: str | Path) -> Any:
             with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
                 # torch warns that pickle arguments are for weights_only=False; the encoding is applied all the same
                 warnings.filterwarnings("ignore", message=".*pickle_load_args.*")
+                warnings.filterwarnings("ignore", message="Detected pickle protocol")  # refused below if unsafe
                 return torch.load(path, map_location="cpu", weights_only=True, encoding=encoding)
         except UnicodeDecodeError as exc:  # a Python-2 pickle: try latin1
             last = exc
