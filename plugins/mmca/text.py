@@ -99,6 +99,7 @@ class BertCNNTextEncoder(mmzoo.TextEncoder):
     """Captions -> BERT hidden states -> (word fragments X, sentence vector c0 by a 1D-CNN)."""
 
     Config = BertCNNConfig
+    downloads = True
 
     @classmethod
     def test_config(cls) -> dict:
