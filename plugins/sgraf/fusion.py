@@ -109,8 +109,11 @@ class SGRAFFusion(mmzoo.FusionBlock):
     def pairs_per_block(self) -> int:
         return self.config.block_pairs
 
-    def reduce(self, nodes: Tensor, node_mask: Tensor, train: bool) -> Tensor:
-        """Nodes (n_img, n_cap, n, s) and mask -> one similarity vector per pair (n_img, n_cap, s)."""
+    def reduce(self, nodes: Tensor, node_mask: Tensor, train: bool, fast: bool) -> Tensor:
+        """Nodes (n_img, n_cap, n, s) and mask -> one similarity vector per pair (n_img, n_cap, s).
+
+        ``fast``: the engine's arithmetic (same numbers to float tolerance, no autograd, eval mode).
+        """
         raise NotImplementedError
 
     # -- the two sides ------------------------------------------------------------------------------
@@ -135,7 +138,7 @@ class SGRAFFusion(mmzoo.FusionBlock):
         return SideCache(feats, texts.mask, self.t_global_w.pool(feats, texts.mask, train))
 
     # -- scores -------------------------------------------------------------------------------------
-    def _score(self, images: SideCache, texts: SideCache, train: bool, dense: bool) -> Tensor:
+    def _score(self, images: SideCache, texts: SideCache, train: bool, dense: bool, fast: bool = False) -> Tensor:
         nodes, node_mask = similarity_nodes(
             self.sim_tranloc_w,
             self.sim_tranglo_w,
@@ -147,8 +150,9 @@ class SGRAFFusion(mmzoo.FusionBlock):
             texts.glo,
             self.config.smooth,
             dense,
+            fast,
         )
-        return torch.sigmoid(self.sim_eval_w(self.reduce(nodes, node_mask, train))).squeeze(-1)
+        return torch.sigmoid(self.sim_eval_w(self.reduce(nodes, node_mask, train, fast))).squeeze(-1)
 
     def forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
         img = self.image_side(images, self.training)
@@ -181,12 +185,12 @@ class SGRAFFusion(mmzoo.FusionBlock):
 
     def score_prepared(self, images: SideCache, texts: SideCache) -> Tensor:
         """(n_images, n_texts) scores of one block with batched products (no per-caption loop)."""
-        return self._score(images.trimmed(), texts.trimmed(), train=False, dense=True)
+        return self._score(images.trimmed(), texts.trimmed(), train=False, dense=True, fast=True)
 
     def score_prepared_pairs(self, images: SideCache, texts: SideCache, image_idx: Tensor, text_idx: Tensor) -> Tensor:
         """(P,) scores of the listed pairs (reranking)."""
         img, txt = images[image_idx].trimmed(), texts[text_idx].trimmed()
-        return self._score(img, txt, train=False, dense=False).squeeze(-1)
+        return self._score(img, txt, train=False, dense=False, fast=True).squeeze(-1)
 
 
 class SGRFusion(SGRAFFusion):
@@ -198,13 +202,14 @@ class SGRFusion(SGRAFFusion):
         super().__init__(config, context)
         self.SGR_module = nn.ModuleList(GraphReasoning(config.sim_dim) for _ in range(config.steps))
 
-    def reduce(self, nodes: Tensor, node_mask: Tensor, train: bool) -> Tensor:
+    def reduce(self, nodes: Tensor, node_mask: Tensor, train: bool, fast: bool) -> Tensor:
         lead, (n, s) = nodes.shape[:-2], nodes.shape[-2:]
         flat = nodes.reshape(-1, n, s)
         mask = node_mask.expand(*lead, n).reshape(-1, n)
         for module in self.SGR_module[:-1]:
-            flat = module.step(flat, mask)
-        return self.SGR_module[-1].first_node(flat, mask).view(*lead, s)
+            flat = module.step_fast(flat, mask) if fast else module.step(flat, mask)
+        last = self.SGR_module[-1]
+        return (last.first_node_fast(flat, mask) if fast else last.first_node(flat, mask)).view(*lead, s)
 
 
 class SAFFusion(SGRAFFusion):
@@ -216,5 +221,5 @@ class SAFFusion(SGRAFFusion):
         super().__init__(config, context)
         self.SAF_module = AttentionFiltration(config.sim_dim)
 
-    def reduce(self, nodes: Tensor, node_mask: Tensor, train: bool) -> Tensor:
+    def reduce(self, nodes: Tensor, node_mask: Tensor, train: bool, fast: bool) -> Tensor:
         return self.SAF_module.filter(nodes, node_mask, train)

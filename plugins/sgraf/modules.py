@@ -141,6 +141,29 @@ class GraphReasoning(nn.Module):
         edges = masked_softmax(logits, node_mask)
         return torch.relu(self.sim_graph_w((edges.unsqueeze(1) @ nodes).squeeze(1)))
 
+    # The engine's form of the same step. The edge logits (W_q x_i + b_q) . (W_k x_j + b_k) are, up to terms
+    # that do not depend on the key j and so cancel in the softmax over j, (x_i^T W_q^T W_k + b_q^T W_k) x_j:
+    # one (s x s) map per node instead of two. The last step needs node 0 alone: one vector per pair.
+    def folded(self) -> tuple[Tensor, Tensor]:
+        """``W_q^T W_k`` (s, s) and ``W_k^T b_q`` (s,), the folded query-key map."""
+        wq, wk = self.graph_query_w.weight, self.graph_key_w.weight
+        return wq.t() @ wk, wk.t() @ self.graph_query_w.bias
+
+    def step_fast(self, nodes: Tensor, node_mask: Tensor) -> Tensor:
+        """:meth:`step` with the folded query-key map (no autograd: the scoring engine)."""
+        fold, shift = self.folded()
+        queries = torch.addmm(shift, nodes.reshape(-1, nodes.shape[-1]), fold).view(nodes.shape)
+        edges = queries @ nodes.transpose(1, 2)
+        edges = masked_softmax(edges, node_mask.unsqueeze(1))
+        return torch.relu_(self.sim_graph_w(edges @ nodes))
+
+    def first_node_fast(self, nodes: Tensor, node_mask: Tensor) -> Tensor:
+        """:meth:`first_node` with the folded query-key map."""
+        fold, shift = self.folded()
+        query = torch.addmm(shift, nodes[:, 0], fold)  # (B, s)
+        edges = masked_softmax((nodes @ query.unsqueeze(-1)).squeeze(-1), node_mask)
+        return torch.relu_(self.sim_graph_w((edges.unsqueeze(1) @ nodes).squeeze(1)))
+
 
 class AttentionFiltration(nn.Module):
     """SAF: gate each node with sigmoid(BN(FC(node))), L1-normalise the gates, sum, L2-normalise."""
