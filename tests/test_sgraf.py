@@ -188,7 +188,9 @@ def test_images_with_more_regions_than_slots_are_refused():
 
 @pytest.mark.parametrize(
     ("caption", "tokens"),
-    [  # what nltk.tokenize.word_tokenize(caption.lower()) gives (checked with NLTK 3.10)
+    [  # what nltk.tokenize.word_tokenize(caption.lower()) gives (checked against NLTK 3.10), except the last
+        # two cases, where the 2018 Treebank rules that built their vocabularies (which hold "water.." and
+        # "'stop") differ from today's NLTK
         ("A man's dog can't catch the frisbee.", ["a", "man", "'s", "dog", "ca", "n't", "catch", "the", "frisbee", "."]),
         ('Two dogs (brown) play "fetch".', ["two", "dogs", "(", "brown", ")", "play", "``", "fetch", "''", "."]),
         ("He cannot go... ok; 3,000 people at 10:30!", ["he", "can", "not", "go", "...", "ok", ";", "3,000", "people",
@@ -196,6 +198,9 @@ def test_images_with_more_regions_than_slots_are_refused():
         ("A dog runs. A cat sits.", ["a", "dog", "runs", ".", "a", "cat", "sits", "."]),
         ("Mr. Smith waves at the camera", ["mr.", "smith", "waves", "at", "the", "camera"]),
         ("they're gonna wanna go", ["they", "'re", "gon", "na", "wan", "na", "go"]),
+        ("A U.S. flag", ["a", "u.s.", "flag"]),
+        ("boats on the water.. a sign says 'stop'", ["boats", "on", "the", "water..", "a", "sign", "says", "'stop",
+                                                      "'"]),
     ],
 )
 def test_tokenizer_follows_nltk_word_tokenize(caption, tokens):

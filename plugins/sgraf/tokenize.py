@@ -12,9 +12,11 @@ Known divergences from ``word_tokenize`` (see docs/sgraf.md):
 
 * Sentence splitting: Punkt's learned English model (abbreviations, collocations, orthographic statistics)
   is replaced by a rule: ``.``, ``?`` or ``!`` followed by white space ends a sentence unless the word
-  before it is a single letter or one of :data:`ABBREVIATIONS`. Captions are almost always one sentence.
-* Only the ASCII quote rules are kept, plus curly quotes as separate tokens; Treebank's rare rules for
-  ``d'ye``, ``'tis``, ``'twas``, ``more'n`` and bracket conversion to ``-LRB-`` are left out.
+  before it is a single letter, holds a period itself (``u.s.``) or is one of :data:`ABBREVIATIONS`.
+  Captions are almost always one sentence.
+* The word rules are those of NLTK's Treebank tokenizer as of 2018 (NLTK 3.2/3.3), with which SCAN built the
+  vocabularies SGRAF reuses; later NLTK releases also split ``..`` and a leading apostrophe. The rare
+  rules for ``d'ye``, ``'tis``, ``'twas`` and ``more'n`` are left out.
 """
 
 from __future__ import annotations
@@ -29,29 +31,28 @@ ABBREVIATIONS = frozenset(
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 
 # (pattern, replacement) pairs applied in order to one sentence; together they put spaces around every
-# token boundary the Treebank rules define, so that ``str.split`` yields the tokens.
+# token boundary of the Treebank rules as NLTK applied them when SCAN built the vocabularies SGRAF reuses
+# (NLTK 3.2/3.3, 2018): a bare "..." is split but "water.." is not, and a leading apostrophe stays on its
+# word ("'stop"), as both published vocabularies show; later NLTK releases split those.
 _OPENING_QUOTES = [
-    (re.compile(r"([«“‘„]|`+)"), r" \1 "),
     (re.compile(r'^"'), "``"),
     (re.compile(r"(``)"), r" \1 "),
     (re.compile(r"([ (\[{<])(\"|'{2})"), r"\1 `` "),
-    (re.compile(r"(?<!\w)(')(?!(?:re|ve|ll|m|t|s|d|n)\b)(?=\w)"), r"\1 "),
 ]
 _PUNCTUATION = [
-    (re.compile(r"([^.])(\.)([\])}>\"'»”’ ]*)\s*$"), r"\1 \2 \3 "),  # the sentence's final period
     (re.compile(r"([:,])([^\d])"), r" \1 \2"),  # comma or colon, except inside numbers (3,000 / 10:30)
     (re.compile(r"([:,])$"), r" \1 "),
-    (re.compile(r"\.{2,}"), r" \g<0> "),  # ellipsis
-    (re.compile(r"[;@#$%&*?!\u2012-\u2015]"), r" \g<0> "),
+    (re.compile(r"\.\.\."), r" ... "),
+    (re.compile(r"[;@#$%&]"), r" \g<0> "),
+    (re.compile(r"([^.])(\.)([\])}>\"']*)\s*$"), r"\1 \2\3 "),  # the sentence's final period
+    (re.compile(r"[?!]"), r" \g<0> "),
     (re.compile(r"([^'])' "), r"\1 ' "),
     (re.compile(r"[\]\[(){}<>]"), r" \g<0> "),
     (re.compile(r"--"), r" -- "),
 ]
 _CLOSING = [
-    (re.compile(r"([»”’])"), r" \1 "),
-    (re.compile(r"''"), " '' "),
     (re.compile(r'"'), " '' "),
-    (re.compile(r"\s+"), " "),
+    (re.compile(r"(\S)('')"), r"\1 \2 "),
     (re.compile(r"([^' ])('s|'m|'d|') "), r"\1 \2 "),  # clitics, on lower-cased text
     (re.compile(r"([^' ])('ll|'re|'ve|n't) "), r"\1 \2 "),
 ]
@@ -61,19 +62,19 @@ _SPLIT_WORDS = [
     re.compile(r"\b(gon)(na)\b"),
     re.compile(r"\b(got)(ta)\b"),
     re.compile(r"\b(lem)(me)\b"),
-    re.compile(r"\b(wan)(na)(?=\s)"),
+    re.compile(r"\b(wan)(na)\s"),
 ]
 
 
 def sentences(text: str) -> list[str]:
-    """Split at ``.``/``?``/``!`` + white space, except after single letters and :data:`ABBREVIATIONS`."""
+    """Split at ``.``/``?``/``!`` + white space, except after single letters, ``u.s.``-like words, abbreviations."""
     parts: list[str] = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
         before = text[start : match.start()]
         last = before.rsplit(None, 1)[-1] if before.strip() else ""
         stem = last.rstrip(".?!").lstrip("\"'([")
-        if last.endswith(".") and (len(stem) <= 1 or stem in ABBREVIATIONS):
+        if last.endswith(".") and (len(stem) <= 1 or "." in stem or stem in ABBREVIATIONS):
             continue
         parts.append(before)
         start = match.end()
@@ -82,7 +83,7 @@ def sentences(text: str) -> list[str]:
 
 
 def treebank_words(sentence: str) -> list[str]:
-    """One sentence -> tokens by the Penn-Treebank rules (as NLTK's ``NLTKWordTokenizer``)."""
+    """One sentence -> tokens by the Penn-Treebank rules (as NLTK's ``TreebankWordTokenizer`` in 2018)."""
     text = sentence
     for pattern, repl in _OPENING_QUOTES:
         text = pattern.sub(repl, text)
