@@ -318,3 +318,17 @@ def test_zoo_entries_point_to_the_authors_downloads():
         assert ensemble.members == (f"saf-{dataset}", f"sgr-{dataset}")
     assert entries["sgraf-f30k"].published_results["Flickr30K 1K test"]["rsum"] == 500.8
     assert entries["sgraf-coco"].published_results["COCO 1K (5-fold)"]["rsum"] == 523.8
+
+
+@pytest.mark.parametrize("name", ["sgr-f30k", "saf-f30k", "sgr-coco", "saf-coco"])
+def test_config_files_parse_and_follow_their_readme(name):
+    from pathlib import Path
+
+    from mmzoo.config import load_config_file
+
+    data = load_config_file(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    module, dataset = name.split("-")
+    config = mmzoo.ModelConfig.parse(data["model"])
+    assert config.to_dict() == mmzoo.ModelConfig.parse(mmzoo.registry.model.get(module).config).to_dict()
+    epochs, decay = {"sgr-f30k": (40, 30), "saf-f30k": (30, 20)}.get(name, (20, 10))
+    assert (data["training"]["epochs"], data["training"]["lr_decay_every"]) == (epochs, decay)
