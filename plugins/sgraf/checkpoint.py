@@ -100,7 +100,11 @@ def check_vocabulary(vocab: Vocabulary, opt: Any, states: list[dict[str, Tensor]
 
 def map_tensors(states: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     """img_enc -> visual., txt_enc -> text., sim_enc -> fusion. (the attribute names are theirs)."""
-    return {f"{section}.{key}": value for section, state in zip(SECTIONS, states, strict=True) for key, value in state.items()}
+    return {
+        f"{section}.{key}": value
+        for section, state in zip(SECTIONS, states, strict=True)
+        for key, value in state.items()
+    }
 
 
 def fill_batch_counters(mapped: dict[str, Tensor], expected: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -41,7 +41,9 @@ from mmzoo_plugins.sgraf.modules import (
 class SGRAFConfig(mmzoo.ComponentConfig):
     sim_dim: int = Field(256, gt=0, description="Size s of a similarity vector (their sim_dim: 256).")
     regions: int = Field(
-        36, gt=0, description="Region slots of the visual self-attention's BatchNorm (theirs: 36); images may have fewer."
+        36,
+        gt=0,
+        description="Region slots of the visual self-attention's BatchNorm (theirs: 36); images may have fewer.",
     )
     smooth: float = Field(9.0, gt=0.0, description="Temperature of the word-to-region attention softmax (theirs: 9).")
     dropout: float = Field(0.4, ge=0.0, lt=1.0, description="Dropout in the image and caption self-attention (0.4).")

@@ -25,7 +25,8 @@ import re
 
 #: words that Punkt's English model treats as abbreviations in captions: a period after them ends no sentence.
 ABBREVIATIONS = frozenset(
-    "mr mrs ms dr st jr sr vs etc prof mt ft co inc ltd no approx dept gen gov sgt capt lt col rev ave blvd".split()
+    {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "prof", "mt", "ft", "co", "inc", "ltd", "no", "approx"}
+    | {"dept", "gen", "gov", "sgt", "capt", "lt", "col", "rev", "ave", "blvd"}
 )
 
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")

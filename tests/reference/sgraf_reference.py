@@ -207,7 +207,12 @@ class SGRAF:
     def __init__(self, opt):
         self.img_enc = EncoderImage(opt.img_dim, opt.embed_size, no_imgnorm=opt.no_imgnorm)
         self.txt_enc = EncoderText(
-            opt.vocab_size, opt.word_dim, opt.embed_size, opt.num_layers, use_bi_gru=opt.bi_gru, no_txtnorm=opt.no_txtnorm
+            opt.vocab_size,
+            opt.word_dim,
+            opt.embed_size,
+            opt.num_layers,
+            use_bi_gru=opt.bi_gru,
+            no_txtnorm=opt.no_txtnorm,
         )
         self.sim_enc = EncoderSimilarity(opt.embed_size, opt.sim_dim, opt.module_name, opt.sgr_step)
         self.criterion = ContrastiveLoss(margin=opt.margin, max_violation=opt.max_violation)
