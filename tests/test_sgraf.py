@@ -139,9 +139,15 @@ def test_training_mode_matches_their_batch_statistics():
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
     for key, value in theirs.sim_enc.state_dict().items():
         torch.testing.assert_close(model.fusion.state_dict()[key].float(), value.float(), msg=key)
-    # and the gradients of their loss reach every parameter
+    # their loss's gradients reach every trainable parameter; the frozen biases get none in their code either
     ref.ContrastiveLoss(0.2, True)(got).backward()
-    assert all(p.grad is not None for p in model.fusion.parameters())
+    ref.ContrastiveLoss(0.2, True)(expected).backward()
+    theirs_grads = dict(theirs.sim_enc.named_parameters())
+    for name, param in model.fusion.named_parameters():
+        if param.requires_grad:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+        else:
+            assert float(theirs_grads[name].grad.abs().max()) < 1e-6, name
 
 
 @pytest.mark.parametrize("cls", [SGRFusion, SAFFusion])

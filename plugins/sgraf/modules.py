@@ -39,6 +39,17 @@ def xavier_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def freeze_shift(linear: nn.Linear) -> None:
+    """Freeze a bias whose gradient is zero by construction (a softmax or a batch-statistics BatchNorm follows).
+
+    A constant added to every softmax logit, or to every sample of a BatchNorm channel in training, cancels, so
+    their training never moves these biases by gradient (their Adam sees a gradient of rounding noise only).
+    They stay in the state dict and load from checkpoints: eval-mode BatchNorm uses running statistics, where
+    the bias does count.
+    """
+    linear.bias.requires_grad_(False)
+
+
 def batch_norm(bn: nn.BatchNorm1d, x: Tensor, train: bool) -> Tensor:
     """``bn(x)`` with the mode given explicitly (training updates the running statistics)."""
     if train:
@@ -85,6 +96,8 @@ class RegionAttentionPool(nn.Module):
         self.embedding_global = nn.Sequential(nn.Linear(dim, dim), nn.BatchNorm1d(dim), nn.Tanh(), nn.Dropout(dropout))
         self.embedding_common = nn.Sequential(nn.Linear(dim, 1))
         xavier_(self)
+        freeze_shift(self.embedding_global[0])
+        freeze_shift(self.embedding_common[0])
 
     @property
     def regions(self) -> int:
@@ -109,6 +122,7 @@ class WordAttentionPool(nn.Module):
         self.embedding_global = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Dropout(dropout))
         self.embedding_common = nn.Sequential(nn.Linear(dim, 1))
         xavier_(self)
+        freeze_shift(self.embedding_common[0])
 
     def pool(self, words: Tensor, mask: Tensor, train: bool) -> Tensor:
         lin, _, drop = self.embedding_local
@@ -173,6 +187,7 @@ class AttentionFiltration(nn.Module):
         self.attn_sim_w = nn.Linear(sim_dim, 1)
         self.bn = nn.BatchNorm1d(1)
         xavier_(self)
+        freeze_shift(self.attn_sim_w)
 
     def gates(self, logits: Tensor, node_mask: Tensor, train: bool) -> Tensor:
         """BatchNorm(1) on the gate logits (n_img, n_cap, n) -> sigmoid gates, 0 at padded nodes.

@@ -36,7 +36,9 @@ class SGRAFRegions(mmzoo.VisualEncoder):
         nn.init.zeros_(self.fc.bias)
 
     def forward(self, features: Tensor, mask: Tensor) -> mmzoo.Fragments:
-        x = self.fc(features.masked_fill(~mask.unsqueeze(-1), 0.0))
+        pad = ~mask.unsqueeze(-1)
+        x = self.fc(features.masked_fill(pad, 0.0))
         if self.config.normalize:
-            x = l2norm(x)
+            # padded rows are set to ones before the norm (then to zero): a zero row's norm has no gradient
+            x = l2norm(x.masked_fill(pad, 1.0)).masked_fill(pad, 0.0)
         return mmzoo.Fragments(x, mask, mmzoo.l2_normalize(masked_average(x, mask)))
