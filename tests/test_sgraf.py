@@ -112,7 +112,14 @@ def test_training_mode_matches_their_batch_statistics():
             if isinstance(d, torch.nn.Dropout):
                 d.p = 0.0
     model = mmzoo.create_model(
-        "saf", **{"embed_dim": EMBED, "visual.in_dim": IMG_DIM, "visual.normalize": False, "text.word_dim": WORD}
+        "saf",
+        **{
+            "embed_dim": EMBED,
+            "visual.in_dim": IMG_DIM,
+            "visual.normalize": False,
+            "text.word_dim": WORD,
+            "fusion.sim_dim": SIM,
+        },
     )
     model.text.set_vocabulary(vocab)
     model.fusion.config.dropout = 0.0
@@ -273,7 +280,8 @@ def _checkpoint(tmp_path, module="SGR", mutate=None, opt_changes=None):
         (lambda s: s["model"][2].pop("sim_eval_w.weight"), "sim_eval_w.weight"),
         (lambda s: s["model"][0].__setitem__("extra.weight", torch.zeros(2)), "extra.weight"),
         (lambda s: s["model"][2].__setitem__("sim_tranloc_w.weight", torch.zeros(3, 3)), "sim_tranloc_w.weight"),
-        (lambda s: s["model"].pop(2), "SCAN"),
+        (lambda s: (s["model"].pop(2), delattr(s["opt"], "module_name"), delattr(s["opt"], "sim_dim")), "SCAN"),
+        (lambda s: s["model"].append({}), "3 state dicts"),
         (lambda s: setattr(s["opt"], "module_name", "AVE"), "module_name"),
         (lambda s: delattr(s["opt"], "sim_dim"), "sim_dim"),
         (lambda s: s.pop("opt"), "not an SGRAF checkpoint"),

@@ -11,6 +11,8 @@ from __future__ import annotations
 from types import ModuleType
 
 import mmzoo
+from mmzoo_plugins.sgraf import zoo
+from mmzoo_plugins.sgraf.convert import SGRAFConverter
 from mmzoo_plugins.sgraf.fusion import SAFFusion, SGRFusion
 from mmzoo_plugins.sgraf.recipes import SAF_RECIPE, SGR_RECIPE
 from mmzoo_plugins.sgraf.text import SGRAFText
@@ -25,3 +27,5 @@ def mmzoo_register(registry: ModuleType) -> None:
     registry.fusion.register("saf", SAFFusion)
     registry.model.register("sgr", SGR_RECIPE)
     registry.model.register("saf", SAF_RECIPE)
+    registry.converter.register("sgraf", SGRAFConverter)
+    zoo.register(registry)

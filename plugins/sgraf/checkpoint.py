@@ -39,7 +39,7 @@ def split_checkpoint(ckpt: Any, source: str) -> tuple[list[dict[str, Tensor]], A
     states, opt = ckpt["model"], ckpt["opt"]
     if not isinstance(states, (list, tuple)) or not all(isinstance(s, Mapping) for s in states):
         raise CheckpointError(f"{source}: 'model' must be a list of state dicts [img_enc, txt_enc, sim_enc].")
-    if len(states) == 2 and _option(opt, "module_name") is None:
+    if len(states) == 2:
         raise CheckpointError(
             f"{source} looks like a SCAN checkpoint (two state dicts, img_enc and txt_enc, and no similarity "
             "encoder); convert it with `mmzoo convert scan`."

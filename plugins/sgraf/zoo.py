@@ -112,7 +112,7 @@ def entries() -> list[mmzoo.PretrainedEntry]:
                 recipe="sgr",
                 dataset=DATASETS[dataset],
                 dataset_id=dataset,
-                weights=mmzoo.Weights(repo=None, filename="model_best.pth.tar", format="sgraf", url=ARCHIVES[dataset]),
+                weights=mmzoo.Weights(url=ARCHIVES[dataset]),  # nothing to convert: the members are
                 status=mmzoo.MANUAL,
                 license="apache-2.0",
                 paper=PAPER,
