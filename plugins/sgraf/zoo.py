@@ -62,6 +62,7 @@ PUBLISHED = {
         },
     },
 }
+HUB_DATASET = {"f30k": "flickr30k", "coco": "coco"}
 ARCHIVE_NAMES = {"f30k": "Flickr30K_SGRAF", "coco": "MSCOCO_SGRAF"}
 
 
@@ -87,7 +88,7 @@ def entries() -> list[mmzoo.PretrainedEntry]:
                     alias=alias,
                     recipe=module,
                     dataset=DATASETS[dataset],
-                    dataset_id=dataset,
+                    dataset_id=HUB_DATASET[dataset],
                     weights=mmzoo.Weights(
                         repo=None,
                         filename="model_best.pth.tar",
@@ -111,7 +112,7 @@ def entries() -> list[mmzoo.PretrainedEntry]:
                 alias=f"sgraf-{dataset}",
                 recipe="sgr",
                 dataset=DATASETS[dataset],
-                dataset_id=dataset,
+                dataset_id=HUB_DATASET[dataset],
                 weights=mmzoo.Weights(url=ARCHIVES[dataset]),  # nothing to convert: the members are
                 status=mmzoo.MANUAL,
                 license="apache-2.0",
