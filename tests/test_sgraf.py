@@ -375,3 +375,22 @@ def test_config_files_parse_and_follow_their_readme(name):
     assert config.to_dict() == mmzoo.ModelConfig.parse(mmzoo.registry.model.get(module).config).to_dict()
     epochs, decay = {"sgr-f30k": (40, 30), "saf-f30k": (30, 20)}.get(name, (20, 10))
     assert (data["training"]["epochs"], data["training"]["lr_decay_every"]) == (epochs, decay)
+
+
+def test_ensemble_entry_averages_the_installed_members(tmp_path, vocab_file, monkeypatch):
+    """`mmzoo convert saf-f30k FILE` and `... sgr-f30k FILE` install the members; sgraf-f30k is their mean."""
+    monkeypatch.setenv("MMZOO_CACHE", str(tmp_path / "cache"))
+    vocab = _vocab()
+    images = torch.randn(2, 36, IMG_DIM)
+    expected = []
+    for module in ("SAF", "SGR"):
+        theirs, opt = _their_model(module, len(vocab))
+        ckpt = tmp_path / f"{module}.pth.tar"
+        ref.save_checkpoint(theirs, opt, ckpt)
+        mmzoo.convert_checkpoint(f"{module.lower()}-f30k", ckpt, vocab=str(vocab_file))
+        expected.append(_their_scores(theirs, images, CAPTIONS, vocab))
+    ensemble = mmzoo.from_pretrained("sgraf-f30k")
+    assert isinstance(ensemble, mmzoo.Ensemble)
+    with torch.no_grad():
+        scores = ensemble.similarity(ensemble.encode_images(images), ensemble.encode_texts(CAPTIONS))
+    torch.testing.assert_close(scores, (expected[0] + expected[1]) / 2, atol=1e-6, rtol=1e-5)
