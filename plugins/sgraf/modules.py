@@ -42,7 +42,8 @@ def xavier_(module: nn.Module) -> None:
 def freeze_shift(linear: nn.Linear) -> None:
     """Freeze a bias whose gradient is zero by construction (a softmax or a batch-statistics BatchNorm follows).
 
-    A constant added to every softmax logit, or to every sample of a BatchNorm channel in training, cancels, so
+    A constant added to every softmax logit (of one query), or to every sample of a BatchNorm channel in
+    training, cancels, so
     their training never moves these biases by gradient (their Adam sees a gradient of rounding noise only).
     They stay in the state dict and load from checkpoints: eval-mode BatchNorm uses running statistics, where
     the bias does count.
@@ -142,6 +143,7 @@ class GraphReasoning(nn.Module):
         self.graph_key_w = nn.Linear(sim_dim, sim_dim)
         self.sim_graph_w = nn.Linear(sim_dim, sim_dim)
         xavier_(self)
+        freeze_shift(self.graph_key_w)  # x_i . b_k is the same for every key j: it cancels in the softmax
 
     def step(self, nodes: Tensor, node_mask: Tensor) -> Tensor:
         """Every node updated: (B, n, s) -> (B, n, s); padded nodes are never attended to."""
