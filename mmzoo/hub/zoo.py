@@ -73,6 +73,9 @@ def how_to_get(entry: PretrainedEntry) -> str:
                 else "."
             )
         )
+    if entry.members:
+        steps = " ".join(f"({i}) {m}: {how_to_get(get_pretrained(m))}" for i, m in enumerate(entry.members, 1))
+        return f"An ensemble of {', '.join(entry.members)}; get each member: {steps}"
     if entry.status == MANUAL:
         where = entry.weights.url or entry.code or "the authors' page"
         options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in entry.weights.options.items())
