@@ -17,16 +17,8 @@ import mmzoo
 from mmzoo_plugins.vse_infinity.bert import VseBertText
 from mmzoo_plugins.vse_infinity.bigru import VseBiGRUText
 from mmzoo_plugins.vse_infinity.grid import VseGrid
+from mmzoo_plugins.vse_infinity.meta import PAPER
 from mmzoo_plugins.vse_infinity.regions import VseRegions
-
-PAPER = "Chen et al., Learning the Best Pooling Strategy for Visual Semantic Embedding, CVPR 2021"
-CODE = "https://github.com/woodfrog/vse_infty"
-CITATION = """@inproceedings{chen2021vseinfty,
-  title={Learning the Best Pooling Strategy for Visual Semantic Embedding},
-  author={Chen, Jiacheng and Hu, Hexiang and Wu, Hao and Jiang, Yuning and Wang, Changhu},
-  booktitle={IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year={2021}
-}"""
 
 #: train_region.sh + lib/vse.py (master): AdamW 5e-4 with BERT at 0.1x, weight decay 1e-4, 25 epochs, x0.1 at
 #: epoch 15, batch 128 (arguments.py), clip 2, one epoch over all negatives, then the hardest (max_violation).

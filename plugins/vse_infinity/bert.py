@@ -45,7 +45,8 @@ TINY_BERT = {
 
 class VseBertConfig(mmzoo.ComponentConfig):
     pretrained: str = Field(
-        "bert-base-uncased", description="BERT weights and tokenizer: a Hub id or a local folder (theirs: bert-base-uncased)."
+        "bert-base-uncased",
+        description="BERT weights and tokenizer: a Hub id or a local folder (theirs: bert-base-uncased).",
     )
     tokenizer: str | None = Field(None, description="Tokenizer Hub id or folder when it differs from `pretrained`.")
     bert_config: dict[str, Any] | None = Field(
