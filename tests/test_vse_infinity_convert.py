@@ -117,7 +117,9 @@ def bigru_vocab(path):
     words = ["<pad>", "<start>", "<end>", "<unk>", "a", "man", "riding", "horse", ",", "on", "beach", "!", "dogs"]
     words += ["two", "play", "with", "frisbee", "in", "the", "park", ".", "cat", "'s", "owner"]
     word2idx = {w: i for i, w in enumerate(words)}
-    path.write_text(json.dumps({"word2idx": word2idx, "idx2word": {str(i): w for w, i in word2idx.items()}, "idx": len(words)}))
+    path.write_text(
+        json.dumps({"word2idx": word2idx, "idx2word": {str(i): w for w, i in word2idx.items()}, "idx": len(words)})
+    )
     return {**word2idx, "<mask>": len(words)}
 
 
@@ -126,14 +128,18 @@ def bigru_checkpoint(tmp_path, vocab_rows=None):
     torch.manual_seed(1)
     img = ref.randomize_batchnorm(ref.EncoderImageAggr(REGION_DIM, EMBED)).eval()
     txt = ref.EncoderTextGRU(vocab_rows or len(vocab), EMBED, 16, 1).eval()
-    opt = ref.make_opt(img_dim=REGION_DIM, embed_size=EMBED, word_dim=16, num_layers=1, vocab_size=len(vocab), drop=True)
+    opt = ref.make_opt(
+        img_dim=REGION_DIM, embed_size=EMBED, word_dim=16, num_layers=1, vocab_size=len(vocab), drop=True
+    )
     ref.write_checkpoint(tmp_path / "model_best.pth", img, txt, opt, data_parallel=False)  # bigru branch: no wrap
     return img, txt, vocab
 
 
 def test_bigru_region_checkpoint_gives_their_similarities(tmp_path):
     img, txt, vocab = bigru_checkpoint(tmp_path)
-    model = convert(tmp_path, "vse-infinity", tmp_path / "model_best.pth", vocab=str(tmp_path / "coco_precomp_vocab.json"))
+    model = convert(
+        tmp_path, "vse-infinity", tmp_path / "model_best.pth", vocab=str(tmp_path / "coco_precomp_vocab.json")
+    )
     assert model.config.text.name == "vse-infinity-bigru" and model.text.vocab == vocab
     x, lengths = region_inputs()
     with torch.no_grad():
@@ -162,7 +168,7 @@ class Payload:
 
 
 def test_checkpoint_carrying_another_class_is_refused(tmp_path, bert_folder, capsys):
-    img, txt = bert_checkpoint(tmp_path / "ok.pth")
+    bert_checkpoint(tmp_path / "ok.pth")
     state = load_theirs(tmp_path / "ok.pth")
     state["extra"] = Payload()
     torch.save(state, tmp_path / "model_best.pth")
