@@ -40,7 +40,7 @@ def train_heads(
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     rng = random.Random(0)
     cpi = data.captions_per_image
-    features = torch.from_numpy(np.asarray(data.image_features(np.arange(data.num_images))))
+    features = torch.from_numpy(data.image_features(np.arange(data.num_images))[0])
     losses = []
     model.train()
     for epoch in range(epochs):
@@ -65,7 +65,7 @@ def train_heads(
 @torch.no_grad()
 def scores(model: mmzoo.MatchingModel, data: PrecomputedDataset) -> torch.Tensor:
     model.eval()
-    images = model.encode_images(torch.from_numpy(np.asarray(data.image_features(np.arange(data.num_images)))))
+    images = model.encode_images(torch.from_numpy(data.image_features(np.arange(data.num_images))[0]))
     return model.similarity(images, model.encode_texts(data.captions))
 
 
@@ -153,14 +153,14 @@ def main() -> None:
     }
     # the saved model runs on image files: check the pixel path against the extracted regions
     model.save_pretrained(out / args.name)
-    from mmzoo.serialization import load_pretrained
+    from mmzoo.model import load_pretrained
 
     loaded = load_pretrained(out / args.name)
     test_images = KarpathyImages(out / "png" / KARPATHY_NAME, out / "png" / "images", "test")
     paths = [r.path for r in test_images.records[:16]]
     with torch.no_grad():
         from_pixels = loaded.encode_images(paths).pooled
-        from_regions = loaded.encode_images(torch.from_numpy(np.asarray(test.image_features(np.arange(16))))).pooled
+        from_regions = loaded.encode_images(torch.from_numpy(test.image_features(np.arange(16))[0])).pooled
     result["pixel_vs_region_max_abs_diff"] = float((from_pixels - from_regions).abs().max())
     result["search"] = search_check(loaded, out, args.folder)
     result["timings_s"] = {k: round(v, 1) for k, v in timings.items()}

@@ -25,7 +25,7 @@ from _common import SHAPES_SETTINGS, machine
 
 import mmzoo
 from mmzoo.data import PrecomputedDataset, make_shapes
-from mmzoo.evaluation import encode_dataset, recall_metrics
+from mmzoo.evaluation import encode_split, recall_metrics
 from mmzoo.scoring import rerank_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def train(
         order, total = rng.permutation(data.num_images), 0.0
         for s in range(0, len(order) - batch + 1, batch):
             idx = np.sort(order[s : s + batch])
-            feats = torch.from_numpy(data.image_features(idx))
+            feats = torch.from_numpy(data.image_features(idx)[0])
             caps = [data.captions[i * cpi + int(rng.integers(cpi))] for i in idx]
             out = model(feats, caps)
             opt.zero_grad()
@@ -88,7 +88,7 @@ def main() -> None:
         train_seconds = time.perf_counter() - start
         model.eval()
         start = time.perf_counter()
-        images, texts = encode_dataset(model, test_set, device=args.device, progress=False)
+        images, texts = encode_split(model, test_set, device=args.device, progress=False)
         images, texts = images.to(args.device), texts.to(args.device)
         encode_seconds = time.perf_counter() - start
     n_img, n_txt = len(images), len(texts)

@@ -86,7 +86,7 @@ def train_and_test(
 
     from mmzoo.data import PrecomputedDataset
     from mmzoo.evaluation import evaluate
-    from mmzoo.serialization import load_pretrained
+    from mmzoo.model import load_pretrained
     from mmzoo.training import prepare_run, read_metrics, train
 
     finished = reuse and (run / "best").is_dir() and len(read_metrics(run)) == epochs

