@@ -16,9 +16,11 @@ from types import ModuleType
 import mmzoo
 from mmzoo_plugins.vse_infinity.bert import VseBertText
 from mmzoo_plugins.vse_infinity.bigru import VseBiGRUText
+from mmzoo_plugins.vse_infinity.converters import GridConverter, RegionConverter
 from mmzoo_plugins.vse_infinity.grid import VseGrid
 from mmzoo_plugins.vse_infinity.meta import PAPER
 from mmzoo_plugins.vse_infinity.regions import VseRegions
+from mmzoo_plugins.vse_infinity.zoo import zoo_entries
 
 #: train_region.sh + lib/vse.py (master): AdamW 5e-4 with BERT at 0.1x, weight decay 1e-4, 25 epochs, x0.1 at
 #: epoch 15, batch 128 (arguments.py), clip 2, one epoch over all negatives, then the hardest (max_violation).
@@ -47,7 +49,15 @@ BERT = {"name": "vse-infinity-bert", "pretrained": "bert-base-uncased"}
 
 def recipe(visual: dict, text: dict) -> dict:
     """A VSE-infinity model config: a dual encoder, the cosine of the two GPO vectors (no fusion, alpha 0)."""
-    return {"visual": visual, "text": text, "fusion": None, "loss": LOSS, "alpha": 0.0, "embed_dim": 1024}
+    return {
+        "visual": visual,
+        "text": text,
+        "fusion": None,
+        "loss": LOSS,
+        "alpha": 0.0,
+        "dual_weight": 1.0,
+        "embed_dim": 1024,
+    }
 
 
 @mmzoo.hookimpl
@@ -83,13 +93,7 @@ def mmzoo_register(registry: ModuleType) -> None:
             TRAINING_GRID,
         ),
     )
-    if hasattr(registry, "converter"):
-        from mmzoo_plugins.vse_infinity.converters import GridConverter, RegionConverter
-
-        registry.converter.register("vse-infinity", RegionConverter)
-        registry.converter.register("vse-infinity-grid", GridConverter)
-    if hasattr(registry, "pretrained"):
-        from mmzoo_plugins.vse_infinity.zoo import zoo_entries
-
-        for entry in zoo_entries():
-            registry.pretrained.register(entry.alias, entry)
+    registry.converter.register("vse-infinity", RegionConverter)
+    registry.converter.register("vse-infinity-grid", GridConverter)
+    for entry in zoo_entries():
+        registry.pretrained.register(entry.alias, entry)
