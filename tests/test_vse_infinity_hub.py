@@ -18,7 +18,13 @@ from mmzoo_plugins.vse_infinity.converters import RegionConverter
 from tests.conftest import minilm_path
 from tests.hub_server import fake_hub, go_offline  # noqa: F401  (fake_hub is a fixture)
 from tests.reference import vse_infinity_reference as ref
-from tests.test_vse_infinity_convert import CAPTIONS, bert_checkpoint, bert_folder, region_inputs  # noqa: F401
+from tests.test_vse_infinity_convert import (  # noqa: F401  (bert_folder is a fixture)
+    CAPTIONS,
+    bert_checkpoint,
+    bert_folder,
+    bigru_checkpoint,
+    region_inputs,
+)
 
 REPO, FILE = "cccjc/vse-infty", "coco_butd_region_bert/model_best.pth"
 
@@ -79,3 +85,19 @@ def test_from_pretrained_downloads_converts_once_then_works_offline(
 def test_manual_bigru_entry_says_what_to_do():
     with pytest.raises(mmzoo.HubError, match=r"--vocab|mmzoo convert"):
         mmzoo.from_pretrained("vse-infinity-bigru-coco")
+
+
+def test_manual_bigru_entry_converts_by_alias_then_loads_offline(tmp_path, fake_hub, monkeypatch):  # noqa: F811
+    img, txt, vocab = bigru_checkpoint(tmp_path)
+    go_offline(monkeypatch)
+    folder = mmzoo.convert_checkpoint(
+        "vse-infinity-bigru-coco", tmp_path / "model_best.pth", vocab=str(tmp_path / "coco_precomp_vocab.json")
+    )
+    model = mmzoo.from_pretrained("vse-infinity-bigru-coco")
+    assert model.text.vocab == vocab and folder.is_dir()
+    x, lengths = region_inputs()
+    mask = torch.arange(x.shape[1])[None] < lengths[:, None]
+    with torch.no_grad():
+        theirs = img(x, lengths) @ ref.encode_gru_captions(txt, vocab, CAPTIONS).t()
+        ours = model.similarity(model.encode_images(x, mask), model.encode_texts(CAPTIONS))
+    torch.testing.assert_close(ours, theirs, atol=2e-6, rtol=1e-5)
