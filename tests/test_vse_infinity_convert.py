@@ -228,3 +228,17 @@ def test_unexpected_missing_and_misshaped_tensors_are_named(tmp_path, bert_folde
 def test_bert_folder_that_does_not_fit_is_named(tmp_path):
     bert_checkpoint(tmp_path / "model_best.pth")
     refuses(tmp_path, r"--bert", bert=minilm_path())  # a 6-layer 384-wide BERT: not the checkpoint's
+
+
+def test_full_size_checkpoint_maps_onto_the_recipe_tensor_for_tensor():
+    """At their sizes (2048-d regions, d = 1024, BERT-base), on the meta device: every tensor has its place."""
+    from mmzoo_plugins.vse_infinity.checkpoint import map_region_state
+
+    base = BertConfig()  # bert-base-uncased's architecture: 12 layers, 768 wide, 30522 words
+    with torch.device("meta"):
+        img, txt = ref.EncoderImageAggr(2048, 1024), ref.EncoderTextBert(1024, base)
+        model = mmzoo.create_model(
+            "vse-infinity", **{"text.bert_config": base.to_dict(), "text.tokenizer": minilm_path()}
+        )
+    mapped = {k: tuple(v.shape) for k, v in map_region_state(img.state_dict(), txt.state_dict()).items()}
+    assert mapped == {k: tuple(v.shape) for k, v in model.state_dict().items()}
