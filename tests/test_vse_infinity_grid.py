@@ -63,3 +63,18 @@ def test_wsl_grid_checkpoint_gives_their_similarities(tmp_path, bert_folder):  #
         theirs = img(pixels) @ ref.encode_bert_captions(txt, slow, CAPTIONS).t()
         ours = model.similarity(model.encode_images(pixels), model.encode_texts(CAPTIONS))
     torch.testing.assert_close(ours, theirs, atol=2e-5, rtol=1e-4)
+    # usable from pixels: encode_images takes PIL images with the saved preprocessing, and `mmzoo search` runs
+    import skimage.data
+    from PIL import Image
+
+    from mmzoo.cli import main
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    photos = [Image.fromarray(getattr(skimage.data, n)()).convert("RGB") for n in ("astronaut", "chelsea", "coffee")]
+    for i, photo in enumerate(photos):
+        photo.save(folder / f"{i}.png")
+    with torch.no_grad():
+        assert model.encode_images(photos).pooled.shape == (3, EMBED)
+        assert model.preprocess(photos[:1]).shape == (1, 3, 64, 64)
+    assert main(["search", str(out), "--images", str(folder), "a cat", "--top", "2"]) == 0

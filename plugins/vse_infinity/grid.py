@@ -100,6 +100,10 @@ class VseGrid(mmzoo.VisualEncoder):
                 module.eval()
         return self
 
+    def transform(self, train: bool = False) -> Any:
+        """The per-image transform (PIL -> (3, H, W)) for a Dataset: their eval resize and normalisation."""
+        return self.grid.transform(False)
+
     def preprocess(self, images: Any, train: bool = False) -> Tensor:
         """PIL images, paths or a (N, 3, H, W) tensor -> pixels, resized and normalised as theirs."""
         return self.grid.preprocess(images, train=False)
