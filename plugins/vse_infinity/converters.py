@@ -45,7 +45,7 @@ def bert_section(bert: str, txt: dict[str, Any], source: str) -> dict[str, Any]:
             "the tokenizer files of bert-base-uncased, or allow the Hub download."
         ) from None
     words = txt.get("bert.embeddings.word_embeddings.weight")
-    layers = 1 + max(int(k.split(".")[3]) for k in txt if k.startswith("bert.encoder.layer."))
+    layers = 1 + max((int(k.split(".")[3]) for k in txt if k.startswith("bert.encoder.layer.")), default=-1)
     if words is not None and (
         tuple(words.shape) != (config.vocab_size, config.hidden_size) or layers != config.num_hidden_layers
     ):
