@@ -7,8 +7,6 @@ tiny BERT folder, since bert-base-uncased cannot be fetched offline.
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -43,12 +41,11 @@ def test_entries_are_registered_with_their_numbers():
 
 
 @pytest.fixture
-def coco_entry(bert_folder):  # noqa: F811
+def coco_entry(bert_folder, monkeypatch):  # noqa: F811
+    """The registered entry, its --bert option pointed at the tiny BERT for one test (restored afterwards)."""
     entry = registry.pretrained.get("vse-infinity-coco")
-    patched = dataclasses.replace(entry, weights=dataclasses.replace(entry.weights, options={"bert": str(bert_folder)}))
-    registry.pretrained.register(entry.alias, patched, override=True)
-    yield patched
-    registry.pretrained.register(entry.alias, entry, override=True)
+    monkeypatch.setitem(entry.weights.options, "bert", str(bert_folder))
+    return entry
 
 
 def test_from_pretrained_downloads_converts_once_then_works_offline(
