@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import mmzoo
-from mmzoo.data import KarpathyImages, PrecomputedDataset
+from mmzoo.data import KarpathyImages, open_split
 from mmzoo.data.extract import extract_split, visual_source
 from mmzoo.data.render import KARPATHY_NAME, render_shapes
 from mmzoo.evaluation import binding_probe, recall_metrics
@@ -34,7 +34,7 @@ def chance_metrics(images: int, cpi: int = 5, seed: int = 0) -> dict[str, float]
 
 
 def train_heads(
-    model: mmzoo.MatchingModel, data: PrecomputedDataset, epochs: int, batch: int, lr: float
+    model: mmzoo.MatchingModel, data: mmzoo.Split, epochs: int, batch: int, lr: float
 ) -> list[float]:
     """One random caption per image per step (no duplicate image in a batch); Adam; hardest negatives after epoch 1."""
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -63,7 +63,7 @@ def train_heads(
 
 
 @torch.no_grad()
-def scores(model: mmzoo.MatchingModel, data: PrecomputedDataset) -> torch.Tensor:
+def scores(model: mmzoo.MatchingModel, data: mmzoo.Split) -> torch.Tensor:
     model.eval()
     images = model.encode_images(torch.from_numpy(data.image_features(np.arange(data.num_images))[0]))
     return model.similarity(images, model.encode_texts(data.captions))
@@ -135,7 +135,7 @@ def main() -> None:
         extract_split(model.visual, ds, out / "feats", split, batch_size=32, progress=False, source=source)
     timings["extract_s"] = time.perf_counter() - t
 
-    train, test = PrecomputedDataset(out / "feats", "train"), PrecomputedDataset(out / "feats", "test")
+    train, test = open_split(out / "feats", "train"), open_split(out / "feats", "test")
     model.text.fit(train.captions)
     t = time.perf_counter()
     losses = train_heads(model, train, args.epochs, args.batch, args.lr)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHAPES_SETTINGS, machine
 
 import mmzoo
-from mmzoo.data import PrecomputedDataset, make_shapes
+from mmzoo.data import make_shapes, open_split
 from mmzoo.evaluation import encode_split, recall_metrics
 from mmzoo.scoring import rerank_metrics
 
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def train(
-    model: mmzoo.MatchingModel, data: PrecomputedDataset, epochs: int, batch: int, seed: int, lr: float
+    model: mmzoo.MatchingModel, data: mmzoo.Split, epochs: int, batch: int, seed: int, lr: float
 ) -> list[float]:
     """Adam, gradient clip 2, all negatives in the first epoch then hardest negatives (VSE++ style)."""
     rng = np.random.default_rng(seed)
@@ -79,7 +79,7 @@ def main() -> None:
     info = machine()
     with tempfile.TemporaryDirectory() as tmp:
         make_shapes(tmp, images=args.train_images, dev_images=10, test_images=args.test_images, seed=args.seed)
-        train_set, test_set = PrecomputedDataset(tmp, "train"), PrecomputedDataset(tmp, "test")
+        train_set, test_set = open_split(tmp, "train"), open_split(tmp, "test")
         model = mmzoo.create_model("mmca", **SHAPES_SETTINGS)
         model.text.fit(train_set.captions)
         model.to(args.device)

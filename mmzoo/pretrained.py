@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from mmzoo._atomic import atomic_folder, atomic_write_json, recover_folder
+from mmzoo._atomic import atomic_folder, atomic_write_json, recover_folder, writable_dir
 from mmzoo.checkpoint import check_requirements, config_document, read_document
-from mmzoo.errors import CheckpointError, ConfigError, HubError
+from mmzoo.errors import CheckpointError, ConfigError, HubError, StorageError
 from mmzoo.hub import zoo
 from mmzoo.hub.cards import model_card
 from mmzoo.hub.names import Source, parse_name
@@ -162,12 +162,7 @@ def convert_checkpoint(
         >>> mmzoo.convert_checkpoint("vse-infinity", "model_best.pth", "vse-coco", bert="bert-base-uncased")  # doctest: +SKIP
     """
     checkpoint = Path(checkpoint)
-    if entry is None and zoo.is_alias(name) and name not in converter:
-        entry = zoo.get_pretrained(name)
-        if entry.weights.format == "mmzoo" or entry.members:
-            raise ConfigError(f"The zoo entry {name!r} is not a converted checkpoint; there is nothing to convert.")
-        options = {**entry.weights.options, **options}
-        name = entry.weights.format
+    name, entry, options = _converter_for(name, entry, options)
     cls = converter.get(name)
     try:
         config = cls.Config(**options)
@@ -182,8 +177,11 @@ def convert_checkpoint(
             "it is another file than the authors published."
         )
     folder = Path(out) if out is not None else zoo.converted_folder(sha256)
+    if folder.exists() and not folder.is_dir():
+        raise StorageError(f"{folder} is a file, not a folder: choose another --out.")
     if folder.exists() and any(folder.iterdir()) and not overwrite and out is not None:
         raise ConfigError(f"{folder} already exists and is not empty; choose another --out or pass --overwrite.")
+    writable_dir(folder.parent, "folder of --out")
     model = cls(config).convert(checkpoint)
     if not isinstance(model, MatchingModel | Ensemble):
         raise CheckpointError(f"The {name!r} converter returned {type(model).__name__}, not an mmzoo model.")
@@ -205,6 +203,18 @@ def convert_checkpoint(
         atomic_write_json(_marker(entry.alias), {"alias": entry.alias, "folder": str(folder), "sha256": sha256})
     logger.info("converted %s with %r into %s", checkpoint, name, folder)
     return folder
+
+
+def _converter_for(
+    name: str, entry: PretrainedEntry | None, options: dict[str, Any]
+) -> tuple[str, PretrainedEntry | None, dict[str, Any]]:
+    """A zoo alias stands for its entry's converter and options (the user's options win)."""
+    if entry is None and zoo.is_alias(name) and name not in converter:
+        entry = zoo.get_pretrained(name)
+        if entry.weights.format == "mmzoo" or entry.members:
+            raise ConfigError(f"The zoo entry {name!r} is not a converted checkpoint; there is nothing to convert.")
+        return entry.weights.format, entry, {**entry.weights.options, **options}
+    return name, entry, options
 
 
 def _marker(alias: str) -> Path:

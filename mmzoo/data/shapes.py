@@ -363,30 +363,37 @@ def make_shapes(
         _write_split(out, split, scenes, maker, seed)
         splits[split] = {"images": len(scenes), "captions": len(scenes) * CAPTIONS_PER_IMAGE}
         logger.info("wrote %s: %d images", split, len(scenes))
-    manifest = {
-        "name": "shapes",
-        "format": "precomp",
-        "generator": "mmzoo.data.shapes",
-        "region_policy": f"fixed-{regions}",
-        "extractor": "mmzoo shapes generator (synthetic region features)",
-        "seed": seed,
-        "regions": regions,
-        "region_dim": region_dim,
-        "captions_per_image": CAPTIONS_PER_IMAGE,
-        "splits": splits,
-        "scenes": {split: f"{split}_scenes.json" for split in SPLITS},
-        "twins": {TWIN_SPLIT: f"{TWIN_SPLIT}_twins.npy"},
-        "model_overrides": SHAPES_MODEL,
-        "training_overrides": SHAPES_TRAINING,
-        "vocabulary": {
-            "colours": list(COLOURS),
-            "shapes": list(SHAPES),
-            "sizes": list(SIZES),
-            "relations": list(INVERSE),
-        },
-    }
-    write_manifest(out, DataManifest.model_validate(manifest))
-    return DataManifest.model_validate(manifest).to_json()
+    manifest = _manifest(seed, regions, region_dim, splits)
+    write_manifest(out, manifest)
+    return manifest.to_json()
+
+
+def _manifest(seed: int, regions: int, region_dim: int, splits: dict[str, dict[str, int]]) -> DataManifest:
+    """What ``mmzoo_data.json`` says about a shapes dataset: layout, twins, vocabulary, suggested settings."""
+    return DataManifest.model_validate(
+        {
+            "name": "shapes",
+            "format": "precomp",
+            "generator": "mmzoo.data.shapes",
+            "region_policy": f"fixed-{regions}",
+            "extractor": "mmzoo shapes generator (synthetic region features)",
+            "seed": seed,
+            "regions": regions,
+            "region_dim": region_dim,
+            "captions_per_image": CAPTIONS_PER_IMAGE,
+            "splits": splits,
+            "scenes": {split: f"{split}_scenes.json" for split in SPLITS},
+            "twins": {TWIN_SPLIT: f"{TWIN_SPLIT}_twins.npy"},
+            "model_overrides": SHAPES_MODEL,
+            "training_overrides": SHAPES_TRAINING,
+            "vocabulary": {
+                "colours": list(COLOURS),
+                "shapes": list(SHAPES),
+                "sizes": list(SIZES),
+                "relations": list(INVERSE),
+            },
+        }
+    )
 
 
 __all__ = [

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmzoo._atomic import atomic_write_text
 from mmzoo.config import ModelConfig
 from mmzoo.errors import DataError
 from mmzoo.hub import zoo
@@ -332,7 +333,7 @@ def write_zoo_cards(folder: str | Path = "model_cards") -> list[Path]:
     written = []
     for entry in zoo.pretrained_entries():
         path = folder / f"{entry.alias}.md"
-        path.write_text(str(zoo_card(entry)), encoding="utf-8")
+        atomic_write_text(path, str(zoo_card(entry)))
         written.append(path)
     return written
 
