@@ -87,6 +87,7 @@ class VseBertText(mmzoo.TextEncoder):
     """Captions -> BERT -> linear per token (fragments) -> GPO -> L2-normalised c0."""
 
     Config = VseBertConfig
+    downloads = True  # bert-base-uncased's weights: offline CPU data (shapes) may suggest another text encoder
 
     @classmethod
     def test_config(cls) -> dict:

@@ -9,16 +9,15 @@ the embedding has ``len(vocab) + 1`` rows. ``fit(captions)`` builds one the way 
 (NLTK tokens of the lower-cased captions, words seen at least ``min_count`` = 4 times). It is saved as
 ``vocab.json`` in SCAN's format beside the weights.
 
-Word tokens are NLTK's ``word_tokenize`` (Punkt sentences, then the Treebank word tokenizer), theirs. Punkt
-needs NLTK's ``punkt_tab`` data; where it is not installed the Treebank tokenizer runs on the caption as one
-line (``preserve_line=True``), which differs from theirs only when a caption holds several sentences.
+Word tokens are theirs, ``nltk.word_tokenize(caption.lower())`` (Punkt sentences, then the Treebank word
+rules), computed without NLTK by the SCAN family's tokenizer (``mmzoo_plugins.scan.tokenizer``, tested there
+against NLTK's recorded outputs): both codebases tokenise with the same call for the same vocabularies.
 In training each token, ``<start>`` and ``<end>`` included, is masked, replaced or deleted with probability 0.2
 (:mod:`mmzoo_plugins.vse_infinity.augment`).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from collections import Counter
@@ -33,6 +32,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import mmzoo
 from mmzoo.errors import CheckpointError, ConfigError
+from mmzoo_plugins.scan.tokenizer import word_tokenize
 from mmzoo_plugins.vse_infinity.augment import augment_words
 from mmzoo_plugins.vse_infinity.gpo import GPO
 
@@ -42,28 +42,9 @@ PAD, START, END, UNK, MASK = "<pad>", "<start>", "<end>", "<unk>", "<mask>"
 VOCAB_NAME = "vocab.json"
 
 
-@functools.cache
-def _punkt_available() -> bool:
-    import nltk
-
-    try:
-        nltk.data.find("tokenizers/punkt_tab/english/")
-        return True
-    except LookupError:
-        logger.warning(
-            "NLTK's punkt_tab data is not installed: captions are tokenised as one line each (exact for "
-            "one-sentence captions). `python -m nltk.downloader punkt_tab` gives exactly their tokens."
-        )
-        return False
-
-
 def word_tokens(caption: str) -> list[str]:
     """``nltk.word_tokenize(caption.lower())``, their (and SCAN's) tokeniser."""
-    try:
-        import nltk
-    except ImportError:
-        raise ConfigError("The bi-GRU text encoder needs NLTK: pip install 'mmzoo[vse-infinity]'.") from None
-    return nltk.word_tokenize(caption.lower(), preserve_line=not _punkt_available())
+    return word_tokenize(caption)
 
 
 def scan_vocabulary(data: Any, source: str) -> dict[str, int]:

@@ -190,11 +190,12 @@ def slow_bert_tokenizer(folder):
 
 
 def bigru_eval_ids(word2idx, caption):
-    """Their bigru process_caption(drop=False); Treebank tokens of the one-line caption (no Punkt data here)."""
-    import nltk
+    """Their bigru process_caption(drop=False). ``nltk.word_tokenize(caption.lower())`` is taken from the SCAN
+    family's NLTK-free reproduction (tests/test_scan_text.py checks it against recorded NLTK outputs)."""
+    from mmzoo_plugins.scan.tokenizer import word_tokenize
 
     unk = word2idx["<unk>"]
-    words = nltk.word_tokenize(caption.lower(), preserve_line=True)
+    words = word_tokenize(caption)
     return [word2idx["<start>"], *(word2idx.get(w, unk) for w in words), word2idx["<end>"]]
 
 
