@@ -77,4 +77,6 @@ def test_wsl_grid_checkpoint_gives_their_similarities(tmp_path, bert_folder):  #
     with torch.no_grad():
         assert model.encode_images(photos).pooled.shape == (3, EMBED)
         assert model.preprocess(photos[:1]).shape == (1, 3, 64, 64)
-    assert main(["search", str(out), "--images", str(folder), "a cat", "--top", "2"]) == 0
+    sheet = tmp_path / "sheet.png"
+    assert main(["search", str(out), "--images", str(folder), "a cat", "--top", "2", "--sheet", str(sheet)]) == 0
+    assert sheet.is_file()
