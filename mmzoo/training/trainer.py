@@ -167,6 +167,11 @@ class Trainer:
         else:
             model = create_model(self.spec.model)
             model.text.fit(list(self.train_set.captions))
+        # what the features were: evaluating the model on features made otherwise warns (the extractor guard)
+        if checkpoint is None or "features" not in model.extra_config:
+            manifest = self.train_set.manifest
+            facts = manifest.feature_facts() if manifest is not None else {}
+            model.extra_config["features"] = {"region_dim": self.train_set.region_dim, **facts}
         return model.to(self.device).train()
 
     # -- state --------------------------------------------------------------------------------------
