@@ -69,12 +69,14 @@ def load_bert(config: VseBertConfig, assets: Path | None) -> tuple[nn.Module, An
     try:
         # no pooler: their forward reads the token states only, and an unused layer would never get a gradient
         if assets is not None:
-            bert = AutoModel.from_config(AutoConfig.from_pretrained(assets), add_pooling_layer=False)
-            return bert, AutoTokenizer.from_pretrained(assets)
-        tokenizer = AutoTokenizer.from_pretrained(source)
+            bert_config = AutoConfig.from_pretrained(assets, trust_remote_code=False)
+            bert = AutoModel.from_config(bert_config, add_pooling_layer=False)
+            return bert, AutoTokenizer.from_pretrained(assets, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         if config.bert_config is not None:
             return AutoModel.from_config(BertConfig(**config.bert_config), add_pooling_layer=False), tokenizer
-        return AutoModel.from_pretrained(config.pretrained, add_pooling_layer=False), tokenizer
+        bert = AutoModel.from_pretrained(config.pretrained, add_pooling_layer=False, trust_remote_code=False)
+        return bert, tokenizer
     except (OSError, ValueError) as exc:
         where = assets or f"{config.pretrained!r} (tokenizer {source!r})"
         raise HubError(

@@ -38,7 +38,7 @@ def bert_section(bert: str, txt: dict[str, Any], source: str) -> dict[str, Any]:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(bert)
+        config = AutoConfig.from_pretrained(bert, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise HubError(
             f"Cannot read the BERT config of --bert {bert!r}: {exc}. Pass a local folder holding config.json and "
