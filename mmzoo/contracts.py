@@ -217,9 +217,18 @@ class VisualEncoder(Component):
 
     #: size D of one input region feature; ``MatchingModel.encode_images`` checks inputs against it.
     input_dim: int | None = None
-    #: True for encoders that take images: they also implement ``preprocess(images, train=False) -> (N, 3, H, W)``
-    #: and ``forward(pixels, None)``; ``MatchingModel.encode_images`` then accepts PIL images, paths or pixels.
+    #: True for encoders that take images: they also implement ``preprocess(images, train=False) -> (N, 3, H, W)``,
+    #: ``transform(train=False)`` (the per-image PIL -> (3, H, W) transform a Dataset applies) and
+    #: ``forward(pixels, None)``; ``MatchingModel.encode_images`` then accepts PIL images, paths or pixels.
     takes_pixels: bool = False
+
+    def preprocess(self, images: Any, train: bool = False) -> Tensor:
+        """Images (PIL, paths or pixels) -> (N, 3, H, W) pixels; pixel encoders implement it."""
+        raise InputError(f"{type(self).__name__} takes region features, not images.")
+
+    def transform(self, train: bool = False) -> Any:
+        """The per-image transform (PIL -> (3, H, W)) a Dataset applies; pixel encoders implement it."""
+        raise InputError(f"{type(self).__name__} takes region features, not images.")
 
     @abstractmethod
     def forward(self, features: Tensor, mask: Tensor) -> Fragments: ...
