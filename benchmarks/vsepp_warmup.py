@@ -48,7 +48,9 @@ def run(data: Path, out: Path, warmup: int, seed: int, epochs: int) -> dict:
         warnings.simplefilter("always", mmzoo.MMZooWarning)
         train(spec, folder, progress=False)
     records = read_metrics(folder)
-    test = evaluate(mmzoo.from_pretrained(f"local-dir:{folder / 'best'}"), mmzoo.open_split(data, "test"), progress=False)
+    test = evaluate(
+        mmzoo.from_pretrained(f"local-dir:{folder / 'best'}"), mmzoo.open_split(data, "test"), progress=False
+    )
     return {
         "warmup_epochs": warmup,
         "seed": seed,
