@@ -19,6 +19,7 @@ COMMANDS = [
     "train",
     "eval",
     "extract-features",
+    "import-features",
     "search",
     "push",
     "download",

@@ -129,10 +129,14 @@ def read_karpathy_captions(
                 f"{captions_per_image} are needed (--captions-per-image)."
             )
         table.splits[ours].append(CaptionedImage(key, kept, label))
-    for name, items in table.splits.items():
-        if not items:
-            found = sorted({str(e.get("split")) for e in images if isinstance(e, dict)})
+    found = sorted({str(e.get("split")) for e in images if isinstance(e, dict)})
+    for name, items in list(table.splits.items()):
+        if not items and (splits is not None or len(table.splits) == 1):
             raise DataError(f"{path} has no images for split {name!r}; its splits are {', '.join(found)}.")
+        if not items:  # a default split the file does not have
+            del table.splits[name]
+    if not table.splits:
+        raise DataError(f"{path} has no train, val or test images; its splits are {', '.join(found)}.")
     return table
 
 

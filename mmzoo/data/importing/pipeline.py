@@ -158,8 +158,7 @@ def import_features(
         sha256=sha256,
         **facts,
     )
-    writer.complete(manifest)
-    return manifest
+    return writer.complete(manifest)
 
 
 def _write_rows(

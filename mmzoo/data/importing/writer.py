@@ -287,11 +287,13 @@ class ImportWriter:
                     "the import is incomplete. Rerun it (or use --overwrite)."
                 )
 
-    def complete(self, manifest: dict[str, Any]) -> None:
-        """Write the manifest (with this import's fingerprint digest) and remove the marker."""
-        atomic_write_json(self.out / MANIFEST_NAME, {**manifest, "import_fingerprint": self.digest})
+    def complete(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Write the manifest (with this import's fingerprint digest), remove the marker; return the manifest."""
+        manifest = {**manifest, "import_fingerprint": self.digest}
+        atomic_write_json(self.out / MANIFEST_NAME, manifest)
         self.marker.unlink(missing_ok=True)
         fsync_dir(self.out)
+        return manifest
 
     def close(self) -> None:
         for handle in self._files.values():
