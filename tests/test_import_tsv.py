@@ -80,7 +80,11 @@ def test_adaptive_boxes_counts_and_padding(tmp_path):
     counts = sorted(len(f) for f, _b in images.values())
     assert manifest["regions"] == k_max
     assert manifest["region_policy"] == f"adaptive-{counts[0]}-{counts[-1]}"
-    for split, ids in (("train", SPLITS["train"] + SPLITS["restval"]), ("dev", SPLITS["val"]), ("test", SPLITS["test"])):
+    for split, ids in (
+        ("train", SPLITS["train"] + SPLITS["restval"]),
+        ("dev", SPLITS["val"]),
+        ("test", SPLITS["test"]),
+    ):
         check_split(out, split, images, ids, k_max)
     dev = manifest["splits"]["dev"]
     assert (dev["regions_min"], dev["regions_max"]) == tuple(

@@ -102,7 +102,9 @@ class FolderSource(FeatureSource):
         first: tuple[int, str] | None = None
         for order, path in enumerate(self._files()):
             where = f"{path.parent.name}/{path.name}"
-            shape, _dtype = self._feature_header(path, where)
+            shape, dtype = self._feature_header(path, where)
+            if dtype.kind != "f":
+                raise DataError(f"{where}: features have dtype {dtype}; region features must be floating point.")
             regions, dim = region_shape(shape, where, transpose=self.transpose)
             box_path = self._box_header(path, regions, where)
             if first is None:
