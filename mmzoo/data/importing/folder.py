@@ -11,6 +11,7 @@ bottom-up-attention's ``extract_feature_to_npz.py`` stores ``x`` (D x k, hence `
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,17 +27,42 @@ SUFFIXES = (".npy", ".npz")
 DEFAULT_KEYS = ("feat", "features", "x", "arr_0")
 
 
-def _read_header(handle: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype from an ``.npy`` header, reading only the header."""
+_HEADER = re.compile(
+    r"^\{'descr': *'([<>|=]?[a-zA-Z]\d*)', *'fortran_order': *(True|False), *'shape': *\(([\d, ]*)\), *\} *$"
+)
+
+
+def _read_header(handle: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """Shape, dtype, Fortran order and data offset from an ``.npy`` header, reading only the header.
+
+    The header numpy writes (``{'descr': '<f4', 'fortran_order': False, 'shape': (36, 2048), }``) is
+    parsed with a regular expression, 20x faster than numpy's literal evaluation, which is the
+    fallback for anything else; 123,287 headers are a noticeable part of a COCO import otherwise.
+    """
     try:
         version = np.lib.format.read_magic(handle)
+        if version in ((1, 0), (2, 0)):
+            size_bytes = 2 if version == (1, 0) else 4
+            length = int.from_bytes(handle.read(size_bytes), "little")
+            text = handle.read(length).decode("latin1").strip()
+            found = _HEADER.match(text)
+            if found is not None:
+                shape = tuple(int(n) for n in found.group(3).replace(" ", "").split(",") if n)
+                dtype, fortran = np.dtype(found.group(1)), found.group(2) == "True"
+                return _checked(shape, dtype, where), dtype, fortran, handle.tell()
+            handle.seek(0)
+            version = np.lib.format.read_magic(handle)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _fortran, dtype = reader(handle)
-    except (ValueError, OSError, EOFError) as exc:
+        shape, fortran, dtype = reader(handle)
+    except (ValueError, OSError, EOFError, TypeError) as exc:
         raise DataError(f"{where}: not a readable .npy array ({exc}).") from None
+    return _checked(tuple(shape), dtype, where), dtype, bool(fortran), handle.tell()
+
+
+def _checked(shape: tuple[int, ...], dtype: np.dtype, where: str) -> tuple[int, ...]:
     if dtype.hasobject:
         raise DataError(f"{where}: holds Python objects (a pickled array); only numeric arrays are read.")
-    return shape, dtype
+    return shape
 
 
 class FolderSource(FeatureSource):
@@ -102,11 +128,12 @@ class FolderSource(FeatureSource):
         first: tuple[int, str] | None = None
         for order, path in enumerate(self._files()):
             where = f"{path.parent.name}/{path.name}"
-            shape, dtype = self._feature_header(path, where)
+            header = self._feature_header(path, where)
+            shape, dtype = header[0], header[1]
             if dtype.kind != "f":
                 raise DataError(f"{where}: features have dtype {dtype}; region features must be floating point.")
             regions, dim = region_shape(shape, where, transpose=self.transpose)
-            box_path = self._box_header(path, regions, where)
+            box = self._box_header(path, regions, where)
             if first is None:
                 first = (dim, where)
             elif dim != first[0]:
@@ -115,7 +142,8 @@ class FolderSource(FeatureSource):
                     "different extractors cannot share a dataset."
                 )
             has_boxes = self.boxes is not None or self.box_key is not None
-            entries.append(Entry(path.stem, regions, dim, has_boxes, where, (path, box_path), order))
+            raw = (path, *header) if path.suffix == ".npy" else None  # read again without parsing the header
+            entries.append(Entry(path.stem, regions, dim, has_boxes, where, (path, raw, box), order))
         return entries
 
     @staticmethod
@@ -132,7 +160,7 @@ class FolderSource(FeatureSource):
                 return name
         raise DataError(f"{where} holds arrays {', '.join(names)}: say which one with --key.")
 
-    def _feature_header(self, path: Path, where: str) -> tuple[tuple[int, ...], np.dtype]:
+    def _feature_header(self, path: Path, where: str) -> tuple[tuple[int, ...], np.dtype, bool, int]:
         if path.suffix == ".npy":
             if self.box_key is not None:
                 raise DataError(f"{where}: --box-key reads boxes inside .npz files; use --boxes DIR for .npy files.")
@@ -150,7 +178,7 @@ class FolderSource(FeatureSource):
                 if self.box_key is not None:
                     self._member(names, self.box_key, where)
                     with archive.open(f"{self.box_key}.npy") as handle:
-                        shape, _dtype = _read_header(handle, f"{where}[{self.box_key}]")
+                        shape = _read_header(handle, f"{where}[{self.box_key}]")[0]
                     regions, _dim = region_shape(header[0], where, transpose=self.transpose)
                     if tuple(shape) != (regions, 4):
                         raise DataError(
@@ -161,8 +189,8 @@ class FolderSource(FeatureSource):
         except (OSError, zipfile.BadZipFile, EOFError) as exc:
             raise DataError(f"Cannot read {where} as an .npz archive: {exc}") from None
 
-    def _box_header(self, path: Path, regions: int, where: str) -> Path | None:
-        """The box file beside a feature file (``--boxes DIR``), its shape checked; None without one."""
+    def _box_header(self, path: Path, regions: int, where: str) -> tuple[Any, ...] | None:
+        """The box file beside a feature file (``--boxes DIR``) with its header, shape checked; None without."""
         if self.boxes is None:
             return None
         box_path = self.boxes / f"{path.stem}.npy"
@@ -170,20 +198,20 @@ class FolderSource(FeatureSource):
             raise DataError(f"{where} has no box file {box_path} (every image needs one when --boxes is given).")
         try:
             with open(box_path, "rb") as handle:
-                shape, _dtype = _read_header(handle, str(box_path))
+                header = _read_header(handle, str(box_path))
         except OSError as exc:
             raise DataError(f"Cannot read {box_path}: {exc}") from None
-        if tuple(shape) != (regions, 4):
-            raise DataError(f"{box_path}: boxes have shape {tuple(shape)}; the features have {regions} regions.")
-        return box_path
+        if tuple(header[0]) != (regions, 4):
+            raise DataError(f"{box_path}: boxes have shape {tuple(header[0])}; the features have {regions} regions.")
+        return (box_path, *header)
 
     # -- the read -------------------------------------------------------------------------------------
     def read(self, entries: Sequence[Entry]) -> Iterator[tuple[Entry, np.ndarray, np.ndarray | None]]:
         for entry in entries:
-            path, box_path = entry.locator
-            features, boxes = self._load(path, entry.where)
-            if box_path is not None:
-                boxes = self._load_array(box_path, str(box_path))
+            path, raw, box = entry.locator
+            features, boxes = self._load(path, entry.where) if raw is None else (_read_raw(raw, entry.where), None)
+            if box is not None:
+                boxes = _read_raw(box, str(box[0]))
             features = as_regions(features, entry.where, transpose=self.transpose)
             if features.shape != (entry.regions, entry.dim):
                 raise DataError(f"{entry.where}: the file changed since it was scanned; rerun the import.")
@@ -192,8 +220,6 @@ class FolderSource(FeatureSource):
             yield entry, features, boxes
 
     def _load(self, path: Path, where: str) -> tuple[np.ndarray, np.ndarray | None]:
-        if path.suffix == ".npy":
-            return self._load_array(path, where), None
         try:
             with np.load(path, allow_pickle=False) as archive:
                 features = archive[self._member(archive.files, self.key, where)]
@@ -201,13 +227,6 @@ class FolderSource(FeatureSource):
         except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
             raise DataError(f"Cannot read {where}: {exc}") from None
         return features, boxes
-
-    @staticmethod
-    def _load_array(path: Path, where: str) -> np.ndarray:
-        try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise DataError(f"Cannot read {where}: {exc}") from None
 
     def fingerprint(self) -> dict[str, Any]:
         if not self._stamps:
@@ -233,6 +252,19 @@ class FolderSource(FeatureSource):
             "box_key": self.box_key,
             "transpose": self.transpose,
         }
+
+
+def _read_raw(raw: tuple[Any, ...], where: str) -> np.ndarray:
+    """The array of an ``.npy`` file whose header the scan read: (path, shape, dtype, fortran, offset)."""
+    path, shape, dtype, fortran, offset = raw
+    count = int(np.prod(shape, dtype=np.int64))
+    try:
+        data = np.fromfile(path, dtype=dtype, count=count, offset=offset)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"Cannot read {where}: {exc}") from None
+    if data.size != count:
+        raise DataError(f"{where}: the file holds {data.size} of its {count} values: truncated.")
+    return data.reshape(shape[::-1]).T if fortran else data.reshape(shape)
 
 
 def _digest(stamps: list[list[Any]]) -> str:

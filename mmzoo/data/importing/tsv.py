@@ -54,23 +54,26 @@ LAYOUTS = {len(BUTD_FIELDS): ("butd-tsv", BUTD_FIELDS), len(LXMERT_FIELDS): ("lx
 FLOAT32_BYTES = 4
 
 
-def _b64_payload(field: bytes) -> bytes:
-    """The base64 text of a field, without a Python-3 ``b'...'`` wrapper or line ending."""
-    field = field.strip()
-    if field[:2] == b"b'" and field[-1:] == b"'":
-        field = field[2:-1]
-    return field
+Field = bytes | memoryview
 
 
-def _decoded_size(payload: bytes) -> int | None:
+def _b64_payload(field: Field) -> memoryview:
+    """The base64 text of a field (a view, no copy), without a Python-3 ``b'...'`` wrapper."""
+    view = memoryview(field)
+    if view[:2] == b"b'" and view[-1:] == b"'":
+        view = view[2:-1]
+    return view
+
+
+def _decoded_size(payload: memoryview) -> int | None:
     """Bytes that ``payload`` decodes to, from its length alone; None when it cannot be whole base64."""
     if len(payload) % 4:
         return None
-    pad = 2 if payload.endswith(b"==") else 1 if payload.endswith(b"=") else 0
+    pad = 2 if payload[-2:] == b"==" else 1 if payload[-1:] == b"=" else 0
     return len(payload) // 4 * 3 - pad
 
 
-def _b64decode(payload: bytes) -> bytes:
+def _b64decode(payload: memoryview) -> bytes:
     if sys.version_info >= (3, 11):
         return binascii.a2b_base64(payload, strict_mode=True)
     import base64
@@ -78,18 +81,32 @@ def _b64decode(payload: bytes) -> bytes:
     return base64.b64decode(payload, validate=True)
 
 
-def _split_line(line: bytes) -> list[bytes]:
-    """The tab-separated fields of a line; csv parsing (limit lifted) only when the line holds quotes."""
-    line = line.rstrip(b"\r\n")
-    if b'"' not in line:
-        return line.split(b"\t")
-    old = csv.field_size_limit()
-    csv.field_size_limit(sys.maxsize)
-    try:
-        row = next(csv.reader(io.StringIO(line.decode("utf-8", "replace")), delimiter="\t"))
-    finally:
-        csv.field_size_limit(old)
-    return [value.encode("utf-8") for value in row]
+def _split_line(line: bytes) -> list[Field]:
+    """The tab-separated fields of a line as views (no copies of the long base64 fields).
+
+    The csv module (its field-size limit lifted for the call) parses only a line holding a quote.
+    """
+    end = len(line)
+    while end and line[end - 1] in b"\r\n":
+        end -= 1
+    if b'"' in line:
+        old = csv.field_size_limit()
+        csv.field_size_limit(sys.maxsize)
+        try:
+            row = next(csv.reader(io.StringIO(line[:end].decode("utf-8", "replace")), delimiter="\t"))
+        finally:
+            csv.field_size_limit(old)
+        return [value.encode("utf-8") for value in row]
+    view, fields, start = memoryview(line), [], 0
+    while (tab := line.find(b"\t", start, end)) >= 0:
+        fields.append(view[start:tab])
+        start = tab + 1
+    fields.append(view[start:end])
+    return fields
+
+
+def _text(field: Field) -> str:
+    return bytes(field).strip().decode("utf-8", "replace")
 
 
 class TsvSource(FeatureSource):
@@ -146,7 +163,7 @@ class TsvSource(FeatureSource):
                 yield Entry(key, regions, dim, True, f"{where} (image {key})", (shard, start, number), order)
                 order += 1
 
-    def _fields(self, line: bytes, where: str) -> dict[str, bytes]:
+    def _fields(self, line: bytes, where: str) -> dict[str, Field]:
         fields = _split_line(line)
         layout = LAYOUTS.get(len(fields))
         if layout is None:
@@ -163,16 +180,16 @@ class TsvSource(FeatureSource):
         return dict(zip(names, fields, strict=True))
 
     @staticmethod
-    def _measure(fields: dict[str, bytes], where: str, *, truncated: bool) -> tuple[str, int, int]:
+    def _measure(fields: dict[str, Field], where: str, *, truncated: bool) -> tuple[str, int, int]:
         """(image id, num_boxes, D) from the field lengths, with every disagreement named."""
-        key = (fields.get("image_id") or fields["img_id"]).strip().decode("utf-8", "replace")
+        key = _text(fields["image_id"] if "image_id" in fields else fields["img_id"])
         if not key:
             raise DataError(f"{where}: empty image id.")
         try:
-            regions = int(fields["num_boxes"])
+            regions = int(bytes(fields["num_boxes"]))
         except ValueError:
             raise DataError(
-                f"{where} (image {key}): num_boxes is {fields['num_boxes'][:20]!r}, not a number."
+                f"{where} (image {key}): num_boxes is {bytes(fields['num_boxes'][:20])!r}, not a number."
             ) from None
         if regions < 1:
             raise DataError(f"{where} (image {key}): num_boxes is {regions}; an image needs at least one region.")
@@ -217,7 +234,7 @@ class TsvSource(FeatureSource):
 
     def _decode(self, line: bytes, entry: Entry) -> tuple[np.ndarray, np.ndarray]:
         fields = self._fields(line, entry.where)
-        key = (fields.get("image_id") or fields["img_id"]).strip().decode("utf-8", "replace")
+        key = _text(fields["image_id"] if "image_id" in fields else fields["img_id"])
         if key != entry.key:
             raise DataError(f"{entry.where}: the file changed since it was scanned (found image {key}); rerun.")
         arrays = []

@@ -27,6 +27,8 @@ import hashlib
 import json
 import logging
 import os
+import queue
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -79,10 +81,41 @@ def sha256_file(path: Path, chunk: int = 8 * 2**20) -> str:
     return digest.hexdigest()
 
 
-class _RowFile:
-    """An ``.npy`` file of shape (N, ...) created at full size; rows written at their byte offsets."""
+class _Hasher:
+    """sha256 updates on a worker thread (hashlib releases the GIL), so hashing overlaps reading and writing.
 
-    def __init__(self, path: Path, dtype: np.dtype, shape: tuple[int, ...], *, create: bool) -> None:
+    The queue is bounded: at most ``depth`` rows wait, whatever the input size.
+    """
+
+    def __init__(self, depth: int = 16) -> None:
+        self._queue: queue.Queue[tuple[Any, Any] | None] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name="mmzoo-import-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            digest, data = item
+            digest.update(data)
+
+    def update(self, digest: Any, data: Any) -> None:
+        self._queue.put((digest, data))
+
+    def close(self) -> None:
+        """Wait until every queued update is done."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+class _RowFile:
+    """An ``.npy`` file of shape (N, ...) created at full size; rows written at their byte offsets.
+
+    While rows arrive in order (0, 1, 2, ...: sources read in output order), the file's sha256 is
+    computed on the way, padding included, so it need not be read back; any other order (a TSV's
+    shuffled rows, a resumed import) drops it and the file is hashed when complete.
+    """
+
+    def __init__(self, path: Path, dtype: np.dtype, shape: tuple[int, ...], *, create: bool, hasher: _Hasher) -> None:
         self.path, self.dtype, self.shape = path, np.dtype(dtype), shape
         if create:
             array = np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=shape)
@@ -94,15 +127,39 @@ class _RowFile:
             reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             stored_shape, _fortran, stored_dtype = reader(handle)
             self.offset = handle.tell()
+            handle.seek(0)
+            header = handle.read(self.offset)
         if tuple(stored_shape) != tuple(shape) or stored_dtype != self.dtype:
             raise DataError(f"{path} holds {stored_shape} {stored_dtype}, not {shape} {self.dtype}; use --overwrite.")
         self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * self.dtype.itemsize
         self.fd = os.open(path, os.O_RDWR)
+        self._hasher = hasher
+        self._digest: Any = hashlib.sha256(header) if create else None
+        self._next_row = 0
+        self._zeros = b""
 
     def write(self, row: int, values: np.ndarray) -> None:
         """Write the leading part of row ``row`` (the rest keeps its zeros)."""
-        data = np.ascontiguousarray(values, dtype=self.dtype)
-        os.pwrite(self.fd, memoryview(data).cast("B"), self.offset + row * self.row_bytes)
+        data = memoryview(np.ascontiguousarray(values, dtype=self.dtype)).cast("B")
+        os.pwrite(self.fd, data, self.offset + row * self.row_bytes)
+        if self._digest is None:
+            return
+        if row != self._next_row:
+            self._digest = None
+            return
+        self._hasher.update(self._digest, data)
+        if len(data) < self.row_bytes:
+            if len(self._zeros) != self.row_bytes:
+                self._zeros = bytes(self.row_bytes)
+            self._hasher.update(self._digest, memoryview(self._zeros)[: self.row_bytes - len(data)])
+        self._next_row += 1
+
+    def sha256(self) -> str:
+        """The file's digest: the one computed on the way when every row came in order, else read back."""
+        self._hasher.close()
+        if self._digest is not None and self._next_row == self.shape[0]:
+            return self._digest.hexdigest()
+        return sha256_file(self.path)
 
     def read_all(self) -> np.ndarray:
         return np.load(self.path, mmap_mode="r", allow_pickle=False)
@@ -137,6 +194,7 @@ class ImportWriter:
         self.stage = "writing"
         self.sha256: dict[str, str] = {}
         self._files: dict[tuple[str, str], _RowFile] = {}
+        self._hasher = _Hasher()
 
     # -- starting or resuming ------------------------------------------------------------------------
     def start(self) -> str:
@@ -216,7 +274,7 @@ class ImportWriter:
                 shapes["boxes"] = (np.float32, (rows, k, 4))
             for kind, (dtype, shape) in shapes.items():
                 path = self.out / (split_file(split, kind) + PARTIAL)
-                self._files[(split, kind)] = _RowFile(path, dtype, shape, create=create)
+                self._files[(split, kind)] = _RowFile(path, dtype, shape, create=create, hasher=self._hasher)
 
     def _write_marker(self) -> None:
         atomic_write_json(
@@ -260,10 +318,14 @@ class ImportWriter:
             for split, (captions, ids) in texts.items():
                 atomic_write_text(self.out / (split_file(split, "caps") + PARTIAL), "\n".join(captions) + "\n")
                 atomic_write_text(self.out / (split_file(split, "ids") + PARTIAL), "\n".join(ids) + "\n")
-            for handle in self._files.values():
+            digests = {}
+            for (split, kind), handle in self._files.items():
                 handle.sync()
                 handle.close()
-            self.sha256 = {name: sha256_file(self.out / (name + PARTIAL)) for name in self.layout.files()}
+                digests[split_file(split, kind)] = handle.sha256()
+            self.sha256 = {
+                name: digests.get(name) or sha256_file(self.out / (name + PARTIAL)) for name in self.layout.files()
+            }
             self.stage = "finishing"
             self._write_marker()
         for split in self.layout.splits:
@@ -296,6 +358,7 @@ class ImportWriter:
         return manifest
 
     def close(self) -> None:
+        self._hasher.close()
         for handle in self._files.values():
             handle.close()
 
