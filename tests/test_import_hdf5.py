@@ -76,10 +76,17 @@ def test_flat_adaptive_with_pos_boxes_and_id_dataset(tmp_path):
     flat_boxes = np.concatenate([images[i][1] for i in IDS])
     ends = np.cumsum([len(images[i][0]) for i in IDS])
     pos = np.stack([ends - [len(images[i][0]) for i in IDS], ends], axis=1)
+    pos = np.concatenate([pos, np.zeros((2, 2), np.int64)]).astype(np.int32)  # as BAN: unmatched ids stay [0, 0]
     path = tmp_path / "trainval.hdf5"
     with h5py.File(path, "w") as h:
         h["image_features"], h["image_bb"], h["pos_boxes"] = flat, flat_boxes, pos
         h["image_ids"] = np.array([str(i).encode() for i in IDS])
+    with pytest.raises(DataError, match=r"image_features\[3\] \(image 36\): pos_boxes gives rows \[5, 2\)"):
+        broken = tmp_path / "broken.hdf5"
+        with h5py.File(broken, "w") as h:
+            h["image_features"], h["pos_boxes"] = flat, np.where(np.arange(len(pos))[:, None] == 3, [[5, 2]], pos)
+            h["image_ids"] = np.array([str(i).encode() for i in IDS])
+        Hdf5Source([broken]).scan()
     karpathy = write_karpathy(tmp_path / "dataset_coco.json", SPLITS)
     manifest = import_features(Hdf5Source([path]), read_karpathy_captions(karpathy), tmp_path / "out", progress=False)
     k_max = max(len(f) for f, _b in images.values())

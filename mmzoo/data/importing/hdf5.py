@@ -176,9 +176,9 @@ class Hdf5Source(FeatureSource):
         offsets = counts = None
         if features.ndim == 2:
             offsets = self._load(root, OFFSETS_KEY, f"{path.name}:{OFFSETS_KEY}").astype(np.int64)
-            rows = len(offsets)
-            if offsets.shape != (rows, 2) or (offsets[:, 1] <= offsets[:, 0]).any() or offsets.max() > len(features):
-                raise DataError(f"{path.name}:{OFFSETS_KEY} must be (N, 2) [start, end) rows of {name}.")
+            rows, total = len(offsets), int(features.shape[1 if self.transpose else 0])
+            if offsets.ndim != 2 or offsets.shape[1] != 2:
+                raise DataError(f"{path.name}:{OFFSETS_KEY} has shape {offsets.shape}; expected (N, 2) [start, end).")
             dim = int(features.shape[0 if self.transpose else 1])
         else:
             rows, k_stored = int(features.shape[0]), int(features.shape[2 if self.transpose else 1])
@@ -186,10 +186,8 @@ class Hdf5Source(FeatureSource):
             count_name = self._pick(root, None, COUNT_KEYS)
             if count_name is not None:
                 counts = self._load(root, count_name, f"{path.name}:{count_name}").astype(np.int64).reshape(-1)
-                if len(counts) != rows or (counts < 1).any() or (counts > k_stored).any():
-                    raise DataError(
-                        f"{path.name}:{count_name} must hold 1..{k_stored} regions for each of {rows} rows."
-                    )
+                if len(counts) != rows:
+                    raise DataError(f"{path.name}:{count_name} holds {len(counts)} counts for {rows} rows.")
         box_name = self._pick(root, self.box_key, BOX_KEYS)
         if self.box_key is not None and box_name is None:
             raise DataError(f"{path} has no box dataset {self.box_key!r}.")
@@ -202,13 +200,17 @@ class Hdf5Source(FeatureSource):
                 raise DataError(f"{path.name}:{box_name} has shape {root[box_name].shape}; expected {expected}.")
         out = []
         for key, row in sorted(self._ids(root, number, path, rows).items(), key=lambda item: item[1]):
-            if offsets is not None:
+            where = f"{path.name}:{name}[{row}] (image {key})"
+            if offsets is not None:  # rows no id refers to may be empty (BAN leaves unmatched ids at [0, 0])
                 start, end = (int(v) for v in offsets[row])
+                if not 0 <= start < end <= total:
+                    raise DataError(f"{where}: {OFFSETS_KEY} gives rows [{start}, {end}) of the {total} in {name}.")
                 regions, locator = end - start, (number, name, box_name, "flat", start, end)
             else:
                 regions = int(counts[row]) if counts is not None else k_stored
+                if not 1 <= regions <= k_stored:
+                    raise DataError(f"{where}: {regions} regions; the array holds 1 to {k_stored} per row.")
                 locator = (number, name, box_name, "row", row, regions)
-            where = f"{path.name}:{name}[{row}] (image {key})"
             out.append(Entry(key, regions, dim, box_name is not None, where, locator))
         return out
 
