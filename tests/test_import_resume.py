@@ -132,6 +132,7 @@ def test_crash_while_renaming_then_rerun(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk went away"):
         import_features(TsvSource(sources), read_karpathy_captions(karpathy), out, progress=False)
     monkeypatch.setattr(os, "replace", real_replace)
+    (out / f".{MARKER_NAME}.tmp4242").write_text("{")  # what a kill during a marker write leaves
     assert (out / "train_ims.npy").is_file() and (out / "dev_caps.txt").is_file()  # train was done; dev was not
     assert len(PrecomputedDataset(out, "train")) == 33 * 5
     with pytest.raises(DataError, match=r"dev_ims\.npy not found"):

@@ -185,7 +185,7 @@ def _write_rows(
             bar.update(1)
         if done != len(work):
             raise DataError(f"The sources yielded {done} of {len(work)} images; rerun the import.")
-        writer.checkpoint(done)
+        writer.checkpoint(done, wait=True)
     finally:
         bar.close()
 

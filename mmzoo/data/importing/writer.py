@@ -195,6 +195,8 @@ class ImportWriter:
         self.sha256: dict[str, str] = {}
         self._files: dict[tuple[str, str], _RowFile] = {}
         self._hasher = _Hasher()
+        self._syncer: threading.Thread | None = None
+        self._sync_error: BaseException | None = None
 
     # -- starting or resuming ------------------------------------------------------------------------
     def start(self) -> str:
@@ -276,17 +278,17 @@ class ImportWriter:
                 path = self.out / (split_file(split, kind) + PARTIAL)
                 self._files[(split, kind)] = _RowFile(path, dtype, shape, create=create, hasher=self._hasher)
 
+    def _marker_state(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "done": self.done,
+            "layout": asdict(self.layout),
+            "fingerprint": self.fingerprint,
+            "sha256": dict(self.sha256),
+        }
+
     def _write_marker(self) -> None:
-        atomic_write_json(
-            self.marker,
-            {
-                "stage": self.stage,
-                "done": self.done,
-                "layout": asdict(self.layout),
-                "fingerprint": self.fingerprint,
-                "sha256": self.sha256,
-            },
-        )
+        atomic_write_json(self.marker, self._marker_state())
 
     # -- writing ------------------------------------------------------------------------------------
     def put(self, split: str, row: int, features: np.ndarray, boxes: np.ndarray | None) -> None:
@@ -296,12 +298,37 @@ class ImportWriter:
         if self.layout.boxes:
             self._files[(split, "boxes")].write(row, boxes)
 
-    def checkpoint(self, done: int) -> None:
-        """Make everything written so far durable, then record that ``done`` work items are in."""
-        for handle in self._files.values():
-            handle.sync()
+    def checkpoint(self, done: int, *, wait: bool = False) -> None:
+        """Make everything written so far durable, then record that ``done`` work items are in.
+
+        The fsyncs and the marker run on a thread while the next rows are read and written (the disk
+        works while the CPU decodes); rows written meanwhile are flushed too, which does no harm: the
+        marker only ever claims rows that are on disk. At most one checkpoint is in flight.
+        """
+        self._wait_sync()
         self.done = done
-        self._write_marker()
+        state = self._marker_state()
+
+        def sync() -> None:
+            try:
+                for handle in self._files.values():
+                    handle.sync()
+                atomic_write_json(self.marker, state)
+            except BaseException as exc:  # reported by the next checkpoint, finish or close
+                self._sync_error = exc
+
+        self._syncer = threading.Thread(target=sync, name="mmzoo-import-sync", daemon=True)
+        self._syncer.start()
+        if wait:
+            self._wait_sync()
+
+    def _wait_sync(self) -> None:
+        if self._syncer is not None:
+            self._syncer.join()
+            self._syncer = None
+        if self._sync_error is not None:
+            error, self._sync_error = self._sync_error, None
+            raise error
 
     # -- finishing ----------------------------------------------------------------------------------
     def finish(self, texts: dict[str, tuple[list[str], list[str]]]) -> dict[str, str]:
@@ -313,6 +340,7 @@ class ImportWriter:
         Returns:
             file name -> sha256 of every file of every split.
         """
+        self._wait_sync()
         if self.stage == "writing":
             self._check_complete()
             for split, (captions, ids) in texts.items():
@@ -354,10 +382,17 @@ class ImportWriter:
         manifest = {**manifest, "import_fingerprint": self.digest}
         atomic_write_json(self.out / MANIFEST_NAME, manifest)
         self.marker.unlink(missing_ok=True)
+        ours = {MARKER_NAME, MANIFEST_NAME, *(name + PARTIAL for name in self.layout.files())}
+        for stray in self.out.glob(".*.tmp*"):  # temporary files of writes a kill interrupted
+            if stray.name[1:].rsplit(".tmp", 1)[0] in ours:
+                stray.unlink(missing_ok=True)
         fsync_dir(self.out)
         return manifest
 
     def close(self) -> None:
+        if self._syncer is not None:
+            self._syncer.join()
+            self._syncer = None
         self._hasher.close()
         for handle in self._files.values():
             handle.close()
