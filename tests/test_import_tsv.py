@@ -95,6 +95,7 @@ def test_adaptive_boxes_counts_and_padding(tmp_path):
 def test_restval_skip_and_split_choice(tmp_path):
     images, shards, karpathy = coco_files(tmp_path)
     out = tmp_path / "coco"
+    assert list(read_karpathy_captions(karpathy, splits=("val",)).splits) == ["dev"]  # Karpathy's name works
     table = read_karpathy_captions(karpathy, restval="skip", splits=("train", "test"))
     manifest = import_features(TsvSource(shards), table, out, progress=False)
     check_split(out, "train", images, SPLITS["train"], 36)

@@ -93,6 +93,8 @@ def read_karpathy_captions(
         raise DataError(f"restval must be 'train' or 'skip'; got {restval!r}.")
     if captions_per_image < 1:
         raise DataError(f"captions_per_image must be >= 1; got {captions_per_image}.")
+    if splits is not None:  # Karpathy's name for dev is accepted too
+        splits = tuple("dev" if split == "val" else split for split in splits)
     wanted = _wanted_splits(splits, ("train", "dev", "test"))
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
