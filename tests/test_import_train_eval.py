@@ -28,13 +28,8 @@ def test_train_and_eval_on_an_imported_tsv(tmp_path):
     data, run = tmp_path / "coco", tmp_path / "run"
     argv = ["import-features", "tsv", *map(str, shards), "--karpathy", str(karpathy), "--out", str(data)]
     assert main([*argv, "--extractor", "test extractor", "--no-progress"]) == 0
-    assert (
-        main(
-            ["train", "--model", "vsepp", "--data", str(data), "--out", str(run), "--epochs", "1", "--no-progress"]
-            + ["--set", "embed_dim=32", "--set", "training.batch_size=16"]
-        )
-        == 0
-    )
+    train = ["train", "--model", "vsepp", "--data", str(data), "--out", str(run), "--epochs", "1", "--no-progress"]
+    assert main([*train, "--set", "embed_dim=32", "--set", "training.batch_size=16"]) == 0
     metrics = tmp_path / "metrics.json"
     assert (
         main(["eval", str(run), "--data", str(data), "--split", "test", "--json", str(metrics), "--no-progress"]) == 0
