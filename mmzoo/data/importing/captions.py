@@ -97,7 +97,7 @@ def read_karpathy_captions(
         splits = tuple("dev" if split == "val" else split for split in splits)
     wanted = _wanted_splits(splits, ("train", "dev", "test"))
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(path.read_text(encoding="utf-8"), object_hook=_without_tokens)
         images = document["images"]
         if not isinstance(images, list):
             raise TypeError("'images' is not a list")
@@ -140,6 +140,12 @@ def read_karpathy_captions(
     if not table.splits:
         raise DataError(f"{path} has no train, val or test images; its splits are {', '.join(found)}.")
     return table
+
+
+def _without_tokens(item: dict) -> dict:
+    """Drop a sentence's ``tokens`` as soon as it is parsed: half the memory of reading dataset_coco.json."""
+    item.pop("tokens", None)
+    return item
 
 
 def _karpathy_key(entry: dict, match: str, number: int) -> tuple[str, str]:
