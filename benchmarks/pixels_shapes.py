@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import mmzoo
-from mmzoo.data import KarpathyImages, PrecomputedDataset
+from mmzoo.data import KarpathyImages, open_split
 from mmzoo.data.extract import extract_split, visual_source
 from mmzoo.data.render import KARPATHY_NAME, render_shapes
 from mmzoo.evaluation import binding_probe, recall_metrics
@@ -34,13 +34,13 @@ def chance_metrics(images: int, cpi: int = 5, seed: int = 0) -> dict[str, float]
 
 
 def train_heads(
-    model: mmzoo.MatchingModel, data: PrecomputedDataset, epochs: int, batch: int, lr: float
+    model: mmzoo.MatchingModel, data: mmzoo.Split, epochs: int, batch: int, lr: float
 ) -> list[float]:
     """One random caption per image per step (no duplicate image in a batch); Adam; hardest negatives after epoch 1."""
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     rng = random.Random(0)
     cpi = data.captions_per_image
-    features = torch.from_numpy(np.asarray(data.image_features(np.arange(data.num_images))))
+    features = torch.from_numpy(data.image_features(np.arange(data.num_images))[0])
     losses = []
     model.train()
     for epoch in range(epochs):
@@ -63,9 +63,9 @@ def train_heads(
 
 
 @torch.no_grad()
-def scores(model: mmzoo.MatchingModel, data: PrecomputedDataset) -> torch.Tensor:
+def scores(model: mmzoo.MatchingModel, data: mmzoo.Split) -> torch.Tensor:
     model.eval()
-    images = model.encode_images(torch.from_numpy(np.asarray(data.image_features(np.arange(data.num_images)))))
+    images = model.encode_images(torch.from_numpy(data.image_features(np.arange(data.num_images))[0]))
     return model.similarity(images, model.encode_texts(data.captions))
 
 
@@ -135,7 +135,7 @@ def main() -> None:
         extract_split(model.visual, ds, out / "feats", split, batch_size=32, progress=False, source=source)
     timings["extract_s"] = time.perf_counter() - t
 
-    train, test = PrecomputedDataset(out / "feats", "train"), PrecomputedDataset(out / "feats", "test")
+    train, test = open_split(out / "feats", "train"), open_split(out / "feats", "test")
     model.text.fit(train.captions)
     t = time.perf_counter()
     losses = train_heads(model, train, args.epochs, args.batch, args.lr)
@@ -153,14 +153,14 @@ def main() -> None:
     }
     # the saved model runs on image files: check the pixel path against the extracted regions
     model.save_pretrained(out / args.name)
-    from mmzoo.serialization import load_pretrained
+    from mmzoo.model import load_pretrained
 
     loaded = load_pretrained(out / args.name)
     test_images = KarpathyImages(out / "png" / KARPATHY_NAME, out / "png" / "images", "test")
     paths = [r.path for r in test_images.records[:16]]
     with torch.no_grad():
         from_pixels = loaded.encode_images(paths).pooled
-        from_regions = loaded.encode_images(torch.from_numpy(np.asarray(test.image_features(np.arange(16))))).pooled
+        from_regions = loaded.encode_images(torch.from_numpy(test.image_features(np.arange(16))[0])).pooled
     result["pixel_vs_region_max_abs_diff"] = float((from_pixels - from_regions).abs().max())
     result["search"] = search_check(loaded, out, args.folder)
     result["timings_s"] = {k: round(v, 1) for k, v in timings.items()}

@@ -24,15 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHAPES_SETTINGS, machine
 
 import mmzoo
-from mmzoo.data import PrecomputedDataset, make_shapes
-from mmzoo.evaluation import encode_dataset, recall_metrics
+from mmzoo.data import make_shapes, open_split
+from mmzoo.evaluation import encode_split, recall_metrics
 from mmzoo.scoring import rerank_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def train(
-    model: mmzoo.MatchingModel, data: PrecomputedDataset, epochs: int, batch: int, seed: int, lr: float
+    model: mmzoo.MatchingModel, data: mmzoo.Split, epochs: int, batch: int, seed: int, lr: float
 ) -> list[float]:
     """Adam, gradient clip 2, all negatives in the first epoch then hardest negatives (VSE++ style)."""
     rng = np.random.default_rng(seed)
@@ -44,7 +44,7 @@ def train(
         order, total = rng.permutation(data.num_images), 0.0
         for s in range(0, len(order) - batch + 1, batch):
             idx = np.sort(order[s : s + batch])
-            feats = torch.from_numpy(data.image_features(idx))
+            feats = torch.from_numpy(data.image_features(idx)[0])
             caps = [data.captions[i * cpi + int(rng.integers(cpi))] for i in idx]
             out = model(feats, caps)
             opt.zero_grad()
@@ -79,7 +79,7 @@ def main() -> None:
     info = machine()
     with tempfile.TemporaryDirectory() as tmp:
         make_shapes(tmp, images=args.train_images, dev_images=10, test_images=args.test_images, seed=args.seed)
-        train_set, test_set = PrecomputedDataset(tmp, "train"), PrecomputedDataset(tmp, "test")
+        train_set, test_set = open_split(tmp, "train"), open_split(tmp, "test")
         model = mmzoo.create_model("mmca", **SHAPES_SETTINGS)
         model.text.fit(train_set.captions)
         model.to(args.device)
@@ -88,7 +88,7 @@ def main() -> None:
         train_seconds = time.perf_counter() - start
         model.eval()
         start = time.perf_counter()
-        images, texts = encode_dataset(model, test_set, device=args.device, progress=False)
+        images, texts = encode_split(model, test_set, device=args.device, progress=False)
         images, texts = images.to(args.device), texts.to(args.device)
         encode_seconds = time.perf_counter() - start
     n_img, n_txt = len(images), len(texts)

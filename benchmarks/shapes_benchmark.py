@@ -84,9 +84,9 @@ def train_and_test(
     """
     import shutil
 
-    from mmzoo.data import PrecomputedDataset
+    from mmzoo.data import open_split
     from mmzoo.evaluation import evaluate
-    from mmzoo.serialization import load_pretrained
+    from mmzoo.model import load_pretrained
     from mmzoo.training import prepare_run, read_metrics, train
 
     finished = reuse and (run / "best").is_dir() and len(read_metrics(run)) == epochs
@@ -99,7 +99,7 @@ def train_and_test(
     start = time.perf_counter()
     records = read_metrics(run) if finished else train(spec, run, progress=False)
     wall = time.perf_counter() - start
-    test = evaluate(load_pretrained(run / "best"), PrecomputedDataset(data, "test"), progress=False)
+    test = evaluate(load_pretrained(run / "best"), open_split(data, "test"), progress=False)
     train_seconds = sum(r["seconds"] for r in records)
     pairs = sum(r["pairs_per_s"] * r["seconds"] for r in records)
     return {
@@ -122,10 +122,10 @@ def chance_row(data: Path) -> dict[str, Any]:
     """Recall of random scores on the same test split: the floor every model must clear."""
     import torch
 
-    from mmzoo.data import PrecomputedDataset
+    from mmzoo.data import open_split
     from mmzoo.evaluation import binding_probe, recall_metrics
 
-    ds = PrecomputedDataset(data, "test")
+    ds = open_split(data, "test")
     sims = torch.rand(ds.num_images, len(ds), generator=torch.Generator().manual_seed(0))
     m = {**recall_metrics(sims, ds.captions_per_image), **binding_probe(sims, ds.twins, ds.captions_per_image)}
     return {

@@ -3,7 +3,8 @@
 A config is plain data (``config.json`` holds it as is)::
 
     {"visual": {"name": "mmca-regions", "in_dim": 2048}, "text": {"name": "bert-cnn"},
-     "fusion": {"name": "mmca-cross"}, "loss": {"name": "triplet"}, "alpha": 1.0, "embed_dim": 1024}
+     "fusion": {"name": "mmca-cross"}, "loss": {"name": "triplet"}, "alpha": 1.0, "dual_weight": 1.0,
+     "embed_dim": 1024}
 
 Each section names a registered component; its other keys are validated by that component's
 ``Config`` class, and the defaults are filled in, so a saved config is complete.
@@ -13,14 +14,16 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mmzoo.contracts import ComponentConfig
+from mmzoo import registry
+from mmzoo.contracts import CheckedModel, ComponentConfig
 from mmzoo.errors import ConfigError
 
 #: config section -> registry kind.
@@ -39,17 +42,28 @@ class ComponentSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
-class ModelConfig(BaseModel):
-    """A whole matching model: which components, their parameters, and how scores combine."""
+class ModelConfig(CheckedModel):
+    """A whole matching model: which components, their parameters, and how scores combine.
 
-    model_config = ConfigDict(extra="forbid")
+    The score of an image and a caption is ``S = dual_weight * <i0, c0> + alpha * fused``. The dual term
+    ``<i0, c0>`` (the cosine of the pooled embeddings) is also the *cheap score* every model offers for
+    shortlisting, whatever its weight in ``S``: SCAN and SGRAF score with the fused term alone
+    (``dual_weight = 0``).
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     visual: ComponentSpec = Field(description="Visual encoder: region features -> image fragments.")
     text: ComponentSpec = Field(description="Text encoder: captions -> word fragments.")
     fusion: ComponentSpec | None = Field(None, description="Fusion block scoring pairs; null for a dual encoder.")
     loss: ComponentSpec = Field(description="Training loss over a (B, B) score matrix.")
-    alpha: float = Field(1.0, ge=0.0, description="Weight of the fused score: S = <i0, c0> + alpha * fused.")
-    embed_dim: int = Field(1024, gt=0, description="Joint embedding size d shared by all components.")
+    alpha: float = Field(
+        1.0, ge=0.0, description="Weight of the fused score: S = dual_weight * <i0, c0> + alpha * fused."
+    )
+    dual_weight: float = Field(
+        1.0, ge=0.0, description="Weight of the dual-encoder cosine <i0, c0> in S (0: the fused term alone)."
+    )
+    embed_dim: int = Field(1024, gt=0, le=65536, description="Joint embedding size d shared by all components.")
 
     @model_validator(mode="after")
     def _validate_sections(self) -> ModelConfig:
@@ -60,10 +74,14 @@ class ModelConfig(BaseModel):
                 setattr(self, section, ComponentSpec(name=spec.name, **validated.model_dump(mode="json")))
         return self
 
+    @model_validator(mode="after")
+    def _some_score(self) -> ModelConfig:
+        if self.dual_weight == 0.0 and (self.fusion is None or self.alpha == 0.0):
+            raise ValueError("dual_weight = 0 needs a fusion block with alpha > 0: the model would score nothing")
+        return self
+
     def component_config(self, section: str) -> ComponentConfig:
         """The section's parameters validated by its component's ``Config`` class."""
-        from mmzoo import registry
-
         spec: ComponentSpec | None = getattr(self, section)
         if spec is None:
             raise ConfigError(f"The config has no {section!r} section.")
@@ -85,23 +103,6 @@ class ModelConfig(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A named composition registered under the ``model`` kind.
-
-    Attributes:
-        config: the model config (plain data).
-        description: one line shown by ``mmzoo list``.
-        paper: citation or URL of the method.
-        training: default training settings of the recipe (the trainer's config keys).
-    """
-
-    config: dict[str, Any]
-    description: str = ""
-    paper: str = ""
-    training: dict[str, Any] = field(default_factory=dict)
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,17 +137,35 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
     return result
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.2's numbers: PyYAML (YAML 1.1) reads ``1e-4`` (an exponent without a dot) as text."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text -> plain data, with ``1e-4`` a number (as JSON and YAML 1.2 read it)."""
+    return yaml.load(text, Loader=_YamlLoader)
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON config file into plain data, with a :class:`ConfigError` naming the file."""
-    import yaml
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"Cannot read config file {path}: {exc.strerror}.") from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix == ".json" else parse_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"Config file {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
     if not isinstance(data, dict):
@@ -169,4 +188,4 @@ def _describe(exc: ValidationError, prefix: str, owner: str) -> str:
     return f"Invalid {owner}:\n" + "\n".join(lines)
 
 
-__all__ = ["SECTIONS", "ComponentSpec", "ModelConfig", "Recipe", "apply_overrides", "load_config_file"]
+__all__ = ["SECTIONS", "ComponentSpec", "ModelConfig", "apply_overrides", "load_config_file", "parse_yaml"]

@@ -1,8 +1,18 @@
-"""The contracts every plugin implements: data passed between components and their abstract bases.
+"""The contracts between the core and its plugins: the data passed around, the abstract bases, the protocols.
 
 Data flows one way: region features and captions -> encoders -> :class:`Fragments` -> fusion -> scores
 -> loss or metrics. A component is an ``nn.Module`` subclass of one of the bases below that carries a
 pydantic ``Config`` class; the registry builds it as ``cls(config, context)``.
+
+The protocols the core relies on are declared here and nowhere else:
+
+* a :class:`Loss` says how it reduces over anchors (:attr:`Loss.reduction`) and whether the trainer may switch
+  it between all negatives and the hardest one (:attr:`Loss.supports_hardest_negative`,
+  :meth:`Loss.set_hardest_negative`);
+* a :class:`FusionBlock` has one block size, :attr:`FusionBlock.pairs_per_block`, that bounds the pairs held at
+  once on the training path and in the scoring engine; its caches follow :class:`FusionCache`;
+* a :class:`Converter` turns another codebase's checkpoint into an mmzoo model;
+* a :class:`DataFormat` opens a dataset folder as a :class:`Split`.
 """
 
 from __future__ import annotations
@@ -11,19 +21,57 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Literal, Protocol, Union, get_args, get_origin, runtime_checkable
 
+import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from torch import Tensor, nn
 
 from mmzoo.errors import InputError
 
 
-class ComponentConfig(BaseModel):
-    """Base of every component's config: unknown fields are errors, values are re-validated on change."""
+def _kinds(annotation: Any) -> set[type]:
+    """The plain types a field annotation admits (unions, Optional, Annotated and Literal flattened)."""
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType):
+        return set().union(*(_kinds(a) for a in get_args(annotation)))
+    if origin is Annotated:
+        return _kinds(get_args(annotation)[0])
+    if origin is Literal:
+        return {type(v) for v in get_args(annotation)}
+    return {origin or annotation} if isinstance(origin or annotation, type) else set()
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+class CheckedModel(BaseModel):
+    """A pydantic model whose numbers are numbers: ``true`` is no integer and ``"8"`` no number (pydantic's lax mode
+    would take both), and every float is finite. Lists still fill tuple fields, as JSON requires."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        kinds = _kinds(cls.model_fields[info.field_name].annotation) if info.field_name else set()
+        numeric = kinds & {int, float}
+        if isinstance(value, bool) and numeric and bool not in kinds:
+            raise ValueError(f"expected a number, got the boolean {value}")
+        if isinstance(value, str) and numeric and not kinds & {str, Path}:
+            raise ValueError(f"expected a number, got the text {value!r}")
+        if isinstance(value, float) and int in kinds and float not in kinds and not value.is_integer():
+            raise ValueError(f"expected an integer, got {value}")
+        return value
+
+
+class ComponentConfig(CheckedModel):
+    """Base of every component's config: unknown fields are errors, values are re-validated on change.
+
+    Numbers are checked (``true`` is no integer, ``"8"`` no number, floats must be finite), so a typo in a config
+    or an override is an error, not a silently different model.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)
@@ -49,42 +97,66 @@ class Fragments:
         features: (N, L, d) float, one row per region or token.
         mask: (N, L) bool, True where the fragment is real (not padding).
         pooled: (N, d) float, the L2-normalised global embedding (``i0`` or ``c0``).
+        modality: ``"image"`` or ``"text"`` when a model encoded them (None: made by hand), so that arguments
+            given the wrong way round are caught.
+        origin: which model encoded them (an opaque token), so that fragments of two models are not mixed.
     """
 
     features: Tensor
     mask: Tensor
     pooled: Tensor
+    modality: str | None = None
+    origin: str | None = None
 
     def __post_init__(self) -> None:
         f, m, p = self.features, self.mask, self.pooled
-        if f.dim() != 3 or m.shape != f.shape[:2] or m.dtype != torch.bool:
-            raise InputError(
-                f"Fragments need features (N, L, d) and a bool mask (N, L); got features "
-                f"{tuple(f.shape)} and mask {tuple(m.shape)} {m.dtype}."
-            )
+        for name, value in (("features", f), ("mask", m), ("pooled", p)):
+            if not isinstance(value, Tensor):
+                raise InputError(f"Fragments.{name} must be a torch.Tensor; got {type(value).__name__}.")
+        if f.dim() != 3:
+            raise InputError(f"Fragments.features must be (N, L, d); got shape {tuple(f.shape)}.")
+        if m.dtype != torch.bool:
+            raise InputError(f"Fragments.mask must be a bool tensor; got dtype {m.dtype} (use mask.bool()).")
+        if m.shape != f.shape[:2]:
+            raise InputError(f"Fragments.mask must be (N, L) = {tuple(f.shape[:2])}; got {tuple(m.shape)}.")
         if p.dim() != 2 or p.shape[0] != f.shape[0]:
             raise InputError(f"Fragments.pooled must be (N, d) with N={f.shape[0]}; got {tuple(p.shape)}.")
+        if self.modality not in (None, "image", "text"):
+            raise InputError(f"Fragments.modality must be 'image', 'text' or None; got {self.modality!r}.")
 
     def __len__(self) -> int:
         return self.features.shape[0]
 
+    @property
+    def device(self) -> torch.device:
+        return self.features.device
+
+    def _like(self, features: Tensor, mask: Tensor, pooled: Tensor) -> Fragments:
+        return Fragments(features, mask, pooled, self.modality, self.origin)
+
     def __getitem__(self, index: slice | Tensor) -> Fragments:
         """Select samples (rows), e.g. ``frags[0:128]`` for one block of a large batch."""
-        return Fragments(self.features[index], self.mask[index], self.pooled[index])
+        return self._like(self.features[index], self.mask[index], self.pooled[index])
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Fragments:
         """Move to a device and/or cast the float tensors; the mask stays bool."""
-        return Fragments(
+        return self._like(
             self.features.to(device=device, dtype=dtype),
             self.mask.to(device=device),
             self.pooled.to(device=device, dtype=dtype),
         )
+
+    def tagged(self, modality: str, origin: str | None) -> Fragments:
+        """The same fragments, marked as ``modality`` encoded by ``origin``."""
+        return Fragments(self.features, self.mask, self.pooled, modality, origin)
 
     @staticmethod
     def cat(parts: Sequence[Fragments]) -> Fragments:
         """Concatenate along the batch, right-padding the fragment axis to the longest part."""
         if not parts:
             raise InputError("Fragments.cat needs at least one part.")
+        if len({(p.modality, p.origin) for p in parts}) > 1:
+            raise InputError("Fragments.cat got fragments of different modalities or models.")
         length = max(p.features.shape[1] for p in parts)
 
         def pad(t: Tensor, value: float | bool) -> Tensor:
@@ -94,7 +166,7 @@ class Fragments:
             shape = (t.shape[0], extra, *t.shape[2:])
             return torch.cat([t, t.new_full(shape, value)], dim=1)
 
-        return Fragments(
+        return parts[0]._like(
             torch.cat([pad(p.features, 0.0) for p in parts]),
             torch.cat([pad(p.mask, False) for p in parts]),
             torch.cat([p.pooled for p in parts]),
@@ -131,6 +203,14 @@ class Component(nn.Module, ABC):
     def save_assets(self, directory: Path) -> None:
         """Write the non-tensor files this component needs to be rebuilt offline (tokenizer, vocabulary)."""
 
+    @classmethod
+    def test_config(cls) -> dict[str, Any]:
+        """Small settings the contract tests (:mod:`mmzoo.testing`) build this component with on a CPU.
+
+        The tests use ``embed_dim`` 32 and, for components with an ``in_dim`` field, regions of size 24.
+        """
+        return {}
+
 
 class VisualEncoder(Component):
     """Region features (N, k, D) float and an optional mask (N, k) bool -> image :class:`Fragments`."""
@@ -143,6 +223,12 @@ class VisualEncoder(Component):
 
     @abstractmethod
     def forward(self, features: Tensor, mask: Tensor) -> Fragments: ...
+
+    @classmethod
+    def describe_inputs(cls, config: ComponentConfig) -> str:
+        """What ``encode_images`` takes, in words, for model cards (the preprocessing travels with the weights)."""
+        dim = getattr(config, "in_dim", None)
+        return f"(N, k, {dim}) float32 region features" if dim else "(N, k, D) float32 region features"
 
 
 class TextEncoder(Component):
@@ -178,10 +264,11 @@ class FusionBlock(Component):
 
     # -- the scoring-engine protocol (see mmzoo.scoring) -------------------------------------------
     # A block may cache per-image and per-caption work once and pay only the pair-dependent part per
-    # pair. A cache is any object with ``len()`` and row selection ``cache[a:b]`` / ``cache[index]``.
-    # The defaults cache nothing (the cache is the Fragments themselves) and fall back to ``forward``.
+    # pair. A cache follows :class:`FusionCache`. The defaults cache nothing (the cache is the Fragments
+    # themselves) and fall back to ``forward``.
 
-    #: pairs whose activations one call of ``score_prepared`` may hold at once (the engine's block).
+    #: pairs whose activations one call may hold at once: the block of the scoring engine and the chunk of the
+    #: training path (``score_pairs`` of many pairs). Blocks read it from their config.
     pairs_per_block: int = 4096
 
     def prepare_images(self, images: Fragments) -> Fragments:
@@ -202,10 +289,121 @@ class FusionBlock(Component):
 
 
 class Loss(Component):
-    """Scores (B, B) with the positive pairs on the diagonal -> scalar loss."""
+    """Scores (B, B) with the positive pairs on the diagonal -> scalar loss.
+
+    Every loss declares its :attr:`reduction` over anchors: distributed training needs it to scale each
+    process's loss so that the averaged gradient equals the one-process gradient of the whole batch.
+    """
+
+    #: True when the trainer may switch the loss between all negatives and the hardest one per anchor
+    #: (warm-up epochs sum over all negatives); such a loss implements :meth:`set_hardest_negative`.
+    supports_hardest_negative: ClassVar[bool] = False
+    #: whether only the hardest negative counts now (meaningful when ``supports_hardest_negative``).
+    hardest_negative: bool = False
+
+    @property
+    @abstractmethod
+    def reduction(self) -> Literal["sum", "mean"]:
+        """``"sum"`` or ``"mean"``: how the per-anchor terms are combined."""
+
+    def set_hardest_negative(self, hardest: bool) -> None:
+        """Count only the hardest negative per anchor (True) or every negative (False)."""
+        raise NotImplementedError(f"{type(self).__name__} has no hardest-negative switch.")
 
     @abstractmethod
     def forward(self, scores: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class FusionCache(Protocol):
+    """What ``FusionBlock.prepare_images`` / ``prepare_texts`` return: row-selectable per-item work."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: slice | Tensor) -> Any: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+
+class Converter(ABC):
+    """Turns another codebase's checkpoint into an mmzoo model (``mmzoo convert NAME CHECKPOINT --out DIR``).
+
+    ``Config`` holds the converter's options (each field is a ``--flag`` of ``mmzoo convert``). :meth:`convert`
+    reads the file with :func:`mmzoo.read_foreign_checkpoint` (nothing but ``argparse.Namespace`` is ever
+    unpickled), builds the architecture the checkpoint describes, maps every tensor strictly and returns the
+    model; anything that does not fit is a :class:`~mmzoo.errors.CheckpointError` naming it. The class
+    attributes describe the source for model cards.
+    """
+
+    Config: ClassVar[type[ComponentConfig]] = ComponentConfig
+    description: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    code: ClassVar[str] = ""
+    license: ClassVar[str] = ""
+
+    def __init__(self, config: ComponentConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def convert(self, checkpoint: Path) -> nn.Module:
+        """The converted ``MatchingModel`` (or ``Ensemble``), weights loaded, in eval mode."""
+
+
+class Split(ABC):
+    """One split of a dataset: images as region features with a validity mask, and their captions.
+
+    Item ``i`` is caption ``i`` with its image (``i // captions_per_image``): ``(features (k, D) float32,
+    mask (k,) bool, caption, caption index, image index)``.
+
+    Attributes:
+        name: the split's name (``train``, ``dev``, ``test``, ...).
+        captions: every caption, ``captions_per_image`` consecutive ones per image.
+        captions_per_image: captions of one image.
+        num_images: images in the split.
+        regions: the most regions an image has (the padded length ``k``).
+        region_dim: size ``D`` of a region feature.
+        twins: twin image of each image (-1 for none) when the split has swapped-attribute distractors.
+        manifest: the dataset's manifest (``mmzoo_data.json``) as plain data, or None.
+    """
+
+    name: str
+    captions: list[str]
+    captions_per_image: int
+    num_images: int
+    regions: int
+    region_dim: int
+    twins: np.ndarray | None = None
+    manifest: dict[str, Any] | None = None
+
+    @abstractmethod
+    def image_features(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Regions of the given images: (features (n, k, D) float32, mask (n, k) bool)."""
+
+    @abstractmethod
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, str, int, int]: ...
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def image_captions(self, image: int) -> list[str]:
+        """The captions of one image."""
+        start = int(image) * self.captions_per_image
+        return self.captions[start : start + self.captions_per_image]
+
+
+class DataFormat(ABC):
+    """A registered dataset layout (``registry.data_format``): opens a folder's split as a :class:`Split`.
+
+    The folder's ``mmzoo_data.json`` names its format (``"precomp"`` when it names none).
+    """
+
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def open_split(self, root: Path, split: str, manifest: dict[str, Any] | None, **options: Any) -> Split:
+        """The split ``split`` of the dataset folder ``root``; options are format-specific."""
 
 
 def masked_mean(features: Tensor, mask: Tensor) -> Tensor:
@@ -221,11 +419,16 @@ def l2_normalize(x: Tensor, eps: float = 1e-8) -> Tensor:
 
 __all__ = [
     "BuildContext",
+    "CheckedModel",
     "Component",
     "ComponentConfig",
+    "Converter",
+    "DataFormat",
     "Fragments",
     "FusionBlock",
+    "FusionCache",
     "Loss",
+    "Split",
     "TextEncoder",
     "TokenBatch",
     "VisualEncoder",

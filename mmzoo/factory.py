@@ -45,7 +45,7 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def list_components(kind: str, pattern: str = "*") -> list[str]:
-    """Registered component names of one kind (``visual_encoder``, ``text_encoder``, ``fusion``, ``loss``)."""
+    """Registered names of one kind (``visual_encoder``, ``text_encoder``, ``fusion``, ``loss``, ``converter``, ...)."""
     return registry.get_registry(kind).names(pattern)
 
 

@@ -36,11 +36,14 @@ def test_one_row_per_image(tmp_path):
     assert len(ds) == 20 and ds.num_images == 4 and ds.captions_per_image == 5
     assert (ds.regions, ds.region_dim, ds.split, ds.root, ds.manifest) == (3, 4, "train", tmp_path, None)
     assert isinstance(ds._features, np.memmap)
-    x, caption, cid, iid = ds[7]
+    x, mask, caption, cid, iid = ds[7]
     np.testing.assert_array_equal(x, feats[1])
     assert x.dtype == np.float32 and x.flags.writeable and caption == "caption 7" and (cid, iid) == (7, 1)
+    assert mask.dtype == bool and mask.all() and mask.shape == (3,)
     assert ds.image_index(19) == 3
-    np.testing.assert_array_equal(ds.image_features([3, 0]), feats[[3, 0]])
+    features, masks = ds.image_features([3, 0])
+    np.testing.assert_array_equal(features, feats[[3, 0]])
+    assert masks.shape == (2, 3) and masks.all()
     assert ds.image_captions(1) == CAPS[5:10]
     with pytest.raises(IndexError):
         ds[20]
@@ -51,18 +54,18 @@ def test_one_row_per_caption_is_detected(tmp_path):
     write_split(tmp_path, "dev", feats, CAPS)
     ds = PrecomputedDataset(tmp_path, "dev")
     assert ds.num_images == 4 and ds.rows_per_caption == 1
-    x, _, cid, iid = ds[7]
+    x, _, _, cid, iid = ds[7]
     np.testing.assert_array_equal(x, feats[7])  # caption 7's own row
     assert (cid, iid) == (7, 1)
-    np.testing.assert_array_equal(ds.image_features([1, 2]), feats[[5, 10]])  # image j = row j * 5
+    np.testing.assert_array_equal(ds.image_features([1, 2])[0], feats[[5, 10]])  # image j = row j * 5
 
 
 def test_captions_per_image_from_manifest_and_argument(tmp_path):
     write_split(tmp_path, "test", numbered(10), CAPS)
     (tmp_path / "mmzoo_data.json").write_text(json.dumps({"name": "x", "captions_per_image": 2}))
     ds = PrecomputedDataset(tmp_path, "test")
-    assert ds.captions_per_image == 2 and ds.num_images == 10 and ds.manifest["name"] == "x"
-    assert read_manifest(tmp_path)["captions_per_image"] == 2
+    assert ds.captions_per_image == 2 and ds.num_images == 10 and ds.manifest.name == "x"
+    assert read_manifest(tmp_path).captions_per_image == 2
     with pytest.raises(DataError, match=r"feature rows"):
         PrecomputedDataset(tmp_path, "test", captions_per_image=5)  # 10 rows fit neither 4 nor 20
 
@@ -115,7 +118,7 @@ def test_wrong_dtype_and_shape(tmp_path):
     with pytest.raises(DataError, match=r"train_ims.npy has shape \(4, 4\)"):
         PrecomputedDataset(tmp_path, "train")
     (tmp_path / "train_ims.npy").write_bytes(b"not a numpy file")
-    with pytest.raises(DataError, match=r"Cannot open .*train_ims.npy"):
+    with pytest.raises(DataError, match=r"train_ims.npy is not a .npy array of numbers"):
         PrecomputedDataset(tmp_path, "train")
     np.save(tmp_path / "train_ims.npy", np.array([{"a": 1}] * 4, dtype=object))
     with pytest.raises(DataError, match=r"train_ims.npy"):
@@ -141,7 +144,7 @@ def test_nan_features_fail_lazily_and_in_validate(tmp_path):
     feats[2, 1, 3] = np.nan
     write_split(tmp_path, "train", feats, CAPS)
     ds = PrecomputedDataset(tmp_path, "train")  # opening reads nothing
-    assert ds[0][1] == "caption 0"
+    assert ds[0][2] == "caption 0"
     with pytest.raises(DataError, match=r"train_ims.npy: feature row 2 holds NaN .*lines 11-15"):
         ds[11]
     with pytest.raises(DataError, match=r"feature row 2"):

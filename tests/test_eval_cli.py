@@ -1,4 +1,4 @@
-"""evaluate / encode_dataset / score_matrix on tiny models, and `mmzoo make-data` + `mmzoo eval` end to end."""
+"""evaluate / encode_split / score_matrix on tiny models, and `mmzoo make-data` + `mmzoo eval` end to end."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mmzoo.cli import main
 from mmzoo.contracts import Fragments
 from mmzoo.data import PrecomputedDataset, make_shapes
 from mmzoo.errors import InputError
-from mmzoo.evaluation import BINDING_KEYS, METRIC_KEYS, encode_dataset, evaluate, recall_metrics, score_matrix
+from mmzoo.evaluation import BINDING_KEYS, METRIC_KEYS, encode_split, evaluate, recall_metrics, score_matrix
 from tests.conftest import tiny_model
 
 REGION_DIM = 32
@@ -35,7 +35,7 @@ def fitted(recipe: str, shapes_dir) -> torch.nn.Module:
 def test_score_matrix_blocks_equal_one_shot(shapes_dir):
     model = fitted("mmca", shapes_dir)
     ds = PrecomputedDataset(shapes_dir, "test")
-    images, texts = encode_dataset(model, ds, batch_size=7, progress=False)
+    images, texts = encode_split(model, ds, batch_size=7, progress=False)
     assert len(images) == ds.num_images == 10 and len(texts) == 50
     blocked = score_matrix(model, images, texts, block_size=6)
     with torch.inference_mode():
@@ -50,7 +50,7 @@ def test_evaluate_full_and_fold5_agree_on_binding(shapes_dir):
     ds = PrecomputedDataset(shapes_dir, "test")
     full = evaluate(model, ds, progress=False)
     assert set(full) == set(METRIC_KEYS) | set(BINDING_KEYS)
-    images, texts = encode_dataset(model, ds, progress=False)
+    images, texts = encode_split(model, ds, progress=False)
     with torch.inference_mode():
         sims = model.similarity(images, texts)
     expected = recall_metrics(sims)
@@ -142,24 +142,26 @@ def test_fold5_needs_images_divisible_by_5(shapes_dir):
         evaluate(model, PrecomputedDataset(shapes_dir, "dev", max_images=7), fold5=True, progress=False)
 
 
-def test_encode_dataset_keeps_fragments_only_for_fused_models(shapes_dir):
+def test_encode_split_keeps_fragments_only_for_fused_models(shapes_dir):
     ds = PrecomputedDataset(shapes_dir, "dev")
     cosine = fitted("vsepp", shapes_dir)
-    images, texts = encode_dataset(cosine, ds, progress=False)
+    images, texts = encode_split(cosine, ds, progress=False)
     assert images.features.shape[1] == 1 and texts.features.shape[1] == 1
-    full_images, full_texts = encode_dataset(cosine, ds, progress=False, keep_fragments=True)
+    fused = fitted("mmca", shapes_dir)
+    full_images, full_texts = encode_split(fused, ds, progress=False)
     assert full_images.features.shape[1] == ds.regions and full_texts.features.shape[1] > 1
-    torch.testing.assert_close(images.pooled, full_images.pooled)
-    torch.testing.assert_close(score_matrix(cosine, images, texts), score_matrix(cosine, full_images, full_texts))
+    raw = cosine.encode_images(torch.from_numpy(ds.image_features(range(ds.num_images))[0]))
+    torch.testing.assert_close(images.pooled, raw.pooled)
+    full = score_matrix(cosine, raw, cosine.encode_texts(ds.captions))
+    torch.testing.assert_close(score_matrix(cosine, images, texts), full)
 
 
-def test_eval_cli_names_go_to_from_pretrained_when_it_exists(shapes_dir, tmp_path, monkeypatch, capsys):
-    import mmzoo
+def test_eval_cli_names_go_to_from_pretrained(shapes_dir, tmp_path, monkeypatch, capsys):
+    from mmzoo.cli import _load
 
     args = ["eval", "mmca-shapes", "--data", str(shapes_dir), "--device", "cpu", "--no-progress"]
-    monkeypatch.delattr(mmzoo, "from_pretrained", raising=False)
     assert main(args) == 2
-    assert "cannot load pretrained names" in capsys.readouterr().err
+    assert "Unknown pretrained model 'mmca-shapes'" in capsys.readouterr().err
     model = fitted("vsepp", shapes_dir)
     asked = []
 
@@ -167,7 +169,7 @@ def test_eval_cli_names_go_to_from_pretrained_when_it_exists(shapes_dir, tmp_pat
         asked.append((name, device))
         return model
 
-    monkeypatch.setattr(mmzoo, "from_pretrained", from_pretrained, raising=False)
+    monkeypatch.setattr(_load, "from_pretrained", from_pretrained)
     assert main(args) == 0
     assert asked == [("mmca-shapes", "cpu")] and "rsum" in capsys.readouterr().out
 

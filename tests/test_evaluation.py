@@ -86,7 +86,7 @@ def test_perfect_scores():
 @pytest.mark.parametrize("n_img,cpi,step", [(7, 5, None), (300, 5, None), (300, 5, 1000), (40, 1, 7)])
 def test_matches_reference_loops_on_random_scores(n_img, cpi, step, monkeypatch):
     if step is not None:  # rank in many small steps, as a 5,000 x 25,000 matrix is
-        monkeypatch.setattr(evaluation, "_ENTRIES_PER_STEP", step)
+        monkeypatch.setattr(evaluation.metrics, "_ENTRIES_PER_STEP", step)
     rng = np.random.default_rng(n_img)
     sims = rng.normal(size=(n_img, n_img * cpi))
     sims[np.arange(n_img), np.arange(n_img) * cpi] += 1.5  # make recall non-trivial

@@ -29,9 +29,10 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file, save_file
 
 import mmzoo
+from mmzoo import download
 from mmzoo.cli import main
 from mmzoo.errors import CheckpointError, HubError, UnknownComponentError
-from mmzoo.hub import download, push_folder, push_run
+from mmzoo.hub import push_folder, push_run
 from tests.conftest import CAPTIONS, tiny_model
 from tests.hub_server import fake_hub, go_offline  # noqa: F401  (fake_hub is a fixture)
 
@@ -156,10 +157,14 @@ def test_bert_tokenizer_files_travel_through_the_hub(fake_hub, monkeypatch):  # 
 def test_a_published_alias_loads_its_pinned_revision(fake_hub, model, pushed, monkeypatch):  # noqa: F811
     from dataclasses import replace
 
-    from mmzoo import zoo
+    from mmzoo.hub import zoo
 
-    entry = replace(zoo.get_pretrained("mmca-coco"), hub_repo=REPO, revision=pushed.oid, status=zoo.PUBLISHED)
-    monkeypatch.setitem(zoo._ENTRIES, "mmca-coco", entry)
+    entry = replace(
+        zoo.get_pretrained("mmca-coco"), weights=mmzoo.Weights(repo=REPO, revision=pushed.oid), status=mmzoo.PUBLISHED
+    )
+    registry = mmzoo.registry.pretrained
+    monkeypatch.setattr(registry, "_entries", {**registry.snapshot()})
+    registry.register("mmca-coco", entry, override=True)
     model.push_to_hub(REPO)  # main moves on; the alias stays on its pinned commit
     assert torch.equal(outputs(mmzoo.from_pretrained("mmca-coco")), outputs(model))
     assert f"/{REPO}/resolve/{pushed.oid}/config.json" in [p for _, p in fake_hub.requests]
@@ -307,7 +312,9 @@ def test_an_installed_distribution_that_does_not_register_the_component_points_t
 
 # -- names --------------------------------------------------------------------------------------------------
 def test_names_resolve_or_fail_clearly(tmp_path):
-    with pytest.raises(HubError, match=r"no trained weights yet.*mmzoo train --model mmca.*local-dir:"):
+    with pytest.raises(
+        HubError, match=r"has no weights to download \(status: not trained\).*mmzoo train --model mmca.*local-dir:"
+    ):
         mmzoo.from_pretrained("mmca-coco")
     with pytest.raises(HubError, match=r"looks like a path.*'hf-hub:org/repo'.*'local-dir:org/repo'"):
         mmzoo.from_pretrained("org/repo")
@@ -412,7 +419,7 @@ def test_push_run_accepts_a_plain_folder_and_rejects_others(fake_hub, model, tmp
 
 def test_cli_errors_exit_2_with_the_message(capsys):
     assert main(["download", "mmca-f30k"]) == 2
-    assert "no trained weights yet" in capsys.readouterr().err
+    assert "has no weights to download (status: not trained)" in capsys.readouterr().err
 
 
 # -- the user's route: environment variables read at import, in a fresh interpreter ------------------------

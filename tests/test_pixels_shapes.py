@@ -18,7 +18,7 @@ from mmzoo.data.render import KARPATHY_NAME, render_scene, render_shapes
 from mmzoo.data.shapes import COLOURS
 from mmzoo.errors import DataError
 from mmzoo.evaluation import recall_metrics
-from mmzoo.serialization import load_pretrained
+from mmzoo.model import load_pretrained
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -69,7 +69,7 @@ def expected_chance_rsum(images: int, cpi: int = 5) -> float:
 def train_heads(model, data: PrecomputedDataset, epochs: int, batch: int = 32) -> None:
     """One random caption per image per step, so no batch holds an image twice."""
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    features = torch.from_numpy(np.asarray(data.image_features(np.arange(data.num_images))))
+    features = torch.from_numpy(data.image_features(np.arange(data.num_images))[0])
     rng = random.Random(0)
     model.train()
     for epoch in range(epochs):
@@ -113,7 +113,7 @@ def test_pretrained_backbone_learns_rendered_shapes_from_pixels(tmp_path):
     ]
     with torch.no_grad():
         images = loaded.encode_images(paths)  # straight from the PNG files
-        from_regions = loaded.encode_images(torch.from_numpy(np.asarray(test.image_features(np.arange(len(paths))))))
+        from_regions = loaded.encode_images(torch.from_numpy(test.image_features(np.arange(len(paths)))[0]))
         sims = loaded.similarity(images, loaded.encode_texts(test.captions))
     torch.testing.assert_close(images.pooled, from_regions.pooled, atol=1e-5, rtol=1e-4)
     metrics = recall_metrics(sims)

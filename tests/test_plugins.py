@@ -51,13 +51,13 @@ def mmzoo_register(registry):
 """
 
 
-def fake_dist(root: Path, name: str, source: str) -> None:
+def fake_dist(root: Path, name: str, source: str, entry_point: str | None = None) -> None:
     module = name.replace("-", "_")
     (root / f"{module}.py").write_text(textwrap.dedent(source))
     info = root / f"{module}-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[mmzoo]\n{name} = {module}\n")
+    (info / "entry_points.txt").write_text(f"[mmzoo]\n{entry_point or name} = {module}\n")
 
 
 @pytest.fixture
@@ -177,3 +177,176 @@ def test_plugin_without_hook_is_reported():
         record = mmzoo.register_plugin(object(), name="test-no-hook")
     assert record.status == "failed" and "implements no mmzoo hook" in record.error
     assert caught and "test-no-hook" in str(caught[0].message)
+
+
+# -- a third party extends the zoo and the data door without touching mmzoo/ ------------------------------------
+ZOO_AND_FORMAT = """
+import json
+from pathlib import Path
+
+import numpy as np
+import mmzoo
+
+
+class JsonLinesSplit(mmzoo.Split):
+    \"\"\"One JSON object per image: {"regions": [[...], ...], "captions": [...]}.\"\"\"
+
+    def __init__(self, root, split, manifest):
+        rows = [json.loads(line) for line in (Path(root) / f"{split}.jsonl").read_text().splitlines()]
+        self.name, self.manifest = split, manifest
+        self.captions_per_image = len(rows[0]["captions"])
+        self.captions = [c for r in rows for c in r["captions"]]
+        self.num_images = len(rows)
+        self._regions = [np.asarray(r["regions"], dtype=np.float32) for r in rows]
+        self.regions = max(len(r) for r in self._regions)
+        self.region_dim = self._regions[0].shape[1]
+
+    def image_features(self, indices):
+        feats = np.zeros((len(indices), self.regions, self.region_dim), np.float32)
+        mask = np.zeros((len(indices), self.regions), bool)
+        for n, i in enumerate(indices):
+            r = self._regions[i]
+            feats[n, : len(r)], mask[n, : len(r)] = r, True
+        return feats, mask
+
+    def __getitem__(self, index):
+        image = index // self.captions_per_image
+        feats, mask = self.image_features([image])
+        return feats[0], mask[0], self.captions[index], index, image
+
+
+class JsonLines(mmzoo.DataFormat):
+    description = "one JSON line per image"
+
+    def open_split(self, root, split, manifest, **options):
+        return JsonLinesSplit(root, split, manifest)
+
+
+@mmzoo.hookimpl
+def mmzoo_register(registry):
+    registry.data_format.register("jsonl-regions", JsonLines)
+    registry.pretrained.register("vsepp-jsonl", mmzoo.PretrainedEntry(
+        alias="vsepp-jsonl", recipe="vsepp", dataset="a JSON-lines toy set", status=mmzoo.NOT_TRAINED,
+        weights=mmzoo.Weights(repo="someone/vsepp-jsonl"), license="mit", paper="Faghri et al., BMVC 2018",
+        published_results={"toy": {"rsum": 123.4}}, results_source="the plugin's authors",
+    ))
+"""
+
+
+def test_a_third_party_adds_a_pretrained_entry_and_a_data_format(tmp_path):
+    fake_dist(tmp_path, "fakezoo", ZOO_AND_FORMAT)
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [
+        {"regions": [[float(i), 1.0, 2.0]] * (1 + i % 3), "captions": [f"thing {i}", f"item {i}"]} for i in range(4)
+    ]
+    (data / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (data / "mmzoo_data.json").write_text(json.dumps({"format": "jsonl-regions", "captions_per_image": 2}))
+    proc = run(
+        tmp_path,
+        f"""
+        import json, mmzoo
+        from mmzoo.cli import main
+        split = mmzoo.open_split({str(data)!r}, "train")
+        feats, mask, caption, index, image = split[5]
+        entry = mmzoo.hub.zoo.get_pretrained("vsepp-jsonl")
+        print(json.dumps({{"caption": caption, "image": image, "valid": int(mask.sum()), "dim": split.region_dim,
+                          "plugin": mmzoo.hub.zoo.plugin_of("vsepp-jsonl"), "status": entry.status}}))
+        main(["list", "--pretrained", "vsepp-jsonl"])
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    first, *table = proc.stdout.splitlines()
+    out = json.loads(first)
+    assert out == {"caption": "item 2", "image": 2, "valid": 3, "dim": 3, "plugin": "fakezoo", "status": "not trained"}
+    row = next(line for line in table if line.startswith("vsepp-jsonl"))
+    assert "fakezoo" in row and "authors: toy rsum 123.4" in row
+
+
+# -- a plugin never breaks a built-in (issue 11, items 3 and 4) ----------------------------------------------
+OVERRIDE_THEN_FAIL = """
+import mmzoo
+from fakegood import GoodFusion
+
+@mmzoo.hookimpl
+def mmzoo_register(registry):
+    registry.fusion.register("mmca-cross", GoodFusion, override=True)
+    raise RuntimeError("boom after overriding a built-in")
+"""
+
+
+def test_a_failing_plugin_restores_what_it_overrode(tmp_path):
+    fake_dist(tmp_path, "fakegood", GOOD)
+    fake_dist(tmp_path, "fakeoverride", OVERRIDE_THEN_FAIL)
+    proc = run(
+        tmp_path,
+        """
+        import warnings, mmzoo
+        warnings.simplefilter("ignore")
+        fusion = mmzoo.registry.fusion.entry("mmca-cross")
+        model = mmzoo.create_model("mmca", **{"text.name": "gru", "embed_dim": 32, "visual.heads": 4, "fusion.heads": 4})
+        print(fusion.plugin, type(model.fusion).__module__)
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["mmca", "mmzoo_plugins.mmca.fusion"]
+
+
+def test_a_plugin_named_like_a_built_in_is_loaded_and_recorded_apart(tmp_path):
+    fake_dist(tmp_path, "fakegood", GOOD)
+    fake_dist(tmp_path, "fakemmca", GOOD.replace('"good-fusion"', '"other-fusion"'), entry_point="mmca")
+    code = """
+        import json, warnings, mmzoo
+        warnings.simplefilter("ignore")
+        records = {r.name: [r.distribution, r.status] for r in mmzoo.plugin_records()}
+        print(json.dumps({"records": records, "fusions": mmzoo.list_components("fusion")}))
+    """
+    out = json.loads(run(tmp_path, code).stdout)
+    assert out["records"]["mmca"] == ["mmzoo", "loaded"]
+    assert out["records"]["fakemmca:mmca"] == ["fakemmca", "loaded"]
+    assert {"mmca-cross", "other-fusion"} <= set(out["fusions"])
+    # disabling the distribution, or distribution:name, leaves the built-in alone
+    for token in ("fakemmca", "fakemmca:mmca"):
+        out = json.loads(run(tmp_path, code, MMZOO_DISABLE_PLUGINS=token).stdout)
+        assert out["records"]["mmca"] == ["mmzoo", "loaded"] and out["records"]["fakemmca:mmca"][1] == "disabled"
+        assert "mmca-cross" in out["fusions"] and "other-fusion" not in out["fusions"]
+
+
+def test_strict_mode_leaves_nothing_half_loaded(site):
+    proc = run(
+        site,
+        """
+        import mmzoo
+        for attempt in range(2):
+            try:
+                mmzoo.list_components("fusion")
+                print("loaded")
+            except mmzoo.PluginError:
+                print("error", len(mmzoo.registry.fusion._entries))
+        """,
+        MMZOO_STRICT_PLUGINS="1",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["error 0", "error 0"]
+
+
+def test_disable_typos_warn_and_a_disabled_plugin_is_named_when_its_component_is_missing(tmp_path):
+    proc = run(
+        tmp_path,
+        """
+        import warnings, mmzoo
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mmzoo.list_models()
+        print([str(w.message) for w in caught if "MMZOO_DISABLE_PLUGINS" in str(w.message)])
+        try:
+            mmzoo.create_model("mmca")
+        except mmzoo.UnknownComponentError as exc:
+            print(exc)
+        """,
+        MMZOO_DISABLE_PLUGINS="mmca,mcca",
+    )
+    assert proc.returncode == 0, proc.stderr
+    warned, error = proc.stdout.splitlines()[:2]
+    assert "'mcca'" in warned and "match no installed plugin" in warned and "'mmca'" not in warned
+    assert "No model named 'mmca'" in error and "disabled by MMZOO_DISABLE_PLUGINS: mmca" in error

@@ -8,10 +8,10 @@ from PIL import Image
 
 import mmzoo
 from mmzoo.cli import main
-from mmzoo.contact_sheet import Hit, SheetRow, write_contact_sheet
+from mmzoo.cli._contact_sheet import Hit, SheetRow, write_contact_sheet
 from mmzoo.data.render import render_scene
 from mmzoo.errors import InputError
-from mmzoo.serialization import load_pretrained
+from mmzoo.model import load_pretrained
 from tests.conftest import CAPTIONS
 
 

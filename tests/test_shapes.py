@@ -49,13 +49,13 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
 
 def test_layout_and_manifest(tmp_path):
     manifest = make_shapes(tmp_path, images=40, dev_images=12, test_images=10, seed=1, regions=10, region_dim=32)
-    assert manifest["splits"] == {
-        "train": {"images": 40, "captions": 200},
-        "dev": {"images": 12, "captions": 60},
-        "test": {"images": 20, "captions": 100},
+    assert {k: (v["images"], v["captions"]) for k, v in manifest["splits"].items()} == {
+        "train": (40, 200),
+        "dev": (12, 60),
+        "test": (20, 100),
     }
     assert manifest["model_overrides"]["text.name"] == "gru" and manifest["twins"] == {"test": "test_twins.npy"}
-    assert (manifest["name"], manifest["format"], manifest["seed"]) == ("shapes", 1, 1)
+    assert (manifest["name"], manifest["format"], manifest["seed"]) == ("shapes", "precomp", 1)
     assert (manifest["regions"], manifest["region_dim"], manifest["captions_per_image"]) == (10, 32, 5)
     for split in ("train", "dev", "test"):
         ds = PrecomputedDataset(tmp_path, split)
@@ -64,7 +64,7 @@ def test_layout_and_manifest(tmp_path):
         scenes = load_scenes(tmp_path, split)
         assert [c for s in scenes for c in s["captions"]] == ds.captions
         assert (ds.twins is not None) == (split == "test")
-        features = ds.image_features(range(ds.num_images))
+        features = ds.image_features(range(ds.num_images))[0]
         assert features.min() >= 0 and (features > 0).mean() > 0.2  # ReLU features, not all dead
     twins = PrecomputedDataset(tmp_path, "test").twins
     assert twins.tolist() == [i + 1 if i % 2 == 0 else i - 1 for i in range(20)]
@@ -129,7 +129,7 @@ def test_twin_features_differ_only_in_object_regions(tmp_path):
     ds = PrecomputedDataset(tmp_path, "test")
     scenes = load_scenes(tmp_path, "test")
     for i in range(0, 20, 2):
-        a, b = ds.image_features([i, i + 1])
+        a, b = ds.image_features([i, i + 1])[0]
         same = np.all(a == b, axis=1).sum()
         n_objects = len(scenes[i]["objects"])
         assert same >= ds.regions - 2 * n_objects  # background regions are shared

@@ -12,7 +12,7 @@ def test_mmca_trains_one_step():
 
 
 def test_save_and_load_roundtrip(tmp_path):
-    from mmzoo.serialization import load_pretrained
+    from mmzoo.model import load_pretrained
 
     model = tiny_model("mmca").eval()
     model.save_pretrained(tmp_path / "m")

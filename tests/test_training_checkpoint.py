@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from mmzoo._atomic import atomic_folder, atomic_write_text, recover_folder
 from mmzoo.errors import CheckpointError
-from mmzoo.training.atomic import atomic_folder, atomic_write_text, recover_folder
 from mmzoo.training.state import (
     STATE_NAME,
     TrainingState,

@@ -34,7 +34,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-MODES = ["mmca-all", "mmca-h2", "mmca-all-local", "vsepp"]
+MODES = ["mmca-all", "mmca-h2", "mmca-all-local", "vsepp", "mmca-all-mean", "mmca-all-local-mean", "vsepp-local-mean"]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,8 @@ def run_two(mode: str, tmp_path: Path) -> dict[str, dict[str, torch.Tensor]]:
 @pytest.mark.parametrize("mode", MODES)
 def test_ddp_step_equals_single_process_with_doubled_batch(mode, distributed_weights):
     """Global mining equals one process with batch 2B; per-process mining equals the sum of the halves' losses
-    (the loss sums over anchors, DDP averages over processes: the trainer scales by the world size)."""
+    for a loss that sums over anchors (DDP averages over processes: the step scales by the world size) and their
+    mean for a plugin loss that declares it averages ("-mean": no scaling, else its gradient would double)."""
     distributed = distributed_weights[mode]
     single = one_step(DistContext(), mode)
     before = one_step_initial(mode)
@@ -174,7 +175,7 @@ def test_killed_distributed_run_resumes_from_its_checkpoint(tmp_path):
     # the sharded dev evaluation (rows split over 2 processes) equals the single-process one
     from mmzoo.data import PrecomputedDataset
     from mmzoo.evaluation import evaluate
-    from mmzoo.serialization import load_pretrained
+    from mmzoo.model import load_pretrained
 
     single = evaluate(load_pretrained(run / "last"), PrecomputedDataset(data, "dev"), progress=False)
     for key, value in records[-1]["dev"].items():

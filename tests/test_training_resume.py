@@ -125,10 +125,10 @@ def test_killed_mmzoo_train_resumes_from_its_checkpoint(shapes, tmp_path):
     while not state.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert state.exists(), proc.stderr.read().decode() if proc.poll() is not None else "no checkpoint in time"
-    time.sleep(0.5)  # well inside epoch 2
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)  # at once: inside epoch 2 (an epoch here can take well under a second)
     proc.wait()
-    assert [m["epoch"] for m in read_metrics(run)] == [1]
+    finished = [m["epoch"] for m in read_metrics(run)]
+    assert finished and finished == list(range(1, finished[-1] + 1)) and finished[-1] < 3, finished
     done = subprocess.run(_cli("--resume", str(run)), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert [m["epoch"] for m in read_metrics(run)] == [1, 2, 3]

@@ -9,7 +9,7 @@ import torch
 
 from mmzoo.data import PrecomputedDataset, make_shapes
 from mmzoo.evaluation import evaluate, recall_metrics
-from mmzoo.serialization import load_pretrained
+from mmzoo.model import load_pretrained
 from mmzoo.training import prepare_run, read_metrics, train
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 import mmzoo
 from mmzoo.errors import CheckpointError, ConfigError, InputError
-from mmzoo.serialization import load_pretrained
+from mmzoo.model import load_pretrained
 from tests.conftest import CAPTIONS
 
 #: a small pixel model: real EfficientNet-Lite0 architecture, tiny head, 64-pixel images.

@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from mmzoo._version import __version__
 from mmzoo.errors import MMZooError
 
 #: sub-command modules, in the order ``mmzoo --help`` lists them.
@@ -21,14 +22,15 @@ COMMANDS = [
     "extract-features",
     "import-features",
     "search",
+    "convert",
     "push",
     "download",
 ]
+#: commands whose extra ``--flags`` go to a plugin (a converter's options).
+OPEN_ENDED = {"convert"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mmzoo import __version__
-
     parser = argparse.ArgumentParser(prog="mmzoo", description="A plugin-based model zoo for image-text matching.")
     parser.add_argument("--version", action="version", version=f"mmzoo {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -40,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in OPEN_ENDED:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -1,7 +1,9 @@
-"""``mmzoo download NAME``: prefetch a model into the Hugging Face cache and print its local folder.
+"""``mmzoo download NAME``: prefetch a model into the caches and print its local folder.
 
-Run it on a machine with network, copy ``HF_HOME`` (or the printed folder) to the air-gapped machine and load
-there with ``HF_HUB_OFFLINE=1``: ``mmzoo.from_pretrained(NAME)`` then makes no request at all.
+Run it on a machine with network, copy ``HF_HOME`` (the Hugging Face cache and mmzoo's cache of converted
+checkpoints under it) to the air-gapped machine and load there with ``HF_HUB_OFFLINE=1``:
+``mmzoo.from_pretrained(NAME)`` then makes no request at all. A zoo entry in its authors' checkpoint format is
+downloaded, verified and converted once.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmzoo.hub import download
+    from mmzoo.pretrained import download
 
-    folder = download(
+    folders = download(
         args.name, revision=args.revision, cache_dir=args.cache_dir, token=args.token, force_download=args.force
     )
-    print(folder)
+    for folder in folders if isinstance(folders, list) else [folders]:
+        print(folder)
     return 0

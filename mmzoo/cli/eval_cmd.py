@@ -1,9 +1,11 @@
-"""``mmzoo eval MODEL_OR_RUNDIR --data DIR --split test [--fold5] [--rerank K] [--json FILE]``: recall metrics.
+"""``mmzoo eval MODEL [MODEL ...] --data DIR --split test [--fold5] [--rerank K] [--ensemble] [--json FILE]``.
 
-With ``--rerank K`` retrieval is shortlist-and-rerank (``mmzoo.scoring``): the cheap <i0,c0> score keeps K
-candidates per query and only those get the full score; the shortlist recall is reported beside recall.
+Recall metrics by the standard protocol. With ``--rerank K`` retrieval is shortlist-and-rerank
+(``mmzoo.scoring``): the cheap <i0,c0> score keeps K candidates per query and only those get the full score;
+the shortlist recall is reported beside recall. With ``--ensemble``, the models' score matrices are averaged
+(how SCAN's t2i + i2t and SGRAF's SAF + SGR headline numbers are made).
 
-MODEL_OR_RUNDIR is a saved model folder (``config.json``), a training run folder (its ``best/`` model is
+Each MODEL is a saved model folder (``config.json``), a training run folder (its ``best/`` model is
 evaluated), or a name ``mmzoo.from_pretrained`` knows.
 """
 
@@ -14,13 +16,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mmzoo._atomic import atomic_write_text
+from mmzoo.cli._load import load_model, resolve_device
 from mmzoo.cli._table import format_table
-from mmzoo.errors import CheckpointError, InputError
+from mmzoo.errors import InputError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a model by the standard retrieval protocol", description=__doc__)
-    p.add_argument("model", help="saved model folder, run folder (uses RUNDIR/best) or pretrained name")
+    p.add_argument("model", nargs="+", help="saved model folder, run folder (uses RUNDIR/best) or pretrained name")
+    p.add_argument("--ensemble", action="store_true", help="average the score matrices of the given models")
     p.add_argument("--data", required=True, help="dataset folder in the precomputed layout")
     p.add_argument("--split", default="test", help="split to evaluate (default test; testall for COCO)")
     p.add_argument("--fold5", action="store_true", help="COCO 1K: average over 5 folds of N/5 images")
@@ -43,39 +48,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def load_model(spec: str, device: str | None = None) -> Any:
-    """A saved folder, a run folder's ``best/``, or ``mmzoo.from_pretrained(spec)`` when the Hub layer exists."""
-    import mmzoo
-    from mmzoo.serialization import load_pretrained
-
-    path = Path(spec)
-    if (path / "config.json").is_file():
-        return load_pretrained(path, device=device)
-    if (path / "best" / "config.json").is_file():
-        return load_pretrained(path / "best", device=device)
-    if path.is_dir():
-        raise CheckpointError(
-            f"{path} is neither a saved model (no config.json) nor a training run (no best/config.json)."
-        )
-    from_pretrained = getattr(mmzoo, "from_pretrained", None)
-    if from_pretrained is None:
-        raise CheckpointError(
-            f"{spec!r} is not a folder, and this mmzoo cannot load pretrained names; pass a saved model or run folder."
-        )
-    return from_pretrained(spec, device=device)
-
-
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from mmzoo.data import PrecomputedDataset
+    from mmzoo.data import open_split
     from mmzoo.evaluation import evaluate
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: CUDA is not available on this machine; use --device cpu.")
-    model = load_model(args.model, device=device)
-    dataset = PrecomputedDataset(args.data, args.split, max_images=args.max_images)
+    device = resolve_device(args.device)
+    model = build_model(args.model, args.ensemble, device)
+    dataset = open_split(args.data, args.split, max_images=args.max_images)
     if args.rerank is not None:
         metrics = evaluate_rerank(model, dataset, args, device)
     else:
@@ -90,20 +69,30 @@ def run(args: argparse.Namespace) -> int:
     if args.json_path:
         out = Path(args.json_path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=1) + "\n", encoding="utf-8")
+        atomic_write_text(out, json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=1) + "\n")
         print(f"wrote {out}")
     return 0
 
 
+def build_model(specs: list[str], ensemble: bool, device: str) -> Any:
+    """One model, or the ensemble of several (``--ensemble``)."""
+    from mmzoo.model import Ensemble
+
+    if len(specs) > 1 and not ensemble:
+        raise InputError(f"{len(specs)} models given: pass --ensemble to average their scores, or give one model.")
+    if ensemble and len(specs) < 2:
+        raise InputError("--ensemble needs at least two models.")
+    models = [load_model(spec, device=device) for spec in specs]
+    return Ensemble(models).to(device) if ensemble else models[0]
+
+
 def evaluate_rerank(model: Any, dataset: Any, args: argparse.Namespace, device: str) -> dict[str, Any]:
     """Recall of shortlist-and-rerank retrieval (per fold with ``--fold5``), its shortlist recall, binding probe."""
-    from mmzoo.errors import InputError
-    from mmzoo.evaluation import average_folds, binding_probe, encode_dataset, fold_bounds, twin_scores
-    from mmzoo.scoring import rerank_metrics
+    from mmzoo.evaluation import average_folds, binding_probe, encode_split, fold_bounds, rerank_metrics, twin_scores
 
     if args.rerank < 1:
         raise InputError(f"--rerank must be at least 1; got {args.rerank}.")
-    images, texts = encode_dataset(
+    images, texts = encode_split(
         model, dataset, batch_size=args.batch_size, device=device, progress=not args.no_progress
     )
     cpi = dataset.captions_per_image

@@ -12,8 +12,10 @@ import argparse
 from typing import Any
 
 from mmzoo import registry
+from mmzoo.cli._load import load_model
 from mmzoo.contracts import BuildContext
 from mmzoo.errors import ConfigError
+from mmzoo.model import MatchingModel
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,9 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def build_extractor(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The visual encoder to run and its config section (recorded with the features)."""
     if args.model:
-        from mmzoo.serialization import load_pretrained
-
-        model = load_pretrained(args.model)
+        model = load_model(args.model)
+        if not isinstance(model, MatchingModel):
+            raise ConfigError(f"{args.model} is an ensemble; extract features with one model's visual encoder.")
         return model.visual, model.config.visual.model_dump(mode="json")
     cls = registry.visual_encoder.get(args.visual)
     params: dict[str, Any] = {"backbone": args.backbone, "weights": args.weights, "grid": args.grid}

@@ -1,11 +1,12 @@
-"""``mmzoo list [PATTERN] [--pretrained]``: the registered recipes, or the pretrained zoo table."""
+"""``mmzoo list [PATTERN] [--pretrained]``: the registered recipes, or the zoo table of pretrained weights."""
 
 from __future__ import annotations
 
 import argparse
 
-from mmzoo import registry
 from mmzoo.cli._table import format_table
+from mmzoo.hub import zoo
+from mmzoo.registry import model as recipes
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,31 +15,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pretrained",
         action="store_true",
-        help="list the zoo table: alias, recipe, dataset, metrics and status of each trained entry",
+        help="list the zoo table: alias, recipe, dataset, numbers, status, plugin and weights of every entry",
     )
     p.set_defaults(run=run)
 
 
+def _weights(entry: zoo.PretrainedEntry) -> str:
+    if entry.members:
+        return "ensemble of " + " + ".join(entry.members)
+    w = entry.weights
+    if w.repo and w.filename:
+        return f"{w.repo}/{w.filename}"
+    return w.repo or w.url or "-"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.pretrained:
-        from mmzoo.zoo import pretrained_entries
-
+        entries = zoo.pretrained_entries(args.pattern)
         rows = [
-            (e.alias, e.recipe, e.dataset.split(" (")[0], e.metrics_summary(), e.status, e.hub_repo)
-            for e in pretrained_entries(args.pattern)
-        ]
-        print(format_table(["alias", "recipe", "dataset", "metrics", "status", "hub repo"], rows))
-        untrained = [e.alias for e in pretrained_entries(args.pattern) if not e.available]
-        if untrained:
-            print(
-                f"\nnot trained yet: {', '.join(untrained)}. Train with `mmzoo train` and the matching "
-                "configs/<alias>.yaml on a GPU; load the result with from_pretrained('local-dir:RUN/best')."
+            (
+                e.alias,
+                e.recipe,
+                e.dataset.split(" (")[0],
+                e.metrics_summary(),
+                e.status,
+                zoo.plugin_of(e.alias) or "user",
+                _weights(e),
             )
+            for e in entries
+        ]
+        print(format_table(["alias", "recipe", "dataset", "numbers", "status", "plugin", "weights"], rows))
+        pending = [e for e in entries if e.status in (zoo.NOT_TRAINED, zoo.MANUAL)]
+        for e in pending:
+            print(f"\n{e.alias}: {zoo.how_to_get(e)}")
         return 0
-    rows = [
-        (e.name, e.plugin or "user", e.obj.description)
-        for e in registry.model.entries()
-        if e.name in set(registry.model.names(args.pattern))
-    ]
+    names = set(recipes.names(args.pattern))
+    rows = [(e.name, e.plugin or "user", e.obj.description) for e in recipes.entries() if e.name in names]
     print(format_table(["model", "plugin", "description"], rows))
     return 0

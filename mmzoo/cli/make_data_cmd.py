@@ -27,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--render", action="store_true", help="also draw the scenes as PNG images (OUT/images, OUT/dataset_shapes.json)"
     )
     p.add_argument("--image-size", type=int, default=128, help="side of the rendered images (default 128)")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     p.set_defaults(run=run)
 
 
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         regions=args.regions,
         region_dim=args.region_dim,
+        overwrite=args.overwrite,
     )
     if args.render:
         from mmzoo.data.render import KARPATHY_NAME, render_shapes

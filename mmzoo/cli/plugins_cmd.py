@@ -6,7 +6,7 @@ import argparse
 import json
 
 from mmzoo.cli._table import format_table
-from mmzoo.plugins import plugin_records
+from mmzoo.registry.plugins import plugin_records
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

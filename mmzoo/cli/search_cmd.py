@@ -15,7 +15,13 @@ from typing import Any
 
 import torch
 
+from mmzoo.cli._contact_sheet import Hit, SheetRow, write_contact_sheet
+from mmzoo.cli._load import load_model, resolve_device
+from mmzoo.contracts import Fragments
+from mmzoo.data.images import ImageFolder, collate_images
 from mmzoo.errors import InputError
+from mmzoo.evaluation import encode_captions
+from mmzoo.model import MatchingModel
 
 
 class IntermixedParser(argparse.ArgumentParser):
@@ -50,42 +56,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def load_model(name: str, device: str | None) -> Any:
-    """A saved folder through ``load_pretrained``; other names through ``mmzoo.from_pretrained`` if present."""
-    import mmzoo
-    from mmzoo.serialization import load_pretrained
-
-    loader = getattr(mmzoo, "from_pretrained", None)
-    if Path(name).is_dir() or loader is None:
-        return load_pretrained(name, device=device)
-    return loader(name, device=device)
-
-
 @torch.no_grad()
 def encode_folder(model: Any, paths: list[Path], batch_size: int) -> Any:
     """Images -> Fragments, a batch at a time, read and preprocessed with the model's own settings."""
     from torch.utils.data import DataLoader
 
-    from mmzoo.contracts import Fragments
-    from mmzoo.data.images import ImageFolder, collate_images
-
     loader = DataLoader(ImageFolder(paths, transform=model.visual.transform()), batch_size, collate_fn=collate_images)
     return Fragments.cat([model.encode_images(pixels) for pixels, _ in loader])
 
 
-@torch.no_grad()
-def encode_captions(model: Any, captions: list[str], batch_size: int) -> Any:
-    from mmzoo.contracts import Fragments
-
-    return Fragments.cat(
-        [model.encode_texts(captions[i : i + batch_size]) for i in range(0, len(captions), batch_size)]
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    from mmzoo.contact_sheet import Hit, SheetRow, write_contact_sheet
-    from mmzoo.data.images import ImageFolder
-
     forward = bool(args.images)
     if forward == bool(args.image):
         raise InputError("Give either --images DIR with captions to search for, or --image FILE with --captions FILE.")
@@ -95,16 +75,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--image needs --captions FILE (one candidate caption per line).")
     if args.top < 1:
         raise InputError(f"--top must be at least 1; got {args.top}.")
-    model = load_model(args.model, args.device)
-    if not getattr(model.visual, "takes_pixels", False):
-        raise InputError(
-            f"{args.model} has a region-feature visual encoder ({model.config.visual.name}); it cannot read images."
-        )
+    model = load_model(args.model, resolve_device(args.device) if args.device else "cpu")
+    if not isinstance(model, MatchingModel) or not model.visual.takes_pixels:
+        name = model.config.visual.name if isinstance(model, MatchingModel) else "an ensemble"
+        raise InputError(f"{args.model} has a region-feature visual encoder ({name}); it cannot read images.")
 
     if forward:
         paths = ImageFolder(args.images).paths
         images = encode_folder(model, paths, args.batch_size)
-        texts = encode_captions(model, list(args.queries), args.batch_size)
+        texts = encode_captions(model, list(args.queries), batch_size=args.batch_size)
         scores = model.similarity(images, texts).t()  # (queries, images)
         items: list[Any] = paths
         queries: list[Any] = list(args.queries)
@@ -118,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{args.captions} holds no captions.")
         queries = [Path(p) for p in args.image]
         images = encode_folder(model, queries, args.batch_size)
-        scores = model.similarity(images, encode_captions(model, items, args.batch_size))  # (images, captions)
+        scores = model.similarity(images, encode_captions(model, items, batch_size=args.batch_size))
 
     top = scores.topk(min(args.top, scores.shape[1]), dim=1)
     rows = []

@@ -1,38 +1,45 @@
-"""Datasets: precomputed region features (memory-mapped), the synthetic shapes generator, raw images.
+"""Data: the one door to dataset folders (:func:`open_split`), the manifest schema, the ``precomp`` format,
+the synthetic shapes generator, raw-image datasets and feature extraction.
 
 Example:
-    >>> from mmzoo.data import PrecomputedDataset, collate_pairs, make_shapes
+    >>> from mmzoo.data import make_shapes, open_split
     >>> make_shapes("data/shapes", images=200)  # doctest: +SKIP
-    >>> ds = PrecomputedDataset("data/shapes", "train")  # doctest: +SKIP
+    >>> train = open_split("data/shapes", "train")  # doctest: +SKIP
     >>> pics = KarpathyImages("dataset_flickr30k.json", "flickr30k-images", "test")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+from mmzoo.data.door import open_split
 from mmzoo.data.images import ImageFolder, ImageRecord, KarpathyImages, collate_images, read_karpathy
+from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, SplitInfo, read_manifest, write_manifest
 from mmzoo.data.precomputed import (
-    MANIFEST_NAME,
     PairBatch,
     PrecomputedDataset,
+    PrecomputedFormat,
     collate_pairs,
     read_captions,
-    read_manifest,
 )
 from mmzoo.data.shapes import load_scenes, make_scenes, make_shapes
 
 __all__ = [
     "MANIFEST_NAME",
+    "DataManifest",
     "ImageFolder",
     "ImageRecord",
     "KarpathyImages",
     "PairBatch",
     "PrecomputedDataset",
+    "PrecomputedFormat",
+    "SplitInfo",
     "collate_images",
     "collate_pairs",
     "load_scenes",
     "make_scenes",
     "make_shapes",
+    "open_split",
     "read_captions",
     "read_karpathy",
     "read_manifest",
+    "write_manifest",
 ]

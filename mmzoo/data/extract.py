@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,12 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from mmzoo._atomic import atomic_write_json, atomic_write_text
 from mmzoo.data.images import KarpathyImages, collate_images
-from mmzoo.data.precomputed import MANIFEST_NAME
+from mmzoo.data.manifest import DataManifest, read_manifest, write_manifest
 from mmzoo.errors import ConfigError, DataError
 
 logger = logging.getLogger("mmzoo.data.extract")
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 #: the visual settings that decide the extracted regions (the head's settings do not).
@@ -93,30 +87,60 @@ def extract_split(
     if overwrite:
         for path in (ims, caps, marker):
             path.unlink(missing_ok=True)
+    done = _resume_point(ims, caps, marker, n, source)
+    if done is None:
+        logger.info("%s is complete; pass overwrite=True (--overwrite) to extract it again.", ims)
+        return ims
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        shape = _extract(encoder, dataset, ims, marker, done, batch_size, workers, progress, source, split)
+    finally:
+        encoder.train(was_training)
+    captions = [c for i in range(n) for c in dataset.image_captions(i)]
+    atomic_write_text(caps, "\n".join(captions) + "\n")
+    marker.unlink(missing_ok=True)
+    _update_manifest(out, split, shape, len(captions) // n, source)
+    return ims
+
+
+def _resume_point(ims: Path, caps: Path, marker: Path, n: int, source: dict[str, Any]) -> int | None:
+    """Images already written by an interrupted run (0 for a fresh one), or None when the split is complete."""
     state = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else None
     if state is None and ims.is_file():
         if caps.is_file():
-            logger.info("%s is complete; pass overwrite=True (--overwrite) to extract it again.", ims)
-            return ims
+            return None
         raise DataError(f"{ims} exists without captions or a progress marker; remove it or use --overwrite.")
     if state is not None and (state.get("images") != n or state.get("source") != source or not ims.is_file()):
         raise DataError(
             f"{marker} belongs to another run ({state.get('images')} images, source {state.get('source')}); "
             "use --overwrite to start again."
         )
+    return int(state["done"]) if state else 0
 
-    was_training = encoder.training
-    encoder.eval()
-    done = int(state["done"]) if state else 0
+
+def _extract(
+    encoder: Any,
+    dataset: KarpathyImages,
+    ims: Path,
+    marker: Path,
+    done: int,
+    batch_size: int,
+    workers: int,
+    progress: bool,
+    source: dict[str, Any],
+    split: str,
+) -> tuple[int, ...]:
+    """Run the backbone over images ``done..n`` into the memory-mapped file, recording progress per batch."""
+    n = len(dataset.records)
     images = dataset.images()
     images.transform = encoder.transform(train=False)
     loader = DataLoader(
         Subset(images, range(done, n)), batch_size=batch_size, num_workers=workers, collate_fn=collate_images
     )
-    features = np.lib.format.open_memmap(ims, mode="r+") if state else None
-    bar = tqdm(total=n, initial=done, desc=f"extract {split}", unit="img", disable=not progress)
+    features = np.lib.format.open_memmap(ims, mode="r+") if done else None
     device = next(encoder.parameters()).device
-    try:
+    with tqdm(total=n, initial=done, desc=f"extract {split}", unit="img", disable=not progress) as bar:
         for pixels, index in loader:
             with torch.inference_mode():
                 regions = encoder.regions(pixels.to(device)).float().cpu().numpy()
@@ -126,40 +150,33 @@ def extract_split(
                 raise DataError(f"The backbone gave regions {regions.shape[1:]}, the file holds {features.shape[1:]}.")
             features[index[0] : index[-1] + 1] = regions
             features.flush()
-            done = index[-1] + 1
-            _write_json(marker, {"images": n, "done": done, "shape": list(features.shape), "source": source})
+            state = {"images": n, "done": index[-1] + 1, "shape": list(features.shape), "source": source}
+            atomic_write_json(marker, state, indent=1)
             bar.update(len(index))
-    finally:
-        bar.close()
-        encoder.train(was_training)
-    captions = [c for i in range(n) for c in dataset.image_captions(i)]
-    tmp = caps.with_name(caps.name + ".tmp")
-    tmp.write_text("\n".join(captions) + "\n", encoding="utf-8")
-    os.replace(tmp, caps)
-    marker.unlink(missing_ok=True)
-    _update_manifest(out, split, features.shape, len(captions) // n, source)
-    return ims
+    if features is None:
+        features = np.load(ims, mmap_mode="r")
+    return tuple(features.shape)
 
 
 def _update_manifest(out: Path, split: str, shape: tuple[int, ...], per_image: int, source: dict[str, Any]) -> None:
     """Record the split in ``mmzoo_data.json`` (the precomputed layout's manifest) with how it was made."""
-    path = out / MANIFEST_NAME
-    manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    manifest.update(
-        {
-            "format": 1,
-            "generator": "mmzoo extract-features",
-            "regions": int(shape[1]),
-            "region_dim": int(shape[2]),
-            "captions_per_image": per_image,
-            "source": source,
-        }
-    )
+    manifest = read_manifest(out) or DataManifest()
+    update: dict[str, Any] = {
+        "format": "precomp",
+        "generator": "mmzoo extract-features",
+        "regions": int(shape[1]),
+        "region_dim": int(shape[2]),
+        "region_policy": f"grid-{int(shape[1])}",
+        "captions_per_image": per_image,
+        "source": source,
+        "extractor": source.get("visual") or None,
+    }
     if source.get("visual"):
         # train the same pixel encoder on these regions: the trained model then also runs on images
-        manifest["model_overrides"] = {f"visual.{k}": v for k, v in source["visual"].items()}
-    manifest.setdefault("splits", {})[split] = {"images": int(shape[0]), "captions": int(shape[0]) * per_image}
-    _write_json(path, manifest)
+        update["model_overrides"] = {f"visual.{k}": v for k, v in source["visual"].items()}
+    data = {**manifest.to_json(), **{k: v for k, v in update.items() if v is not None}}
+    data.setdefault("splits", {})[split] = {"images": int(shape[0]), "captions": int(shape[0]) * per_image}
+    write_manifest(out, DataManifest.model_validate(data))
 
 
 __all__ = ["SOURCE_KEYS", "check_extractor", "extract_split", "visual_source"]

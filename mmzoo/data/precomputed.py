@@ -2,8 +2,12 @@
 
 A dataset folder holds, per split (``train``, ``dev``, ``test``, ``testall``)::
 
-    {split}_ims.npy    (N, k, D) floating point: k region features of size D per image
-    {split}_caps.txt   one caption per line, ``captions_per_image`` consecutive lines per image
+    {split}_ims.npy      (N, k, D) floating point: k region features of size D per image
+    {split}_caps.txt     one caption per line, ``captions_per_image`` consecutive lines per image
+    {split}_counts.npy   optional (N,) integers: the valid regions of each image, for variable region counts
+                         (adaptive 10-100 boxes); the rows beyond an image's count are padding, masked out
+    {split}_boxes.npy    optional (N, k, 4) float32 boxes (x1, y1, x2, y2) of the regions
+    {split}_ids.txt      optional: the source image id of each image, one per line
 
 The features are opened with ``np.load(..., mmap_mode="r")`` and one row is copied per item, so
 memory is bounded by the batch, not by the file (COCO's training features are about 33 GB).
@@ -11,12 +15,14 @@ memory is bounded by the batch, not by the file (COCO's training features are ab
 Two feature layouts exist in the wild and are detected as the reference code does (SCAN's
 ``im_div``): one row per image (``N_rows * captions_per_image == N_captions``) or one row per
 caption (``N_rows == N_captions``, the rows of an image's captions repeat it). Either way image
-``j`` is the logical image of captions ``j*cpi .. j*cpi + cpi - 1`` and ``ds[i][3] == i // cpi``.
+``j`` is the logical image of captions ``j*cpi .. j*cpi + cpi - 1`` and ``ds[i][4] == i // cpi``.
+
+This is the ``precomp`` data format (:class:`PrecomputedFormat`); open folders through
+:func:`mmzoo.data.open_split`, which picks the format the folder's manifest names.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,32 +33,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mmzoo.contracts import DataFormat, Split
+from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, read_manifest
 from mmzoo.errors import DataError
 
 logger = logging.getLogger("mmzoo.data.precomputed")
 
-MANIFEST_NAME = "mmzoo_data.json"
 #: rows of features checked per step by :meth:`PrecomputedDataset.validate`.
 VALIDATE_CHUNK_BYTES = 64 * 2**20
-
-
-def read_manifest(root: str | Path) -> dict[str, Any] | None:
-    """The dataset's ``mmzoo_data.json`` (written by generators such as ``make_shapes``), or None if absent.
-
-    Example:
-        >>> read_manifest("data/shapes")["region_dim"]  # doctest: +SKIP
-        64
-    """
-    path = Path(root) / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"Cannot read the dataset manifest {path}: {exc}. Fix or delete the file.") from None
-    if not isinstance(data, dict):
-        raise DataError(f"The dataset manifest {path} must hold a JSON object; got {type(data).__name__}.")
-    return data
 
 
 def read_captions(path: Path) -> list[str]:
@@ -77,11 +65,20 @@ def read_captions(path: Path) -> list[str]:
 
 def open_features(path: Path) -> np.ndarray:
     """Memory-map ``path`` and check that it is a non-empty (N, k, D) floating-point array."""
+    if path.is_dir():
+        raise DataError(f"Feature file {path} is a folder; a split needs the file {{split}}_ims.npy.")
     if not path.is_file():
         raise DataError(f"Feature file {path} not found: a split needs {{split}}_ims.npy and {{split}}_caps.txt.")
     try:
         features = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except ValueError as exc:
+        if "pickled" in str(exc):  # numpy's own hint would suggest unsafe loading: say what the file really is
+            raise DataError(
+                f"{path} is not a .npy array of numbers (it is garbage, or an object array that only unpickling "
+                "could read, which mmzoo never does). Save the features with np.save(path, float32_array)."
+            ) from None
+        raise DataError(f"Cannot open {path} as a .npy array: {exc}") from None
+    except (OSError, EOFError) as exc:
         raise DataError(f"Cannot open {path} as a .npy array: {exc}") from None
     if not isinstance(features, np.ndarray):
         raise DataError(f"{path} is not a single .npy array (an .npz archive?); save it with np.save.")
@@ -91,13 +88,16 @@ def open_features(path: Path) -> np.ndarray:
             "Global features (N, D) can be saved as (N, 1, D) with x[:, None, :]."
         )
     if features.dtype.kind != "f":
-        raise DataError(f"{path} has dtype {features.dtype}; region features must be floating point (float32).")
+        raise DataError(
+            f"{path} has dtype {features.dtype}; region features must be floating point (float32; float16 and "
+            "float64 are read and cast)."
+        )
     if 0 in features.shape:
         raise DataError(f"{path} is empty: shape {features.shape}.")
     return features
 
 
-class PrecomputedDataset(torch.utils.data.Dataset):
+class PrecomputedDataset(torch.utils.data.Dataset, Split):
     """One split of a precomputed-feature dataset: item ``i`` is caption ``i`` with its image's regions.
 
     Args:
@@ -109,22 +109,28 @@ class PrecomputedDataset(torch.utils.data.Dataset):
 
     Example:
         >>> ds = PrecomputedDataset("data/shapes", "train")  # doctest: +SKIP
-        >>> features, caption, caption_id, image_id = ds[7]  # (k, D) float32, str, 7, 1
+        >>> features, mask, caption, caption_id, image_id = ds[7]  # (k, D) float32, (k,) bool, str, 7, 1
         >>> loader = DataLoader(ds, batch_size=128, shuffle=True, collate_fn=collate_pairs)  # doctest: +SKIP
     """
 
     def __init__(
-        self, root: str | Path, split: str, *, captions_per_image: int | None = None, max_images: int | None = None
+        self,
+        root: str | Path,
+        split: str,
+        *,
+        captions_per_image: int | None = None,
+        max_images: int | None = None,
+        manifest: DataManifest | None = None,
     ) -> None:
         self.root = Path(root)
-        self.split = split
+        self.split = self.name = split
         if not self.root.is_dir():
             raise DataError(f"Dataset folder {self.root} not found.")
-        self.manifest = read_manifest(self.root)
+        self.manifest = manifest if manifest is not None else read_manifest(self.root)
         if captions_per_image is None:
-            captions_per_image = int((self.manifest or {}).get("captions_per_image", 5))
-        if captions_per_image < 1:
-            raise DataError(f"captions_per_image must be >= 1; got {captions_per_image}.")
+            captions_per_image = self.manifest.captions_per_image if self.manifest else 5
+        if isinstance(captions_per_image, bool) or not isinstance(captions_per_image, int) or captions_per_image < 1:
+            raise DataError(f"captions_per_image must be an integer >= 1; got {captions_per_image!r}.")
         self.captions_per_image = captions_per_image
         self.features_path = self.root / f"{split}_ims.npy"
         self.captions_path = self.root / f"{split}_caps.txt"
@@ -132,7 +138,7 @@ class PrecomputedDataset(torch.utils.data.Dataset):
         self._features = open_features(self.features_path)
         rows, self.regions, self.region_dim = (int(n) for n in self._features.shape)
         for key, actual in (("regions", self.regions), ("region_dim", self.region_dim)):
-            stated = (self.manifest or {}).get(key)
+            stated = getattr(self.manifest, key) if self.manifest else None
             if stated is not None and stated != actual:
                 raise DataError(
                     f"{self.features_path} has {key} = {actual} but {self.root / MANIFEST_NAME} says {stated}: "
@@ -154,6 +160,7 @@ class PrecomputedDataset(torch.utils.data.Dataset):
                 f"expected {self.num_images} rows (one per image, {captions_per_image} captions each) "
                 f"or {n_caps} (one per caption)."
             )
+        self.counts = self._read_counts(rows)
         self.twins = self._read_twins()
         if max_images is not None:
             self._truncate(max_images)
@@ -184,34 +191,65 @@ class PrecomputedDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.captions)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, str, int, int]:
-        """(features (k, D) float32 copy, caption, caption index, image index)."""
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, str, int, int]:
+        """(features (k, D) float32 copy, mask (k,) bool, caption, caption index, image index)."""
         index = int(index)
         if not 0 <= index < len(self.captions):
             raise IndexError(f"caption index {index} out of range for {len(self.captions)} captions")
         row = index // self.rows_per_caption
-        return self._read_row(row), self.captions[index], index, index // self.captions_per_image
+        return self._read_row(row), self._mask(row), self.captions[index], index, index // self.captions_per_image
 
     # -- images -----------------------------------------------------------------------------------------
     def image_index(self, caption_index: int) -> int:
         """The logical image a caption describes (``caption_index // captions_per_image``)."""
         return int(caption_index) // self.captions_per_image
 
-    def image_features(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Regions of the given (unique) images: (len(indices), k, D) float32, for evaluation."""
+    def _rows(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if len(indices) and (indices.min() < 0 or indices.max() >= self.num_images):
             raise IndexError(f"image indices must lie in [0, {self.num_images}); got {indices.min()}..{indices.max()}")
-        rows = indices * (self.captions_per_image // self.rows_per_caption)
-        out = np.empty((len(indices), self.regions, self.region_dim), dtype=np.float32)
+        return indices * (self.captions_per_image // self.rows_per_caption)
+
+    def image_features(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Regions of the given (unique) images: (features (n, k, D) float32, mask (n, k) bool), for evaluation."""
+        rows = self._rows(indices)
+        out = np.empty((len(rows), self.regions, self.region_dim), dtype=np.float32)
+        mask = np.empty((len(rows), self.regions), dtype=bool)
         for n, row in enumerate(rows):
             out[n] = self._read_row(int(row))
-        return out
+            mask[n] = self._mask(int(row))
+        return out, mask
 
-    def image_captions(self, image: int) -> list[str]:
-        """The captions of one image."""
-        start = int(image) * self.captions_per_image
-        return self.captions[start : start + self.captions_per_image]
+    def boxes(self, indices: Sequence[int] | np.ndarray) -> np.ndarray | None:
+        """Boxes (n, k, 4) of the given images' regions when the split has them (``{split}_boxes.npy``), else None."""
+        path = self.root / f"{self.split}_boxes.npy"
+        if not path.is_file():
+            return None
+        boxes = np.load(path, mmap_mode="r", allow_pickle=False)
+        return np.asarray(boxes[self._rows(indices)], dtype=np.float32)
+
+    def _mask(self, row: int) -> np.ndarray:
+        if self.counts is None:
+            return np.ones(self.regions, dtype=bool)
+        return np.arange(self.regions) < self.counts[row]
+
+    def _read_counts(self, rows: int) -> np.ndarray | None:
+        """Valid regions per feature row (``{split}_counts.npy``), None when every row is full."""
+        path = self.root / f"{self.split}_counts.npy"
+        if not path.is_file():
+            return None
+        try:
+            counts = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"Cannot read the region counts {path}: {exc}") from None
+        if counts.shape != (rows,) or counts.dtype.kind not in "iu":
+            raise DataError(f"{path} must be an integer array of shape ({rows},), one count per feature row.")
+        if len(counts) and (counts.min() < 1 or counts.max() > self.regions):
+            bad = int(np.flatnonzero((counts < 1) | (counts > self.regions))[0])
+            raise DataError(
+                f"{path}: row {bad} has {counts[bad]} regions; every image needs 1..{self.regions} (the padded length)."
+            )
+        return counts.astype(np.int64)
 
     # -- checks -----------------------------------------------------------------------------------------
     def validate(self, progress: bool = False) -> None:
@@ -222,14 +260,20 @@ class PrecomputedDataset(torch.utils.data.Dataset):
         chunk = max(1, VALIDATE_CHUNK_BYTES // (self.regions * self.region_dim * self._features.itemsize))
         for start in tqdm(range(0, rows, chunk), desc=f"validate {self.split}", disable=not progress, unit="chunk"):
             block = np.asarray(self._features[start : start + chunk])
-            finite = np.isfinite(block).reshape(len(block), -1).all(axis=1)
+            valid = np.isfinite(block)
+            if self.counts is not None:
+                valid |= np.arange(self.regions)[None, :, None] >= self.counts[start : start + chunk, None, None]
+            finite = valid.reshape(len(block), -1).all(axis=1)
             if not finite.all():
                 self._bad_row(start + int(np.argmin(finite)))
 
     def _read_row(self, row: int) -> np.ndarray:
         values = np.array(self._features[row], dtype=np.float32)  # a copy: the memmap stays untouched
-        if not np.isfinite(values).all():
+        valid = values if self.counts is None else values[: self.counts[row]]
+        if not np.isfinite(valid).all():
             self._bad_row(row)
+        if self.counts is not None:
+            values[self.counts[row] :] = 0.0  # padding holds zeros, whatever the file has there
         return values
 
     def _bad_row(self, row: int) -> None:
@@ -275,12 +319,14 @@ class PairBatch:
 
     Attributes:
         features: (B, k, D) float32 region features.
+        mask: (B, k) bool, True for the valid regions.
         captions: the B captions.
         caption_ids: (B,) long, caption indices (dataset item indices).
         image_ids: (B,) long, the image each caption describes; equal ids mark the same image.
     """
 
     features: Tensor
+    mask: Tensor
     captions: list[str]
     caption_ids: Tensor
     image_ids: Tensor
@@ -289,20 +335,41 @@ class PairBatch:
         return len(self.captions)
 
     def to(self, device: torch.device | str) -> PairBatch:
-        return PairBatch(self.features.to(device), self.captions, self.caption_ids, self.image_ids)
+        return PairBatch(
+            self.features.to(device), self.mask.to(device), self.captions, self.caption_ids, self.image_ids
+        )
 
 
-def collate_pairs(items: Sequence[tuple[np.ndarray, str, int, int]]) -> PairBatch:
-    """``DataLoader`` collate function: dataset items -> :class:`PairBatch`."""
+def collate_pairs(items: Sequence[tuple[np.ndarray, np.ndarray, str, int, int]]) -> PairBatch:
+    """``DataLoader`` collate function: split items -> :class:`PairBatch`."""
     if not items:
         raise DataError("collate_pairs got an empty batch.")
     features = torch.from_numpy(np.stack([item[0] for item in items]).astype(np.float32, copy=False))
     return PairBatch(
         features=features,
-        captions=[item[1] for item in items],
-        caption_ids=torch.tensor([item[2] for item in items], dtype=torch.long),
-        image_ids=torch.tensor([item[3] for item in items], dtype=torch.long),
+        mask=torch.from_numpy(np.stack([item[1] for item in items])),
+        captions=[item[2] for item in items],
+        caption_ids=torch.tensor([item[3] for item in items], dtype=torch.long),
+        image_ids=torch.tensor([item[4] for item in items], dtype=torch.long),
     )
 
 
-__all__ = ["MANIFEST_NAME", "PairBatch", "PrecomputedDataset", "collate_pairs", "read_captions", "read_manifest"]
+class PrecomputedFormat(DataFormat):
+    """The ``precomp`` layout above; options: ``captions_per_image``, ``max_images``."""
+
+    description = "precomputed region features: {split}_ims.npy (+ counts, boxes, ids) and {split}_caps.txt"
+
+    def open_split(self, root: Path, split: str, manifest: DataManifest | None, **options: Any) -> PrecomputedDataset:
+        return PrecomputedDataset(root, split, manifest=manifest, **options)
+
+
+__all__ = [
+    "MANIFEST_NAME",
+    "PairBatch",
+    "PrecomputedDataset",
+    "PrecomputedFormat",
+    "collate_pairs",
+    "open_features",
+    "read_captions",
+    "read_manifest",
+]

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from mmzoo.data.precomputed import MANIFEST_NAME
+from mmzoo._atomic import atomic_write_text
+from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, write_manifest
 from mmzoo.errors import DataError
 
 logger = logging.getLogger("mmzoo.data.shapes")
@@ -277,8 +278,8 @@ def _write_split(out: Path, split: str, scenes: list[dict[str, Any]], maker: Reg
     features.flush()
     del features
     lines = [c for scene in scenes for c in scene["captions"]]
-    (out / f"{split}_caps.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / f"{split}_scenes.json").write_text(json.dumps(scenes, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    atomic_write_text(out / f"{split}_caps.txt", "\n".join(lines) + "\n")
+    atomic_write_text(out / f"{split}_scenes.json", json.dumps(scenes, indent=1, sort_keys=True) + "\n")
     if split == TWIN_SPLIT:
         twins = np.array([-1 if s["twin"] is None else s["twin"] for s in scenes], dtype=np.int64)
         np.save(out / f"{split}_twins.npy", twins)
@@ -319,6 +320,7 @@ def make_shapes(
     seed: int = 0,
     regions: int = 12,
     region_dim: int = 64,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write the shapes dataset (train/dev/test in the precomputed layout, scenes, twins, manifest).
 
@@ -330,6 +332,7 @@ def make_shapes(
         seed: everything is a function of the seed: same seed, same bytes.
         regions: regions per image ``k`` (>= 8).
         region_dim: size ``D`` of a region feature.
+        overwrite: replace a dataset already in ``out_dir`` (otherwise that is a DataError: nothing is lost).
 
     Returns:
         The manifest written to ``mmzoo_data.json``.
@@ -343,6 +346,16 @@ def make_shapes(
     sizes = {"train": images, "dev": dev_images or default, "test": test_images or default}
     maker = RegionMaker(regions, region_dim, seed)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file, not a folder: choose another --out.")
+    existing = sorted(p.name for p in out.glob("*_ims.npy")) + (
+        [MANIFEST_NAME] if (out / MANIFEST_NAME).exists() else []
+    )
+    if existing and not overwrite:
+        raise DataError(
+            f"{out} already holds a dataset ({', '.join(existing[:4])}); nothing was written. Choose another --out, "
+            "or pass --overwrite to replace it (a run trained on it would then resume on other data)."
+        )
     out.mkdir(parents=True, exist_ok=True)
     splits: dict[str, dict[str, int]] = {}
     for split in SPLITS:
@@ -350,28 +363,37 @@ def make_shapes(
         _write_split(out, split, scenes, maker, seed)
         splits[split] = {"images": len(scenes), "captions": len(scenes) * CAPTIONS_PER_IMAGE}
         logger.info("wrote %s: %d images", split, len(scenes))
-    manifest = {
-        "name": "shapes",
-        "format": 1,
-        "generator": "mmzoo.data.shapes",
-        "seed": seed,
-        "regions": regions,
-        "region_dim": region_dim,
-        "captions_per_image": CAPTIONS_PER_IMAGE,
-        "splits": splits,
-        "scenes": {split: f"{split}_scenes.json" for split in SPLITS},
-        "twins": {TWIN_SPLIT: f"{TWIN_SPLIT}_twins.npy"},
-        "model_overrides": SHAPES_MODEL,
-        "training_overrides": SHAPES_TRAINING,
-        "vocabulary": {
-            "colours": list(COLOURS),
-            "shapes": list(SHAPES),
-            "sizes": list(SIZES),
-            "relations": list(INVERSE),
-        },
-    }
-    (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return manifest
+    manifest = _manifest(seed, regions, region_dim, splits)
+    write_manifest(out, manifest)
+    return manifest.to_json()
+
+
+def _manifest(seed: int, regions: int, region_dim: int, splits: dict[str, dict[str, int]]) -> DataManifest:
+    """What ``mmzoo_data.json`` says about a shapes dataset: layout, twins, vocabulary, suggested settings."""
+    return DataManifest.model_validate(
+        {
+            "name": "shapes",
+            "format": "precomp",
+            "generator": "mmzoo.data.shapes",
+            "region_policy": f"fixed-{regions}",
+            "extractor": "mmzoo shapes generator (synthetic region features)",
+            "seed": seed,
+            "regions": regions,
+            "region_dim": region_dim,
+            "captions_per_image": CAPTIONS_PER_IMAGE,
+            "splits": splits,
+            "scenes": {split: f"{split}_scenes.json" for split in SPLITS},
+            "twins": {TWIN_SPLIT: f"{TWIN_SPLIT}_twins.npy"},
+            "model_overrides": SHAPES_MODEL,
+            "training_overrides": SHAPES_TRAINING,
+            "vocabulary": {
+                "colours": list(COLOURS),
+                "shapes": list(SHAPES),
+                "sizes": list(SIZES),
+                "relations": list(INVERSE),
+            },
+        }
+    )
 
 
 __all__ = [

@@ -1,8 +1,9 @@
 """The trainer's settings: a pydantic ``TrainConfig`` whose defaults come from the model's recipe.
 
 A recipe (``registry.model.get(name).training``) carries its paper's schedule, e.g. SAEM's for ``mmca``
-(Adam 1e-4, x0.1 every 10 epochs, batch 64) and VSE++'s for ``vsepp`` (Adam 2e-4, x0.1 at epoch 15,
-batch 128). A config file's ``training`` section and ``--set training.<field>=`` override them.
+(Adam 1e-4, x0.1 every 10 epochs, batch 64), VSE++'s for ``vsepp`` (Adam 2e-4, x0.1 at epoch 15,
+batch 128) or VSE-infinity's (AdamW 5e-4 with BERT at 0.1x, weight decay 1e-4). A config file's ``training``
+section and ``--set training.<field>=`` override them.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
+from mmzoo.contracts import CheckedModel
 from mmzoo.errors import ConfigError
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(CheckedModel):
     """How to train a matching model: schedule, negatives, hardware and reproducibility.
 
     Example:
@@ -25,13 +27,20 @@ class TrainConfig(BaseModel):
         (0.0002, 128, 2)
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     epochs: int = Field(30, ge=1, description="Passes over the training captions.")
     batch_size: int = Field(
         128, ge=2, description="Image-caption pairs per step and per process (the in-batch negatives)."
     )
-    lr: float = Field(2e-4, gt=0.0, description="Adam learning rate at the start.")
+    optimizer: Literal["adam", "adamw"] = Field("adam", description="Adam (VSE++, SCAN, MMCA) or AdamW (VSE-infinity).")
+    lr: float = Field(2e-4, gt=0.0, description="Learning rate at the start.")
+    weight_decay: float = Field(0.0, ge=0.0, description="Weight decay (decoupled for AdamW, L2 for Adam).")
+    lr_groups: dict[str, float] = Field(
+        default_factory=dict,
+        description="Parameter-name prefix -> learning-rate multiplier, e.g. {'text.bert': 0.1}; the longest "
+        "matching prefix wins, every other parameter gets 1.",
+    )
     lr_decay_every: int = Field(15, ge=1, description="Multiply the learning rate by lr_decay every this many epochs.")
     lr_decay: float = Field(0.1, gt=0.0, le=1.0, description="Step-decay factor of the learning rate.")
     grad_clip: float = Field(
@@ -67,6 +76,14 @@ class TrainConfig(BaseModel):
     def _check_hard_negatives(cls, value: Any) -> Any:
         if isinstance(value, bool) or (isinstance(value, int) and value < 1):
             raise ValueError("must be 'all' or a positive integer h (negatives per anchor)")
+        return value
+
+    @field_validator("lr_groups")
+    @classmethod
+    def _check_groups(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not 0.0 <= v <= 1e3}
+        if bad:
+            raise ValueError(f"multipliers must lie in [0, 1000]; got {bad}")
         return value
 
     @classmethod

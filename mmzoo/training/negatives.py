@@ -1,11 +1,12 @@
 """The training score matrix, with all in-batch pairs fused or only the cheap-ranked hard candidates.
 
-A fused model scores a pair as ``S = <i0, c0> + alpha * fused``; the fused term is a forward pass per
+A fused model scores a pair as ``S = dual_weight * <i0, c0> + alpha * fused``; the fused term is a forward pass per
 pair, so mining among all B x B pairs costs B^2 passes. With ``hard_negatives = h`` the fused term is
 computed only for the *candidate* pairs:
 
 * every positive (the diagonal);
-* for each image anchor (row) the h captions with the highest cheap score ``<i0, c0>``;
+* for each image anchor (row) the h captions with the highest cheap score ``<i0, c0>`` (the cheap score is the
+  cosine of the pooled embeddings whatever ``dual_weight`` is);
 * for each caption anchor (column) the h images with the highest cheap score.
 
 The candidates of all anchors form one set; a candidate is a negative for both its image and its caption.
@@ -46,8 +47,9 @@ def candidate_mask(cheap: Tensor, h: int, diagonal_offset: int = 0) -> Tensor:
 
 
 def fused_pairs(model: MatchingModel, images: Fragments, texts: Fragments, img_idx: Tensor, txt_idx: Tensor) -> Tensor:
-    """Fused scores of the pairs (images[img_idx[p]], texts[txt_idx[p]]) via ``fusion.score_pairs``, in chunks."""
-    step = int(getattr(model.fusion.config, "chunk_pairs", 1024))
+    """Fused scores of the pairs (images[img_idx[p]], texts[txt_idx[p]]) via ``fusion.score_pairs``, in chunks of the
+    block's declared ``pairs_per_block``."""
+    step = int(model.fusion.pairs_per_block)
     parts = [
         model.fusion.score_pairs(images[img_idx[s : s + step]], texts[txt_idx[s : s + step]])
         for s in range(0, len(img_idx), step)
@@ -78,14 +80,15 @@ def score_rows(
     cheap = images.pooled @ texts.pooled.t()
     if not model.uses_fusion:
         return cheap
+    dual = cheap if model.dual_weight == 1.0 else model.dual_weight * cheap
     if hard_negatives == "all":
-        return cheap + model.alpha * model.fusion(images, texts)
+        return dual + model.alpha * model.fusion(images, texts)
     if candidates is None:
         candidates = candidate_mask(cheap, int(hard_negatives))
     img_idx, txt_idx = candidates.nonzero(as_tuple=True)  # row-major, the order fusion.forward uses
     fused = fused_pairs(model, images, texts, img_idx, txt_idx)
     fused_full = cheap.new_zeros(cheap.shape).index_put((img_idx, txt_idx), fused.to(cheap.dtype))
-    return (cheap + model.alpha * fused_full).masked_fill(~candidates, float("-inf"))
+    return (dual + model.alpha * fused_full).masked_fill(~candidates, float("-inf"))
 
 
 __all__ = ["candidate_mask", "fused_pairs", "score_rows"]

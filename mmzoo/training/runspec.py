@@ -20,7 +20,9 @@ from typing import Any
 import yaml
 
 from mmzoo import registry
-from mmzoo.config import SECTIONS, apply_overrides, load_config_file
+from mmzoo._version import __version__
+from mmzoo.config import SECTIONS, apply_overrides, load_config_file, parse_yaml
+from mmzoo.data import DataManifest, open_split, read_manifest
 from mmzoo.errors import ConfigError
 from mmzoo.factory import resolve_config
 from mmzoo.training.config import TrainConfig
@@ -38,10 +40,10 @@ class RunSpec:
     recipe: str | None = None
     data_settings: dict[str, Any] = field(default_factory=dict)
     user_overrides: dict[str, Any] = field(default_factory=dict)
+    #: digests of the data files when the run started (see :func:`mmzoo.training.rundir.data_fingerprint`).
+    data_fingerprint: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        from mmzoo import __version__
-
         return {
             "mmzoo_version": __version__,
             "recipe": self.recipe,
@@ -50,6 +52,7 @@ class RunSpec:
             "training": self.training.to_dict(),
             "data_settings": self.data_settings,
             "user_overrides": self.user_overrides,
+            "data_fingerprint": self.data_fingerprint,
         }
 
     @classmethod
@@ -62,8 +65,9 @@ class RunSpec:
                 recipe=data.get("recipe"),
                 data_settings=dict(data.get("data_settings") or {}),
                 user_overrides=dict(data.get("user_overrides") or {}),
+                data_fingerprint=dict(data.get("data_fingerprint") or {}),
             )
-        except KeyError as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"run.json lacks {exc}; it was not written by `mmzoo train`.") from None
 
 
@@ -77,7 +81,7 @@ def parse_sets(items: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. fusion.heads=8 or training.lr=1e-4.")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = parse_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML: {exc}") from None
         if key.startswith("training."):
@@ -102,10 +106,10 @@ def is_full_config(section: Mapping[str, Any]) -> bool:
     return all(isinstance(section.get(s), Mapping) and "name" in section[s] for s in ("visual", "text", "loss"))
 
 
-def data_settings(data: str | Path, region_dim: int, manifest: Mapping[str, Any] | None) -> dict[str, Any]:
+def data_settings(data: str | Path, region_dim: int, manifest: DataManifest | None) -> dict[str, Any]:
     """Model settings the data implies: its region size and the manifest's ``model_overrides``."""
     settings: dict[str, Any] = {"visual.in_dim": int(region_dim)}
-    settings.update(dict((manifest or {}).get("model_overrides") or {}))
+    settings.update(dict(manifest.model_overrides if manifest else {}))
     return settings
 
 
@@ -130,7 +134,7 @@ def prepare_run(
     sets: Sequence[str] = (),
     epochs: int | None = None,
     region_dim: int | None = None,
-    manifest: Mapping[str, Any] | None = None,
+    manifest: DataManifest | Mapping[str, Any] | None = None,
 ) -> RunSpec:
     """Resolve the model and training configs of a new run (see the module docstring for precedence).
 
@@ -147,45 +151,61 @@ def prepare_run(
         )
     model_section = dict(file.get("model") or {})
     set_model, set_training = parse_sets(sets)
-    if is_full_config(model_section):
-        base: dict[str, Any] = {k: v for k, v in model_section.items()}
-        user = {**flatten_model_section(model_section), **set_model}
-        user_overrides = dict(set_model)
-    elif model is None:
+    full = is_full_config(model_section)
+    if not full and model is None:
         raise ConfigError(
             "Name the model to train (--model NAME; `mmzoo list` shows them) or give a full model config."
         )
-    else:
-        base = registry.model.get(model).config
-        user = {**flatten_model_section(model_section), **set_model}
-        user_overrides = user
-    if region_dim is None or manifest is None:
-        from mmzoo.data import PrecomputedDataset, read_manifest
-
-        region_dim = PrecomputedDataset(data, "train").region_dim if region_dim is None else region_dim
-        manifest = read_manifest(data) if manifest is None else manifest
-
-    recipe_training = registry.model.get(model).training if model else {}
-    suggested_training = dict((manifest or {}).get("training_overrides") or {})
+    base: dict[str, Any] = dict(model_section) if full else registry.model.get(model).config
+    user = {**flatten_model_section(model_section), **set_model}
+    if region_dim is None:
+        region_dim = open_split(data, "train").region_dim
+    if manifest is None:
+        manifest = read_manifest(data)
+    elif not isinstance(manifest, DataManifest):
+        manifest = DataManifest.model_validate(dict(manifest))
     training_overrides = {**dict(file.get("training") or {}), **set_training}
     if epochs is not None:
         training_overrides["epochs"] = epochs
-    applied_training = {}
-    for key, value in suggested_training.items():
-        if key not in training_overrides:
-            applied_training[f"training.{key}"] = value
+    training, applied_training = _training(data, model, manifest, training_overrides)
+    applied = _data_model_settings(data, base, user, data_settings(data, region_dim, manifest))
+    resolved = resolve_config(apply_overrides(base, applied), set_model if full else user)
+    return RunSpec(
+        model=resolved.to_dict(),
+        training=training,
+        data=str(Path(data).resolve()),
+        recipe=model,
+        data_settings={**applied, **applied_training},
+        user_overrides=user,
+    )
+
+
+def _training(
+    data: str | Path, model: str | None, manifest: DataManifest | None, overrides: Mapping[str, Any]
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """The recipe's schedule, then what the data suggests (unless the user set it), then the user's settings."""
+    recipe_training = registry.model.get(model).training if model else {}
+    suggested = dict(manifest.training_overrides if manifest else {})
+    applied = {}
+    for key, value in suggested.items():
+        if key not in overrides:
+            applied[f"training.{key}"] = value
             logger.info(
                 "from the data in %s: training.%s=%r (set training.%s yourself to change it)", data, key, value, key
             )
-    training = TrainConfig.for_recipe({**recipe_training, **suggested_training}, training_overrides)
+    return TrainConfig.for_recipe({**recipe_training, **suggested}, overrides), applied
 
-    implied = data_settings(data, region_dim, manifest)
-    if "visual.in_dim" in user and int(user["visual.in_dim"]) != implied["visual.in_dim"]:
+
+def _data_model_settings(
+    data: str | Path, base: Mapping[str, Any], user: Mapping[str, Any], implied: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The data-implied model settings that apply: not set by the user, and fitting the model's components."""
+    if "visual.in_dim" in user and user["visual.in_dim"] != implied["visual.in_dim"]:
         raise ConfigError(
             f"visual.in_dim={user['visual.in_dim']} but the data in {data} has regions of size "
             f"{implied['visual.in_dim']}; drop the setting (it is taken from the data)."
         )
-    applied = {}
+    applied: dict[str, Any] = {}
     for key, value in sorted(implied.items(), key=lambda kv: not kv[0].endswith(".name")):
         if key in user:
             logger.info("the data suggests %s=%r; keeping your %s=%r", key, value, key, user[key])
@@ -195,17 +215,7 @@ def prepare_run(
             continue
         applied[key] = value
         logger.info("from the data in %s: %s=%r (set %s yourself to change it)", data, key, value, key)
-    resolved = resolve_config(
-        apply_overrides(base, applied), user_overrides if not is_full_config(model_section) else set_model
-    )
-    return RunSpec(
-        model=resolved.to_dict(),
-        training=training,
-        data=str(Path(data).resolve()),
-        recipe=model,
-        data_settings={**applied, **applied_training},
-        user_overrides=user,
-    )
+    return applied
 
 
 __all__ = ["RunSpec", "data_settings", "flatten_model_section", "is_full_config", "parse_sets", "prepare_run"]

@@ -10,43 +10,27 @@ on the shapes test split).
 from __future__ import annotations
 
 import math
-from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
-from mmzoo.contracts import Fragments
+from mmzoo.contracts import Split
+from mmzoo.evaluation import encode_captions, encode_images, evaluate, recall_metrics
 from mmzoo.model import MatchingModel
 from mmzoo.training.distributed import DistContext
 
 
 @torch.no_grad()
-def _encode_images(model: MatchingModel, dataset: Any, indices: range, batch_size: int) -> Fragments | None:
-    parts = []
-    for start in range(indices.start, indices.stop, batch_size):
-        feats = dataset.image_features(np.arange(start, min(start + batch_size, indices.stop)))
-        parts.append(model.encode_images(torch.from_numpy(feats)))
-    return Fragments.cat(parts) if parts else None
-
-
-@torch.no_grad()
-def _encode_texts(model: MatchingModel, captions: list[str], batch_size: int) -> Fragments:
-    return Fragments.cat(
-        [model.encode_texts(captions[s : s + batch_size]) for s in range(0, len(captions), batch_size)]
-    )
-
-
-@torch.no_grad()
-def sharded_similarity(model: MatchingModel, dataset: Any, ctx: DistContext, batch_size: int) -> torch.Tensor:
+def sharded_similarity(model: MatchingModel, dataset: Split, ctx: DistContext, batch_size: int) -> torch.Tensor:
     """The full (N_images, N_captions) score matrix, its rows computed across processes; on every rank."""
     n_img = dataset.num_images
     share = math.ceil(n_img / ctx.world_size)
     mine = range(min(ctx.rank * share, n_img), min((ctx.rank + 1) * share, n_img))
-    texts = _encode_texts(model, list(dataset.captions), batch_size)
-    images = _encode_images(model, dataset, mine, batch_size)
-    rows = torch.zeros(share, len(texts), device=texts.pooled.device, dtype=torch.float32)
-    if images is not None:
+    device = model.device
+    texts = encode_captions(model, dataset.captions, batch_size=batch_size).to(device)
+    rows = torch.zeros(share, len(texts), device=device, dtype=torch.float32)
+    if len(mine):
+        images = encode_images(model, dataset, list(mine), batch_size=batch_size).to(device)
         for s in range(0, len(images), batch_size):
             rows[s : s + batch_size] = model.similarity(images[s : s + batch_size], texts).float()
     if not ctx.enabled:
@@ -56,10 +40,10 @@ def sharded_similarity(model: MatchingModel, dataset: Any, ctx: DistContext, bat
     return torch.cat(parts)[:n_img]
 
 
-def evaluate_split(model: MatchingModel, dataset: Any, ctx: DistContext, batch_size: int, device: torch.device) -> dict:
+def evaluate_split(
+    model: MatchingModel, dataset: Split, ctx: DistContext, batch_size: int, device: torch.device
+) -> dict:
     """Recall metrics of ``dataset`` (dev): the standard evaluation, sharded when distributed."""
-    from mmzoo.evaluation import evaluate, recall_metrics
-
     was_training = model.training
     model.eval()
     try:

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmzoo._atomic import atomic_folder, recover_folder
 from mmzoo.errors import CheckpointError
-from mmzoo.training.atomic import atomic_folder, recover_folder
 
 STATE_NAME = "training_state.pt"
 

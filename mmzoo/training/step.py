@@ -11,7 +11,8 @@ local part, so process r holds its share of d(N*L)/dtheta; DDP averages the shar
 dL/dtheta, the gradient one process with batch N*B computes. With per-process mining each process's
 loss covers only its B anchors; when the loss sums over anchors (``reduction="sum"``, the VSE++/SCAN
 convention) it is multiplied by N so that DDP's average equals the gradient of the sum over all N*B
-anchors.
+anchors; a loss that averages (``reduction="mean"``) is left as is, since the mean of the processes' means
+is the mean over all anchors. Every loss declares its reduction (:class:`mmzoo.Loss`).
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ class TrainingStep(nn.Module):
         self.dist_ctx = dist_ctx or DistContext()
         self.global_negatives = global_negatives
 
-    def forward(self, features: Tensor, captions: Sequence[str]) -> Tensor:
+    def forward(self, features: Tensor, captions: Sequence[str], mask: Tensor | None = None) -> Tensor:
         model = self.model
-        images = model.encode_images(features)
+        images = model.encode_images(features, mask)
         texts = model.encode_texts(captions)
         ctx = self.dist_ctx
         if ctx.enabled and self.global_negatives:
@@ -58,7 +59,7 @@ class TrainingStep(nn.Module):
             rows = score_rows(model, all_images[mine], all_texts, self.hard_negatives, candidates)
             return model.loss_fn(gather_tensor(rows.float()))
         loss = model.loss_fn(score_rows(model, images, texts, self.hard_negatives).float())
-        if ctx.enabled and getattr(model.loss_fn, "reduction", "sum") == "sum":
+        if ctx.enabled and model.loss_fn.reduction == "sum":
             loss = loss * ctx.world_size
         return loss
 

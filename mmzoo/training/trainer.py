@@ -8,18 +8,19 @@ A run folder holds::
     last/              the last epoch's model plus training_state.pt (optimizer, scheduler, scaler,
                        epoch, step, RNG states): what ``--resume`` continues from
 
-Every file and folder is replaced atomically (:mod:`mmzoo.training.atomic`). Epoch e's shuffle order
+Every file and folder is replaced atomically (:mod:`mmzoo._atomic`). Epoch e's shuffle order
 depends only on (seed, e) and every RNG is restored on resume, so on the CPU a resumed run produces
-the same weights bit for bit as an uninterrupted one.
+the same weights bit for bit as an uninterrupted one. A non-finite loss stops training at once, and each
+epoch is checked for collapse (:mod:`mmzoo.training.health`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,20 +30,34 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from mmzoo.errors import CheckpointError, ConfigError
-from mmzoo.training.atomic import atomic_write_json, atomic_write_text, recover_folder
+from mmzoo._atomic import atomic_write_json, is_storage_error, recover_folder, storage_error, writable_dir
+from mmzoo.data import collate_pairs, open_split
+from mmzoo.errors import CheckpointError, ConfigError, MMZooWarning
+from mmzoo.evaluation import encode_captions, encode_images
+from mmzoo.factory import create_model
+from mmzoo.model import MatchingModel, load_pretrained
+from mmzoo.training import health
 from mmzoo.training.config import TrainConfig
 from mmzoo.training.distributed import DistContext, all_reduce_mean, barrier, init_distributed, shutdown_distributed
 from mmzoo.training.precision import autocast, make_scaler, resolve_amp, resolve_device
+from mmzoo.training.rundir import (
+    METRICS_NAME,
+    RUN_NAME,
+    changed_files,
+    clean_start,
+    data_fingerprint,
+    read_metrics,
+    read_run,
+    write_metrics,
+)
 from mmzoo.training.runspec import RunSpec
 from mmzoo.training.sharded_eval import evaluate_split
 from mmzoo.training.state import TrainingState, capture_rng, load_training_state, restore_rng, save_checkpoint
 from mmzoo.training.step import TrainingStep
 
 logger = logging.getLogger("mmzoo.training.trainer")
-
-RUN_NAME = "run.json"
-METRICS_NAME = "metrics.jsonl"
+#: dev items encoded after each epoch to measure the embeddings' spread (collapse check).
+PROBE_ITEMS = 256
 
 
 def seed_everything(seed: int) -> None:
@@ -56,21 +71,6 @@ def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch records of a run (empty when none yet)."""
-    path = Path(run_dir) / METRICS_NAME
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def read_run(run_dir: str | Path) -> RunSpec:
-    path = Path(run_dir) / RUN_NAME
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing: {run_dir} is not an mmzoo training run.")
-    return RunSpec.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 @dataclass
@@ -89,40 +89,22 @@ class Trainer:
     """
 
     def __init__(self, spec: RunSpec, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> None:
-        from mmzoo.data import PrecomputedDataset
-
         self.spec = spec
         self.cfg: TrainConfig = spec.training
-        self.run_dir = Path(run_dir)
+        self.run_dir = writable_dir(Path(run_dir), "run folder")
         self.progress = progress
-        if resume and not recover_folder(self.run_dir / "last").is_dir():
+        last = self.run_dir / "last"
+        recover_folder(self.run_dir / "best")  # a swap interrupted by a crash is finished first
+        if resume and not recover_folder(last).is_dir():
             raise CheckpointError(
                 f"{self.run_dir} has no checkpoint yet (no finished epoch): start it again without --resume."
             )
-        pre_device = resolve_device(self.cfg.device)
-        self.ctx: DistContext = init_distributed(pre_device.type)
+        self.ctx: DistContext = init_distributed(resolve_device(self.cfg.device).type)
         self.device = resolve_device(self.cfg.device, self.ctx.local_rank)
         self.amp = resolve_amp(self.cfg.amp, self.device)
-        self.train_set = PrecomputedDataset(spec.data, "train")
-        self.dev_set = PrecomputedDataset(spec.data, "dev")
-        per_process = len(self.train_set) // self.ctx.world_size
-        if per_process < self.cfg.batch_size * self.cfg.grad_accum:
-            raise ConfigError(
-                f"The training split has {len(self.train_set)} captions, {per_process} per process: fewer than one "
-                f"step of batch_size x grad_accum = {self.cfg.batch_size * self.cfg.grad_accum}. Lower the batch size."
-            )
+        self._open_data()
         seed_everything(self.cfg.seed)
-        last = self.run_dir / "last"
-        if resume:
-            from mmzoo.serialization import load_pretrained
-
-            self.model = load_pretrained(last).train()
-        else:
-            from mmzoo.factory import create_model
-
-            self.model = create_model(spec.model)
-            self.model.text.fit(list(self.train_set.captions))
-        self.model.to(self.device).train()
+        self.model = self._build_model(last if resume else None)
         self.training_step = TrainingStep(self.model, self.cfg.hard_negatives, self.ctx, self.cfg.global_negatives)
         self.step_module: torch.nn.Module = self.training_step
         if self.ctx.enabled:
@@ -131,19 +113,20 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.step_module = DistributedDataParallel(self.training_step, device_ids=device_ids)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(self.params, lr=self.cfg.lr)
+        self.optimizer = build_optimizer(self.model, self.cfg)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=self.cfg.lr_decay_every, gamma=self.cfg.lr_decay
         )
         self.scaler = make_scaler(self.device, self.amp)
-        self.epoch = 0
-        self.step = 0
-        self.best_rsum: float | None = None
+        #: the loss's own setting, which warm-up epochs suspend (all negatives) and later epochs restore
+        self.hardest_negative = bool(
+            self.model.loss_fn.supports_hardest_negative and self.model.loss_fn.hardest_negative
+        )
+        self.epoch, self.step, self.best_rsum = 0, 0, None
         if resume:
             self._load_state(last)
         if self.ctx.is_main:  # on resume: records changed settings (more --epochs, moved --data)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.run_dir / RUN_NAME, {**spec.to_dict(), "world_size": self.ctx.world_size})
+            self._write_run(resume)
         logger.info(
             "training on %s (amp %s, %d process(es)), %d trainable parameters",
             self.device,
@@ -151,6 +134,40 @@ class Trainer:
             self.ctx.world_size,
             sum(p.numel() for p in self.params),
         )
+
+    def _write_run(self, resume: bool) -> None:
+        current = data_fingerprint(self.spec.data)
+        if not resume:
+            clean_start(self.run_dir)
+        elif self.spec.data_fingerprint and changed_files(self.spec.data_fingerprint, current):
+            changed = ", ".join(changed_files(self.spec.data_fingerprint, current))
+            message = (
+                f"The data in {self.spec.data} changed since this run started ({changed}): the resumed run trains "
+                "on other data than its first epochs did. Point --data at the original data, or start a new run."
+            )
+            logger.warning(message)
+            warnings.warn(message, MMZooWarning, stacklevel=3)
+        self.spec.data_fingerprint = current
+        atomic_write_json(self.run_dir / RUN_NAME, {**self.spec.to_dict(), "world_size": self.ctx.world_size})
+
+    def _open_data(self) -> None:
+        self.train_set = open_split(self.spec.data, "train")
+        self.dev_set = open_split(self.spec.data, "dev")
+        per_process = len(self.train_set) // self.ctx.world_size
+        if per_process < self.cfg.batch_size * self.cfg.grad_accum:
+            raise ConfigError(
+                f"The training split has {len(self.train_set)} captions, {per_process} per process: fewer than one "
+                f"step of batch_size x grad_accum = {self.cfg.batch_size * self.cfg.grad_accum}. Lower the batch size."
+            )
+
+    def _build_model(self, checkpoint: Path | None) -> MatchingModel:
+        """A new model (its text encoder fitted to the training captions), or the checkpoint's to resume."""
+        if checkpoint is not None:
+            model = load_pretrained(checkpoint).train()
+        else:
+            model = create_model(self.spec.model)
+            model.text.fit(list(self.train_set.captions))
+        return model.to(self.device).train()
 
     # -- state --------------------------------------------------------------------------------------
     def _load_state(self, folder: Path) -> None:
@@ -164,8 +181,7 @@ class Trainer:
         restore_rng(state.rng)
         self.epoch, self.step, self.best_rsum = state.epoch, state.step, state.best_rsum
         if self.ctx.is_main:  # forget epochs logged after the checkpoint was written
-            kept = [m for m in read_metrics(self.run_dir) if m.get("epoch", 0) <= self.epoch]
-            atomic_write_text(self.run_dir / METRICS_NAME, "".join(json.dumps(m) + "\n" for m in kept))
+            write_metrics(self.run_dir, [m for m in read_metrics(self.run_dir) if m.get("epoch", 0) <= self.epoch])
         logger.info("resumed %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
 
     def _state(self) -> TrainingState:
@@ -180,11 +196,17 @@ class Trainer:
             amp=self.amp,
         )
 
+    def base_lr(self) -> float:
+        """The learning rate of the groups without a multiplier (``lr`` scheduled so far)."""
+        for group in self.optimizer.param_groups:
+            multiplier = group.get("lr_multiplier", 1.0)
+            if multiplier > 0:
+                return float(group["lr"]) / multiplier
+        return 0.0
+
     # -- loop ---------------------------------------------------------------------------------------
     def loader(self, epoch: int) -> DataLoader:
         """The training batches of ``epoch`` for this process: shuffled by (seed, epoch), full batches only."""
-        from mmzoo.data import collate_pairs
-
         sampler = DistributedSampler(
             self.train_set,
             num_replicas=self.ctx.world_size,
@@ -208,10 +230,11 @@ class Trainer:
 
     def set_negatives(self, epoch: int) -> None:
         """Warm-up epochs sum over all negatives (every pair fused, whatever ``hard_negatives`` says); later
-        epochs use the hardest negative (when the loss has the switch) among the ``hard_negatives`` candidates."""
+        epochs restore the loss's own setting (the hardest negative, for the triplet loss's default) among the
+        ``hard_negatives`` candidates."""
         warm = epoch < self.cfg.warmup_epochs
-        if hasattr(self.model.loss_fn, "hardest_negative"):
-            self.model.loss_fn.hardest_negative = not warm
+        if self.model.loss_fn.supports_hardest_negative:
+            self.model.loss_fn.set_hardest_negative(self.hardest_negative and not warm)
         self.training_step.hard_negatives = "all" if warm else self.cfg.hard_negatives
 
     def train_epoch(self, epoch: int) -> EpochResult:
@@ -237,7 +260,18 @@ class Trainer:
                 sync = nullcontext() if ddp is None or micro == accum - 1 else ddp.no_sync()
                 with sync:
                     with autocast(self.device, self.amp):
-                        loss = self.step_module(batch.features.to(self.device, non_blocking=True), batch.captions)
+                        features = batch.features.to(self.device, non_blocking=True)
+                        loss = self.step_module(features, batch.captions, batch.mask.to(self.device))
+                    if not bool(torch.isfinite(loss)):
+                        raise health.non_finite_loss(
+                            loss,
+                            epoch=epoch + 1,
+                            step=self.step + 1,
+                            caption_ids=batch.caption_ids.tolist(),
+                            features=batch.features,
+                            model=self.model,
+                            cfg=self.cfg,
+                        )
                     self.scaler.scale(loss / accum).backward()
                 total_loss += float(loss.detach())
                 pairs += len(batch.captions) * self.ctx.world_size
@@ -262,29 +296,64 @@ class Trainer:
         try:
             while self.epoch < self.cfg.epochs:
                 epoch = self.epoch
-                lr = self.optimizer.param_groups[0]["lr"]
+                lr = self.base_lr()
                 result = self.train_epoch(epoch)
                 self.scheduler.step()
                 dev = evaluate_split(self.model, self.dev_set, self.ctx, self.cfg.eval_batch_size, self.device)
+                diagnosis = self.check_health(result.loss, dev)
                 self.epoch = epoch + 1
                 record = {
                     "epoch": self.epoch,
                     "step": self.step,
                     "loss": result.loss,
                     "lr": lr,
-                    "hardest_negative": bool(getattr(self.model.loss_fn, "hardest_negative", False)),
+                    "hardest_negative": bool(
+                        self.model.loss_fn.supports_hardest_negative and self.model.loss_fn.hardest_negative
+                    ),
                     "hard_negatives": self.training_step.hard_negatives,
                     "pairs_per_s": result.pairs / max(result.seconds, 1e-9),
                     "seconds": result.seconds,
                     "dev": dev,
+                    "collapse": diagnosis.signs if diagnosis.collapsed else [],
                 }
                 records.append(record)
                 if self.ctx.is_main:
+                    if diagnosis.collapsed:
+                        logger.warning(diagnosis.message(self.epoch))
+                        warnings.warn(diagnosis.message(self.epoch), MMZooWarning, stacklevel=2)
                     self._write_epoch(record, dev)
                 barrier(self.ctx)
         finally:
             shutdown_distributed(self.ctx)
         return records
+
+    @torch.no_grad()
+    def check_health(self, loss: float, dev: dict[str, Any]) -> health.Diagnosis:
+        """Collapse signs after an epoch: the spread of a dev sample's embeddings, the tied loss, chance recall."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            n = min(PROBE_ITEMS, self.dev_set.num_images)
+            features, mask = self.dev_set.image_features(range(n))
+            images = encode_images(self.model, self.dev_set, range(n), batch_size=self.cfg.eval_batch_size)
+            cpi = self.dev_set.captions_per_image
+            texts = encode_captions(
+                self.model, self.dev_set.captions[: n * cpi : cpi], batch_size=self.cfg.eval_batch_size
+            )
+            tied = health.tied_loss(self.model.loss_fn, self.cfg.batch_size, self.device)
+        finally:
+            self.model.train(was_training)
+        return health.diagnose(
+            loss=loss,
+            tied_loss=tied,
+            dev_rsum=float(dev.get("rsum", float("nan"))),
+            chance=health.chance_rsum(self.dev_set.num_images, self.dev_set.captions_per_image),
+            image_spread=health.spread(images.pooled),
+            text_spread=health.spread(texts.pooled),
+            feature_std=float(features[mask].std()) if mask.sum() > 1 else 0.0,
+            cfg=self.cfg,
+            hardest_negative=bool(self.model.loss_fn.supports_hardest_negative and self.model.loss_fn.hardest_negative),
+        )
 
     def _write_epoch(self, record: dict[str, Any], dev: dict[str, Any]) -> None:
         rsum = float(dev.get("rsum", float("nan")))
@@ -297,13 +366,40 @@ class Trainer:
             dev.get("t2i_r1", float("nan")),
             record["pairs_per_s"],
         )
-        previous = read_metrics(self.run_dir)
-        atomic_write_text(self.run_dir / METRICS_NAME, "".join(json.dumps(m) + "\n" for m in [*previous, record]))
-        if not math.isnan(rsum) and (self.best_rsum is None or rsum > self.best_rsum):
-            self.best_rsum = rsum
-            save_checkpoint(self.run_dir / "best", self.model)
-            logger.info("new best dev rsum %.2f -> %s", rsum, self.run_dir / "best")
-        save_checkpoint(self.run_dir / "last", self.model, self._state())
+        try:
+            write_metrics(self.run_dir, [*read_metrics(self.run_dir), record])
+            if not math.isnan(rsum) and (self.best_rsum is None or rsum > self.best_rsum):
+                self.best_rsum = rsum
+                save_checkpoint(self.run_dir / "best", self.model)
+                collapsed = " (but the model looks collapsed, see the warning)" if record["collapse"] else ""
+                logger.info("new best dev rsum %.2f -> %s%s", rsum, self.run_dir / "best", collapsed)
+            save_checkpoint(self.run_dir / "last", self.model, self._state())
+        except (OSError, RuntimeError) as exc:
+            if is_storage_error(exc):
+                raise storage_error(exc, self.run_dir, "checkpoint in") from None
+            raise
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or AdamW over the trainable parameters, one group per learning-rate multiplier (``lr_groups``)."""
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    used: set[str] = set()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        prefix = max((k for k in cfg.lr_groups if name == k or name.startswith(k + ".")), key=len, default=None)
+        if prefix is not None:
+            used.add(prefix)
+        groups.setdefault(cfg.lr_groups[prefix] if prefix is not None else 1.0, []).append(param)
+    unused = sorted(set(cfg.lr_groups) - used)
+    if unused:
+        raise ConfigError(
+            f"training.lr_groups names {unused}, which match no trainable parameter (prefixes of parameter names "
+            "such as 'text.bert' or 'visual.fc'; a frozen part has none)."
+        )
+    param_groups = [{"params": ps, "lr": cfg.lr * m, "lr_multiplier": m} for m, ps in sorted(groups.items())]
+    optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return optimizer(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def train(
@@ -319,9 +415,9 @@ def train(
         spec = spec if spec is not None else read_run(run_dir)
     elif spec is None:
         raise ConfigError("train() needs a RunSpec for a new run (see mmzoo.training.prepare_run).")
-    elif (Path(run_dir) / "last").exists():
+    elif (Path(run_dir) / "last").exists() or (Path(run_dir) / ".last.old").exists():
         raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick a new --out.")
     return Trainer(spec, run_dir, resume=resume, progress=progress).fit()
 
 
-__all__ = ["METRICS_NAME", "RUN_NAME", "Trainer", "read_metrics", "read_run", "train"]
+__all__ = ["METRICS_NAME", "RUN_NAME", "Trainer", "build_optimizer", "read_metrics", "read_run", "train"]

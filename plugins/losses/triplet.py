@@ -29,15 +29,22 @@ class TripletConfig(mmzoo.ComponentConfig):
 
 
 class TripletLoss(mmzoo.Loss):
-    """Hinge loss over the (B, B) score matrix; ``self.hardest_negative`` may be switched per epoch."""
+    """Hinge loss over the (B, B) score matrix; the trainer switches the hardest negative off for warm-up epochs."""
 
     Config = TripletConfig
+    supports_hardest_negative = True
 
     def __init__(self, config: TripletConfig, context: mmzoo.BuildContext) -> None:
         super().__init__(config, context)
         self.margin = config.margin
         self.hardest_negative = config.hardest_negative
-        self.reduction = config.reduction
+
+    @property
+    def reduction(self) -> Literal["sum", "mean"]:
+        return self.config.reduction
+
+    def set_hardest_negative(self, hardest: bool) -> None:
+        self.hardest_negative = bool(hardest)
 
     def forward(self, scores: Tensor) -> Tensor:
         if scores.dim() != 2 or scores.shape[0] != scores.shape[1] or scores.shape[0] == 0:

@@ -1,7 +1,7 @@
 """MMCA: Multi-Modality Cross Attention Network (Wei, Zhang, Li, Zhang, Wu, CVPR 2020).
 
 Registers the image self-attention encoder, the BERT + 1D-CNN text encoder, the cross-attention
-fusion block and the recipes ``mmca`` and ``mmca-no-cross``. Where the paper is silent, values follow
+fusion block, the recipes ``mmca`` and ``mmca-no-cross`` and the zoo entries ``mmca-coco`` / ``mmca-f30k``. Where the paper is silent, values follow
 SAEM (Wu et al., ACM MM 2019), which shares both single-modality branches; see docs/mmca.md.
 """
 
@@ -13,8 +13,7 @@ import mmzoo
 from mmzoo_plugins.mmca.fusion import CrossAttentionFusion
 from mmzoo_plugins.mmca.regions import RegionSelfAttention
 from mmzoo_plugins.mmca.text import BertCNNTextEncoder
-
-PAPER = "Wei et al., Multi-Modality Cross Attention Network for Image and Sentence Matching, CVPR 2020"
+from mmzoo_plugins.mmca.zoo import ENTRIES, PAPER
 
 #: SAEM's schedule (Adam 1e-4, x0.1 every 10 epochs, 30 epochs, batch 64, clip 2), one warm-up epoch.
 TRAINING = {
@@ -60,3 +59,5 @@ def mmzoo_register(registry: ModuleType) -> None:
             TRAINING,
         ),
     )
+    for entry in ENTRIES:
+        registry.pretrained.register(entry.alias, entry)

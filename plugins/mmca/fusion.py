@@ -13,10 +13,10 @@ per-image and per-caption work cached once, only pair-dependent work per pair (`
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 import mmzoo
@@ -33,20 +33,29 @@ class CrossAttentionConfig(mmzoo.ComponentConfig):
     text_pool: Literal["cnn", "mean"] = Field("cnn", description="How c1 pools the text part: 1D-CNN or mean.")
     windows: list[int] = Field([1, 2, 3], min_length=1, description="CNN window sizes when text_pool is 'cnn'.")
     channels: int = Field(512, gt=0, description="CNN channels per window when text_pool is 'cnn'.")
-    chunk_pairs: int = Field(
-        1024, gt=0, description="Pairs pushed at once through the straightforward (training) path."
-    )
     block_pairs: int = Field(
         4096,
         gt=0,
-        description="Pairs per block of the scoring engine: the memory bound of one block of pair activations.",
+        description="Pairs held at once, by the scoring engine and the training path: the memory bound of a block.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_chunk_pairs(cls, data: Any) -> Any:
+        """mmzoo 0.1 had a second block size for the training path; configs saved then still load."""
+        if isinstance(data, dict) and "chunk_pairs" in data:
+            data = {k: v for k, v in data.items() if k != "chunk_pairs"}
+        return data
 
 
 class CrossAttentionFusion(mmzoo.FusionBlock):
     """Joint self-attention over [regions ; words] for every pair -> <i1, c1>."""
 
     Config = CrossAttentionConfig
+
+    @classmethod
+    def test_config(cls) -> dict:
+        return {"heads": 4, "ffn_dim": 64, "channels": 8}
 
     def __init__(self, config: CrossAttentionConfig, context: mmzoo.BuildContext) -> None:
         super().__init__(config, context)
@@ -60,7 +69,7 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         n_img, n_txt = len(images), len(texts)
         img_idx = torch.arange(n_img, device=images.features.device).repeat_interleave(n_txt)
         txt_idx = torch.arange(n_txt, device=texts.features.device).repeat(n_img)
-        step = self.config.chunk_pairs
+        step = self.pairs_per_block
         scores = [
             self.pair_scores(images, texts, img_idx[s : s + step], txt_idx[s : s + step])
             for s in range(0, n_img * n_txt, step)

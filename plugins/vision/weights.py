@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mmzoo import load_state_strict
 from mmzoo.errors import CheckpointError, ConfigError
-from mmzoo.serialization import load_state_strict
 
 logger = logging.getLogger("mmzoo.vision.weights")
 

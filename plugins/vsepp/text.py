@@ -43,6 +43,10 @@ class GRUTextEncoder(mmzoo.TextEncoder):
 
     Config = GRUTextConfig
 
+    @classmethod
+    def test_config(cls) -> dict:
+        return {"word_dim": 16}
+
     def __init__(self, config: GRUTextConfig, context: mmzoo.BuildContext) -> None:
         super().__init__(config, context)
         self.vocab: dict[str, int] = {}

@@ -26,6 +26,10 @@ class WordRegionMax(mmzoo.FusionBlock):
 
     Config = WordRegionMaxConfig
 
+    @classmethod
+    def test_config(cls) -> dict:
+        return {"proj_dim": 16}
+
     def __init__(self, config: WordRegionMaxConfig, context: mmzoo.BuildContext) -> None:
         super().__init__(config, context)
         self.region_proj = nn.Linear(context.embed_dim, config.proj_dim)

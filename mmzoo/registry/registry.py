@@ -1,12 +1,7 @@
-"""One generic :class:`Registry` type and one instance per kind of component.
+"""One generic :class:`Registry` type: name -> object for one kind, with attribution and helpful misses.
 
-The module itself is what plugins receive in their hook, so registering reads naturally::
-
-    @mmzoo.hookimpl
-    def mmzoo_register(registry):
-        registry.fusion.register("my-fusion", MyFusion)
-
-Registries fill lazily: the first lookup loads the installed plugins (see :mod:`mmzoo.plugins`).
+Registries fill lazily: the first lookup runs the loader that :mod:`mmzoo.registry.plugins` installs (the
+installed plugins' hooks). This module knows nothing about plugins beyond that callback.
 """
 
 from __future__ import annotations
@@ -19,14 +14,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from mmzoo.config import Recipe
-from mmzoo.contracts import Component, ComponentConfig, FusionBlock, Loss, TextEncoder, VisualEncoder
 from mmzoo.errors import PluginError, UnknownComponentError
 
 T = TypeVar("T")
 
 #: name of the plugin whose hook is running, so that each entry knows where it came from.
 current_plugin: contextvars.ContextVar[str | None] = contextvars.ContextVar("mmzoo_current_plugin", default=None)
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 
 def natural_key(text: str) -> list[Any]:
@@ -41,6 +36,17 @@ class Entry(Generic[T]):
     name: str
     obj: T
     plugin: str | None
+
+
+class _Hooks:
+    """What the plugin layer plugs in: the loader run before the first lookup, and a description of the
+    plugins for messages about names that are not registered."""
+
+    load: Callable[[], None] = staticmethod(lambda: None)
+    describe: Callable[[], str] = staticmethod(lambda: "")
+
+
+hooks = _Hooks()
 
 
 class Registry(Generic[T]):
@@ -59,10 +65,10 @@ class Registry(Generic[T]):
         """
         if obj is None:
             return lambda o: self.register(name, o, override=override) or o
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise PluginError(f"Invalid {self.kind} name {name!r}: use letters, digits, '-', '_' and '.'.")
         if current_plugin.get() is None:
-            _ensure_plugins()  # user code: surface a clash with an installed plugin now, not later
+            hooks.load()  # user code: surface a clash with an installed plugin now, not later
         if name in self._entries and not override:
             owner = self._entries[name].plugin or "user code"
             raise PluginError(
@@ -79,7 +85,7 @@ class Registry(Generic[T]):
 
     def entry(self, name: str) -> Entry[T]:
         """The entry for ``name``, with the plugin that registered it."""
-        _ensure_plugins()
+        hooks.load()
         try:
             return self._entries[name]
         except KeyError:
@@ -91,86 +97,36 @@ class Registry(Generic[T]):
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a case-insensitive glob, in natural order."""
-        _ensure_plugins()
+        hooks.load()
         pattern = pattern.lower()
         return sorted((n for n in self._entries if fnmatch.fnmatchcase(n.lower(), pattern)), key=natural_key)
 
-    def entries(self) -> list[Entry[T]]:
-        return [self._entries[n] for n in self.names()]
+    def entries(self, pattern: str = "*") -> list[Entry[T]]:
+        return [self._entries[n] for n in self.names(pattern)]
 
     def __contains__(self, name: object) -> bool:
-        _ensure_plugins()
+        hooks.load()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
-        _ensure_plugins()
+        hooks.load()
         return len(self._entries)
 
-    def _drop_plugin(self, plugin: str) -> None:
-        for name in [n for n, e in self._entries.items() if e.plugin == plugin]:
-            del self._entries[name]
+    # -- for the plugin layer: exact snapshots, so a failing plugin leaves everything as it found it ----
+    def snapshot(self) -> dict[str, Entry[T]]:
+        return dict(self._entries)
+
+    def restore(self, snapshot: dict[str, Entry[T]]) -> None:
+        self._entries = dict(snapshot)
 
     def _missing_message(self, name: str) -> str:
-        from mmzoo import plugins
-
         close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        loaded = [r.name for r in plugins.plugin_records() if r.status == "loaded"]
-        failed = [f"{r.name} ({r.error})" for r in plugins.plugin_records() if r.status == "failed"]
         msg = f"No {self.kind} named {name!r}.{hint} Known: {', '.join(self.names()) or 'none'}."
-        msg += f" Installed plugins: {', '.join(loaded) or 'none'}."
-        if failed:
-            msg += f" Plugins that failed to load: {'; '.join(failed)}."
-        return msg + " Run `mmzoo plugins` to inspect them."
+        return msg + hooks.describe()
 
 
-def _component_validator(base: type[Component]) -> Callable[[str, Any], type[Component]]:
-    def validate(name: str, obj: Any) -> type[Component]:
-        if not (isinstance(obj, type) and issubclass(obj, base)):
-            raise PluginError(f"{name!r} must be a subclass of mmzoo.{base.__name__}; got {obj!r}.")
-        if not (isinstance(obj.Config, type) and issubclass(obj.Config, ComponentConfig)):
-            raise PluginError(f"{obj.__name__}.Config must subclass mmzoo.ComponentConfig.")
-        return obj
-
-    return validate
-
-
-def _recipe_validator(name: str, obj: Any) -> Recipe:
-    if isinstance(obj, dict):
-        obj = Recipe(config=obj)
-    if not isinstance(obj, Recipe):
-        raise PluginError(f"model {name!r} must be a mmzoo.Recipe or a config dict; got {type(obj).__name__}.")
-    return obj
-
-
-visual_encoder: Registry[type[VisualEncoder]] = Registry("visual_encoder", _component_validator(VisualEncoder))
-text_encoder: Registry[type[TextEncoder]] = Registry("text_encoder", _component_validator(TextEncoder))
-fusion: Registry[type[FusionBlock]] = Registry("fusion", _component_validator(FusionBlock))
-loss: Registry[type[Loss]] = Registry("loss", _component_validator(Loss))
-model: Registry[Recipe] = Registry("model", _recipe_validator)
-
-#: kind name -> registry, in the order the config sections use.
-KINDS: dict[str, Registry[Any]] = {
-    "visual_encoder": visual_encoder,
-    "text_encoder": text_encoder,
-    "fusion": fusion,
-    "loss": loss,
-    "model": model,
-}
-
-
-def get_registry(kind: str) -> Registry[Any]:
-    """The registry of ``kind`` (one of ``KINDS``)."""
-    try:
-        return KINDS[kind]
-    except KeyError:
-        raise UnknownComponentError(f"No component kind {kind!r}; kinds are {', '.join(KINDS)}.") from None
-
-
-def _ensure_plugins() -> None:
-    from mmzoo import plugins
-
-    plugins.load_plugins()
+__all__ = ["Entry", "Registry", "current_plugin", "hooks", "natural_key"]

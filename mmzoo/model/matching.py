@@ -1,12 +1,15 @@
 """MatchingModel: a visual encoder, a text encoder, an optional fusion block and a loss, composed.
 
-The score of image I and caption T is ``S = <i0, c0> + alpha * fused(I, T)``: the cosine of the two
-global embeddings plus the fusion block's score of their fragments (MMCA's ``<i1, c1>``).
+The score of image I and caption T is ``S = dual_weight * <i0, c0> + alpha * fused(I, T)``: the cosine of the
+two global embeddings plus the fusion block's score of their fragments (MMCA's ``<i1, c1>``). SCAN and SGRAF
+score with the fused term alone (``dual_weight = 0``); ``<i0, c0>`` remains every model's cheap score for
+shortlisting.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +19,18 @@ import torch
 from torch import Tensor, nn
 
 from mmzoo import registry
+from mmzoo.checkpoint import config_document, write_folder
 from mmzoo.config import SECTIONS, ModelConfig
 from mmzoo.contracts import BuildContext, Fragments, FusionBlock, TextEncoder, TokenBatch, VisualEncoder
 from mmzoo.contracts import Loss as LossBase
 from mmzoo.errors import InputError
+from mmzoo.hub.cards import model_card
+from mmzoo.hub.transfer import push_saved
+from mmzoo.scoring import EmbeddingIndex, SearchResult, fused_matrix
+from mmzoo.scoring import search as search_index
 
 if TYPE_CHECKING:
-    from mmzoo.scoring import EmbeddingIndex, SearchResult
+    from huggingface_hub import CommitInfo
 
 logger = logging.getLogger("mmzoo.model")
 
@@ -66,12 +74,24 @@ class MatchingModel(nn.Module):
         self.loss_fn: LossBase = build("loss")
         #: extra top-level config.json entries that travel with the weights (e.g. preprocessing).
         self.extra_config: dict[str, Any] = {}
+        #: tags the fragments this model encodes, so that another model's fragments are not scored by mistake.
+        self.origin = uuid.uuid4().hex[:12]
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write config.json, model.safetensors and each component's files to ``directory``."""
-        from mmzoo.serialization import save_pretrained
+    def save_pretrained(self, directory: str | Path, *, card: str | None = None) -> Path:
+        """Write config.json, model.safetensors, each component's files and the model card to ``directory``.
 
-        return save_pretrained(self, directory)
+        ``card`` replaces the generated model card (e.g. one with measured results).
+        """
+        document = config_document(self.config.to_dict(), self.extra_config)
+        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.state_dict().items()}
+        text = card if card is not None else str(model_card(document))
+        return write_folder(directory, document, tensors, text, self._save_assets)
+
+    def _save_assets(self, directory: Path) -> None:
+        for section in SECTIONS:
+            component = getattr(self, "loss_fn" if section == "loss" else section)
+            if component is not None:
+                component.save_assets(directory / section)
 
     def push_to_hub(
         self,
@@ -81,21 +101,28 @@ class MatchingModel(nn.Module):
         token: str | bool | None = None,
         revision: str | None = None,
         commit_message: str | None = None,
-    ) -> Any:
+    ) -> CommitInfo:
         """Save this model with its card and upload it to the Hub in one commit; returns the CommitInfo.
 
         Example:
             >>> model.push_to_hub("my-org/my-mmca", private=True)  # doctest: +SKIP
         """
-        from mmzoo.hub import push_to_hub
-
-        return push_to_hub(
-            self, repo_id, private=private, token=token, revision=revision, commit_message=commit_message
+        return push_saved(
+            self.save_pretrained,
+            repo_id,
+            private=private,
+            token=token,
+            revision=revision,
+            commit_message=commit_message,
         )
 
     @property
     def alpha(self) -> float:
         return self.config.alpha
+
+    @property
+    def dual_weight(self) -> float:
+        return self.config.dual_weight
 
     @property
     def uses_fusion(self) -> bool:
@@ -106,6 +133,20 @@ class MatchingModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def input_dim(self) -> int | None:
+        """Size D of the region features ``encode_images`` takes (None: not fixed, e.g. pixels)."""
+        return self.visual.input_dim
+
+    def compact(self, fragments: Fragments) -> Fragments:
+        """What :meth:`similarity` needs later of encoded items: all fragments with a fused term, else only the
+        pooled vector (as one fragment). COCO 5K's caption fragments alone take 3.3 GB at d = 1024."""
+        if self.uses_fusion:
+            return fragments
+        pooled = fragments.pooled
+        mask = torch.ones(len(pooled), 1, dtype=torch.bool, device=pooled.device)
+        return Fragments(pooled[:, None, :], mask, pooled, fragments.modality, fragments.origin)
+
     # -- encoding ---------------------------------------------------------------------------------
     def encode_images(self, features: Any, mask: Tensor | None = None) -> Fragments:
         """Region features (N, k, D) float and an optional validity mask (N, k) bool -> Fragments.
@@ -114,9 +155,21 @@ class MatchingModel(nn.Module):
         images, image file paths or preprocessed pixels (N, 3, H, W); see :meth:`preprocess`.
         """
         if self.visual.takes_pixels and not (isinstance(features, Tensor) and features.dim() == 3):
-            return self.visual(self.preprocess(features).to(self.device), None)
+            return self._tag(self.visual(self.preprocess(features).to(self.device), None), "image")
         features, mask = check_regions(features, mask, self.visual.input_dim)
-        return self.visual(features.to(self.device), mask.to(self.device))
+        device, dtype = self.device, next(self.visual.parameters()).dtype
+        return self._tag(self.visual(features.to(device, dtype), mask.to(device)), "image")
+
+    def _tag(self, fragments: Fragments, modality: str) -> Fragments:
+        """Mark what this model encoded, and refuse to hand on numbers that overflowed."""
+        if not bool(torch.isfinite(fragments.pooled).all()):
+            side = "region features" if modality == "image" else "captions"
+            raise InputError(
+                f"Encoding these {side} gave NaN or infinite embeddings. Inputs of huge magnitude overflow the "
+                "encoder (check the features' scale: bottom-up features are in the tens at most), or the weights "
+                "are broken (a diverged training run)."
+            )
+        return fragments.tagged(modality, self.origin)
 
     def preprocess(self, images: Any, train: bool = False) -> Tensor:
         """Images (PIL, paths, or a (N, 3, H, W) tensor taken as ready) -> pixels, with the saved preprocessing."""
@@ -134,11 +187,15 @@ class MatchingModel(nn.Module):
             raise InputError("encode_texts got an empty batch of captions.")
         if not bool(tokens.mask.any(dim=1).all()):
             raise InputError("Every caption needs at least one token; an empty caption has none.")
-        return self.text(tokens.to(self.device))
+        return self._tag(self.text(tokens.to(self.device)), "text")
 
     def tokenize(self, captions: Sequence[str]) -> TokenBatch:
         if isinstance(captions, str):
             raise InputError("encode_texts takes a list of captions, not one string; wrap it in a list.")
+        if not isinstance(captions, Sequence):
+            raise InputError(
+                f"encode_texts takes a list of captions; got a {type(captions).__name__} (use list(...) first)."
+            )
         if len(captions) == 0:
             raise InputError("encode_texts got an empty batch of captions.")
         bad = [i for i, c in enumerate(captions) if not isinstance(c, str) or not c.strip()]
@@ -148,7 +205,7 @@ class MatchingModel(nn.Module):
 
     # -- scoring ----------------------------------------------------------------------------------
     def similarity(self, images: Fragments, texts: Fragments, block_size: int = 256) -> Tensor:
-        """The full (N_images, N_texts) matrix of S = <i0, c0> + alpha * fused, computed in blocks.
+        """The full (N_images, N_texts) matrix of S = dual_weight * <i0, c0> + alpha * fused, in blocks.
 
         In training mode the fused term is the fusion block's differentiable ``forward`` (dropout on).
         In eval mode it comes from the scoring engine (:func:`mmzoo.scoring.fused_matrix`): per-item
@@ -156,12 +213,13 @@ class MatchingModel(nn.Module):
         is then an inference tensor (no gradients). Any sub-block of the matrix scores the same as
         the whole, to float tolerance.
         """
+        check_pair(images, texts, self.origin)
         scores = images.pooled @ texts.pooled.t()
         if not self.uses_fusion:
             return scores
+        if self.dual_weight != 1.0:
+            scores = self.dual_weight * scores
         if not self.training:
-            from mmzoo.scoring import fused_matrix
-
             fused = fused_matrix(self.fusion, images, texts, block_size=block_size)
             return scores + self.alpha * fused.to(scores.dtype)
         fused = torch.empty_like(scores)
@@ -179,6 +237,7 @@ class MatchingModel(nn.Module):
 
         With ``rerank=K`` the cheap ``<i0, c0>`` score (one matrix product) shortlists K candidates per
         query and the full ``S`` is computed for those only; ``rerank=None`` scores every pair exactly.
+        ``queries`` must be the other modality than the index holds.
 
         Returns:
             :class:`mmzoo.scoring.SearchResult` with ``scores`` (Q, top_k) float32 and ``indices``
@@ -190,9 +249,7 @@ class MatchingModel(nn.Module):
             >>> hits.indices[0]  # doctest: +SKIP
             tensor([12,  3, 40,  7, 19])
         """
-        from mmzoo.scoring import search
-
-        return search(self, queries, index, top_k=top_k, rerank=rerank)
+        return search_index(self, queries, index, top_k=top_k, rerank=rerank)
 
     def forward(
         self, features: Tensor, captions: Sequence[str] | TokenBatch, mask: Tensor | None = None
@@ -204,6 +261,32 @@ class MatchingModel(nn.Module):
             raise InputError(f"The training forward needs one caption per image; got {len(texts)} for {len(images)}.")
         scores = self.similarity(images, texts, block_size=max(len(images), 1))
         return MatchingOutput(self.loss_fn(scores), scores)
+
+
+def check_pair(images: Fragments, texts: Fragments, origin: str | None = None) -> None:
+    """Image and caption fragments must fit together: Fragments of the right modality and model, same d and device."""
+    for name, value in (("images", images), ("texts", texts)):
+        if not isinstance(value, Fragments):
+            raise InputError(
+                f"similarity takes the Fragments of encode_images and encode_texts; {name} is {type(value).__name__}."
+            )
+    if images.modality == "text" or texts.modality == "image":
+        raise InputError("similarity(images, texts) got captions as images or images as captions: swap the arguments.")
+    strangers = [
+        f.origin for f in (images, texts) if f.origin is not None and origin is not None and f.origin != origin
+    ]
+    if strangers:
+        raise InputError(
+            "These fragments were encoded by another model: encode the images and captions with the model that "
+            "scores them."
+        )
+    if images.pooled.shape[-1] != texts.pooled.shape[-1]:
+        raise InputError(
+            f"The image fragments have size {images.pooled.shape[-1]} but the caption fragments "
+            f"{texts.pooled.shape[-1]}: they come from different models."
+        )
+    if images.device != texts.device:
+        raise InputError(f"The images are on {images.device} and the captions on {texts.device}; move one.")
 
 
 def check_regions(features: Tensor, mask: Tensor | None, input_dim: int | None) -> tuple[Tensor, Tensor]:
@@ -232,4 +315,4 @@ def check_regions(features: Tensor, mask: Tensor | None, input_dim: int | None) 
     return features.masked_fill(~mask.unsqueeze(-1), 0.0), mask
 
 
-__all__ = ["MatchingModel", "MatchingOutput", "check_regions"]
+__all__ = ["MatchingModel", "MatchingOutput", "check_pair", "check_regions"]

@@ -1,4 +1,4 @@
-"""The Hugging Face Hub: ``from_pretrained``, ``download``, ``push_to_hub`` and ``push_run``.
+"""Moving files to and from the Hugging Face Hub: snapshots of mmzoo folders, single foreign files, uploads.
 
 Everything that touches the network goes through huggingface_hub's own functions (``hf_hub_download``,
 ``snapshot_download``, ``HfApi.create_repo`` / ``create_commit``) with ``library_name="mmzoo"``, so its cache,
@@ -7,12 +7,11 @@ imported inside the functions: ``import mmzoo`` stays light.
 
 What mmzoo adds on top:
 
-* names: a zoo alias (``mmca-coco``), ``hf-hub:ORG/REPO[@REV]``, ``local-dir:PATH`` or an existing folder;
-  a bare name that looks like a path but is not a folder is an error suggesting both prefixes (timm's rule);
 * ``config.json`` is fetched first, so a missing plugin is reported before any weight is downloaded;
-* the downloaded files are checked against the Hub's own record of them (the tree listing the download cached:
-  sha256 for LFS files such as ``model.safetensors``, the git blob sha1 for the rest), which catches a cached blob
-  corrupted after download even when its size is unchanged; nothing is ever unpickled (safetensors only);
+* every downloaded file is checked against the Hub's own record of it (the tree listing the download cached:
+  sha256 for LFS files such as ``model.safetensors``, the git blob sha1 for the rest; for a single foreign file
+  the sha256 the Hub sent as its LFS ``X-Linked-Etag``), which catches a cached blob corrupted after download
+  even when its size is unchanged;
 * huggingface_hub's exceptions become one :class:`~mmzoo.errors.HubError` with a message saying what to do.
 """
 
@@ -24,155 +23,68 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmzoo import zoo
-from mmzoo.errors import CheckpointError, HubError, UnknownComponentError
-from mmzoo.serialization import CONFIG_NAME, WEIGHTS_NAME, check_requirements, load_pretrained, read_config
+from mmzoo._version import __version__
+from mmzoo.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_document
+from mmzoo.errors import CheckpointError, HubError
+from mmzoo.hub import cards, zoo
+from mmzoo.hub.names import HF_PREFIX, REPO_ID, Source
+from mmzoo.registry import PretrainedEntry
 
 if TYPE_CHECKING:
-    import torch
     from huggingface_hub import CommitInfo, ModelCard
-
-    from mmzoo.model import MatchingModel
 
 logger = logging.getLogger("mmzoo.hub")
 
-HF_PREFIX = "hf-hub:"
-LOCAL_PREFIX = "local-dir:"
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: files in a saved folder that are never uploaded (atomic-write leftovers, caches).
 _SKIP_UPLOAD = (".tmp", ".incomplete", ".lock")
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where a model name points: a Hub repository at a revision, or a local folder."""
-
-    kind: str  # "hub" or "local"
-    name: str  # what the user wrote (for messages)
-    repo_id: str | None = None
-    revision: str | None = None
-    path: Path | None = None
-
-
-def parse_name(name: str | os.PathLike, revision: str | None = None) -> Source:
-    """Resolve a model name to a :class:`Source` without touching the network.
-
-    Example:
-        >>> parse_name("hf-hub:mmzoo/mmca-coco@v1")
-        Source(kind='hub', name='hf-hub:mmzoo/mmca-coco@v1', repo_id='mmzoo/mmca-coco', revision='v1', path=None)
-    """
-    if not isinstance(name, str | os.PathLike) or not str(name).strip():
-        raise UnknownComponentError(f"from_pretrained needs a model name or a folder; got {name!r}.")
-    if isinstance(name, os.PathLike):
-        name = os.fspath(name)
-    if name.startswith(HF_PREFIX):
-        repo_id, _, pinned = name[len(HF_PREFIX) :].partition("@")
-        if not _REPO_ID.match(repo_id):
-            raise HubError(f"{name!r} is not a valid Hub name: write 'hf-hub:ORG/REPO' or 'hf-hub:ORG/REPO@REVISION'.")
-        if pinned and revision and pinned != revision:
-            raise HubError(f"{name!r} pins revision {pinned!r} but revision={revision!r} was passed too; keep one.")
-        return Source("hub", name, repo_id=repo_id, revision=pinned or revision)
-    if name.startswith(LOCAL_PREFIX):
-        path = Path(name[len(LOCAL_PREFIX) :]).expanduser()
-        if not path.is_dir():
-            raise CheckpointError(f"{name!r}: the folder {path} does not exist.")
-        return Source("local", name, path=path)
-    if zoo.is_alias(name):
-        entry = zoo.get_pretrained(name)
-        if not entry.available:
-            raise HubError(
-                f"The zoo entry {name!r} has no trained weights yet (status: {entry.status}); nothing can be "
-                f"downloaded from {entry.hub_repo}. {entry.how_to_train()}"
-            )
-        return Source("hub", name, repo_id=entry.hub_repo, revision=revision or entry.revision)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return Source("local", name, path=path)
-    if _looks_like_path(name):
-        repo = name if _REPO_ID.match(name) else "ORG/REPO"
-        raise HubError(
-            f"{name!r} looks like a path but is not a folder here. For a Hugging Face Hub repository write "
-            f"'{HF_PREFIX}{repo}'; for a local folder write '{LOCAL_PREFIX}{name}' with a folder that exists."
-        )
-    from mmzoo import registry
-
-    hint = (
-        f" {name!r} is a recipe (an untrained architecture): build it with mmzoo.create_model({name!r})."
-        if name in registry.model
-        else ""
-    )
-    aliases = ", ".join(a for a, _ in zoo.list_pretrained()) or "none"
-    raise UnknownComponentError(
-        f"Unknown pretrained model {name!r}.{hint} Zoo aliases: {aliases} (see `mmzoo list --pretrained`); "
-        f"or use '{HF_PREFIX}ORG/REPO' or '{LOCAL_PREFIX}PATH'."
-    )
-
-
-def _looks_like_path(name: str) -> bool:
-    return "/" in name or os.sep in name or name.startswith((".", "~")) or name.endswith((".json", ".safetensors"))
+def _common(source: Source, cache_dir: str | Path | None, token: str | bool | None, **flags: bool) -> dict:
+    return {
+        "repo_id": source.repo_id,
+        "cache_dir": str(cache_dir) if cache_dir is not None else None,
+        "token": token,
+        "library_name": "mmzoo",
+        "library_version": __version__,
+        **flags,
+    }
 
 
 # -- downloading ------------------------------------------------------------------------------------------
-def download(
-    name: str | os.PathLike,
+def fetch_snapshot(
+    source: Source,
     *,
-    revision: str | None = None,
     cache_dir: str | Path | None = None,
     token: str | bool | None = None,
     local_files_only: bool = False,
     force_download: bool = False,
-    check_plugins: bool = False,
+    check_config: Callable[[dict], None] | None = None,
 ) -> Path:
-    """Fetch a model into the Hugging Face cache (or find it there) and return its verified local folder.
+    """Fetch an mmzoo folder from the Hub into the cache (or find it there) and return it, verified.
 
-    This is what ``mmzoo download NAME`` runs to prefetch for an air-gapped machine: copy the cache
-    (``HF_HOME``) over and load there with ``HF_HUB_OFFLINE=1``.
-
-    Example:
-        >>> folder = mmzoo.hub.download("hf-hub:my-org/my-model")  # doctest: +SKIP
+    ``check_config`` sees the parsed ``config.json`` before any weight is downloaded (e.g. whether the plugins
+    it needs are installed).
     """
-    source = parse_name(name, revision)
-    if source.kind == "local":
-        return source.path
-    return _download_hub(source, cache_dir, token, local_files_only, force_download, check_plugins)
-
-
-def _download_hub(
-    source: Source,
-    cache_dir: str | Path | None,
-    token: str | bool | None,
-    local_files_only: bool,
-    force_download: bool,
-    check_plugins: bool,
-) -> Path:
     from huggingface_hub import hf_hub_download, snapshot_download
 
-    from mmzoo import __version__
-
-    common = {
-        "repo_id": source.repo_id,
-        "cache_dir": str(cache_dir) if cache_dir is not None else None,
-        "token": token,
-        "local_files_only": local_files_only,
-        "force_download": force_download,
-        "library_name": "mmzoo",
-        "library_version": __version__,
-    }
+    common = _common(source, cache_dir, token, local_files_only=local_files_only, force_download=force_download)
     with _hub_errors(source, CONFIG_NAME):
         # the config first: it names the plugins the model needs, checked before any weight is fetched
         config_path = Path(hf_hub_download(filename=CONFIG_NAME, revision=source.revision, **common))
     commit = config_path.parent.name
-    if check_plugins:
-        check_requirements(read_config(config_path.parent))
+    if check_config is not None:
+        check_config(read_document(config_path.parent))
     with _hub_errors(source, None):
         folder = Path(snapshot_download(revision=commit, **common))
-    if not (folder / WEIGHTS_NAME).is_file():
+    if not (folder / WEIGHTS_NAME).is_file() and not (folder / CONFIG_NAME).is_file():
+        raise HubError(f"{source.name!r}: the snapshot {folder} holds no mmzoo model.")
+    document = read_document(folder)
+    if "model" in document and not (folder / WEIGHTS_NAME).is_file():
         # offline, huggingface_hub returns a partial snapshot when it has no tree listing to compare with
         raise HubError(
             f"{source.name!r}: the snapshot {folder} has no {WEIGHTS_NAME}: the cache holds only part of the model "
@@ -181,6 +93,46 @@ def _download_hub(
         )
     verify_snapshot(folder, source)
     return folder
+
+
+def fetch_file(
+    source: Source,
+    filename: str,
+    *,
+    cache_dir: str | Path | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+    force_download: bool = False,
+) -> tuple[Path, str]:
+    """Fetch one file (a foreign checkpoint) from the Hub into the cache: (its path, the sha256 the Hub records).
+
+    The Hub's record of an LFS file is its sha256, which the cache uses as the blob's name; check the file
+    against it with :func:`verify_file` before trusting its content.
+    """
+    from huggingface_hub import hf_hub_download
+
+    common = _common(source, cache_dir, token, local_files_only=local_files_only, force_download=force_download)
+    with _hub_errors(source, filename):
+        path = Path(hf_hub_download(filename=filename, revision=source.revision, **common))
+    recorded = Path(os.path.realpath(path)).name
+    if not _SHA256.match(recorded):
+        raise HubError(
+            f"{source.name!r}: the Hub recorded no sha256 for {filename} (not an LFS file), so it cannot be verified; "
+            "mmzoo does not load unverified foreign checkpoints."
+        )
+    return path, recorded
+
+
+def verify_file(path: Path, expected: str, source: Source, pinned: str | None = None) -> None:
+    """The file's sha256 must equal the Hub's record (``expected``) and the zoo entry's pin, when it has one."""
+    actual = file_digest(path, "sha256")
+    for digest in (expected, pinned):
+        if digest and actual != digest:
+            raise HubError(
+                f"{source.name!r}: the cached {path.name} is corrupted or not the pinned file: its sha256 is {actual}, "
+                f"expected {digest}. Delete {os.path.realpath(path)} and download again "
+                f"(`mmzoo download {source.name} --force`)."
+            )
 
 
 @contextlib.contextmanager
@@ -336,35 +288,6 @@ def verify_snapshot(folder: Path, source: Source) -> None:
     logger.debug("verified %d files of %s", len(expected), folder)
 
 
-# -- loading ----------------------------------------------------------------------------------------------
-def from_pretrained(
-    name: str | os.PathLike,
-    *,
-    revision: str | None = None,
-    cache_dir: str | Path | None = None,
-    token: str | bool | None = None,
-    local_files_only: bool = False,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
-) -> MatchingModel:
-    """Load trained weights by zoo alias, ``hf-hub:ORG/REPO[@REV]``, ``local-dir:PATH`` or folder, strictly.
-
-    Hub downloads use the Hugging Face cache and honour ``HF_HUB_OFFLINE``; the weights are verified against
-    the Hub's sha256 and loaded from safetensors (never unpickled); a config naming a component no installed
-    plugin provides raises an error naming the distribution to install.
-
-    Example:
-        >>> model = mmzoo.from_pretrained("hf-hub:my-org/mmca-coco")  # doctest: +SKIP
-        >>> model = mmzoo.from_pretrained("local-dir:runs/mmca-coco/best", device="cuda")  # doctest: +SKIP
-    """
-    source = parse_name(name, revision)
-    if source.kind == "local":
-        folder = source.path
-    else:
-        folder = _download_hub(source, cache_dir, token, local_files_only, False, check_plugins=True)
-    return load_pretrained(folder, device=device, dtype=dtype)
-
-
 # -- uploading --------------------------------------------------------------------------------------------
 def push_folder(
     folder: str | Path,
@@ -384,13 +307,11 @@ def push_folder(
     """
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    from mmzoo import __version__
-
     folder = Path(folder)
-    read_config(folder)  # refuse to publish a folder that is not a saved mmzoo model
-    if not (folder / WEIGHTS_NAME).is_file():
+    document = read_document(folder)  # refuse to publish a folder that is not a saved mmzoo model
+    if "model" in document and not (folder / WEIGHTS_NAME).is_file():
         raise CheckpointError(f"{folder / WEIGHTS_NAME} is missing: the folder holds a config but no weights.")
-    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id.removeprefix(HF_PREFIX)):
+    if not isinstance(repo_id, str) or not REPO_ID.match(repo_id.removeprefix(HF_PREFIX)):
         raise HubError(f"{repo_id!r} is not a valid Hub repository id: write ORG/NAME.")
     repo_id = repo_id.removeprefix(HF_PREFIX)
     operations = []
@@ -423,8 +344,8 @@ def push_folder(
     return info
 
 
-def push_to_hub(
-    model: MatchingModel,
+def push_saved(
+    save: Callable[[Path], Path],
     repo_id: str,
     *,
     private: bool = False,
@@ -432,27 +353,15 @@ def push_to_hub(
     revision: str | None = None,
     commit_message: str | None = None,
 ) -> CommitInfo:
-    """Save ``model`` (config, safetensors weights, component files, model card) and upload it in one commit.
-
-    Example:
-        >>> model.push_to_hub("my-org/my-mmca", private=True)  # doctest: +SKIP
-    """
+    """Save a model with ``save(folder)`` into a temporary folder, card it for ``repo_id``, upload in one commit."""
     import tempfile
 
-    from mmzoo import cards
-    from mmzoo.serialization import save_pretrained
-
     with tempfile.TemporaryDirectory(prefix="mmzoo-push-") as tmp:
-        folder = save_pretrained(model, Path(tmp) / "model")
-        card = cards.model_card(read_config(folder), repo_id=repo_id, entry=_entry_for_repo(repo_id))
+        folder = save(Path(tmp) / "model")
+        repo = str(repo_id).removeprefix(HF_PREFIX)
+        card = cards.model_card(read_document(folder), repo_id=repo, entry=entry_for_repo(repo))
         return push_folder(
-            folder,
-            repo_id,
-            private=private,
-            token=token,
-            revision=revision,
-            commit_message=commit_message,
-            card=card,
+            folder, repo_id, private=private, token=token, revision=revision, commit_message=commit_message, card=card
         )
 
 
@@ -470,8 +379,6 @@ def push_run(
     The model card's evaluation results come from the run's own ``metrics.jsonl`` (best epoch, dev split);
     ``run.json`` and ``metrics.jsonl`` travel in the same commit under ``training/``.
     """
-    from mmzoo import cards
-
     run_dir = Path(run_dir)
     if (run_dir / "best" / CONFIG_NAME).is_file():
         folder = run_dir / "best"
@@ -484,7 +391,7 @@ def push_run(
     measured = cards.read_run_metrics(run_dir)
     extra = {f"training/{n}": run_dir / n for n in ("run.json", "metrics.jsonl") if (run_dir / n).is_file()}
     card = cards.model_card(
-        read_config(folder), repo_id=repo_id.removeprefix(HF_PREFIX), entry=_entry_for_repo(repo_id), measured=measured
+        read_document(folder), repo_id=repo_id.removeprefix(HF_PREFIX), entry=entry_for_repo(repo_id), measured=measured
     )
     return push_folder(
         folder,
@@ -498,22 +405,23 @@ def push_run(
     )
 
 
-def _entry_for_repo(repo_id: str) -> zoo.PretrainedEntry | None:
+def entry_for_repo(repo_id: str) -> PretrainedEntry | None:
+    """The zoo entry whose weights live in ``repo_id`` (its card then carries the entry's facts)."""
     repo_id = repo_id.removeprefix(HF_PREFIX)
-    return next((e for e in zoo.pretrained_entries() if e.hub_repo == repo_id), None)
+    return next(
+        (e for e in zoo.pretrained_entries() if e.weights.repo == repo_id and e.weights.format == "mmzoo"), None
+    )
 
 
 __all__ = [
-    "HF_PREFIX",
-    "LOCAL_PREFIX",
-    "Source",
-    "download",
+    "entry_for_repo",
     "expected_digests",
+    "fetch_file",
+    "fetch_snapshot",
     "file_digest",
-    "from_pretrained",
-    "parse_name",
     "push_folder",
     "push_run",
-    "push_to_hub",
+    "push_saved",
+    "verify_file",
     "verify_snapshot",
 ]

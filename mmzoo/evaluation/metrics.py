@@ -22,18 +22,12 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from mmzoo.contracts import Fragments
 from mmzoo.errors import InputError
-
-if TYPE_CHECKING:
-    from mmzoo.data.precomputed import PrecomputedDataset
-    from mmzoo.model import MatchingModel
 
 logger = logging.getLogger("mmzoo.evaluation")
 
@@ -189,163 +183,14 @@ def binding_probe(sims: Tensor | np.ndarray, twins: np.ndarray, captions_per_ima
     return {"bind_i2t": 100.0 * float(i2t.mean()), "bind_t2i": 100.0 * float(t2i.mean())}
 
 
-# -- models ------------------------------------------------------------------------------------------
-def _device(model: MatchingModel, device: torch.device | str | None) -> torch.device:
-    if device is not None:
-        model.to(device)
-    return model.device
-
-
-def _pooled_only(frags: Fragments) -> Fragments:
-    """The pooled vectors as one-fragment Fragments: what a model without fused term scores with."""
-    pooled = frags.pooled
-    return Fragments(pooled[:, None, :], torch.ones(len(pooled), 1, dtype=torch.bool, device=pooled.device), pooled)
-
-
-@torch.inference_mode()
-def encode_dataset(
-    model: MatchingModel,
-    dataset: PrecomputedDataset,
-    *,
-    batch_size: int = 128,
-    device: torch.device | str | None = None,
-    progress: bool = True,
-    keep_fragments: bool | None = None,
-) -> tuple[Fragments, Fragments]:
-    """Encode each unique image once and every caption: (image Fragments, caption Fragments), on the CPU.
-
-    ``keep_fragments`` (default: only when the model has a fused term) keeps the per-region and per-word
-    features; otherwise each Fragments keeps just its pooled vector (as a single fragment), which is all a
-    cosine-only model scores with: COCO 5K's caption fragments alone would take 3.3 GB at d = 1024.
-
-    Example:
-        >>> images, texts = encode_dataset(model, PrecomputedDataset("data/shapes", "test"))  # doctest: +SKIP
-    """
-    from tqdm.auto import tqdm
-
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1; got {batch_size}.")
-    _check_dims(model, dataset)
-    device = _device(model, device)
-    model.eval()
-    keep = model.uses_fusion if keep_fragments is None else keep_fragments
-    shrink = (lambda f: f) if keep else _pooled_only
-    image_parts, text_parts = [], []
-    n_img = dataset.num_images
-    for a in tqdm(range(0, n_img, batch_size), desc="encode images", disable=not progress, unit="batch"):
-        feats = torch.from_numpy(dataset.image_features(np.arange(a, min(a + batch_size, n_img))))
-        image_parts.append(shrink(model.encode_images(feats.to(device))).to("cpu"))
-    caps = dataset.captions
-    for a in tqdm(range(0, len(caps), batch_size), desc="encode captions", disable=not progress, unit="batch"):
-        text_parts.append(shrink(model.encode_texts(caps[a : a + batch_size])).to("cpu"))
-    return Fragments.cat(image_parts), Fragments.cat(text_parts)
-
-
-@torch.inference_mode()
-def score_matrix(
-    model: MatchingModel,
-    images: Fragments,
-    texts: Fragments,
-    *,
-    block_size: int = 1024,
-    progress: bool = False,
-) -> Tensor:
-    """The (N_images, N_texts) score matrix on the CPU, one (block_size x block_size) block at a time.
-
-    Only one block of fragments is on the model's device at once, so scoring 5,000 x 25,000 pairs needs
-    the memory of a block (plus the float32 result on the host).
-    """
-    from tqdm.auto import tqdm
-
-    device = model.device
-    out = torch.empty(len(images), len(texts), dtype=torch.float32)
-    blocks = [(i, j) for i in range(0, len(images), block_size) for j in range(0, len(texts), block_size)]
-    for i, j in tqdm(blocks, desc="score", disable=not progress, unit="block"):
-        img = images[i : i + block_size].to(device)
-        txt = texts[j : j + block_size].to(device)
-        out[i : i + block_size, j : j + block_size] = model.similarity(img, txt).float().cpu()
-    return out
-
-
-def _check_dims(model: MatchingModel, dataset: PrecomputedDataset) -> None:
-    expected = getattr(model.visual, "input_dim", None)
-    if expected is not None and expected != dataset.region_dim:
-        raise InputError(
-            f"The model expects region features of size {expected} (visual.in_dim) but {dataset.features_path} "
-            f"holds size {dataset.region_dim}: evaluate on data of the kind the model was trained on."
-        )
-
-
-@torch.inference_mode()
-def twin_scores(model: MatchingModel, images: Fragments, texts: Fragments, twins: np.ndarray, cpi: int) -> Tensor:
-    """A score matrix filled only where :func:`binding_probe` reads it (image/twin x their captions); NaN-free.
-
-    Used with ``fold5``, when no full score matrix exists.
-    """
-    out = torch.zeros(len(images), len(texts), dtype=torch.float32)
-    device = model.device
-    for i in np.flatnonzero(twins >= 0):
-        t = int(twins[i])
-        if t < i:
-            continue
-        idx = torch.tensor([i, t])
-        caps = torch.cat([torch.arange(i * cpi, (i + 1) * cpi), torch.arange(t * cpi, (t + 1) * cpi)])
-        block = model.similarity(images[idx].to(device), texts[caps].to(device)).float().cpu()
-        out[idx[:, None], caps[None, :]] = block
-    return out
-
-
-def evaluate(
-    model: MatchingModel,
-    dataset: PrecomputedDataset,
-    *,
-    fold5: bool = False,
-    batch_size: int = 128,
-    device: torch.device | str | None = None,
-    progress: bool = True,
-    block_size: int = 1024,
-) -> dict[str, Any]:
-    """Encode ``dataset``, score every image against every caption, and return the recall metrics.
-
-    With ``fold5`` (COCO 1K) only the 5 diagonal blocks are scored and the metrics are averaged over
-    them. When the split has twins (the shapes test split), ``bind_i2t`` and ``bind_t2i`` are added.
-
-    Example:
-        >>> metrics = evaluate(model, PrecomputedDataset("data/shapes", "test"))  # doctest: +SKIP
-        >>> metrics["rsum"], metrics["bind_t2i"]  # doctest: +SKIP
-    """
-    bounds = fold_bounds(dataset.num_images) if fold5 else []  # fail before the (long) encoding
-    twins = dataset.twins if dataset.twins is not None and (dataset.twins >= 0).any() else None
-    images, texts = encode_dataset(model, dataset, batch_size=batch_size, device=device, progress=progress)
-    cpi = dataset.captions_per_image
-    if fold5:
-        logger.info("5-fold evaluation: 5 folds of %d images", dataset.num_images // 5)
-        folds = []
-        for a, b in bounds:
-            sims = score_matrix(model, images[a:b], texts[a * cpi : b * cpi], block_size=block_size, progress=progress)
-            folds.append(recall_metrics(sims, cpi))
-        metrics: dict[str, Any] = average_folds(folds)
-        full = twin_scores(model, images, texts, twins, cpi) if twins is not None else None
-    else:
-        full = score_matrix(model, images, texts, block_size=block_size, progress=progress)
-        metrics = recall_metrics(full, cpi)
-    if twins is not None:
-        metrics.update(binding_probe(full, twins, cpi))
-    return metrics
-
-
 __all__ = [
     "BINDING_KEYS",
     "METRIC_KEYS",
     "RECALL_KEYS",
     "average_folds",
     "binding_probe",
-    "encode_dataset",
-    "evaluate",
     "fold_bounds",
     "ranks",
     "recall_metrics",
     "recall_metrics_fold5",
-    "score_matrix",
-    "twin_scores",
 ]

@@ -1,0 +1,183 @@
+"""Crash-safe writes: a file or a whole folder appears complete or not at all.
+
+Files are written to a temporary name in the same folder, flushed and fsync'ed, then renamed over the
+target (``os.replace`` is atomic on POSIX and Windows). Folders are written under a temporary name and
+swapped in with two renames: ``NAME -> .NAME.old``, ``.NAME.tmp -> NAME``. A process killed between the
+two renames leaves ``.NAME.old`` and no ``NAME``; :func:`recover_folder` (called before every read)
+puts the old folder back, so a reader always sees one complete version.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mmzoo.errors import StorageError
+
+#: OS errors that mean "this cannot be written here", reported as a StorageError that says what to do.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open folders; rename durability is best effort there
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def writable_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Create ``path`` if needed and make sure files can be written in it, before any long work starts."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise StorageError(f"The {what} {path} is a file, not a folder: choose another path.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".mmzoo-write-check-"):
+            pass
+    except OSError as exc:
+        raise storage_error(exc, path, what) from None
+    return path
+
+
+def writable_file(path: str | Path, what: str = "output file") -> Path:
+    """Make sure ``path`` can be written (its folder exists or can be made, and it is not a folder)."""
+    path = Path(path)
+    if path.is_dir():
+        raise StorageError(f"The {what} {path} is a folder; give a file name.")
+    writable_dir(path.parent if str(path.parent) else Path("."), f"folder of the {what}")
+    return path
+
+
+def storage_error(exc: OSError | RuntimeError, path: str | Path, what: str = "file") -> StorageError:
+    """An error while writing, as a StorageError that names the path and what to do."""
+    reasons = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is used up",
+        errno.EFBIG: "the file exceeds the file-size limit",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission is denied",
+        errno.EPERM: "the operation is not permitted",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+    }
+    if isinstance(exc, OSError):
+        reason = reasons.get(exc.errno, exc.strerror or str(exc))
+    else:  # torch's zip writer: "PytorchStreamWriter failed writing file ..."
+        reason = f"the writer failed ({str(exc).splitlines()[0][:200]}), usually a full disk or a file-size limit"
+    return StorageError(
+        f"Cannot write the {what} {path}: {reason}. Free space or choose a writable place; nothing "
+        "complete was replaced."
+    )
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """An OSError that means the disk refused the write (torch's writer reports those as RuntimeError)."""
+    if isinstance(exc, OSError):
+        return exc.errno in _STORAGE_ERRNOS
+    return isinstance(exc, RuntimeError) and ("PytorchStreamWriter" in str(exc) or "file write failed" in str(exc))
+
+
+def replace(tmp: str | Path, path: str | Path) -> Path:
+    """Move a fully written ``tmp`` over ``path`` (flushed to disk first): readers see the old or the new file."""
+    tmp, path = Path(tmp), Path(path)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that a reader sees the old or the new content, never a part."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, data: Any, indent: int = 2) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=indent) + "\n")
+
+
+def fsync_tree(folder: Path) -> None:
+    """Flush every file below ``folder`` (and the folders themselves) to disk."""
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with open(Path(root) / name, "rb") as handle:
+                os.fsync(handle.fileno())
+        _fsync_dir(Path(root))
+
+
+def recover_folder(path: str | Path) -> Path:
+    """Finish an interrupted swap: when ``NAME`` is missing but ``.NAME.old`` exists, restore it."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and old.exists():
+        os.replace(old, path)
+        _fsync_dir(path.parent)
+    elif path.exists() and old.exists():
+        shutil.rmtree(old)
+    return path
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder; on success it replaces ``path`` as a whole.
+
+    Example:
+        >>> with atomic_folder(run_dir / "last") as tmp:  # doctest: +SKIP
+        ...     model.save_pretrained(tmp)
+    """
+    path = Path(path)
+    recover_folder(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if tmp.exists():  # leftover of a killed writer: never trusted
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        fsync_tree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = path.with_name(f".{path.name}.old")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+__all__ = [
+    "atomic_folder",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "fsync_tree",
+    "recover_folder",
+    "replace",
+]

@@ -1,0 +1,220 @@
+"""The saved-model folder: what it holds, writing it, and reading it back strictly, without any network.
+
+A saved model is a folder::
+
+    config.json          {"format_version", "mmzoo_version", "model": <the full model config>, "requires": [...]}
+    model.safetensors    every weight (a frozen BERT included): no pickle, no second download
+    README.md            the model card (huggingface_hub ModelCard, library_name mmzoo)
+    visual/ text/ ...    each component's own files (tokenizer, vocabulary, backbone config)
+
+An ensemble's ``config.json`` holds ``{"ensemble": {"members": ["member-0", ...], "weights": [...]}}`` and each
+member is a saved-model folder below it.
+
+Reading refuses what would run or fetch code: a ``.py`` file anywhere in the folder, or an ``auto_map`` in any
+JSON file (transformers' pointer to custom code), is a CheckpointError, and so is a ``format_version`` newer than
+this mmzoo writes. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from mmzoo import _atomic
+from mmzoo._version import __version__
+from mmzoo.config import SECTIONS
+from mmzoo.errors import CheckpointError, UnknownComponentError
+from mmzoo.registry import get_registry, plugins
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+FORMAT_VERSION = 1
+#: config.json keys of mmzoo's own; any other top-level key travels with the model (``extra_config``).
+RESERVED = frozenset({"format_version", "library_name", "mmzoo_version", "model", "requires", "ensemble"})
+
+
+def requirements(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The plugin distributions (and versions) that provide the components of a model config."""
+    found: dict[str, dict[str, Any]] = {}
+    for section, kind in SECTIONS.items():
+        spec = config.get(section)
+        if not spec:
+            continue
+        record = plugins.plugin_for(kind, spec["name"])
+        key = (
+            record.distribution
+            if record and record.distribution
+            else f"<in-process:{record.name if record else 'user'}>"
+        )
+        entry = found.setdefault(
+            key,
+            {
+                "distribution": record.distribution if record else None,
+                "version": record.version if record else None,
+                "plugin": record.name if record else None,
+                "components": [],
+            },
+        )
+        entry["components"].append(f"{kind}:{spec['name']}")
+    return list(found.values())
+
+
+def config_document(config: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What ``config.json`` holds for a model with this (complete) config."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "library_name": "mmzoo",
+        "mmzoo_version": __version__,
+        "model": dict(config),
+        "requires": requirements(config),
+        **dict(extra or {}),
+    }
+
+
+def write_folder(
+    directory: str | Path,
+    document: Mapping[str, Any],
+    tensors: Mapping[str, torch.Tensor] | None,
+    card: str | None,
+    write_assets: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write a saved-model folder: component files (``write_assets``), the weights, ``config.json``, the card."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if write_assets is not None:
+        write_assets(directory)
+    if tensors is not None:
+        tmp = directory / f".{WEIGHTS_NAME}.tmp"
+        save_file(dict(tensors), str(tmp), metadata={"format": "pt", "library_name": "mmzoo"})
+        _atomic.replace(tmp, directory / WEIGHTS_NAME)
+    _atomic.atomic_write_json(directory / CONFIG_NAME, dict(document))
+    if card is not None:
+        _atomic.atomic_write_text(directory / CARD_NAME, card)
+    return directory
+
+
+def refuse_code(directory: Path) -> None:
+    """A model folder never brings code: no ``.py`` file, no ``auto_map`` (transformers' custom-code pointer)."""
+    code = sorted(str(p.relative_to(directory)) for p in directory.rglob("*.py"))
+    mapped = []
+    for path in sorted(directory.rglob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not ours to judge here; the component that reads it reports it
+        if _mentions(data, "auto_map"):
+            mapped.append(str(path.relative_to(directory)))
+    if code or mapped:
+        what = "; ".join(
+            ([f"Python files {', '.join(code)}"] if code else [])
+            + ([f"'auto_map' (custom code) in {', '.join(mapped)}"] if mapped else [])
+        )
+        raise CheckpointError(
+            f"{directory} carries code ({what}). mmzoo never runs code from a model folder: remove those files or "
+            "entries if you trust them, or get the model from a source that ships weights and configs only."
+        )
+
+
+def _mentions(data: Any, key: str) -> bool:
+    if isinstance(data, dict):
+        return key in data or any(_mentions(v, key) for v in data.values())
+    if isinstance(data, list):
+        return any(_mentions(v, key) for v in data)
+    return False
+
+
+def read_document(directory: str | Path) -> dict[str, Any]:
+    """Parse and check ``config.json`` of a saved model or ensemble (CheckpointError when missing or broken)."""
+    directory = Path(directory)
+    path = directory / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: {directory} is not a saved mmzoo model (no config.json).")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(document, dict) or not ({"model", "ensemble"} & set(document)):
+        raise CheckpointError(f"{path} has no 'model' section; it was not written by mmzoo's save_pretrained.")
+    version = document.get("format_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: format_version must be a positive integer; got {version!r}.")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format_version {version}, newer than this mmzoo ({__version__}) reads "
+            f"({FORMAT_VERSION}): upgrade mmzoo (`pip install -U mmzoo`)."
+        )
+    refuse_code(directory)
+    return document
+
+
+def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``model.safetensors`` (no pickle), with a CheckpointError when missing or unreadable."""
+    weights = Path(directory) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing: the folder holds a config but no weights.")
+    try:
+        return load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights} is not a readable safetensors file: {exc}") from None
+
+
+def check_requirements(document: Mapping[str, Any]) -> None:
+    """Raise a clear error naming the distribution to install when a component is not registered."""
+    model = document["model"]
+    for section, kind in SECTIONS.items():
+        spec = model.get(section)
+        if not spec:
+            continue
+        if spec.get("name") in get_registry(kind):
+            continue
+        needed = next(
+            (r for r in document.get("requires", []) if f"{kind}:{spec.get('name')}" in r.get("components", [])),
+            None,
+        )
+        dist = needed.get("distribution") if needed else None
+        version = needed.get("version") if needed else None
+        installed = _installed_version(dist) if dist else None
+        if installed:
+            hint = (
+                f" It was saved with {dist} {version or '(unknown version)'}; {dist} {installed} is installed but "
+                "did not register it: its plugin failed to load or is disabled (see `mmzoo plugins`), or it is "
+                f"too old: `pip install -U '{dist}>={version}'`."
+            )
+        elif dist:
+            hint = f" Install it with `pip install '{dist}{'>=' + version if version else ''}'`."
+        else:
+            hint = " It was registered in-process when saved: register it again before loading."
+        raise UnknownComponentError(
+            f"This model needs the {kind} {spec.get('name')!r}, which no installed plugin provides.{hint}"
+        )
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+__all__ = [
+    "CARD_NAME",
+    "CONFIG_NAME",
+    "FORMAT_VERSION",
+    "RESERVED",
+    "WEIGHTS_NAME",
+    "check_requirements",
+    "config_document",
+    "read_document",
+    "read_weights",
+    "refuse_code",
+    "requirements",
+    "write_folder",
+]

@@ -1,0 +1,87 @@
+"""Reading other codebases' checkpoints without running them.
+
+The research repos save ``torch.save({'epoch', 'model': [state dicts], 'best_rsum', 'opt': argparse.Namespace,
+'Eiters'})``: a pickle. :func:`read_foreign_checkpoint` opens it with ``torch.load(weights_only=True)``, whose
+unpickler builds only tensors and plain containers, and allow-lists exactly one class, ``argparse.Namespace``
+(the options). A file that names any other class is refused with the class named; nothing else is ever
+unpickled or executed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmzoo.errors import CheckpointError
+
+_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
+def read_foreign_checkpoint(path: str | Path) -> Any:
+    """The object a foreign ``torch.save`` wrote, loaded on the CPU with nothing unpickled but tensors,
+    containers and ``argparse.Namespace``.
+
+    Python-2 pickles (PyTorch 0.3 checkpoints) are read with ``encoding="latin1"`` when UTF-8 fails.
+
+    Raises:
+        CheckpointError: the file is missing, truncated or not a torch checkpoint, or it carries another
+            pickled class (named in the message).
+
+    Example:
+        >>> ckpt = mmzoo.read_foreign_checkpoint("model_best.pth")  # doctest: +SKIP
+        >>> sorted(ckpt), vars(ckpt["opt"])["embed_size"]  # doctest: +SKIP
+        (['Eiters', 'best_rsum', 'epoch', 'model', 'opt'], 1024)
+    """
+    path = Path(path)
+    if not path.is_file():
+        what = "a folder, not a checkpoint file" if path.is_dir() else "not found"
+        raise CheckpointError(f"{path} is {what}.")
+    last: Exception | None = None
+    for encoding in ("utf-8", "latin1"):
+        try:
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                return torch.load(path, map_location="cpu", weights_only=True, encoding=encoding)
+        except UnicodeDecodeError as exc:  # a Python-2 pickle: try latin1
+            last = exc
+        except pickle.UnpicklingError as exc:
+            found = _GLOBAL.search(str(exc))
+            if found:
+                raise CheckpointError(
+                    f"{path} carries a pickled {found.group(1)!r}, which mmzoo never unpickles (only tensors, plain "
+                    "containers and argparse.Namespace are read from a foreign checkpoint, so that loading one can "
+                    "never run code). Is this really a checkpoint of the model you are converting?"
+                ) from None
+            raise CheckpointError(f"{path} is not a readable torch checkpoint ({_first_line(exc)}).") from None
+        except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile, AttributeError) as exc:
+            raise CheckpointError(
+                f"{path} is not a readable torch checkpoint: it is truncated or not a file torch.save wrote "
+                f"({type(exc).__name__}: {_first_line(exc)}). Download it again."
+            ) from None
+    raise CheckpointError(f"{path} is not a readable torch checkpoint ({last}).")
+
+
+def checkpoint_options(checkpoint: Any, path: str | Path) -> dict[str, Any]:
+    """The ``opt`` Namespace of a research-repo checkpoint as a dict, with a CheckpointError when absent."""
+    opt = checkpoint.get("opt") if isinstance(checkpoint, dict) else None
+    if isinstance(opt, argparse.Namespace):
+        return vars(opt)
+    if isinstance(opt, dict):
+        return dict(opt)
+    raise CheckpointError(
+        f"{path} has no 'opt' options (argparse.Namespace) saved beside the weights: it was not written by the "
+        "research code's save_checkpoint, so the architecture cannot be read from it."
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+__all__ = ["checkpoint_options", "read_foreign_checkpoint"]

@@ -1,0 +1,55 @@
+"""Strict weight loading: every tensor must fit, nothing is loaded partially, nothing non-finite is accepted."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from mmzoo.errors import CheckpointError
+
+
+def _show(items: list[str]) -> str:
+    return ", ".join(items[:10]) + (f" and {len(items) - 10} more" if len(items) > 10 else "")
+
+
+def check_finite(tensors: Mapping[str, Tensor], source: str) -> None:
+    """Raise a CheckpointError naming the floating-point tensors that hold NaN or infinity."""
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(
+            f"The weights in {source} hold NaN or infinite values in {len(bad)} tensor(s): {_show(sorted(bad))}. "
+            "The file is corrupted, or it was saved from a run whose training diverged; use an earlier checkpoint."
+        )
+
+
+def load_state_strict(model: torch.nn.Module, tensors: Mapping[str, Tensor], source: str) -> None:
+    """Copy ``tensors`` into ``model``; any missing, unexpected or mis-shaped key is a CheckpointError.
+
+    Example:
+        >>> mmzoo.load_state_strict(model, {"fc.weight": w, "fc.bias": b}, "their checkpoint")  # doctest: +SKIP
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    mismatched = [
+        f"{k}: checkpoint {tuple(tensors[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(tensors))
+        if tensors[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = [
+            f"{len(missing)} missing: {_show(missing)}" if missing else "",
+            f"{len(unexpected)} unexpected: {_show(unexpected)}" if unexpected else "",
+            f"{len(mismatched)} with another shape: {_show(mismatched)}" if mismatched else "",
+        ]
+        raise CheckpointError(
+            f"The weights in {source} do not fit this architecture ({'; '.join(p for p in parts if p)}). "
+            "Nothing was loaded. Check that the config matches the checkpoint."
+        )
+    check_finite(tensors, source)
+    model.load_state_dict(dict(tensors), strict=True)
+
+
+__all__ = ["check_finite", "load_state_strict"]

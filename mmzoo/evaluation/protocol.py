@@ -1,0 +1,228 @@
+"""Evaluating a model on a dataset split: encode every image once and every caption, score, rank.
+
+One batched encoding loop (:func:`encode_images`, :func:`encode_captions`) serves evaluation, the sharded dev
+evaluation of training and search. Scoring goes block by block (:func:`score_matrix`), so only one block of
+fragments is on the device at a time; the float32 result is on the host.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mmzoo.contracts import Split
+from mmzoo.errors import InputError
+from mmzoo.evaluation.metrics import (
+    METRIC_KEYS,
+    RECALL_KEYS,
+    average_folds,
+    binding_probe,
+    fold_bounds,
+    recall_metrics,
+)
+from mmzoo.model import Ensemble, MatchingModel
+from mmzoo.scoring import Precision, rerank_rankings
+
+logger = logging.getLogger("mmzoo.evaluation")
+
+Model = MatchingModel | Ensemble
+
+
+def _cat(parts: list[Any]) -> Any:
+    return type(parts[0]).cat(parts)
+
+
+@torch.inference_mode()
+def encode_images(
+    model: Model, split: Split, indices: Sequence[int] | None = None, *, batch_size: int = 128, progress: bool = False
+) -> Any:
+    """Encode the split's images (all, or ``indices``) in batches -> their fragments on the CPU, compacted."""
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1; got {batch_size}.")
+    indices = np.arange(split.num_images) if indices is None else np.asarray(indices, dtype=np.int64)
+    device, parts = model.device, []
+    for a in tqdm(range(0, len(indices), batch_size), desc="encode images", disable=not progress, unit="batch"):
+        features, mask = split.image_features(indices[a : a + batch_size])
+        frags = model.encode_images(torch.from_numpy(features).to(device), torch.from_numpy(mask).to(device))
+        parts.append(model.compact(frags).to("cpu"))
+    if not parts:
+        raise InputError("encode_images got no images to encode.")
+    return _cat(parts)
+
+
+@torch.inference_mode()
+def encode_captions(model: Model, captions: Sequence[str], *, batch_size: int = 128, progress: bool = False) -> Any:
+    """Encode captions in batches -> their fragments on the CPU, compacted."""
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1; got {batch_size}.")
+    parts = []
+    for a in tqdm(range(0, len(captions), batch_size), desc="encode captions", disable=not progress, unit="batch"):
+        parts.append(model.compact(model.encode_texts(list(captions[a : a + batch_size]))).to("cpu"))
+    if not parts:
+        raise InputError("encode_captions got no captions to encode.")
+    return _cat(parts)
+
+
+def encode_split(
+    model: Model,
+    split: Split,
+    *,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> tuple[Any, Any]:
+    """Encode each image of ``split`` once and every caption: (image fragments, caption fragments), on the CPU.
+
+    Example:
+        >>> images, texts = encode_split(model, mmzoo.data.open_split("data/shapes", "test"))  # doctest: +SKIP
+    """
+    check_dims(model, split)
+    if device is not None:
+        model.to(device)
+    model.eval()
+    images = encode_images(model, split, batch_size=batch_size, progress=progress)
+    return images, encode_captions(model, split.captions, batch_size=batch_size, progress=progress)
+
+
+@torch.inference_mode()
+def score_matrix(model: Model, images: Any, texts: Any, *, block_size: int = 1024, progress: bool = False) -> Tensor:
+    """The (N_images, N_texts) score matrix on the CPU, one (block_size x block_size) block at a time.
+
+    Only one block of fragments is on the model's device at once, so scoring 5,000 x 25,000 pairs needs
+    the memory of a block (plus the float32 result on the host).
+    """
+    from tqdm.auto import tqdm
+
+    device = model.device
+    out = torch.empty(len(images), len(texts), dtype=torch.float32)
+    blocks = [(i, j) for i in range(0, len(images), block_size) for j in range(0, len(texts), block_size)]
+    for i, j in tqdm(blocks, desc="score", disable=not progress, unit="block"):
+        img = images[i : i + block_size].to(device)
+        txt = texts[j : j + block_size].to(device)
+        out[i : i + block_size, j : j + block_size] = model.similarity(img, txt).float().cpu()
+    return out
+
+
+def check_dims(model: Model, split: Split) -> None:
+    expected = model.input_dim
+    if expected is not None and expected != split.region_dim:
+        raise InputError(
+            f"The model expects region features of size {expected} (visual.in_dim) but the {split.name} split holds "
+            f"size {split.region_dim}: evaluate on data of the kind the model was trained on."
+        )
+
+
+@torch.inference_mode()
+def twin_scores(model: Model, images: Any, texts: Any, twins: np.ndarray, cpi: int) -> Tensor:
+    """A score matrix filled only where :func:`binding_probe` reads it (image/twin x their captions); NaN-free.
+
+    Used with ``fold5`` or reranking, when no full score matrix exists.
+    """
+    out = torch.zeros(len(images), len(texts), dtype=torch.float32)
+    device = model.device
+    for i in np.flatnonzero(twins >= 0):
+        t = int(twins[i])
+        if t < i:
+            continue
+        idx = torch.tensor([i, t])
+        caps = torch.cat([torch.arange(i * cpi, (i + 1) * cpi), torch.arange(t * cpi, (t + 1) * cpi)])
+        block = model.similarity(images[idx].to(device), texts[caps].to(device)).float().cpu()
+        out[idx[:, None], caps[None, :]] = block
+    return out
+
+
+def evaluate(
+    model: Model,
+    split: Split,
+    *,
+    fold5: bool = False,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    block_size: int = 1024,
+) -> dict[str, Any]:
+    """Encode ``split``, score every image against every caption, and return the recall metrics.
+
+    With ``fold5`` (COCO 1K) only the 5 diagonal blocks are scored and the metrics are averaged over
+    them. When the split has twins (the shapes test split), ``bind_i2t`` and ``bind_t2i`` are added.
+
+    Example:
+        >>> metrics = evaluate(model, mmzoo.data.open_split("data/shapes", "test"))  # doctest: +SKIP
+        >>> metrics["rsum"], metrics["bind_t2i"]  # doctest: +SKIP
+    """
+    bounds = fold_bounds(split.num_images) if fold5 else []  # fail before the (long) encoding
+    twins = split.twins if split.twins is not None and (split.twins >= 0).any() else None
+    images, texts = encode_split(model, split, batch_size=batch_size, device=device, progress=progress)
+    cpi = split.captions_per_image
+    if fold5:
+        logger.info("5-fold evaluation: 5 folds of %d images", split.num_images // 5)
+        folds = []
+        for a, b in bounds:
+            sims = score_matrix(model, images[a:b], texts[a * cpi : b * cpi], block_size=block_size, progress=progress)
+            folds.append(recall_metrics(sims, cpi))
+        metrics: dict[str, Any] = average_folds(folds)
+        full = twin_scores(model, images, texts, twins, cpi) if twins is not None else None
+    else:
+        full = score_matrix(model, images, texts, block_size=block_size, progress=progress)
+        metrics = recall_metrics(full, cpi)
+    if twins is not None:
+        metrics.update(binding_probe(full, twins, cpi))
+    return metrics
+
+
+def rerank_metrics(
+    model: MatchingModel,
+    images: Any,
+    texts: Any,
+    rerank: int,
+    captions_per_image: int = 5,
+    precision: Precision = "auto",
+) -> dict[str, float]:
+    """Recall metrics of shortlist-and-rerank retrieval, plus the shortlist recall of each direction.
+
+    Returns the keys of :func:`recall_metrics` and ``i2t_shortlist`` (percentage of images with at least one
+    of their captions in their shortlist: the ceiling of every i2t R@K), ``t2i_shortlist`` (percentage of
+    captions whose image made their shortlist), ``rerank`` and ``pairs_scored``. A recall below exhaustive
+    scoring with a shortlist recall below 100 is a shortlist miss, not a model error.
+
+    Example:
+        >>> m = rerank_metrics(model, images, texts, rerank=50)  # doctest: +SKIP
+        >>> m["rsum"], m["t2i_shortlist"]  # doctest: +SKIP
+    """
+    if not isinstance(model, MatchingModel):
+        raise InputError("Shortlist-and-rerank evaluation takes one MatchingModel; evaluate an ensemble exhaustively.")
+    cpi = captions_per_image
+    if len(texts) != cpi * len(images):
+        raise InputError(f"Need {cpi} captions per image: got {len(texts)} captions for {len(images)} images.")
+    ranking = rerank_rankings(model, images, texts, rerank, precision)
+    i2t, t2i = recall_metrics(ranking.i2t.cpu(), cpi), recall_metrics(ranking.t2i.cpu(), cpi)
+    out = {k: (i2t if k.startswith("i2t") else t2i)[k] for k in METRIC_KEYS if k != "rsum"}
+    out["rsum"] = sum(out[k] for k in RECALL_KEYS)
+    own = torch.arange(len(texts), device=ranking.i2t_shortlist.device) // cpi
+    hit_rows = ranking.i2t_shortlist[own, torch.arange(len(texts))].view(len(images), cpi).any(1)
+    out["i2t_shortlist"] = 100.0 * float(hit_rows.double().mean())
+    out["t2i_shortlist"] = 100.0 * float(ranking.t2i_shortlist[own, torch.arange(len(texts))].double().mean())
+    out["rerank"] = float(rerank)
+    out["pairs_scored"] = float(ranking.pairs_scored)
+    return out
+
+
+__all__ = [
+    "check_dims",
+    "encode_captions",
+    "encode_images",
+    "encode_split",
+    "evaluate",
+    "rerank_metrics",
+    "score_matrix",
+    "twin_scores",
+]

@@ -1,0 +1,120 @@
+"""The zoo table: the pretrained entries every family registers, as users list and resolve them.
+
+A recipe (``mmca``) names an architecture; a pretrained entry (``vse-infinity-coco``) names trained weights
+(:class:`~mmzoo.registry.records.PretrainedEntry`). Families register entries through the plugin hook
+(``registry.pretrained.register``); this module only reads them. The preprocessing (the features a model
+expects) travels with the weights: in the entry's ``inputs`` and in the saved ``config.json``.
+
+Example:
+    >>> import mmzoo
+    >>> [alias for alias, _ in mmzoo.list_pretrained("mmca*")]
+    ['mmca-coco', 'mmca-f30k']
+    >>> mmzoo.hub.zoo.get_pretrained("mmca-coco").status
+    'not trained'
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+
+from mmzoo.errors import UnknownComponentError
+from mmzoo.registry import CONVERTED, MANUAL, NOT_TRAINED, PUBLISHED, PretrainedEntry, natural_key, pretrained
+
+
+def pretrained_entries(pattern: str = "*") -> list[PretrainedEntry]:
+    """The zoo entries whose alias matches ``pattern`` (a glob), in natural order."""
+    return [pretrained.get(alias) for alias in pretrained.names() if fnmatch.fnmatchcase(alias, pattern)]
+
+
+def list_pretrained(pattern: str = "*") -> list[tuple[str, str]]:
+    """(alias, recipe) pairs of the zoo table, ready to paste into ``from_pretrained`` / ``create_model``.
+
+    Example:
+        >>> mmzoo.list_pretrained("mmca-f30k")
+        [('mmca-f30k', 'mmca')]
+    """
+    return [(e.alias, e.recipe) for e in pretrained_entries(pattern)]
+
+
+def is_alias(name: str) -> bool:
+    return name in pretrained
+
+
+def get_pretrained(alias: str) -> PretrainedEntry:
+    """The entry of ``alias``; an :class:`UnknownComponentError` listing the aliases when there is none."""
+    if alias not in pretrained:
+        known = ", ".join(sorted(pretrained.names(), key=natural_key)) or "none"
+        raise UnknownComponentError(
+            f"No pretrained entry named {alias!r}. Known aliases: {known} (`mmzoo list --pretrained`). "
+            "Use 'hf-hub:ORG/REPO' for any Hub repository or 'local-dir:PATH' for a saved folder."
+        )
+    return pretrained.get(alias)
+
+
+def plugin_of(alias: str) -> str | None:
+    """The plugin that registered ``alias``."""
+    return pretrained.entry(alias).plugin
+
+
+def how_to_get(entry: PretrainedEntry) -> str:
+    """What a user does to obtain the weights of an entry that cannot be downloaded as is."""
+    if entry.status == NOT_TRAINED:
+        data = entry.data_dir or "DATA"
+        config = f" --config {entry.training_config}" if entry.training_config else ""
+        return (
+            f"No weights exist yet. Train them on a GPU: `mmzoo train --model {entry.recipe}{config} --data {data} "
+            f"--out runs/{entry.alias}`, then load the result with `mmzoo.from_pretrained('local-dir:runs/"
+            f"{entry.alias}/best')`"
+            + (
+                f" (or publish it: `mmzoo push runs/{entry.alias} --repo {entry.weights.repo}`)."
+                if entry.weights.repo
+                else "."
+            )
+        )
+    if entry.status == MANUAL:
+        where = entry.weights.url or entry.code or "the authors' page"
+        options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in entry.weights.options.items())
+        return (
+            f"The authors publish these weights outside the Hugging Face Hub: download the checkpoint from {where}, "
+            f"then run `mmzoo convert {entry.alias} PATH/TO/CHECKPOINT{options}` once; afterwards "
+            f"`mmzoo.from_pretrained({entry.alias!r})` loads the converted copy, offline too."
+        )
+    return f"`mmzoo download {entry.alias}` fetches it."
+
+
+def cache_root() -> Path:
+    """mmzoo's own cache (converted checkpoints): ``$MMZOO_CACHE``, else ``$HF_HOME/mmzoo``."""
+    if os.environ.get("MMZOO_CACHE"):
+        return Path(os.environ["MMZOO_CACHE"]).expanduser()
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "mmzoo"
+
+
+def converted_folder(sha256: str) -> Path:
+    """Where the conversion of the source file with this sha256 is kept."""
+    return cache_root() / "converted" / sha256
+
+
+def installed_marker(alias: str) -> Path:
+    """The file recording which converted folder a manually downloaded entry uses (``mmzoo convert ALIAS``)."""
+    return cache_root() / "installed" / f"{alias}.json"
+
+
+__all__ = [
+    "CONVERTED",
+    "MANUAL",
+    "NOT_TRAINED",
+    "PUBLISHED",
+    "cache_root",
+    "converted_folder",
+    "get_pretrained",
+    "how_to_get",
+    "installed_marker",
+    "is_alias",
+    "list_pretrained",
+    "plugin_of",
+    "pretrained_entries",
+]

@@ -1,0 +1,18 @@
+"""Models: :class:`MatchingModel` (the composition of components), :class:`Ensemble`, and loading saved folders."""
+
+from __future__ import annotations
+
+from mmzoo.model.ensemble import Ensemble, EnsembleFragments
+from mmzoo.model.matching import MatchingModel, MatchingOutput, check_pair, check_regions
+from mmzoo.model.saving import load_pretrained, offline
+
+__all__ = [
+    "Ensemble",
+    "EnsembleFragments",
+    "MatchingModel",
+    "MatchingOutput",
+    "check_pair",
+    "check_regions",
+    "load_pretrained",
+    "offline",
+]

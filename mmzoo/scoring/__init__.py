@@ -1,0 +1,30 @@
+"""Scoring: the pair-scoring engine (blocks, memory bounds, precision) and retrieval (index, shortlist, rerank)."""
+
+from __future__ import annotations
+
+from mmzoo.scoring.engine import Precision, compute_dtype, fused_matrix, score_caches, score_pairs, scoring_mode
+from mmzoo.scoring.search import (
+    EmbeddingIndex,
+    RerankRanking,
+    Scorer,
+    SearchResult,
+    cheap_scores,
+    rerank_rankings,
+    search,
+)
+
+__all__ = [
+    "EmbeddingIndex",
+    "Precision",
+    "RerankRanking",
+    "Scorer",
+    "SearchResult",
+    "cheap_scores",
+    "compute_dtype",
+    "fused_matrix",
+    "rerank_rankings",
+    "score_caches",
+    "score_pairs",
+    "scoring_mode",
+    "search",
+]
