@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mmzoo.cli import main
-from mmzoo.data import PrecomputedDataset
+from mmzoo.data import DataManifest, open_split
 from mmzoo.data.importing import TsvSource, import_features, read_karpathy_captions
 from mmzoo.data.importing.writer import sha256_file
 from tests._import_sources import (
@@ -21,6 +21,7 @@ from tests._import_sources import (
     write_lxmert_tsv,
 )
 
+SPLIT_FILES = ["boxes.npy", "caps.txt", "counts.npy", "ids.txt", "ims.npy"]
 SPLITS = {"train": [9, 25, 30, 34], "restval": [36, 42], "val": [49, 61], "test": [73, 74, 77]}
 
 
@@ -65,11 +66,15 @@ def test_fixed_36_two_shards_bit_for_bit(tmp_path):
     assert manifest["splits"]["train"]["images"] == 6 and manifest["splits"]["dev"]["captions"] == 10
     assert manifest["source"]["files"] == ["feats.tsv.0", "feats.tsv.1"] and manifest["source"]["match"] == "cocoid"
     written = sorted(p.name for p in out.iterdir() if p.name != "mmzoo_data.json")
-    assert sorted(manifest["sha256"]) == written  # every file written is hashed, nothing else is left
-    assert all(manifest["sha256"][name] == sha256_file(out / name) for name in written)
-    ds = PrecomputedDataset(out, "test")
-    assert ds.num_images == 3 and ds.regions == 36 and ds.region_dim == 32
-    assert np.array_equal(ds.image_features([2])[0], images[77][0])
+    digests = {name: sha for split in manifest["splits"].values() for name, sha in split["files"].items()}
+    assert sorted(digests) == written  # every file written is hashed, nothing else is left
+    assert all(digests[name] == sha256_file(out / name) for name in written)
+    assert sorted(manifest["splits"]["dev"]["files"]) == [f"dev_{k}" for k in SPLIT_FILES]
+    assert DataManifest.model_validate(manifest).feature_facts()["region_policy"] == "fixed-36"  # the core's schema
+    test = open_split(out, "test")
+    assert test.num_images == 3 and test.regions == 36 and test.region_dim == 32
+    features, mask = test.image_features([2])
+    assert np.array_equal(features[0], images[77][0]) and mask.all()
 
 
 def test_adaptive_boxes_counts_and_padding(tmp_path):
@@ -86,6 +91,14 @@ def test_adaptive_boxes_counts_and_padding(tmp_path):
         ("test", SPLITS["test"]),
     ):
         check_split(out, split, images, ids, k_max)
+    train = open_split(tmp_path / "coco", "train")  # the data door reads the counts as masks
+    features, mask = train.image_features(range(train.num_images))
+    ids = SPLITS["train"] + SPLITS["restval"]
+    assert features[mask].tobytes() == np.concatenate([images[i][0] for i in ids]).tobytes()
+    assert mask.sum(axis=1).tolist() == [len(images[i][0]) for i in ids]
+    assert mask.shape == (6, k_max) and all(mask[r, : len(images[i][0])].all() for r, i in enumerate(ids))
+    item = train[5 * 2]  # the first caption of the third image
+    assert np.array_equal(item[0][item[1]], images[ids[2]][0])
     dev = manifest["splits"]["dev"]
     assert (dev["regions_min"], dev["regions_max"]) == tuple(
         sorted((len(images[49][0]), len(images[61][0])))[i] for i in (0, -1)

@@ -147,6 +147,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{args.out}: {manifest['source_format']} -> precomp, D = {manifest['region_dim']}, "
         f"k_max = {manifest['regions']} ({manifest['region_policy']}), boxes: {'yes' if manifest['boxes'] else 'no'}, "
-        f"extractor: {manifest['extractor'] or 'not named'}"
+        f"extractor: {manifest.get('extractor') or 'not named'}"
     )
     return 0

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mmzoo.data.precomputed import read_captions
 from mmzoo.errors import DataError
 
 #: Karpathy split name -> ours.
@@ -109,14 +110,7 @@ def read_karpathy_captions(
     table.settings = {"restval": restval, "karpathy_val": "dev"}
     seen: dict[str, int] = {}
     for number, entry in enumerate(images):
-        try:
-            key, label = _karpathy_key(entry, match, number)
-            split = entry["split"]
-            sentences = [clean_caption(s["raw"]) for s in entry["sentences"]]
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise DataError(
-                f"{path}: image {number} lacks 'split', 'sentences[].raw' or its {match} ({exc})."
-            ) from None
+        key, label, split, sentences = _karpathy_entry(path, entry, match, number)
         if key in seen:
             raise DataError(f"{path}: images {seen[key]} and {number} have the same {match} {key}.")
         seen[key] = number
@@ -124,7 +118,7 @@ def read_karpathy_captions(
         ours = "train" if split == "restval" and restval == "train" else KARPATHY_SPLITS.get(split)
         if ours not in table.splits:
             continue
-        kept = tuple(s for s in sentences[:captions_per_image])
+        kept = tuple(sentences[:captions_per_image])
         if len(kept) < captions_per_image or not all(kept):
             raise DataError(
                 f"{path}: {label} has {sum(1 for s in sentences if s)} non-empty captions; "
@@ -140,6 +134,15 @@ def read_karpathy_captions(
     if not table.splits:
         raise DataError(f"{path} has no train, val or test images; its splits are {', '.join(found)}.")
     return table
+
+
+def _karpathy_entry(path: Path, entry: dict, match: str, number: int) -> tuple[str, str, str, list[str]]:
+    """(key, label, Karpathy split, cleaned sentences) of one image entry."""
+    try:
+        key, label = _karpathy_key(entry, match, number)
+        return key, label, entry["split"], [clean_caption(s["raw"]) for s in entry["sentences"]]
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise DataError(f"{path}: image {number} lacks 'split', 'sentences[].raw' or its {match} ({exc}).") from None
 
 
 def _without_tokens(item: dict) -> dict:
@@ -187,8 +190,6 @@ def read_caption_files(
             ``imgid`` compare the id text as written (a file stem).
         splits: the splits to read; None reads every split with both files (train, dev, test, testall, ...).
     """
-    from mmzoo.data.precomputed import read_captions
-
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"Caption folder {folder} not found.")

@@ -14,6 +14,7 @@ A fact unknown on either side (an old manifest, an extractor nobody named) is no
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmzoo.data.importing.manifest import FEATURE_FACTS
+from mmzoo.data.manifest import DataManifest
 from mmzoo.errors import DataError
 
 
@@ -40,13 +42,15 @@ class FeatureDifference:
         return f"{self.fact}: trained on {self.trained!r}, the data has {self.data!r}"
 
 
-def feature_facts(manifest: Mapping[str, Any] | None) -> dict[str, Any]:
+def feature_facts(manifest: Mapping[str, Any] | DataManifest | None) -> dict[str, Any]:
     """The feature facts of a dataset manifest (what a model records when trained on it); absent ones are None.
 
     Example:
         >>> feature_facts({"extractor": "BUTD R101", "region_dim": 2048, "region_policy": "fixed-36"})
         {'extractor': 'BUTD R101', 'region_dim': 2048, 'region_policy': 'fixed-36', 'normalisation': None}
     """
+    if isinstance(manifest, DataManifest):
+        manifest = manifest.model_dump(mode="json")
     manifest = manifest or {}
     return {fact: manifest.get(fact) for fact in FEATURE_FACTS}
 
@@ -63,13 +67,20 @@ def _policy(value: str) -> tuple[str, int, int] | None:
     return "adaptive", int(found.group(4)), int(found.group(5))
 
 
+def _text(value: Any) -> str:
+    """A fact as comparable text: case and spacing ignored, a dict (an extract-features source) canonical."""
+    if isinstance(value, Mapping):
+        value = json.dumps(value, sort_keys=True)
+    return " ".join(str(value).split()).casefold()
+
+
 def _same(fact: str, trained: Any, data: Any) -> bool:
     if fact == "region_dim":
         try:
             return int(trained) == int(data)
         except (TypeError, ValueError):
             return str(trained) == str(data)
-    a, b = (" ".join(str(v).split()).casefold() for v in (trained, data))
+    a, b = (_text(v) for v in (trained, data))
     if fact == "region_policy":
         pa, pb = _policy(a), _policy(b)
         if pa and pb and pa[0] == pb[0] == "adaptive":
@@ -82,7 +93,7 @@ def feature_differences(trained: Mapping[str, Any] | None, data: Mapping[str, An
     """The feature facts that differ between a model's training data and a dataset manifest.
 
     Args:
-        trained: the facts a model recorded (or its training data's manifest).
+        trained: the facts a model recorded (or its training data's manifest, a dict or DataManifest).
         data: the manifest (or facts) of the data it is about to be used on.
 
     Returns:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from mmzoo.data.manifest import DataManifest
+
 #: the manifest keys that decide whether a trained model fits the features.
 FEATURE_FACTS = ("extractor", "region_dim", "region_policy", "normalisation")
 
@@ -43,7 +45,8 @@ def build_manifest(
     source_format: str,
     source: dict[str, Any],
     sha256: dict[str, str],
-) -> dict[str, Any]:
+    name: str | None = None,
+) -> DataManifest:
     """The ``mmzoo_data.json`` of an imported dataset.
 
     Args:
@@ -56,7 +59,8 @@ def build_manifest(
         normalisation: what was done to the features before they were saved (``none``, ``l2``, ...).
         source_format: ``butd-tsv``, ``lxmert-tsv``, ``npy-folder``, ``npz-folder``, ``hdf5``.
         source: the source files and settings (names, not paths).
-        sha256: file name -> digest for every file written.
+        sha256: file name -> digest for every file written (recorded with its split).
+        name: the dataset's name (the Karpathy file's ``dataset``: coco, flickr30k).
     """
     every = [c for split_counts in counts.values() for c in split_counts]
     splits = {}
@@ -68,23 +72,26 @@ def build_manifest(
             "regions_min": int(array.min()),
             "regions_max": int(array.max()),
             "regions_mean": round(float(array.mean()), 3),
+            "files": {f: digest for f, digest in sorted(sha256.items()) if f.startswith(f"{split}_")},
         }
-    return {
-        "format": "precomp",
-        "generator": "mmzoo import-features",
-        "captions_per_image": captions_per_image,
-        "regions": regions,
-        "region_dim": region_dim,
-        "region_policy": region_policy(every),
-        "extractor": extractor,
-        "normalisation": normalisation,
-        "source_format": source_format,
-        "boxes": boxes,
-        "counts": True,
-        "splits": splits,
-        "source": source,
-        "sha256": dict(sorted(sha256.items())),
-    }
+    return DataManifest.model_validate(
+        {
+            "format": "precomp",
+            "name": name,
+            "generator": "mmzoo import-features",
+            "captions_per_image": captions_per_image,
+            "regions": regions,
+            "region_dim": region_dim,
+            "region_policy": region_policy(every),
+            "extractor": extractor,
+            "normalisation": normalisation,
+            "source_format": source_format,
+            "boxes": boxes,
+            "counts": True,
+            "splits": splits,
+            "source": source,
+        }
+    )
 
 
 __all__ = ["FEATURE_FACTS", "build_manifest", "region_policy"]

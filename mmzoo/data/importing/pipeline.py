@@ -16,7 +16,7 @@ from mmzoo.data.importing.manifest import build_manifest
 from mmzoo.data.importing.matching import Plan, plan_import
 from mmzoo.data.importing.records import Entry, FeatureSource
 from mmzoo.data.importing.writer import ImportWriter, Layout
-from mmzoo.data.precomputed import MANIFEST_NAME
+from mmzoo.data.manifest import DataManifest, read_manifest, write_manifest
 from mmzoo.errors import DataError
 
 logger = logging.getLogger("mmzoo.data.importing")
@@ -101,7 +101,7 @@ def import_features(
         checkpoint_bytes: feature bytes between two checkpoints (how much a kill can cost).
 
     Returns:
-        The manifest written to ``out/mmzoo_data.json``.
+        The manifest written to ``out/mmzoo_data.json``, as plain data.
 
     Example:
         >>> src = TsvSource(["trainval_36/trainval_resnet101_faster_rcnn_genome_36.tsv"])  # doctest: +SKIP
@@ -109,8 +109,7 @@ def import_features(
         >>> import_features(src, table, "data/coco_butd36", extractor="BUTD R101 VG fixed 36")  # doctest: +SKIP
     """
     out = Path(out)
-    entries = source.scan()
-    plan = plan_import(entries, captions, skip_extra=skip_extra)
+    plan = plan_import(source.scan(), captions, skip_extra=skip_extra)
     if plan.skipped_known:
         logger.info("%d feature rows belong to images in splits not imported; left out.", plan.skipped_known)
     if plan.skipped_extra:
@@ -125,13 +124,12 @@ def import_features(
         "skip_extra": skip_extra,
     }
     writer = ImportWriter(out, layout, fingerprint, overwrite=overwrite)
-    state = writer.start()
     facts = {"extractor": extractor, "normalisation": normalisation}
-    if state == "complete":
+    if writer.start() == "complete":
         return _relabel(out, facts)
-    work = _work(plan, source.sequential)
     try:
         if writer.stage == "writing":
+            work = _work(plan, source.sequential)
             _write_rows(source, work, writer, progress=progress, checkpoint_bytes=checkpoint_bytes)
         texts = {
             split: ([c for image, _e in rows for c in image.captions], [e.key for _i, e in rows])
@@ -140,7 +138,18 @@ def import_features(
         sha256 = writer.finish(texts)
     finally:
         writer.close()
-    manifest = build_manifest(
+    return writer.complete(_manifest(source, captions, plan, layout, sha256, facts)).to_json()
+
+
+def _manifest(
+    source: FeatureSource,
+    captions: CaptionTable,
+    plan: Plan,
+    layout: Layout,
+    sha256: dict[str, str],
+    facts: dict[str, Any],
+) -> DataManifest:
+    return build_manifest(
         counts={split: [e.regions for _i, e in rows] for split, rows in plan.splits.items()},
         captions_per_image=captions.captions_per_image,
         regions=layout.regions,
@@ -156,9 +165,9 @@ def import_features(
             "skipped_rows": plan.skipped_known + len(plan.skipped_extra),
         },
         sha256=sha256,
+        name=captions.dataset,
         **facts,
     )
-    return writer.complete(manifest)
 
 
 def _write_rows(
@@ -192,18 +201,15 @@ def _write_rows(
 
 def _relabel(out: Path, facts: dict[str, Any]) -> dict[str, Any]:
     """An import that is already complete: only the user-given labels may change."""
-    from mmzoo.data.importing._atomic import atomic_write_json
-
-    path = out / MANIFEST_NAME
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    changed = {k: v for k, v in facts.items() if manifest.get(k) != v}
+    manifest = read_manifest(out)
+    changed = {k: v for k, v in facts.items() if getattr(manifest, k) != v}
     if changed:
         logger.info("%s is already imported; updating %s in its manifest.", out, ", ".join(changed))
-        manifest.update(changed)
-        atomic_write_json(path, manifest)
+        manifest = manifest.model_copy(update=changed)
+        write_manifest(out, manifest)
     else:
         logger.info("%s is already imported from these sources; nothing to do (--overwrite to redo).", out)
-    return manifest
+    return manifest.to_json()
 
 
 __all__ = ["CHECKPOINT_BYTES", "import_features"]

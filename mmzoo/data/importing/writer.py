@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from mmzoo.data.importing._atomic import atomic_write_json, atomic_write_text, fsync_dir
-from mmzoo.data.precomputed import MANIFEST_NAME
+from mmzoo._atomic import atomic_write_json, atomic_write_text, is_storage_error, replace, storage_error, writable_dir
+from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, write_manifest
 from mmzoo.errors import DataError
 
 logger = logging.getLogger("mmzoo.data.importing")
@@ -141,7 +141,10 @@ class _RowFile:
     def write(self, row: int, values: np.ndarray) -> None:
         """Write the leading part of row ``row`` (the rest keeps its zeros)."""
         data = memoryview(np.ascontiguousarray(values, dtype=self.dtype)).cast("B")
-        os.pwrite(self.fd, data, self.offset + row * self.row_bytes)
+        try:
+            os.pwrite(self.fd, data, self.offset + row * self.row_bytes)
+        except OSError as exc:
+            raise (storage_error(exc, self.path) if is_storage_error(exc) else exc) from None
         if self._digest is None:
             return
         if row != self._next_row:
@@ -165,7 +168,10 @@ class _RowFile:
         return np.load(self.path, mmap_mode="r", allow_pickle=False)
 
     def sync(self) -> None:
-        os.fsync(self.fd)
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise (storage_error(exc, self.path) if is_storage_error(exc) else exc) from None
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -201,7 +207,7 @@ class ImportWriter:
     # -- starting or resuming ------------------------------------------------------------------------
     def start(self) -> str:
         """Open the output: ``"new"``, ``"resumed"`` or ``"complete"`` (the same import was finished before)."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        writable_dir(self.out, "dataset folder")
         state = self._read_marker()
         if state is not None:
             if self._same(state):
@@ -266,7 +272,6 @@ class ImportWriter:
                 path.unlink(missing_ok=True)
         (self.out / MANIFEST_NAME).unlink(missing_ok=True)
         self.marker.unlink(missing_ok=True)
-        fsync_dir(self.out)
 
     def _open_files(self, *, create: bool) -> None:
         n, k, d = self.layout.splits, self.layout.regions, self.layout.dim
@@ -361,10 +366,9 @@ class ImportWriter:
                 name = split_file(split, kind)
                 partial = self.out / (name + PARTIAL)
                 if partial.exists():
-                    os.replace(partial, self.out / name)
+                    replace(partial, self.out / name)
                 elif not (self.out / name).is_file():
                     raise DataError(f"{self.out / name} vanished while the import finished; rerun with --overwrite.")
-            fsync_dir(self.out)
         return dict(self.sha256)
 
     def _check_complete(self) -> None:
@@ -377,16 +381,15 @@ class ImportWriter:
                     "the import is incomplete. Rerun it (or use --overwrite)."
                 )
 
-    def complete(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    def complete(self, manifest: DataManifest) -> DataManifest:
         """Write the manifest (with this import's fingerprint digest), remove the marker; return the manifest."""
-        manifest = {**manifest, "import_fingerprint": self.digest}
-        atomic_write_json(self.out / MANIFEST_NAME, manifest)
+        manifest = DataManifest.model_validate({**manifest.to_json(), "import_fingerprint": self.digest})
+        write_manifest(self.out, manifest)
         self.marker.unlink(missing_ok=True)
         ours = {MARKER_NAME, MANIFEST_NAME, *(name + PARTIAL for name in self.layout.files())}
         for stray in self.out.glob(".*.tmp*"):  # temporary files of writes a kill interrupted
             if stray.name[1:].rsplit(".tmp", 1)[0] in ours:
                 stray.unlink(missing_ok=True)
-        fsync_dir(self.out)
         return manifest
 
     def close(self) -> None:
