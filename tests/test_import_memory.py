@@ -26,23 +26,25 @@ def rss_anon_mb():
             return int(line.split()[1]) / 1024
     raise SystemExit("no RssAnon")
 
-kind, out, karpathy, *sources = sys.argv[1:]
-source = TsvSource(sources) if kind == "tsv" else FolderSource(sources)
-table = read_karpathy_captions(karpathy)
-peak, stop = [rss_anon_mb()], threading.Event()
-before = peak[0]
+results = []
+for kind, out, karpathy, sources in json.loads(sys.argv[1]):
+    source = TsvSource(sources) if kind == "tsv" else FolderSource(sources)
+    table = read_karpathy_captions(karpathy)
+    peak, stop = [rss_anon_mb()], threading.Event()
+    before = peak[0]
 
-def watch():
-    while not stop.is_set():
-        peak[0] = max(peak[0], rss_anon_mb())
-        time.sleep(0.002)
+    def watch():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_anon_mb())
+            time.sleep(0.002)
 
-thread = threading.Thread(target=watch)
-thread.start()
-manifest = import_features(source, table, out, progress=False)
-stop.set()
-thread.join()
-print(json.dumps({"grew_mb": peak[0] - before, "images": manifest["splits"]["train"]["images"]}))
+    thread = threading.Thread(target=watch)
+    thread.start()
+    manifest = import_features(source, table, out, progress=False)
+    stop.set()
+    thread.join()
+    results.append({"grew_mb": peak[0] - before, "images": manifest["splits"]["train"]["images"]})
+print(json.dumps(results))
 """
 
 
@@ -69,18 +71,19 @@ def write_inputs(folder: Path, images: int, kind: str) -> tuple[list[Path], Path
     return sources, karpathy
 
 
-def import_growth(tmp_path: Path, images: int, kind: str) -> float:
-    sources, karpathy = write_inputs(tmp_path / f"in{images}", images, kind)
+def import_growth(tmp_path: Path, sizes: list[int], kind: str) -> list[float]:
+    """Peak anonymous-memory growth of importing each size, one after the other in one fresh process."""
+    jobs = []
+    for images in sizes:
+        sources, karpathy = write_inputs(tmp_path / f"in{images}", images, kind)
+        jobs.append([kind, str(tmp_path / f"out{images}"), str(karpathy), [str(p) for p in sources]])
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, "-c", CHILD, kind, str(tmp_path / f"out{images}"), str(karpathy), *map(str, sources)]
+    args = [sys.executable, "-c", CHILD, json.dumps(jobs)]
     done = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["images"] == images - 10
-    for path in (tmp_path / f"in{images}").rglob("*"):  # keep the disk use of the test small
-        if path.is_file():
-            path.unlink()
-    return result["grew_mb"]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [r["images"] for r in results] == [n - 10 for n in sizes]
+    return [r["grew_mb"] for r in results]
 
 
 @pytest.mark.slow
@@ -88,8 +91,8 @@ def import_growth(tmp_path: Path, images: int, kind: str) -> float:
 def test_peak_memory_is_flat_as_the_input_grows(tmp_path, kind):
     if not Path("/proc/self/status").is_file():
         pytest.skip("needs /proc/self/status (Linux)")
-    small = import_growth(tmp_path, 200, kind)  # 14 MiB of features
-    large = import_growth(tmp_path, 1000, kind)  # 70 MiB of features; holding them would add that much
+    # 14 and 70 MiB of features; holding the larger would add 70 MiB
+    small, large = import_growth(tmp_path, [200, 1000], kind)
     print(f"{kind}: anonymous memory grew {small:.1f} MiB (200 images), {large:.1f} MiB (1,000 images)")
     assert large < 25, f"anonymous memory grew by {large:.1f} MiB importing 70 MiB of features"
     assert large - small < 10, f"{small:.1f} MiB for 200 images, {large:.1f} MiB for 1,000"
