@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
+from mmzoo.cli import main
 from mmzoo.data.importing import Hdf5Source, import_features, read_id_index, read_karpathy_captions
 from mmzoo.errors import DataError
 from tests._import_sources import expected_split, make_images, write_karpathy
@@ -55,6 +56,17 @@ def test_array_layout_with_pickled_index(tmp_path):
     assert manifest["source_format"] == "hdf5" and manifest["boxes"] is True
     assert manifest["source"]["layouts"] == ["array"] and manifest["region_policy"] == "fixed-36"
     check(tmp_path / "out", images, 36)
+
+
+def test_command_line_with_index(tmp_path):
+    images = make_images(IDS, regions=36, dim=8)
+    path, index = vqa_converter_files(tmp_path, images)
+    karpathy = write_karpathy(tmp_path / "dataset_coco.json", SPLITS)
+    out = tmp_path / "cli"
+    argv = ["import-features", "hdf5", str(path), "--index", str(index), "--karpathy", str(karpathy)]
+    assert main([*argv, "--out", str(out), "--extractor", "BUTD 36", "--no-progress"]) == 0
+    check(out, images, 36)
+    assert main([*argv, "--out", str(tmp_path / "o2"), "--boxes", "x"]) == 2  # a folder option: named error
 
 
 def test_array_layout_small_blocks(tmp_path, monkeypatch):
