@@ -234,6 +234,10 @@ class VisualEncoder(Component):
 class TextEncoder(Component):
     """Captions (``list[str]``, tokenised with the encoder's own tokenizer) -> caption :class:`Fragments`."""
 
+    #: True when building the encoder downloads pretrained weights (BERT): data meant for offline CPU runs (the
+    #: shapes data) may then suggest another text encoder; an encoder that builds from nothing is never swapped.
+    downloads: ClassVar[bool] = False
+
     @abstractmethod
     def tokenize(self, captions: Sequence[str]) -> TokenBatch:
         """Turn raw captions into padded ids and a validity mask."""

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mmzoo._atomic import atomic_write_text
+from mmzoo._atomic import atomic_write_text, writable_file
 from mmzoo.cli._load import load_model, resolve_device
 from mmzoo.cli._table import format_table
 from mmzoo.errors import InputError
@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from mmzoo.evaluation import evaluate
 
     device = resolve_device(args.device)
+    if args.json_path:
+        writable_file(args.json_path, "--json file")
     model = build_model(args.model, args.ensemble, device)
     dataset = open_split(args.data, args.split, max_images=args.max_images)
     if args.rerank is not None:

@@ -8,6 +8,7 @@ fragments is on the device at a time; the float32 result is on the host.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor
 
 from mmzoo.contracts import Split
-from mmzoo.errors import InputError
+from mmzoo.errors import InputError, MMZooWarning
 from mmzoo.evaluation.metrics import (
     METRIC_KEYS,
     RECALL_KEYS,
@@ -112,6 +113,32 @@ def score_matrix(model: Model, images: Any, texts: Any, *, block_size: int = 102
     return out
 
 
+def warn_if_constant(sims: Tensor, what: str = "score matrix") -> None:
+    """Warn when the scores cannot tell the images (or the captions) apart: a collapsed model or constant features.
+
+    Tied candidates rank last (pessimistic ties), so such a model's recalls are those of ranking nothing.
+    """
+    if sims.shape[0] < 2 or sims.shape[1] < 2:
+        return
+    scale = 1e-6 * max(1.0, float(sims.abs().max()))
+    images_tied = float((sims.max(0).values - sims.min(0).values).max()) <= scale
+    captions_tied = float((sims.max(1).values - sims.min(1).values).max()) <= scale
+    if not (images_tied or captions_tied):
+        return
+    if images_tied and captions_tied:
+        problem = f"Every entry of the {what} is the same ({float(sims.flatten()[0]):.6g})"
+    elif images_tied:
+        problem = f"Every image gets the same score against each caption in the {what}"
+    else:
+        problem = f"Every caption gets the same score against each image in the {what}"
+    warnings.warn(
+        f"{problem}: the model has collapsed or the features are constant, so it cannot rank them (ties rank "
+        "last). Check the data and the training run's warnings.",
+        MMZooWarning,
+        stacklevel=3,
+    )
+
+
 def check_dims(model: Model, split: Split) -> None:
     expected = model.input_dim
     if expected is not None and expected != split.region_dim:
@@ -168,11 +195,13 @@ def evaluate(
         folds = []
         for a, b in bounds:
             sims = score_matrix(model, images[a:b], texts[a * cpi : b * cpi], block_size=block_size, progress=progress)
+            warn_if_constant(sims, f"score matrix of fold {len(folds) + 1}")
             folds.append(recall_metrics(sims, cpi))
         metrics: dict[str, Any] = average_folds(folds)
         full = twin_scores(model, images, texts, twins, cpi) if twins is not None else None
     else:
         full = score_matrix(model, images, texts, block_size=block_size, progress=progress)
+        warn_if_constant(full)
         metrics = recall_metrics(full, cpi)
     if twins is not None:
         metrics.update(binding_probe(full, twins, cpi))
@@ -225,4 +254,5 @@ __all__ = [
     "rerank_metrics",
     "score_matrix",
     "twin_scores",
+    "warn_if_constant",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import Field
@@ -31,9 +31,13 @@ class BertCNNConfig(mmzoo.ComponentConfig):
     )
     tokenizer: str | None = Field(None, description="Hub id or folder of the tokenizer; defaults to `pretrained`.")
     frozen: bool = Field(True, description="Keep BERT's weights fixed (SAEM, MMCA); the CNN and FC still train.")
-    max_tokens: int = Field(32, ge=2, description="Captions are cut to this many tokens, [CLS] and [SEP] included.")
-    windows: list[int] = Field([1, 2, 3], min_length=1, description="Window sizes of the 1D convolutions.")
-    channels: int = Field(512, gt=0, description="Output channels per window size (SAEM: 512).")
+    max_tokens: int = Field(
+        32, ge=2, le=4096, description="Captions are cut to this many tokens, [CLS] and [SEP] included."
+    )
+    windows: list[Annotated[int, Field(ge=1, le=16)]] = Field(
+        [1, 2, 3], min_length=1, max_length=16, description="Window sizes of the 1D convolutions."
+    )
+    channels: int = Field(512, gt=0, le=1 << 16, description="Output channels per window size (SAEM: 512).")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout before the CNN's final FC.")
 
 
@@ -95,6 +99,7 @@ class BertCNNTextEncoder(mmzoo.TextEncoder):
     """Captions -> BERT hidden states -> (word fragments X, sentence vector c0 by a 1D-CNN)."""
 
     Config = BertCNNConfig
+    downloads = True
 
     @classmethod
     def test_config(cls) -> dict:

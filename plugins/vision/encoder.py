@@ -90,9 +90,9 @@ class TimmGridConfig(mmzoo.ComponentConfig):
         description="Add a learned row + column embedding to each grid region, so the head knows where it is "
         "(left of, above). Extracted regions (N, k, C) must then form a square grid.",
     )
-    layers: int = Field(1, ge=0, description="Transformer self-attention units over the regions (SAEM: 1).")
-    heads: int = Field(16, ge=1, description="Attention heads; must divide embed_dim.")
-    ffn_dim: int = Field(2048, gt=0, description="Hidden size of the feed-forward layer.")
+    layers: int = Field(1, ge=0, le=64, description="Transformer self-attention units over the regions (SAEM: 1).")
+    heads: int = Field(16, ge=1, le=1024, description="Attention heads; must divide embed_dim.")
+    ffn_dim: int = Field(2048, gt=0, le=1 << 17, description="Hidden size of the feed-forward layer.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout in attention and feed-forward.")
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig, description="Resize, crop, normalise.")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Training-time augmentation.")
