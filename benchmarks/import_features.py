@@ -211,8 +211,9 @@ def measure(kind: str, work: Path, ids: list[int], regions: int, dim: int, repea
             manifest = import_features(source(), table, out, extractor="benchmark", progress=False)
             import_s = time.perf_counter() - start
         start = time.perf_counter()
-        for name in manifest["sha256"]:
-            sha256_file(out / name)
+        for split in manifest["splits"].values():
+            for name in split["files"]:
+                sha256_file(out / name)
         hash_s = time.perf_counter() - start
         output_bytes = sum(p.stat().st_size for p in out.iterdir())
         shutil.rmtree(out)
