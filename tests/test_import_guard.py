@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 
@@ -96,3 +97,29 @@ def test_unknown_facts_are_not_differences():
         assert check_feature_facts(BUTD36, old, strict=False) == []
         assert check_feature_facts({}, BUTD36, strict=True) == []
     assert [d.fact for d in feature_differences(BUTD36, {**old, "region_dim": "1024"})] == ["region_dim"]
+
+
+def test_a_trained_model_records_its_features_and_eval_guards_them(tmp_path, capsys):
+    """Train on one extractor's features, evaluate on another's: a warning naming both, an error with --strict."""
+    import warnings as _warnings
+
+    from mmzoo.cli import main as cli
+    from mmzoo.data import DataManifest, make_shapes, read_manifest, write_manifest
+    from mmzoo.training import prepare_run, train
+
+    data = tmp_path / "data"
+    make_shapes(data, images=24, dev_images=10, test_images=10, regions=8, region_dim=16, seed=3)
+    sets = ["embed_dim=16", "text.word_dim=8", "training.batch_size=8", "training.epochs=1"]
+    train(prepare_run(data, "vsepp", sets=sets), tmp_path / "run", progress=False)
+    recorded = json.loads((tmp_path / "run" / "best" / "config.json").read_text())["features"]
+    assert recorded["region_policy"] == "fixed-8" and recorded["region_dim"] == 16
+    args = ["eval", str(tmp_path / "run"), "--data", str(data), "--split", "test", "--no-progress"]
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error", FeatureMismatchWarning)
+        assert cli(args) == 0  # the same features: silent
+    manifest = read_manifest(data).model_dump(mode="json")
+    write_manifest(data, DataManifest.model_validate({**manifest, "extractor": "detectron2 X152, adaptive boxes"}))
+    with pytest.warns(FeatureMismatchWarning, match=r"extractor .*mmzoo shapes generator.*detectron2 X152"):
+        assert cli(args) == 0
+    assert cli([*args, "--strict-features"]) == 2
+    assert "trained on other features" in capsys.readouterr().err

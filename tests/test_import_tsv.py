@@ -10,7 +10,7 @@ import pytest
 
 from mmzoo.cli import main
 from mmzoo.data import DataManifest, open_split
-from mmzoo.data.importing import TsvSource, import_features, read_karpathy_captions
+from mmzoo.data.importing import TsvSource, feature_facts, import_features, read_karpathy_captions
 from mmzoo.data.importing.writer import sha256_file
 from tests._import_sources import (
     captions_of,
@@ -70,7 +70,7 @@ def test_fixed_36_two_shards_bit_for_bit(tmp_path):
     assert sorted(digests) == written  # every file written is hashed, nothing else is left
     assert all(digests[name] == sha256_file(out / name) for name in written)
     assert sorted(manifest["splits"]["dev"]["files"]) == [f"dev_{k}" for k in SPLIT_FILES]
-    assert DataManifest.model_validate(manifest).feature_facts()["region_policy"] == "fixed-36"  # the core's schema
+    assert feature_facts(DataManifest.model_validate(manifest))["region_policy"] == "fixed-36"  # the core's schema
     test = open_split(out, "test")
     assert test.num_images == 3 and test.regions == 36 and test.region_dim == 32
     features, mask = test.image_features([2])

@@ -42,6 +42,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="K",
         help="shortlist K candidates per query by <i0,c0>, fuse-score only those; adds the shortlist recall",
     )
+    p.add_argument(
+        "--strict-features",
+        action="store_true",
+        help="features other than the model was trained on (extractor, size, region policy) are an error, not a warning",
+    )
     p.add_argument("--batch-size", type=int, default=128, help="encoding batch size (default 128)")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -61,7 +66,13 @@ def run(args: argparse.Namespace) -> int:
         metrics = evaluate_rerank(model, dataset, args, device)
     else:
         metrics = evaluate(
-            model, dataset, fold5=args.fold5, batch_size=args.batch_size, device=device, progress=not args.no_progress
+            model,
+            dataset,
+            fold5=args.fold5,
+            batch_size=args.batch_size,
+            device=device,
+            progress=not args.no_progress,
+            strict_features=args.strict_features,
         )
     protocol = "5-fold" if args.fold5 else "all"
     if args.rerank is not None:

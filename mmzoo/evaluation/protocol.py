@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from mmzoo.contracts import Split
+from mmzoo.data.importing import check_feature_facts
 from mmzoo.errors import InputError, MMZooWarning
 from mmzoo.evaluation.metrics import (
     METRIC_KEYS,
@@ -80,13 +81,17 @@ def encode_split(
     batch_size: int = 128,
     device: torch.device | str | None = None,
     progress: bool = True,
+    strict_features: bool = False,
 ) -> tuple[Any, Any]:
     """Encode each image of ``split`` once and every caption: (image fragments, caption fragments), on the CPU.
+
+    The split's features are checked against those the model was trained on (:func:`check_features`).
 
     Example:
         >>> images, texts = encode_split(model, mmzoo.data.open_split("data/shapes", "test"))  # doctest: +SKIP
     """
     check_dims(model, split)
+    check_features(model, split, strict=strict_features)
     if device is not None:
         model.to(device)
     model.eval()
@@ -139,6 +144,16 @@ def warn_if_constant(sims: Tensor, what: str = "score matrix") -> None:
     )
 
 
+def check_features(model: Model, split: Split, *, strict: bool = False, name: str = "The model") -> None:
+    """The extractor guard: warn (or, ``strict``, raise a DataError) when the split's features are not those the
+    model (each member of an ensemble) was trained on, by its recorded feature facts and the split's manifest."""
+    members = model.members if isinstance(model, Ensemble) else [model]
+    for member in members:
+        trained = member.extra_config.get("features")
+        if trained:
+            check_feature_facts(trained, split.manifest, strict=strict, model=name, dataset=f"the {split.name} split")
+
+
 def check_dims(model: Model, split: Split) -> None:
     expected = model.input_dim
     if expected is not None and expected != split.region_dim:
@@ -176,6 +191,7 @@ def evaluate(
     device: torch.device | str | None = None,
     progress: bool = True,
     block_size: int = 1024,
+    strict_features: bool = False,
 ) -> dict[str, Any]:
     """Encode ``split``, score every image against every caption, and return the recall metrics.
 
@@ -188,7 +204,9 @@ def evaluate(
     """
     bounds = fold_bounds(split.num_images) if fold5 else []  # fail before the (long) encoding
     twins = split.twins if split.twins is not None and (split.twins >= 0).any() else None
-    images, texts = encode_split(model, split, batch_size=batch_size, device=device, progress=progress)
+    images, texts = encode_split(
+        model, split, batch_size=batch_size, device=device, progress=progress, strict_features=strict_features
+    )
     cpi = split.captions_per_image
     if fold5:
         logger.info("5-fold evaluation: 5 folds of %d images", split.num_images // 5)
@@ -247,6 +265,7 @@ def rerank_metrics(
 
 __all__ = [
     "check_dims",
+    "check_features",
     "encode_captions",
     "encode_images",
     "encode_split",

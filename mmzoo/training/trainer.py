@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from mmzoo._atomic import atomic_write_json, is_storage_error, recover_folder, storage_error, writable_dir
 from mmzoo.data import collate_pairs, open_split
+from mmzoo.data.importing import feature_facts
 from mmzoo.errors import CheckpointError, ConfigError, MMZooWarning
 from mmzoo.evaluation import encode_captions, encode_images
 from mmzoo.factory import create_model
@@ -169,8 +170,7 @@ class Trainer:
             model.text.fit(list(self.train_set.captions))
         # what the features were: evaluating the model on features made otherwise warns (the extractor guard)
         if checkpoint is None or "features" not in model.extra_config:
-            manifest = self.train_set.manifest
-            facts = manifest.feature_facts() if manifest is not None else {}
+            facts = {k: v for k, v in feature_facts(self.train_set.manifest).items() if v is not None}
             model.extra_config["features"] = {"region_dim": self.train_set.region_dim, **facts}
         return model.to(self.device).train()
 

@@ -23,10 +23,10 @@ from typing import Any
 
 from mmzoo.data.importing.manifest import FEATURE_FACTS
 from mmzoo.data.manifest import DataManifest
-from mmzoo.errors import DataError
+from mmzoo.errors import DataError, MMZooWarning
 
 
-class FeatureMismatchWarning(UserWarning):
+class FeatureMismatchWarning(MMZooWarning):
     """A model is used on features whose manifest differs from those it was trained on."""
 
 
