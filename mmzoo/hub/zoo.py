@@ -85,6 +85,8 @@ def how_to_get(entry: PretrainedEntry) -> str:
     if entry.members:
         steps = " ".join(f"({i}) {m}: {how_to_get(get_pretrained(m))}" for i, m in enumerate(entry.members, 1))
         return f"An ensemble of {', '.join(entry.members)}; get each member: {steps}"
+    if entry.status == MANUAL and entry.notes:
+        return entry.notes  # the family's own steps (where to download, which files, the convert command)
     if entry.status == MANUAL:
         where = entry.weights.url or entry.code or "the authors' page"
         options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in entry.weights.options.items())
@@ -92,11 +94,10 @@ def how_to_get(entry: PretrainedEntry) -> str:
             fields = converter.get(entry.weights.format).Config.model_fields
             needed = [k for k, f in fields.items() if f.is_required() and k not in entry.weights.options]
             options += "".join(f" --{k.replace('_', '-')} {k.upper()}" for k in needed)
-        notes = f" {entry.notes}" if entry.notes else ""
         return (
             f"These weights must be downloaded by hand: get the checkpoint from {where}, then run "
             f"`mmzoo convert {entry.alias} PATH/TO/CHECKPOINT{options}` once; afterwards "
-            f"`mmzoo.from_pretrained({entry.alias!r})` loads the converted copy, offline too.{notes}"
+            f"`mmzoo.from_pretrained({entry.alias!r})` loads the converted copy, offline too."
         )
     return f"`mmzoo download {entry.alias}` fetches it."
 
