@@ -1,4 +1,5 @@
-"""Crash-safe writes: a file or a whole folder appears complete or not at all.
+"""Crash-safe writes (a file or a whole folder appears complete or not at all), and reading back the JSON files
+mmzoo writes with an error of the caller's kind.
 
 Files are written to a temporary name in the same folder, flushed and fsync'ed, then renamed over the
 target (``os.replace`` is atomic on POSIX and Windows). Folders are written under a temporary name and
@@ -34,6 +35,35 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_json_object(path: str | Path, error: type[Exception], hint: str) -> dict[str, Any]:
+    """A JSON file holding one object; ``error(...)`` (an mmzoo error class) naming the file and ``hint`` if not."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise error(f"{path} is not readable JSON ({exc}); {hint}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} must hold a JSON object, not {type(data).__name__}; {hint}")
+    return data
+
+
+def read_json_lines(path: str | Path, error: type[Exception], hint: str) -> list[dict[str, Any]]:
+    """One JSON object per non-empty line; ``error(...)`` naming the file and the line if one is not."""
+    path = Path(path)
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise error(f"{path} line {number} is not JSON ({exc}); {hint}") from None
+        if not isinstance(record, dict):
+            raise error(f"{path} line {number} is not a JSON object; {hint}")
+        records.append(record)
+    return records
 
 
 def writable_dir(path: str | Path, what: str = "output folder") -> Path:
@@ -178,6 +208,8 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "fsync_tree",
+    "read_json_lines",
+    "read_json_object",
     "recover_folder",
     "replace",
 ]

@@ -12,13 +12,7 @@ from tests.conftest import CAPTIONS, tiny_model
 B = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a small, shared CPU it is several times faster than oversubscribed threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def batch() -> tuple[torch.Tensor, list[str]]:

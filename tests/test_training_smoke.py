@@ -12,14 +12,7 @@ from mmzoo.evaluation import evaluate, recall_metrics
 from mmzoo.model import load_pretrained
 from mmzoo.training import prepare_run, read_metrics, train
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a small, shared CPU it is several times faster than oversubscribed threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.slow

@@ -145,11 +145,8 @@ def read_document(directory: str | Path) -> dict[str, Any]:
     path = directory / CONFIG_NAME
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: {directory} is not a saved mmzoo model (no config.json).")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(document, dict) or not ({"model", "ensemble"} & set(document)):
+    document = _atomic.read_json_object(path, CheckpointError, "it was not written by mmzoo's save_pretrained")
+    if not ({"model", "ensemble"} & set(document)):
         raise CheckpointError(f"{path} has no 'model' section; it was not written by mmzoo's save_pretrained.")
     version = document.get("format_version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:

@@ -50,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
             for e in pending:
                 print(f"\n{e.alias}: {zoo.how_to_get(e)}")
         else:
-            print(f"\n{len(pending)} entries need a manual download or training: `mmzoo list --pretrained ALIAS` says how.")
+            print(
+                f"\n{len(pending)} entries need a manual download or training: `mmzoo list --pretrained ALIAS` says how."
+            )
         return 0
     names = set(recipes.names(args.pattern))
     rows = [(e.name, e.plugin or "user", e.obj.description) for e in recipes.entries() if e.name in names]

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from mmzoo._atomic import atomic_write_text
+from mmzoo._atomic import atomic_write_text, read_json_object
 from mmzoo.contracts import CheckedModel
 from mmzoo.errors import DataError
 
@@ -77,12 +77,7 @@ def read_manifest(root: str | Path) -> DataManifest | None:
     path = Path(root) / MANIFEST_NAME
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"Cannot read the dataset manifest {path}: {exc}. Fix or delete the file.") from None
-    if not isinstance(data, dict):
-        raise DataError(f"The dataset manifest {path} must hold a JSON object; got {type(data).__name__}.")
+    data = read_json_object(path, DataError, "this dataset manifest must be fixed or regenerated")
     try:
         manifest = DataManifest.model_validate(data)
     except ValidationError as exc:

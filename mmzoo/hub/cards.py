@@ -17,13 +17,12 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmzoo._atomic import atomic_write_text
+from mmzoo._atomic import atomic_write_text, read_json_lines, read_json_object
 from mmzoo.config import ModelConfig
 from mmzoo.errors import DataError
 from mmzoo.hub import zoo
@@ -63,16 +62,10 @@ def read_run_metrics(run_dir: str | Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     epochs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise DataError(f"{path} line {number} is not JSON: {exc}") from None
-        values = record.get("dev", record) if isinstance(record, dict) else None
+    for record in read_json_lines(path, DataError, "it was not written by mmzoo train"):
+        values = record.get("dev", record)
         if not isinstance(values, dict):
-            raise DataError(f"{path} line {number} is not a JSON object of metrics.")
+            raise DataError(f"{path}: epoch {record.get('epoch')} holds no JSON object of dev metrics.")
         found = {k: float(values[k]) for k in METRIC_NAMES if isinstance(values.get(k), int | float)}
         if found:
             epochs.append((record.get("epoch"), found))
@@ -98,13 +91,7 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "run.json"
     if not path.is_file():
         return {}
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise DataError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(info, dict):
-        raise DataError(f"{path} must hold a JSON object.")
-    return info
+    return read_json_object(path, DataError, "it was not written by mmzoo train")
 
 
 # -- the card ----------------------------------------------------------------------------------------------

@@ -344,25 +344,41 @@ def push_folder(
     return info
 
 
-def push_saved(
-    save: Callable[[Path], Path],
-    repo_id: str,
-    *,
-    private: bool = False,
-    token: str | bool | None = None,
-    revision: str | None = None,
-    commit_message: str | None = None,
-) -> CommitInfo:
-    """Save a model with ``save(folder)`` into a temporary folder, card it for ``repo_id``, upload in one commit."""
-    import tempfile
+class PushToHubMixin:
+    """``push_to_hub`` for anything with ``save_pretrained(folder)``: models and ensembles."""
 
-    with tempfile.TemporaryDirectory(prefix="mmzoo-push-") as tmp:
-        folder = save(Path(tmp) / "model")
-        repo = str(repo_id).removeprefix(HF_PREFIX)
-        card = cards.model_card(read_document(folder), repo_id=repo, entry=entry_for_repo(repo))
-        return push_folder(
-            folder, repo_id, private=private, token=token, revision=revision, commit_message=commit_message, card=card
-        )
+    def save_pretrained(self, directory: str | Path) -> Path:  # provided by the class that mixes this in
+        raise NotImplementedError
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool = False,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+    ) -> CommitInfo:
+        """Save with the card of ``repo_id`` into a temporary folder and upload it in one commit; the CommitInfo.
+
+        Example:
+            >>> model.push_to_hub("my-org/my-mmca", private=True)  # doctest: +SKIP
+        """
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="mmzoo-push-") as tmp:
+            folder = self.save_pretrained(Path(tmp) / "model")
+            repo = str(repo_id).removeprefix(HF_PREFIX)
+            card = cards.model_card(read_document(folder), repo_id=repo, entry=entry_for_repo(repo))
+            return push_folder(
+                folder,
+                repo_id,
+                private=private,
+                token=token,
+                revision=revision,
+                commit_message=commit_message,
+                card=card,
+            )
 
 
 def push_run(
@@ -414,6 +430,7 @@ def entry_for_repo(repo_id: str) -> PretrainedEntry | None:
 
 
 __all__ = [
+    "PushToHubMixin",
     "entry_for_repo",
     "expected_digests",
     "fetch_file",
@@ -421,7 +438,6 @@ __all__ = [
     "file_digest",
     "push_folder",
     "push_run",
-    "push_saved",
     "verify_file",
     "verify_snapshot",
 ]

@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -26,11 +26,8 @@ from mmzoo.checkpoint import FORMAT_VERSION, write_folder
 from mmzoo.contracts import Fragments, TokenBatch
 from mmzoo.errors import ConfigError, InputError
 from mmzoo.hub.cards import model_card
-from mmzoo.hub.transfer import push_saved
+from mmzoo.hub.transfer import PushToHubMixin
 from mmzoo.model.matching import MatchingModel
-
-if TYPE_CHECKING:
-    from huggingface_hub import CommitInfo
 
 
 @dataclass
@@ -60,7 +57,7 @@ class EnsembleFragments:
         return EnsembleFragments(tuple(Fragments.cat([p.parts[m] for p in parts]) for m in range(members)))
 
 
-class Ensemble(nn.Module):
+class Ensemble(nn.Module, PushToHubMixin):
     """Members' scores averaged (weighted): ``S = sum_m w_m S_m`` with the weights summing to 1.
 
     Args:
@@ -145,25 +142,6 @@ class Ensemble(nn.Module):
                 member.save_pretrained(folder / name)
 
         return write_folder(directory, document, None, card if card is not None else str(model_card(document)), members)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        private: bool = False,
-        token: str | bool | None = None,
-        revision: str | None = None,
-        commit_message: str | None = None,
-    ) -> CommitInfo:
-        """Save the ensemble (members included) and upload it in one commit."""
-        return push_saved(
-            self.save_pretrained,
-            repo_id,
-            private=private,
-            token=token,
-            revision=revision,
-            commit_message=commit_message,
-        )
 
 
 __all__ = ["Ensemble", "EnsembleFragments"]

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -25,12 +25,9 @@ from mmzoo.contracts import BuildContext, Fragments, FusionBlock, TextEncoder, T
 from mmzoo.contracts import Loss as LossBase
 from mmzoo.errors import InputError
 from mmzoo.hub.cards import model_card
-from mmzoo.hub.transfer import push_saved
+from mmzoo.hub.transfer import PushToHubMixin
 from mmzoo.scoring import EmbeddingIndex, SearchResult, fused_matrix
 from mmzoo.scoring import search as search_index
-
-if TYPE_CHECKING:
-    from huggingface_hub import CommitInfo
 
 logger = logging.getLogger("mmzoo.model")
 
@@ -43,7 +40,7 @@ class MatchingOutput:
     scores: Tensor
 
 
-class MatchingModel(nn.Module):
+class MatchingModel(nn.Module, PushToHubMixin):
     """Image-text matching model built from a :class:`~mmzoo.config.ModelConfig`.
 
     Example:
@@ -92,29 +89,6 @@ class MatchingModel(nn.Module):
             component = getattr(self, "loss_fn" if section == "loss" else section)
             if component is not None:
                 component.save_assets(directory / section)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        private: bool = False,
-        token: str | bool | None = None,
-        revision: str | None = None,
-        commit_message: str | None = None,
-    ) -> CommitInfo:
-        """Save this model with its card and upload it to the Hub in one commit; returns the CommitInfo.
-
-        Example:
-            >>> model.push_to_hub("my-org/my-mmca", private=True)  # doctest: +SKIP
-        """
-        return push_saved(
-            self.save_pretrained,
-            repo_id,
-            private=private,
-            token=token,
-            revision=revision,
-            commit_message=commit_message,
-        )
 
     @property
     def alpha(self) -> float:

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mmzoo._atomic import atomic_write_text
+from mmzoo._atomic import atomic_write_text, read_json_object
 from mmzoo.errors import CheckpointError, ConfigError, DataError
 from mmzoo.training.runspec import RunSpec
 
@@ -59,12 +59,7 @@ def read_run(run_dir: str | Path) -> RunSpec:
     path = Path(run_dir) / RUN_NAME
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: {run_dir} is not an mmzoo training run.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not readable JSON ({exc}); it was not written by mmzoo train.") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} must hold a JSON object; it was not written by mmzoo train.")
+    data = read_json_object(path, CheckpointError, "it was not written by mmzoo train")
     try:
         return RunSpec.from_dict(data)
     except ConfigError as exc:
