@@ -250,32 +250,28 @@ _CANDIDATE = re.compile(rf"[.?!](?=(?P<after>{_NON_WORD}|\s+(?P<next>\S+)))", re
 _REALIGN = re.compile("[\"')\\]}\u2018\u2019\u201c\u201d\xab\xbb]+?(?:\\s+|(?=--)|$)", re.MULTILINE)
 _NUMBER = re.compile(r"^-?[\.,]?\d[\d,\.-]*\.?$")
 _INITIAL = re.compile(r"[^\W\d]\.$", re.UNICODE)
-_ELLIPSIS = re.compile(r"\.\.+$")
 _SENTENCE_END = (".", "?", "!")
 _NOT_A_START = tuple(";:,.!?")
 
 
 class _Token:
-    """A Punkt token with the two decisions that matter here: sentence break and abbreviation."""
+    """A Punkt token with the one decision that matters here: whether a sentence ends after it.
 
-    __slots__ = ("abbr", "ellipsis", "sentbreak", "text", "type")
+    A period ends a sentence unless it closes an ellipsis or a known abbreviation (Punkt's first pass).
+    """
+
+    __slots__ = ("sentbreak", "text", "type")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.type = _NUMBER.sub("##number##", text.lower())
-        self.sentbreak = False
-        self.abbr = False
-        self.ellipsis = False
         if text in _SENTENCE_END:
             self.sentbreak = True
-        elif _ELLIPSIS.match(text):
-            self.ellipsis = True
-        elif text.endswith(".") and not text.endswith(".."):
+        elif not text.endswith(".") or text.endswith(".."):  # no period, or an ellipsis: no break
+            self.sentbreak = False
+        else:
             stem = text[:-1].lower()
-            if stem in ABBREVIATIONS or stem.split("-")[-1] in ABBREVIATIONS:
-                self.abbr = True
-            else:
-                self.sentbreak = True
+            self.sentbreak = not (stem in ABBREVIATIONS or stem.split("-")[-1] in ABBREVIATIONS)
 
     @property
     def bare_type(self) -> str:
@@ -304,11 +300,11 @@ def _decide(first: _Token, second: _Token) -> None:
     """Revise the break after ``first`` (a period-final token) from the token that follows it."""
     typ, next_typ = first.bare_type, second.sentence_type
     if (typ, next_typ) in COLLOCATIONS:
-        first.sentbreak, first.abbr = False, True
+        first.sentbreak = False
         return
     initial = bool(_INITIAL.match(first.text))
     if (initial or typ == "##number##") and _starts_sentence(second) is False:
-        first.sentbreak, first.abbr = False, True
+        first.sentbreak = False
 
 
 def _has_break(context: str) -> bool:

@@ -28,8 +28,8 @@ REGION_UNUSED = re.compile(r"^mlp\.bns\.1\.")
 BERT_UNUSED = re.compile(r"^bert\.(pooler\.|embeddings\.position_ids$)")
 #: backbone sources whose network is torchvision's ResNet class (torch.hub), which timm mirrors exactly.
 TORCHVISION_SOURCES = ("wsl", "imagenet_resnext")
-#: the others build their own lib/modules/resnet.py: stride on the 1x1 conv, max-pool padding 0 / ceil_mode.
-CAFFE_STYLE_SOURCES = ("detector", "imagenet", "imagenet_res50", "imagenet_res152")
+#: the others ("detector", "imagenet", "imagenet_res50", "imagenet_res152") build their own lib/modules/resnet.py:
+#: stride on the 1x1 conv, max-pool padding 0 / ceil_mode; refused.
 
 
 def split_checkpoint(ckpt: Any, source: str) -> tuple[argparse.Namespace, dict[str, Tensor], dict[str, Tensor]]:

@@ -125,7 +125,6 @@ class TsvSource(FeatureSource):
     def __init__(self, paths: Sequence[str | Path]) -> None:
         self.paths = _expand(paths)
         self.format_name = ""
-        self._columns: dict[str, int] = {}
 
     # -- the scan -------------------------------------------------------------------------------------
     def scan(self) -> list[Entry]:
