@@ -4,7 +4,7 @@ The fused score is the whole SCAN similarity (recipes set ``dual_weight: 0``): s
 :mod:`~mmzoo_plugins.scan.attention` for the math and every option. The blocks have no parameters.
 
 * ``forward`` / ``score_pairs``: the straightforward computation (attended vectors formed, as in SCAN's
-  ``func_attention``), differentiable, in chunks of ``chunk_pairs`` pairs; the training path.
+  ``func_attention``), differentiable, in chunks of ``block_pairs`` pairs; the training path.
 * ``prepare_images`` / ``prepare_texts`` / ``score_prepared`` / ``score_prepared_pairs``: the scoring
   engine (``mmzoo.scoring``). Each item's fragments, norms and Gram matrix are cached once; a block of
   images x captions is one matrix product of logits plus element-wise work on it, at most
@@ -35,9 +35,8 @@ class SCANAttentionConfig(mmzoo.ComponentConfig):
     )
     lambda_softmax: float = Field(9.0, gt=0.0, description="Inverse temperature of the attention softmax (λ1).")
     lambda_lse: float = Field(6.0, gt=0.0, description="Inverse temperature of LogSumExp pooling (λ2).")
-    chunk_pairs: int = Field(1024, gt=0, description="Pairs at once in the straightforward (training) path.")
     block_pairs: int = Field(
-        4096, gt=0, description="Pairs per block of the scoring engine: the memory bound of one block."
+        4096, gt=0, le=1 << 24, description="Pairs held at once by the scoring engine and the training path."
     )
 
 
@@ -126,7 +125,7 @@ class SCANFusion(mmzoo.FusionBlock):
         regions, r_mask = _clean(images), images.mask
         words, w_mask = _clean(texts), texts.mask
         n_img = len(images)
-        step = max(1, self.config.chunk_pairs // max(n_img, 1))
+        step = max(1, self.pairs_per_block // max(n_img, 1))
         columns = []
         for j in range(0, len(texts), step):
             w, wm = words[j : j + step][None], w_mask[j : j + step][None]  # (1, c, L, d)
@@ -139,7 +138,7 @@ class SCANFusion(mmzoo.FusionBlock):
             raise mmzoo.InputError(f"score_pairs needs as many captions as images; got {len(texts)} and {len(images)}.")
         _check_dims(images.features, texts.features)
         regions, words = _clean(images), _clean(texts)
-        step, parts = self.config.chunk_pairs, []
+        step, parts = self.pairs_per_block, []
         for s in range(0, len(images), step):
             part = slice(s, s + step)
             (query, q_mask), (context, c_mask) = self._roles(
