@@ -83,7 +83,7 @@ def test_forward_is_differentiable_and_chunked(name):
     images, texts = fragments(3, 4, seed=5), fragments(5, 6, seed=6)
     images.features.requires_grad_(True)
     texts.features.requires_grad_(True)
-    whole = block(name, chunk_pairs=1000)(images, texts)
+    whole = block(name, block_pairs=1000)(images, texts)
     chunked = block(name, chunk_pairs=2)(images, texts)  # one caption at a time, like SCAN's loop
     torch.testing.assert_close(chunked, whole)
     whole.sum().backward()
