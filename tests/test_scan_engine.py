@@ -84,7 +84,7 @@ def test_forward_is_differentiable_and_chunked(name):
     images.features.requires_grad_(True)
     texts.features.requires_grad_(True)
     whole = block(name, block_pairs=1000)(images, texts)
-    chunked = block(name, chunk_pairs=2)(images, texts)  # one caption at a time, like SCAN's loop
+    chunked = block(name, block_pairs=2)(images, texts)  # one caption at a time, like SCAN's loop
     torch.testing.assert_close(chunked, whole)
     whole.sum().backward()
     assert images.features.grad.abs().sum() > 0 and texts.features.grad.abs().sum() > 0
