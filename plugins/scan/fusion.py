@@ -15,10 +15,10 @@ The fused score is the whole SCAN similarity (recipes set ``dual_weight: 0``): s
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor
 
 import mmzoo
@@ -38,6 +38,14 @@ class SCANAttentionConfig(mmzoo.ComponentConfig):
     block_pairs: int = Field(
         4096, gt=0, le=1 << 24, description="Pairs held at once by the scoring engine and the training path."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_chunk_pairs(cls, data: Any) -> Any:
+        """An earlier second block size for the training path; configs saved with it still load."""
+        if isinstance(data, dict) and "chunk_pairs" in data:
+            data = {k: v for k, v in data.items() if k != "chunk_pairs"}
+        return data
 
 
 @dataclass
