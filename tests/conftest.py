@@ -13,6 +13,9 @@ import torch
 
 import mmzoo
 
+# tiny models on a small, shared CPU: one intra-op thread is several times faster than oversubscribed threads
+torch.set_num_threads(int(os.environ.get("MMZOO_TEST_THREADS", "1")))
+
 #: component sizes small enough for fast CPU tests.
 TINY = {"embed_dim": 32, "visual.in_dim": 24}
 TINY_MMCA = {
