@@ -1,9 +1,7 @@
 """The trainer's settings: a pydantic ``TrainConfig`` whose defaults come from the model's recipe.
 
-A recipe (``registry.model.get(name).training``) carries its paper's schedule, e.g. SAEM's for ``mmca``
-(Adam 1e-4, x0.1 every 10 epochs, batch 64), VSE++'s for ``vsepp`` (Adam 2e-4, x0.1 at epoch 15,
-batch 128) or VSE-infinity's (AdamW 5e-4 with BERT at 0.1x, weight decay 1e-4). A config file's ``training``
-section and ``--set training.<field>=`` override them.
+A recipe (``registry.model.get(name).training``) carries its paper's schedule (each family's plugin holds it;
+docs/training.md lists them). A config file's ``training`` section and ``--set training.<field>=`` override it.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ class TrainConfig(CheckedModel):
     batch_size: int = Field(
         128, ge=2, description="Image-caption pairs per step and per process (the in-batch negatives)."
     )
-    optimizer: Literal["adam", "adamw"] = Field("adam", description="Adam (VSE++, SCAN, MMCA) or AdamW (VSE-infinity).")
+    optimizer: Literal["adam", "adamw"] = Field("adam", description="Adam (L2 weight decay) or AdamW (decoupled).")
     lr: float = Field(2e-4, gt=0.0, description="Learning rate at the start.")
     weight_decay: float = Field(0.0, ge=0.0, description="Weight decay (decoupled for AdamW, L2 for Adam).")
     lr_groups: dict[str, float] = Field(
