@@ -5,14 +5,18 @@ into Y = [R ; X] and passed through transformer unit(s), so every region attends
 vice versa (and within its own modality). The output is split back; i1 is the mean of the image part,
 c1 the 1D-CNN (or mean) of the text part, both L2-normalised; the fused score is <i1, c1>.
 
-``forward`` / ``pair_scores`` compute it the straightforward way, pairs expanded in chunks (the
-differentiable training path and the reference). ``prepare_images`` / ``prepare_texts`` /
-``score_prepared`` / ``score_prepared_pairs`` are the scoring-engine protocol (``mmzoo.scoring``):
-per-image and per-caption work cached once, only pair-dependent work per pair (``engine.py``).
+Every path goes through the cached decomposition of ``engine.py``: per-image and per-caption work (Q, K,
+V and the attention within each modality) once, only the pair-dependent part per pair. ``forward`` and
+``score_pairs`` are the differentiable training path (dropout in training mode); ``prepare_images`` /
+``prepare_texts`` / ``score_prepared`` / ``score_prepared_pairs`` are the scoring-engine protocol
+(``mmzoo.scoring``); ``score_pairs_indexed`` scores listed pairs of a batch with each item prepared once
+(the hard-negative training path). ``pair_scores`` and ``reference_forward`` compute it the
+straightforward way, pairs expanded into joint sequences: the reference the tests compare against.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 import torch
@@ -64,8 +68,58 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
             transformer_unit(d, config.heads, config.ffn_dim, config.dropout) for _ in range(config.layers)
         )
         self.cnn = TextCNN(d, d, config.windows, config.channels, 0.0) if config.text_pool == "cnn" else None
+        #: how the engine computes (not saved: hardware-dependent); see :meth:`configure_engine`
+        self.engine_options = engine.EngineOptions()
+        self._compiled: Any = None
 
+    def configure_engine(self, **options: Any) -> CrossAttentionFusion:
+        """Set :class:`~mmzoo_plugins.mmca.engine.EngineOptions` (attention, tile_tokens, compile, compile_mode).
+
+        Example:
+            >>> model.fusion.configure_engine(attention="sdpa", compile=True)  # doctest: +SKIP
+        """
+        self.engine_options = replace(self.engine_options, **options)
+        self._compiled = None
+        return self
+
+    # -- the differentiable path (training) -----------------------------------------------------------
     def forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
+        """(N_images, N_texts) fused scores: each item prepared once, pairs in tiles of ``pairs_per_block``."""
+        if not self.training and not torch.is_grad_enabled():
+            return self.score_prepared(self.prepare_images(images), self.prepare_texts(texts))
+        dropout = self._attention_dropout()
+        img = engine.prepare(self.units[0], images, dropout)
+        txt = engine.prepare(self.units[0], texts, dropout)
+        rows, cols = engine.tile_shape(len(img), len(txt), self.pairs_per_block)
+        return torch.cat(
+            [
+                torch.cat([self._score_tile(img[r], txt[c], dense=True) for c in _spans(len(txt), cols)], 1)
+                for r in _spans(len(img), rows)
+            ]
+        )
+
+    def score_pairs(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
+        idx = torch.arange(len(images), device=images.features.device)
+        return self.score_pairs_indexed(images, texts, idx, idx)
+
+    def score_pairs_indexed(
+        self, images: mmzoo.Fragments, texts: mmzoo.Fragments, image_idx: Tensor, text_idx: Tensor
+    ) -> Tensor:
+        """(P,) differentiable fused scores of the pairs (images[image_idx[p]], texts[text_idx[p]]).
+
+        Each image and caption is prepared once however many pairs it is in (hard-negative training).
+        """
+        dropout = self._attention_dropout()
+        img = engine.prepare(self.units[0], images, dropout)
+        txt = engine.prepare(self.units[0], texts, dropout)
+        return self.score_prepared_pairs(img, txt, image_idx, text_idx)
+
+    def _attention_dropout(self) -> float:
+        return float(self.units[0].self_attn.dropout) if self.training else 0.0
+
+    # -- the reference: the straightforward joint unit ------------------------------------------------
+    def reference_forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
+        """(N_images, N_texts) by :meth:`pair_scores` over every expanded pair (what the engine must equal)."""
         n_img, n_txt = len(images), len(texts)
         img_idx = torch.arange(n_img, device=images.features.device).repeat_interleave(n_txt)
         txt_idx = torch.arange(n_txt, device=texts.features.device).repeat(n_img)
@@ -76,12 +130,8 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         ]
         return torch.cat(scores).view(n_img, n_txt)
 
-    def score_pairs(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
-        idx = torch.arange(len(images), device=images.features.device)
-        return self.pair_scores(images, texts, idx, idx)
-
     def pair_scores(self, images: mmzoo.Fragments, texts: mmzoo.Fragments, img_idx: Tensor, txt_idx: Tensor) -> Tensor:
-        """Fused score of the pairs (images[img_idx[p]], texts[txt_idx[p]]) -> (P,)."""
+        """Fused score of the pairs (images[img_idx[p]], texts[txt_idx[p]]) -> (P,), the straightforward way."""
         regions, words = images.features[img_idx], texts.features[txt_idx]
         r_mask, w_mask = images.mask[img_idx], texts.mask[txt_idx]
         y = torch.cat([regions, words], dim=1)
@@ -97,62 +147,137 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         c1 = self.cnn(text_part, w_mask) if self.cnn is not None else mmzoo.masked_mean(text_part, w_mask)
         return (i1 * mmzoo.l2_normalize(c1)).sum(-1)
 
-    # -- the scoring-engine protocol: eval-mode scores (dropout off), per-item work cached ------------
+    # -- the scoring-engine protocol -----------------------------------------------------------------
     @property
     def pairs_per_block(self) -> int:
         return self.config.block_pairs
 
     def prepare_images(self, images: mmzoo.Fragments) -> engine.ModalityCache:
         """Q, K, V of every region and each region's attention over its own image, once per image."""
-        return engine.prepare(self.units[0], images)
+        return engine.prepare(self.units[0], images, self._attention_dropout())
 
     def prepare_texts(self, texts: mmzoo.Fragments) -> engine.ModalityCache:
         """Q, K, V of every word and each word's attention over its own caption, once per caption."""
-        return engine.prepare(self.units[0], texts)
+        return engine.prepare(self.units[0], texts, self._attention_dropout())
 
     def score_prepared(self, images: engine.ModalityCache, texts: engine.ModalityCache) -> Tensor:
-        """(n_images, n_texts) fused scores of a block: cross blocks as one product per head."""
-        images, texts = images.trimmed(), texts.trimmed()
-        regions, words = engine.cross_dense(images, texts)
+        """(n_images, n_texts) fused scores of a block: cross blocks as one product per head, in tiles."""
+        options, static = self.engine_options, self.engine_options.compile
+        if not static:
+            images, texts = images.trimmed(), texts.trimmed()
         n_img, n_txt = len(images), len(texts)
-        r_mask = images.mask[:, None].expand(n_img, n_txt, -1)
-        w_mask = texts.mask[None].expand(n_img, n_txt, -1)
-        r_tokens = images.tokens[:, None].expand(n_img, n_txt, -1, -1)
-        w_tokens = texts.tokens[None].expand(n_img, n_txt, -1, -1)
-        return self._finish(regions, words, r_tokens, w_tokens, r_mask, w_mask)
+        tile_tokens = options.resolved_tile_tokens(images.device)
+        pairs = self.pairs_per_block if tile_tokens is None else tile_tokens // (images.length + texts.length)
+        pairs = max(1, min(pairs, self.pairs_per_block))
+        rows, cols = engine.tile_shape(pairs, pairs, pairs) if static else engine.tile_shape(n_img, n_txt, pairs)
+        out = torch.empty(n_img, n_txt, dtype=torch.float32, device=images.device)
+        for r in _spans(n_img, rows):
+            img = images[r] if static else images[r].trimmed()
+            for c in _spans(n_txt, cols):
+                txt = texts[c] if static else texts[c].trimmed()
+                if static:
+                    n_r, n_c = len(img), len(txt)
+                    out[r, c] = self._static_tile(img.padded_rows(rows), txt.padded_rows(cols), True)[:n_r, :n_c]
+                else:
+                    out[r, c] = self._score_tile(img, txt, dense=True)
+        return out
 
     def score_prepared_pairs(
         self, images: engine.ModalityCache, texts: engine.ModalityCache, image_idx: Tensor, text_idx: Tensor
     ) -> Tensor:
-        """(P,) fused scores of listed pairs (reranking) with batched per-pair cross blocks."""
-        images, texts = images[image_idx].trimmed(), texts[text_idx].trimmed()
-        pairs = torch.arange(len(image_idx), device=image_idx.device)
-        regions, words = engine.cross_pairs(images, texts, pairs, pairs)
-        return self._finish(regions, words, images.tokens, texts.tokens, images.mask, texts.mask)
+        """(P,) fused scores of listed pairs: gathered, sorted by length, batched per-pair cross blocks in tiles."""
+        static = self.engine_options.compile
+        images, texts = images[image_idx], texts[text_idx]
+        order = torch.argsort(texts.mask.sum(1) * (images.length + 1) + images.mask.sum(1), stable=True)
+        tile_tokens = self.engine_options.resolved_tile_tokens(images.device)
+        step = self.pairs_per_block if tile_tokens is None else tile_tokens // (images.length + texts.length)
+        step = max(1, min(step, self.pairs_per_block))
+        parts = []
+        for s in _spans(len(order), step):
+            idx = order[s]
+            img, txt = images[idx], texts[idx]
+            if static:
+                parts.append(self._static_tile(img.padded_rows(step), txt.padded_rows(step), False)[: len(idx)])
+            else:
+                parts.append(self._score_tile(img.trimmed(), txt.trimmed(), dense=False))
+        scores = torch.cat(parts) if parts else torch.zeros(0, device=images.device)
+        return scores[torch.argsort(order)]  # back to the listed order (a gather: differentiable)
 
-    def _finish(
-        self, regions: Tensor, words: Tensor, r_tokens: Tensor, w_tokens: Tensor, r_mask: Tensor, w_mask: Tensor
+    # -- one tile ------------------------------------------------------------------------------------
+    def _static_tile(self, images: engine.ModalityCache, texts: engine.ModalityCache, dense: bool) -> Tensor:
+        """A tile of fixed shape through ``torch.compile`` (compiled once, on first use)."""
+        if self._compiled is None:
+            self._compiled = torch.compile(
+                self._score_tile, dynamic=False, mode=self.engine_options.compile_mode, fullgraph=False
+            )
+        return self._compiled(images, texts, dense, True)
+
+    def _score_tile(
+        self, img: engine.ModalityCache, txt: engine.ModalityCache, dense: bool, static: bool = False
     ) -> Tensor:
-        """Everything after the attention, on valid tokens only: (*lead, k|L, h, e) -> scores (*lead)."""
-        unit, d = self.units[0], r_tokens.shape[-1]
-        if bool(r_mask.all()) and bool(w_mask.all()):  # no padding: token-wise work on the dense layout
-            y_r = engine.unit_tail(unit, regions.reshape(*regions.shape[:-2], d), r_tokens)
-            y_w = engine.unit_tail(unit, words.reshape(*words.shape[:-2], d), w_tokens)
-            text_mask = None
-        else:  # pack the valid tokens, then put them back in place (zeros at padding)
-            y_r = engine.scatter(engine.unit_tail(unit, regions[r_mask].flatten(1), r_tokens[r_mask]), r_mask)
-            y_w = engine.scatter(engine.unit_tail(unit, words[w_mask].flatten(1), w_tokens[w_mask]), w_mask)
-            text_mask = w_mask
+        """Fused scores of a tile: all pairs (dense: (n_img, n_txt)) or aligned pairs (P,)."""
+        unit = self.units[0]
+        k, length, d = img.length, txt.length, img.tokens.shape[-1]
+        lead = (len(img), len(txt)) if dense else (len(img),)
+        n_pairs = len(img) * len(txt) if dense else len(img)
+        n_r = n_pairs * k
+        dropout = self._attention_dropout()
+        sdpa = self.engine_options.resolved_attention(img.device) == "sdpa"
+        attend = engine.attend_dense if dense else engine.attend_pairs
+        r_tokens = img.tokens[:, None].expand(*lead, k, d) if dense else img.tokens
+        w_tokens = txt.tokens[None].expand(*lead, length, d) if dense else txt.tokens
+        if engine.fast_path() and not static:
+            bias = unit.self_attn.out_proj.bias
+            buf = torch.empty(n_pairs * (k + length), d, dtype=img.q.dtype, device=img.device)
+            e = d // unit.self_attn.num_heads
+            r_view, w_view = buf[:n_r].view(*lead, k, -1, e), buf[n_r:].view(*lead, length, -1, e)
+            w_out = w_view.transpose(0, 1) if dense else w_view  # word queries lead: (n_txt, n_img, L, h, e)
+            if sdpa:
+                r_view.copy_(engine.attend_sdpa(img, txt, dense))
+                w_out.copy_(engine.attend_sdpa(txt, img, dense))
+            else:
+                attend(img, txt, out=r_view)
+                attend(txt, img, out=w_out)
+            z = torch.empty_like(buf)
+            z[:n_r].view(*lead, k, d).copy_((img.tokens + bias)[:, None] if dense else img.tokens + bias)
+            z[n_r:].view(*lead, length, d).copy_((txt.tokens + bias)[None] if dense else txt.tokens + bias)
+            y = engine.tail_inplace(unit, buf, z)
+        else:
+            if sdpa:
+                regions = engine.attend_sdpa(img, txt, dense, dropout)
+                words = engine.attend_sdpa(txt, img, dense, dropout)
+            else:
+                regions = attend(img, txt, dropout=dropout, static=static)
+                words = attend(txt, img, dropout=dropout, static=static)
+            if dense:
+                words = words.transpose(0, 1)
+            attended = torch.cat([regions.reshape(n_r, d), words.reshape(-1, d)])
+            residual = torch.cat([r_tokens.reshape(n_r, d), w_tokens.reshape(-1, d)])
+            y = engine.tail(unit, attended, residual)
+        y_r, y_w = y[:n_r].view(*lead, k, d), y[n_r:].view(*lead, length, d)
+        r_mask = img.mask[:, None].expand(*lead, k) if dense else img.mask
+        w_mask = txt.mask[None].expand(*lead, length) if dense else txt.mask
         if len(self.units) > 1:
-            lead, k = r_mask.shape[:-1], r_mask.shape[-1]
-            y = torch.cat([y_r, y_w], dim=-2).flatten(0, -3)
+            joint = torch.cat([y_r, y_w], dim=-2).flatten(0, -3)
             mask = torch.cat([r_mask, w_mask], dim=-1).flatten(0, -2)
             for later in self.units[1:]:
-                y = later(y, src_key_padding_mask=~mask)
-            return self._pool(y, k, mask[:, :k], mask[:, k:]).view(lead).float()
-        i1 = y_r.sum(-2) / r_mask.sum(-1, keepdim=True).to(y_r.dtype)
-        if self.cnn is not None:
-            c1 = engine.fast_cnn(self.cnn, y_w, text_mask)
-        else:
-            c1 = y_w.sum(-2) / w_mask.sum(-1, keepdim=True).to(y_w.dtype)
+                joint = later(joint, src_key_padding_mask=~mask)
+            return self._pool(joint, k, mask[:, :k], mask[:, k:]).view(lead).float()
+        return self._pool_tokens(
+            y_r, y_w, r_mask, w_mask, static or not bool(img.mask.all()), static or not bool(txt.mask.all())
+        )
+
+    def _pool_tokens(
+        self, y_r: Tensor, y_w: Tensor, r_mask: Tensor, w_mask: Tensor, r_padded: bool, w_padded: bool
+    ) -> Tensor:
+        """<i1, c1> from the unit's outputs on (..., k, d) regions and (..., L, d) words (padding masked)."""
+        i1 = (y_r * r_mask.unsqueeze(-1).to(y_r.dtype)).sum(-2) if r_padded else y_r.sum(-2)
+        if w_padded:
+            invalid = ~w_mask.unsqueeze(-1)
+            y_w = y_w.masked_fill_(invalid, 0.0) if engine.fast_path() else y_w.masked_fill(invalid, 0.0)
+        c1 = engine.fast_cnn(self.cnn, y_w, w_mask if w_padded else None) if self.cnn is not None else y_w.sum(-2)
         return (mmzoo.l2_normalize(i1.float()) * mmzoo.l2_normalize(c1.float())).sum(-1)
+
+
+def _spans(n: int, step: int) -> list[slice]:
+    return [slice(s, min(s + step, n)) for s in range(0, n, step)]
