@@ -38,6 +38,7 @@ and gradients.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Literal
@@ -67,12 +68,16 @@ class EngineOptions:
         compile: run each tile through ``torch.compile`` (static shapes: tiles are padded to one shape and
             not trimmed, so one compilation serves a whole evaluation).
         compile_mode: the ``mode`` given to ``torch.compile`` (e.g. ``"reduce-overhead"`` for CUDA graphs).
+        path: ``"cached"`` (everything above) or ``"reference"``: ``forward`` and ``score_pairs_indexed`` run the
+            straightforward joint unit over every expanded pair (to compare speed or results; the engine
+            protocol is always cached).
     """
 
     attention: Literal["auto", "merge", "sdpa"] = "auto"
     tile_tokens: int | None = None
     compile: bool = False
     compile_mode: str | None = None
+    path: Literal["cached", "reference"] = "cached"
 
     def resolved_attention(self, device: torch.device) -> str:
         if self.attention == "auto":
@@ -182,9 +187,8 @@ def prepare(unit: nn.TransformerEncoderLayer, fragments: mmzoo.Fragments, dropou
     if bias is not None:
         logits = logits + bias[:, None, None, :]
     lse = torch.logsumexp(logits, dim=-1)
-    probs = (logits - lse.unsqueeze(-1)).exp()
-    if dropout > 0:
-        probs = F.dropout(probs, dropout)
+    keep, scale = keep_mask(logits.shape, dropout, x.device)
+    probs = _apply((logits - (lse - math.log(scale)).unsqueeze(-1)).exp(), keep)  # softmax * scale, dropped out
     intra = probs.to(v.dtype) @ v
     return ModalityCache(x, mask, q, k, v, lse, intra)
 
@@ -207,9 +211,9 @@ def _cross_softmax(
     weights = logits.sub_(peak).exp_() if inplace else (logits - peak).exp()
     total = weights.sum(dim=dim, keepdim=True)
     cross = torch.sigmoid(peak + total.log() - lse_intra.unsqueeze(dim))
-    weights = weights.mul_(cross / total) if inplace else weights * (cross / total)
-    if dropout > 0:
-        weights = F.dropout(weights, dropout)
+    keep, scale = keep_mask(weights.shape, dropout, weights.device)
+    factor = cross / total if scale == 1.0 else cross * (scale / total)
+    weights = _apply(weights.mul_(factor) if inplace else weights * factor, keep)
     return weights, (1 - cross).squeeze(dim)
 
 
@@ -277,6 +281,32 @@ def attend_sdpa(query: ModalityCache, key: ModalityCache, dense: bool, dropout: 
     return out.transpose(-2, -3)
 
 
+def keep_mask(shape: tuple[int, ...], p: float, device: torch.device) -> tuple[Tensor | None, float]:
+    """Dropout with rate ``p`` as a bool keep-mask and the scale ``1 / kept fraction`` (``(None, 1.0)`` for p = 0).
+
+    Callers fold the scale into a neighbouring product or normaliser, so that applying dropout costs one
+    multiplication by a bool mask forward and one backward. On a GPU the mask is ``rand >= p``; on the CPU it comes
+    from 16-bit uniform draws, four per 64-bit random word of torch's generator (``torch.manual_seed`` seeds
+    both): ``F.dropout``'s Bernoulli sampling draws one random number per element and was a fifth of an MMCA
+    training step on the CPU. The rate is then ``p`` rounded to a multiple of 1/65536; the scale is the exact
+    inverse of the kept fraction either way, so dropout stays unbiased.
+    """
+    if p <= 0:
+        return None, 1.0
+    if device.type != "cpu":
+        return torch.rand(shape, device=device) >= p, 1.0 / (1.0 - p)
+    cut = min(65535, round(p * 65536))
+    n = math.prod(shape)
+    words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
+    draws = words.view(torch.int16)[:n].view(shape)  # uniform on [-32768, 32767]
+    return draws >= cut - 32768, 65536 / (65536 - cut)
+
+
+def _apply(x: Tensor, keep: Tensor | None) -> Tensor:
+    """``x`` times a keep-mask (converted first: a bool operand would be converted inside the product, slower)."""
+    return x if keep is None else x * keep.to(x.dtype)
+
+
 # -- everything after the attention -----------------------------------------------------------------------
 def tail_inplace(unit: nn.TransformerEncoderLayer, attended: Tensor, z: Tensor) -> Tensor:
     """Out-proj, +residual, LN, FFN, +residual, LN on tokens (T, d) in float32 inference, in few passes.
@@ -301,13 +331,19 @@ def tail(unit: nn.TransformerEncoderLayer, attended: Tensor, residual: Tensor) -
     Dropout sits where ``nn.TransformerEncoderLayer`` has it: after the attention's output projection, after
     the GELU and after the second FFN product (``unit.training`` switches it).
     """
-    d, train = attended.shape[-1], unit.training
-    proj = unit.self_attn.out_proj
-    z = residual + F.dropout(F.linear(attended, proj.weight, proj.bias), unit.dropout1.p, train)
+    d, tokens, device = attended.shape[-1], attended.shape[:-1], attended.device
+    rates = (unit.dropout1.p, unit.dropout.p, unit.dropout2.p) if unit.training else (0.0, 0.0, 0.0)
+    (keep1, s1), (keep2, s2), (keep3, s3) = (
+        keep_mask((*tokens, width), p, device)
+        for p, width in zip(rates, (d, unit.linear1.out_features, d), strict=True)
+    )
+    proj, w2, b2 = unit.self_attn.out_proj, unit.linear2.weight, unit.linear2.bias
+    # each dropout's scale rides on the product before it (the GELU's on the product after it)
+    z = residual + _apply(F.linear(attended, proj.weight * s1, proj.bias * s1) if s1 != 1.0 else proj(attended), keep1)
     z = F.layer_norm(z, (d,), unit.norm1.weight, unit.norm1.bias, unit.norm1.eps)
-    hidden = F.dropout(F.gelu(F.linear(z, unit.linear1.weight, unit.linear1.bias)), unit.dropout.p, train)
-    out = z + F.dropout(F.linear(hidden, unit.linear2.weight, unit.linear2.bias), unit.dropout2.p, train)
-    return F.layer_norm(out, (d,), unit.norm2.weight, unit.norm2.bias, unit.norm2.eps)
+    hidden = _apply(F.gelu(F.linear(z, unit.linear1.weight, unit.linear1.bias)), keep2)
+    out = F.linear(hidden, w2 * (s2 * s3), b2 * s3) if s2 * s3 != 1.0 else F.linear(hidden, w2, b2)
+    return F.layer_norm(z + _apply(out, keep3), (d,), unit.norm2.weight, unit.norm2.bias, unit.norm2.eps)
 
 
 def fast_cnn(cnn: nn.Module, tokens: Tensor, mask: Tensor | None) -> Tensor:
@@ -315,34 +351,34 @@ def fast_cnn(cnn: nn.Module, tokens: Tensor, mask: Tensor | None) -> Tensor:
 
     All windows' taps are one matrix product; a window's output at t is the sum of its taps j at t + j
     (positions past the end contribute zero, as TextCNN pads with zeros). ``mask=None``: no padding.
-    In place without gradients, out of place with them.
+    Without gradients the shifted sums go in place into the product's columns; with gradients the columns
+    are split apart first (a split's backward concatenates, where a slice's would zero-fill a full copy each).
     """
     inplace = not torch.is_grad_enabled()
-    taps, biases = [], []
+    taps, biases, widths = [], [], []
     for conv in cnn.convs:
+        widths.append(conv.weight.shape[-1])
         for j in range(conv.weight.shape[-1]):
             taps.append(conv.weight[:, :, j])
             biases.append(conv.bias if j == 0 else torch.zeros_like(conv.bias))
     # (..., L, sum(w) * C); each window's bias rides on its first tap
     projected = F.linear(tokens, torch.cat(taps), torch.cat(biases))
     length = tokens.shape[-2]
-    pooled, col = [], 0
-    for conv in cnn.convs:
-        channels, _, width = conv.weight.shape
-        acc = projected[..., col : col + channels]
-        if not inplace:
-            acc = acc.clone()
+    columns = projected.split([t.shape[0] for t in taps], dim=-1)
+    invalid = None if mask is None else ~mask.unsqueeze(-1)
+    pooled, first = [], 0
+    for width in widths:
+        acc = columns[first]  # a view: in place, the first tap's columns are not needed again
         for j in range(1, min(width, length)):
-            shifted = projected[..., j:, col + j * channels : col + (j + 1) * channels]
-            if inplace:  # acc is a view: the first tap's columns are not needed again
-                acc[..., : length - j, :] += shifted
+            if inplace:
+                acc[..., : length - j, :] += columns[first + j][..., j:, :]
             else:
-                acc = acc + F.pad(shifted, (0, 0, 0, j))
-        col += width * channels
-        acc = acc.relu_() if inplace else acc.relu()
-        if mask is not None:
-            invalid = ~mask.unsqueeze(-1)
-            acc = acc.masked_fill_(invalid, float("-inf")) if inplace else acc.masked_fill(invalid, float("-inf"))
+                acc = acc + F.pad(columns[first + j][..., j:, :], (0, 0, 0, j))
+        first += width
+        if inplace:
+            acc = acc.relu_() if invalid is None else acc.relu_().masked_fill_(invalid, float("-inf"))
+        else:
+            acc = acc.relu() if invalid is None else acc.relu().masked_fill(invalid, float("-inf"))
         pooled.append(acc.amax(dim=-2))
     return cnn.fc(torch.cat(pooled, dim=-1))
 
@@ -372,6 +408,7 @@ __all__ = [
     "dense_tiles",
     "fast_cnn",
     "fast_path",
+    "keep_mask",
     "key_bias",
     "prepare",
     "tail",

@@ -85,12 +85,14 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
     # -- the differentiable path (training) -----------------------------------------------------------
     def forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
         """(N_images, N_texts) fused scores: each item prepared once, pairs in tiles of ``pairs_per_block``."""
+        if self.engine_options.path == "reference":
+            return self.reference_forward(images, texts)
         if not self.training and not torch.is_grad_enabled():
             return self.score_prepared(self.prepare_images(images), self.prepare_texts(texts))
         dropout = self._attention_dropout()
         img = engine.prepare(self.units[0], images, dropout)
         txt = engine.prepare(self.units[0], texts, dropout)
-        rows, cols = engine.tile_shape(len(img), len(txt), self.pairs_per_block)
+        rows, cols = engine.tile_shape(len(img), len(txt), self._tile_pairs(img, txt))
         return torch.cat(
             [
                 torch.cat([self._score_tile(img[r], txt[c], dense=True) for c in _spans(len(txt), cols)], 1)
@@ -109,6 +111,8 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
 
         Each image and caption is prepared once however many pairs it is in (hard-negative training).
         """
+        if self.engine_options.path == "reference":
+            return self.pair_scores(images, texts, image_idx, text_idx)
         dropout = self._attention_dropout()
         img = engine.prepare(self.units[0], images, dropout)
         txt = engine.prepare(self.units[0], texts, dropout)
@@ -185,23 +189,33 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
     def score_prepared_pairs(
         self, images: engine.ModalityCache, texts: engine.ModalityCache, image_idx: Tensor, text_idx: Tensor
     ) -> Tensor:
-        """(P,) fused scores of listed pairs: gathered, sorted by length, batched per-pair cross blocks in tiles."""
+        """(P,) fused scores of listed pairs: sorted by length, gathered tile by tile, batched per-pair products."""
         static = self.engine_options.compile
-        images, texts = images[image_idx], texts[text_idx]
-        order = torch.argsort(texts.mask.sum(1) * (images.length + 1) + images.mask.sum(1), stable=True)
-        tile_tokens = self.engine_options.resolved_tile_tokens(images.device)
-        step = self.pairs_per_block if tile_tokens is None else tile_tokens // (images.length + texts.length)
-        step = max(1, min(step, self.pairs_per_block))
+        order = torch.argsort(
+            texts.mask.sum(1)[text_idx] * (images.length + 1) + images.mask.sum(1)[image_idx], stable=True
+        )
+        step = self._tile_pairs(images, texts)
         parts = []
         for s in _spans(len(order), step):
-            idx = order[s]
-            img, txt = images[idx], texts[idx]
+            img, txt = images[image_idx[order[s]]], texts[text_idx[order[s]]]  # one gather per tile
             if static:
-                parts.append(self._static_tile(img.padded_rows(step), txt.padded_rows(step), False)[: len(idx)])
+                parts.append(self._static_tile(img.padded_rows(step), txt.padded_rows(step), False)[: len(img)])
             else:
                 parts.append(self._score_tile(img.trimmed(), txt.trimmed(), dense=False))
         scores = torch.cat(parts) if parts else torch.zeros(0, device=images.device)
         return scores[torch.argsort(order)]  # back to the listed order (a gather: differentiable)
+
+    def _tile_pairs(self, images: engine.ModalityCache, texts: engine.ModalityCache) -> int:
+        """Pairs per tile: at most ``pairs_per_block``; in float32 inference on the CPU, :data:`engine.CPU_TILE_TOKENS`
+        tokens (with gradients, one tile per block measured faster: the backward pass is not cache-resident anyway)."""
+        tile_tokens = self.engine_options.resolved_tile_tokens(images.device)
+        if tile_tokens is None or not self._fast():
+            return self.pairs_per_block
+        return max(1, min(self.pairs_per_block, tile_tokens // (images.length + texts.length)))
+
+    def _fast(self) -> bool:
+        """The in-place float32 inference path applies: no gradients, no autocast, no dropout (eval mode)."""
+        return engine.fast_path() and not self.training
 
     # -- one tile ------------------------------------------------------------------------------------
     def _static_tile(self, images: engine.ModalityCache, texts: engine.ModalityCache, dense: bool) -> Tensor:
@@ -224,9 +238,9 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         dropout = self._attention_dropout()
         sdpa = self.engine_options.resolved_attention(img.device) == "sdpa"
         attend = engine.attend_dense if dense else engine.attend_pairs
-        r_tokens = img.tokens[:, None].expand(*lead, k, d) if dense else img.tokens
-        w_tokens = txt.tokens[None].expand(*lead, length, d) if dense else txt.tokens
-        if engine.fast_path() and not static:
+        r_mask = img.mask[:, None].expand(*lead, k) if dense else img.mask
+        w_mask = txt.mask[None].expand(*lead, length) if dense else txt.mask
+        if self._fast() and not static:
             bias = unit.self_attn.out_proj.bias
             buf = torch.empty(n_pairs * (k + length), d, dtype=img.q.dtype, device=img.device)
             e = d // unit.self_attn.num_heads
@@ -249,14 +263,51 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
             else:
                 regions = attend(img, txt, dropout=dropout, static=static)
                 words = attend(txt, img, dropout=dropout, static=static)
-            if dense:
-                words = words.transpose(0, 1)
-            attended = torch.cat([regions.reshape(n_r, d), words.reshape(-1, d)])
-            residual = torch.cat([r_tokens.reshape(n_r, d), w_tokens.reshape(-1, d)])
-            y = engine.tail(unit, attended, residual)
-        y_r, y_w = y[:n_r].view(*lead, k, d), y[n_r:].view(*lead, length, d)
-        r_mask = img.mask[:, None].expand(*lead, k) if dense else img.mask
-        w_mask = txt.mask[None].expand(*lead, length) if dense else txt.mask
+            words = words.transpose(0, 1) if dense else words
+            y_r = self._token_work(regions, img.tokens, r_mask, "regions" if dense else None, static)
+            y_w = self._token_work(words, txt.tokens, w_mask, "words" if dense else None, static)
+            zeroed = not static
+            return self._finish(y_r, y_w, img, txt, r_mask, w_mask, lead, static, zeroed)
+        y_r, y_w = (part.view(*lead, -1, d) for part in y.split([n_r, len(y) - n_r]))
+        return self._finish(y_r, y_w, img, txt, r_mask, w_mask, lead, static, False)
+
+    def _token_work(self, attended: Tensor, tokens: Tensor, mask: Tensor, side: str | None, static: bool) -> Tensor:
+        """The unit's token-wise tail (out of place: gradients, dropout, autocast) on one modality of a tile.
+
+        ``attended`` (*lead, n, h, e) are the attention outputs of the tile's pairs, ``tokens`` the items' (residual)
+        fragments: per pair (``side`` None) or per item of a dense tile (``"regions"``: (n_img, k, d) broadcast over
+        the captions; ``"words"``: (n_txt, L, d) broadcast over the images). Only valid tokens are computed (the
+        residual is gathered from the items directly); padding comes back as zeros.
+        """
+        *lead, n, _, _ = attended.shape
+        d = tokens.shape[-1]
+        flat, table = attended.reshape(-1, d), tokens.reshape(-1, d)
+        valid = None if static or bool(mask.all()) else mask.reshape(-1).nonzero().squeeze(1)
+        if side is None:  # per-pair tokens: the residual lines up with the attention outputs
+            index = valid
+        else:  # flat position (i, t, j) -> the item token it adds to: (i, j) for regions, (t, j) for words
+            position = torch.arange(flat.shape[0], device=flat.device) if valid is None else valid
+            index = position // (lead[1] * n) * n + position % n if side == "regions" else position % (lead[1] * n)
+        residual = table if index is None else table.index_select(0, index)
+        if valid is None:
+            return engine.tail(self.units[0], flat, residual).view(*lead, n, d)
+        packed = engine.tail(self.units[0], flat.index_select(0, valid), residual)
+        return packed.new_zeros(flat.shape).index_copy(0, valid, packed).view(*lead, n, d)
+
+    def _finish(
+        self,
+        y_r: Tensor,
+        y_w: Tensor,
+        img: engine.ModalityCache,
+        txt: engine.ModalityCache,
+        r_mask: Tensor,
+        w_mask: Tensor,
+        lead: tuple[int, ...],
+        static: bool,
+        zeroed: bool,
+    ) -> Tensor:
+        """Later units (if any) and pooling of a tile's first-unit outputs; ``zeroed``: padding is already 0."""
+        k = y_r.shape[-2]
         if len(self.units) > 1:
             joint = torch.cat([y_r, y_w], dim=-2).flatten(0, -3)
             mask = torch.cat([r_mask, w_mask], dim=-1).flatten(0, -2)
@@ -264,15 +315,15 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
                 joint = later(joint, src_key_padding_mask=~mask)
             return self._pool(joint, k, mask[:, :k], mask[:, k:]).view(lead).float()
         return self._pool_tokens(
-            y_r, y_w, r_mask, w_mask, static or not bool(img.mask.all()), static or not bool(txt.mask.all())
+            y_r, y_w, r_mask, w_mask, static or not bool(img.mask.all()), static or not bool(txt.mask.all()), zeroed
         )
 
     def _pool_tokens(
-        self, y_r: Tensor, y_w: Tensor, r_mask: Tensor, w_mask: Tensor, r_padded: bool, w_padded: bool
+        self, y_r: Tensor, y_w: Tensor, r_mask: Tensor, w_mask: Tensor, r_padded: bool, w_padded: bool, zeroed: bool
     ) -> Tensor:
         """<i1, c1> from the unit's outputs on (..., k, d) regions and (..., L, d) words (padding masked)."""
-        i1 = (y_r * r_mask.unsqueeze(-1).to(y_r.dtype)).sum(-2) if r_padded else y_r.sum(-2)
-        if w_padded:
+        i1 = (y_r * r_mask.unsqueeze(-1).to(y_r.dtype)).sum(-2) if r_padded and not zeroed else y_r.sum(-2)
+        if w_padded and not zeroed:
             invalid = ~w_mask.unsqueeze(-1)
             y_w = y_w.masked_fill_(invalid, 0.0) if engine.fast_path() else y_w.masked_fill(invalid, 0.0)
         c1 = engine.fast_cnn(self.cnn, y_w, w_mask if w_padded else None) if self.cnn is not None else y_w.sum(-2)
