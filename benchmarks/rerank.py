@@ -31,9 +31,7 @@ from mmzoo.scoring import rerank_metrics
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train(
-    model: mmzoo.MatchingModel, data: mmzoo.Split, epochs: int, batch: int, seed: int, lr: float
-) -> list[float]:
+def train(model: mmzoo.MatchingModel, data: mmzoo.Split, epochs: int, batch: int, seed: int, lr: float) -> list[float]:
     """Adam, gradient clip 2, all negatives in the first epoch then hardest negatives (VSE++ style)."""
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)

@@ -9,13 +9,20 @@ puts the old folder back, so a reader always sees one complete version.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from mmzoo.errors import StorageError
+
+#: OS errors that mean "this cannot be written here", reported as a StorageError that says what to do.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
 
 def _fsync_dir(path: Path) -> None:
@@ -27,6 +34,57 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def writable_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Create ``path`` if needed and make sure files can be written in it, before any long work starts."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise StorageError(f"The {what} {path} is a file, not a folder: choose another path.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".mmzoo-write-check-"):
+            pass
+    except OSError as exc:
+        raise storage_error(exc, path, what) from None
+    return path
+
+
+def writable_file(path: str | Path, what: str = "output file") -> Path:
+    """Make sure ``path`` can be written (its folder exists or can be made, and it is not a folder)."""
+    path = Path(path)
+    if path.is_dir():
+        raise StorageError(f"The {what} {path} is a folder; give a file name.")
+    writable_dir(path.parent if str(path.parent) else Path("."), f"folder of the {what}")
+    return path
+
+
+def storage_error(exc: OSError | RuntimeError, path: str | Path, what: str = "file") -> StorageError:
+    """An error while writing, as a StorageError that names the path and what to do."""
+    reasons = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is used up",
+        errno.EFBIG: "the file exceeds the file-size limit",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission is denied",
+        errno.EPERM: "the operation is not permitted",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+    }
+    if isinstance(exc, OSError):
+        reason = reasons.get(exc.errno, exc.strerror or str(exc))
+    else:  # torch's zip writer: "PytorchStreamWriter failed writing file ..."
+        reason = f"the writer failed ({str(exc).splitlines()[0][:200]}), usually a full disk or a file-size limit"
+    return StorageError(
+        f"Cannot write the {what} {path}: {reason}. Free space or choose a writable place; nothing "
+        "complete was replaced."
+    )
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """An OSError that means the disk refused the write (torch's writer reports those as RuntimeError)."""
+    if isinstance(exc, OSError):
+        return exc.errno in _STORAGE_ERRNOS
+    return isinstance(exc, RuntimeError) and ("PytorchStreamWriter" in str(exc) or "file write failed" in str(exc))
 
 
 def replace(tmp: str | Path, path: str | Path) -> Path:

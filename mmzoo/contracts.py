@@ -97,21 +97,32 @@ class Fragments:
         features: (N, L, d) float, one row per region or token.
         mask: (N, L) bool, True where the fragment is real (not padding).
         pooled: (N, d) float, the L2-normalised global embedding (``i0`` or ``c0``).
+        modality: ``"image"`` or ``"text"`` when a model encoded them (None: made by hand), so that arguments
+            given the wrong way round are caught.
+        origin: which model encoded them (an opaque token), so that fragments of two models are not mixed.
     """
 
     features: Tensor
     mask: Tensor
     pooled: Tensor
+    modality: str | None = None
+    origin: str | None = None
 
     def __post_init__(self) -> None:
         f, m, p = self.features, self.mask, self.pooled
-        if f.dim() != 3 or m.shape != f.shape[:2] or m.dtype != torch.bool:
-            raise InputError(
-                f"Fragments need features (N, L, d) and a bool mask (N, L); got features "
-                f"{tuple(f.shape)} and mask {tuple(m.shape)} {m.dtype}."
-            )
+        for name, value in (("features", f), ("mask", m), ("pooled", p)):
+            if not isinstance(value, Tensor):
+                raise InputError(f"Fragments.{name} must be a torch.Tensor; got {type(value).__name__}.")
+        if f.dim() != 3:
+            raise InputError(f"Fragments.features must be (N, L, d); got shape {tuple(f.shape)}.")
+        if m.dtype != torch.bool:
+            raise InputError(f"Fragments.mask must be a bool tensor; got dtype {m.dtype} (use mask.bool()).")
+        if m.shape != f.shape[:2]:
+            raise InputError(f"Fragments.mask must be (N, L) = {tuple(f.shape[:2])}; got {tuple(m.shape)}.")
         if p.dim() != 2 or p.shape[0] != f.shape[0]:
             raise InputError(f"Fragments.pooled must be (N, d) with N={f.shape[0]}; got {tuple(p.shape)}.")
+        if self.modality not in (None, "image", "text"):
+            raise InputError(f"Fragments.modality must be 'image', 'text' or None; got {self.modality!r}.")
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -120,23 +131,32 @@ class Fragments:
     def device(self) -> torch.device:
         return self.features.device
 
+    def _like(self, features: Tensor, mask: Tensor, pooled: Tensor) -> Fragments:
+        return Fragments(features, mask, pooled, self.modality, self.origin)
+
     def __getitem__(self, index: slice | Tensor) -> Fragments:
         """Select samples (rows), e.g. ``frags[0:128]`` for one block of a large batch."""
-        return Fragments(self.features[index], self.mask[index], self.pooled[index])
+        return self._like(self.features[index], self.mask[index], self.pooled[index])
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Fragments:
         """Move to a device and/or cast the float tensors; the mask stays bool."""
-        return Fragments(
+        return self._like(
             self.features.to(device=device, dtype=dtype),
             self.mask.to(device=device),
             self.pooled.to(device=device, dtype=dtype),
         )
+
+    def tagged(self, modality: str, origin: str | None) -> Fragments:
+        """The same fragments, marked as ``modality`` encoded by ``origin``."""
+        return Fragments(self.features, self.mask, self.pooled, modality, origin)
 
     @staticmethod
     def cat(parts: Sequence[Fragments]) -> Fragments:
         """Concatenate along the batch, right-padding the fragment axis to the longest part."""
         if not parts:
             raise InputError("Fragments.cat needs at least one part.")
+        if len({(p.modality, p.origin) for p in parts}) > 1:
+            raise InputError("Fragments.cat got fragments of different modalities or models.")
         length = max(p.features.shape[1] for p in parts)
 
         def pad(t: Tensor, value: float | bool) -> Tensor:
@@ -146,7 +166,7 @@ class Fragments:
             shape = (t.shape[0], extra, *t.shape[2:])
             return torch.cat([t, t.new_full(shape, value)], dim=1)
 
-        return Fragments(
+        return parts[0]._like(
             torch.cat([pad(p.features, 0.0) for p in parts]),
             torch.cat([pad(p.mask, False) for p in parts]),
             torch.cat([p.pooled for p in parts]),
@@ -197,9 +217,18 @@ class VisualEncoder(Component):
 
     #: size D of one input region feature; ``MatchingModel.encode_images`` checks inputs against it.
     input_dim: int | None = None
-    #: True for encoders that take images: they also implement ``preprocess(images, train=False) -> (N, 3, H, W)``
-    #: and ``forward(pixels, None)``; ``MatchingModel.encode_images`` then accepts PIL images, paths or pixels.
+    #: True for encoders that take images: they also implement ``preprocess(images, train=False) -> (N, 3, H, W)``,
+    #: ``transform(train=False)`` (the per-image PIL -> (3, H, W) transform a Dataset applies) and
+    #: ``forward(pixels, None)``; ``MatchingModel.encode_images`` then accepts PIL images, paths or pixels.
     takes_pixels: bool = False
+
+    def preprocess(self, images: Any, train: bool = False) -> Tensor:
+        """Images (PIL, paths or pixels) -> (N, 3, H, W) pixels; pixel encoders implement it."""
+        raise InputError(f"{type(self).__name__} takes region features, not images.")
+
+    def transform(self, train: bool = False) -> Any:
+        """The per-image transform (PIL -> (3, H, W)) a Dataset applies; pixel encoders implement it."""
+        raise InputError(f"{type(self).__name__} takes region features, not images.")
 
     @abstractmethod
     def forward(self, features: Tensor, mask: Tensor) -> Fragments: ...
@@ -213,6 +242,10 @@ class VisualEncoder(Component):
 
 class TextEncoder(Component):
     """Captions (``list[str]``, tokenised with the encoder's own tokenizer) -> caption :class:`Fragments`."""
+
+    #: True when building the encoder downloads pretrained weights (BERT): data meant for offline CPU runs (the
+    #: shapes data) may then suggest another text encoder; an encoder that builds from nothing is never swapped.
+    downloads: ClassVar[bool] = False
 
     @abstractmethod
     def tokenize(self, captions: Sequence[str]) -> TokenBatch:

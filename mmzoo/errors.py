@@ -40,6 +40,18 @@ class HubError(MMZooError, RuntimeError):
     """A download, upload or cache lookup on the Hugging Face Hub failed."""
 
 
+class StorageError(MMZooError, OSError):
+    """A file or folder cannot be written: read-only, a file where a folder belongs, the disk or a quota full."""
+
+
+class TrainingError(MMZooError, RuntimeError):
+    """Training cannot go on (a non-finite loss); the last checkpoint is intact."""
+
+
+class MMZooWarning(UserWarning):
+    """Something is probably wrong but not fatal: a collapsed model, constant scores, features of another kind."""
+
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
@@ -47,6 +59,9 @@ __all__ = [
     "HubError",
     "InputError",
     "MMZooError",
+    "MMZooWarning",
     "PluginError",
+    "StorageError",
+    "TrainingError",
     "UnknownComponentError",
 ]

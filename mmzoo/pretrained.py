@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from mmzoo._atomic import atomic_folder, atomic_write_json, recover_folder
+from mmzoo._atomic import atomic_folder, atomic_write_json, recover_folder, writable_dir
 from mmzoo.checkpoint import check_requirements, config_document, read_document
-from mmzoo.errors import CheckpointError, ConfigError, HubError
+from mmzoo.errors import CheckpointError, ConfigError, HubError, StorageError
 from mmzoo.hub import zoo
 from mmzoo.hub.cards import model_card
 from mmzoo.hub.names import Source, parse_name
@@ -177,8 +177,11 @@ def convert_checkpoint(
             "it is another file than the authors published."
         )
     folder = Path(out) if out is not None else zoo.converted_folder(sha256)
+    if folder.exists() and not folder.is_dir():
+        raise StorageError(f"{folder} is a file, not a folder: choose another --out.")
     if folder.exists() and any(folder.iterdir()) and not overwrite and out is not None:
         raise ConfigError(f"{folder} already exists and is not empty; choose another --out or pass --overwrite.")
+    writable_dir(folder.parent, "folder of --out")
     model = cls(config).convert(checkpoint)
     if not isinstance(model, MatchingModel | Ensemble):
         raise CheckpointError(f"The {name!r} converter returned {type(model).__name__}, not an mmzoo model.")

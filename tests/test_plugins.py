@@ -237,7 +237,9 @@ def test_a_third_party_adds_a_pretrained_entry_and_a_data_format(tmp_path):
     fake_dist(tmp_path, "fakezoo", ZOO_AND_FORMAT)
     data = tmp_path / "data"
     data.mkdir()
-    rows = [{"regions": [[float(i), 1.0, 2.0]] * (1 + i % 3), "captions": [f"thing {i}", f"item {i}"]} for i in range(4)]
+    rows = [
+        {"regions": [[float(i), 1.0, 2.0]] * (1 + i % 3), "captions": [f"thing {i}", f"item {i}"]} for i in range(4)
+    ]
     (data / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     (data / "mmzoo_data.json").write_text(json.dumps({"format": "jsonl-regions", "captions_per_image": 2}))
     proc = run(

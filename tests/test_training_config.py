@@ -100,3 +100,15 @@ def test_manifest_suggestions_apply_only_where_they_fit():
     assert mmca.data_settings["training.batch_size"] == 16 and "training.epochs" not in mmca.data_settings
     vsepp = prepare_run("d", "vsepp", region_dim=24, manifest=manifest)  # no fusion section: fusion.heads skipped
     assert vsepp.model["fusion"] is None and "fusion.heads" not in vsepp.data_settings
+
+
+def test_data_swaps_only_a_downloading_text_encoder_and_keeps_hard_negatives_off_a_fused_only_model():
+    manifest = {
+        "model_overrides": {"text.name": "gru", "embed_dim": 64},
+        "training_overrides": {"hard_negatives": 8, "epochs": 5},
+    }
+    mmca = prepare_run("d", "mmca", region_dim=24, manifest=manifest)
+    assert mmca.model["text"]["name"] == "gru" and mmca.training.hard_negatives == 8  # BERT needs a download
+    scan = prepare_run("d", "scan-t2i", region_dim=24, manifest=manifest)
+    assert scan.model["text"]["name"] == "scan-gru" and scan.model["embed_dim"] == 64  # its own GRU stays
+    assert scan.training.hard_negatives == "all" and scan.training.epochs == 5  # <i0,c0> is untrained with dual 0

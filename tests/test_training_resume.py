@@ -90,7 +90,7 @@ def test_run_layout_and_resolved_config(shapes, tmp_path):
     doc = json.loads((run / "run.json").read_text())
     assert doc["model"]["visual"]["in_dim"] == 16  # from the data's region size
     settings = doc["data_settings"]  # what the data suggested and was applied
-    assert settings["visual.in_dim"] == 16 and settings["text.name"] == "gru"
+    assert settings["visual.in_dim"] == 16 and "text.name" not in settings  # vsepp's GRU builds offline: kept
     assert "embed_dim" not in settings and "training.batch_size" not in settings  # the user's settings win
     assert "fusion.heads" not in settings  # a suggestion that does not fit vsepp is skipped
     assert settings["training.lr"] == 1e-3  # the shapes manifest's schedule, not the vsepp recipe's 2e-4

@@ -18,6 +18,7 @@ this mmzoo writes. Every file is written atomically.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -93,7 +94,14 @@ def write_folder(
         write_assets(directory)
     if tensors is not None:
         tmp = directory / f".{WEIGHTS_NAME}.tmp"
-        save_file(dict(tensors), str(tmp), metadata={"format": "pt", "library_name": "mmzoo"})
+        try:
+            save_file(dict(tensors), str(tmp), metadata={"format": "pt", "library_name": "mmzoo"})
+        except SafetensorError as exc:  # the Rust writer reports OS errors as "I/O error: ... (os error N)"
+            tmp.unlink(missing_ok=True)
+            code = re.search(r"os error (\d+)", str(exc))
+            raise _atomic.storage_error(
+                OSError(int(code.group(1)) if code else 0, str(exc)), tmp, "weights file"
+            ) from None
         _atomic.replace(tmp, directory / WEIGHTS_NAME)
     _atomic.atomic_write_json(directory / CONFIG_NAME, dict(document))
     if card is not None:

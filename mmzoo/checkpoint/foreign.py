@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,20 @@ def read_foreign_checkpoint(path: str | Path) -> Any:
     if not path.is_file():
         what = "a folder, not a checkpoint file" if path.is_dir() else "not found"
         raise CheckpointError(f"{path} is {what}.")
+    with open(path, "rb") as handle:
+        magic = handle.read(2)
+    if magic != b"PK" and magic[:1] != b"\x80":  # a zip archive (torch >= 1.6) or a pickle (legacy format)
+        raise CheckpointError(
+            f"{path} is not a readable torch checkpoint: torch.save writes a zip archive or a pickle, and this file "
+            "is neither. Download it again."
+        )
     last: Exception | None = None
     for encoding in ("utf-8", "latin1"):
         try:
-            with torch.serialization.safe_globals([argparse.Namespace]):
+            with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+                # torch warns that pickle arguments are for weights_only=False; the encoding is applied all the same
+                warnings.filterwarnings("ignore", message=".*pickle_load_args.*")
+                warnings.filterwarnings("ignore", message="Detected pickle protocol")  # refused below if unsafe
                 return torch.load(path, map_location="cpu", weights_only=True, encoding=encoding)
         except UnicodeDecodeError as exc:  # a Python-2 pickle: try latin1
             last = exc

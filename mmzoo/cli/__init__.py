@@ -20,6 +20,7 @@ COMMANDS = [
     "train",
     "eval",
     "extract-features",
+    "import-features",
     "search",
     "convert",
     "push",

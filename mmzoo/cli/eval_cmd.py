@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mmzoo._atomic import atomic_write_text
+from mmzoo._atomic import atomic_write_text, writable_file
 from mmzoo.cli._load import load_model, resolve_device
 from mmzoo.cli._table import format_table
 from mmzoo.errors import InputError
@@ -42,6 +42,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="K",
         help="shortlist K candidates per query by <i0,c0>, fuse-score only those; adds the shortlist recall",
     )
+    p.add_argument(
+        "--strict-features",
+        action="store_true",
+        help="features other than the model was trained on (extractor, size, region policy) are an error, not a warning",
+    )
     p.add_argument("--batch-size", type=int, default=128, help="encoding batch size (default 128)")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -53,13 +58,21 @@ def run(args: argparse.Namespace) -> int:
     from mmzoo.evaluation import evaluate
 
     device = resolve_device(args.device)
+    if args.json_path:
+        writable_file(args.json_path, "--json file")
     model = build_model(args.model, args.ensemble, device)
     dataset = open_split(args.data, args.split, max_images=args.max_images)
     if args.rerank is not None:
         metrics = evaluate_rerank(model, dataset, args, device)
     else:
         metrics = evaluate(
-            model, dataset, fold5=args.fold5, batch_size=args.batch_size, device=device, progress=not args.no_progress
+            model,
+            dataset,
+            fold5=args.fold5,
+            batch_size=args.batch_size,
+            device=device,
+            progress=not args.no_progress,
+            strict_features=args.strict_features,
         )
     protocol = "5-fold" if args.fold5 else "all"
     if args.rerank is not None:

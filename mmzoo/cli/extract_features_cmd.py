@@ -59,9 +59,11 @@ def build_extractor(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmzoo._atomic import writable_dir
     from mmzoo.data.extract import check_extractor, extract_split, visual_source
     from mmzoo.data.images import KarpathyImages
 
+    writable_dir(args.out, "--out folder")
     encoder, section = build_extractor(args)
     check_extractor(encoder)
     encoder.to(args.device)

@@ -46,8 +46,11 @@ def run(args: argparse.Namespace) -> int:
         ]
         print(format_table(["alias", "recipe", "dataset", "numbers", "status", "plugin", "weights"], rows))
         pending = [e for e in entries if e.status in (zoo.NOT_TRAINED, zoo.MANUAL)]
-        for e in pending:
-            print(f"\n{e.alias}: {zoo.how_to_get(e)}")
+        if len(pending) <= 3:
+            for e in pending:
+                print(f"\n{e.alias}: {zoo.how_to_get(e)}")
+        else:
+            print(f"\n{len(pending)} entries need a manual download or training: `mmzoo list --pretrained ALIAS` says how.")
         return 0
     names = set(recipes.names(args.pattern))
     rows = [(e.name, e.plugin or "user", e.obj.description) for e in recipes.entries() if e.name in names]

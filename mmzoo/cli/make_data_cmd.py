@@ -32,8 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmzoo._atomic import writable_dir
     from mmzoo.data.shapes import make_shapes
 
+    writable_dir(args.out, "--out folder")
     manifest = make_shapes(
         args.out,
         images=args.images,

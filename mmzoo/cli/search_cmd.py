@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from mmzoo._atomic import writable_file
 from mmzoo.cli._contact_sheet import Hit, SheetRow, write_contact_sheet
 from mmzoo.cli._load import load_model, resolve_device
 from mmzoo.contracts import Fragments
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--image needs --captions FILE (one candidate caption per line).")
     if args.top < 1:
         raise InputError(f"--top must be at least 1; got {args.top}.")
+    writable_file(args.sheet, "--sheet file")
     model = load_model(args.model, resolve_device(args.device) if args.device else "cpu")
     if not isinstance(model, MatchingModel) or not model.visual.takes_pixels:
         name = model.config.visual.name if isinstance(model, MatchingModel) else "an ensemble"

@@ -63,16 +63,6 @@ class DataManifest(CheckedModel):
             data = {**data, "manifest_version": data["format"], "format": "precomp"}
         return data
 
-    def feature_facts(self) -> dict[str, Any]:
-        """The facts about the features a trained model records, to guard against mixing extractors."""
-        facts = {
-            "extractor": self.extractor,
-            "region_dim": self.region_dim,
-            "region_policy": self.region_policy,
-            "normalisation": self.normalisation,
-        }
-        return {k: v for k, v in facts.items() if v is not None}
-
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
 

@@ -26,6 +26,7 @@ from mmzoo.evaluation.protocol import (
     rerank_metrics,
     score_matrix,
     twin_scores,
+    warn_if_constant,
 )
 
 __all__ = [
@@ -46,4 +47,5 @@ __all__ = [
     "rerank_metrics",
     "score_matrix",
     "twin_scores",
+    "warn_if_constant",
 ]

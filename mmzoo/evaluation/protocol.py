@@ -8,6 +8,7 @@ fragments is on the device at a time; the float32 result is on the host.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,8 @@ import torch
 from torch import Tensor
 
 from mmzoo.contracts import Split
-from mmzoo.errors import InputError
+from mmzoo.data.importing import check_feature_facts
+from mmzoo.errors import InputError, MMZooWarning
 from mmzoo.evaluation.metrics import (
     METRIC_KEYS,
     RECALL_KEYS,
@@ -79,13 +81,17 @@ def encode_split(
     batch_size: int = 128,
     device: torch.device | str | None = None,
     progress: bool = True,
+    strict_features: bool = False,
 ) -> tuple[Any, Any]:
     """Encode each image of ``split`` once and every caption: (image fragments, caption fragments), on the CPU.
+
+    The split's features are checked against those the model was trained on (:func:`check_features`).
 
     Example:
         >>> images, texts = encode_split(model, mmzoo.data.open_split("data/shapes", "test"))  # doctest: +SKIP
     """
     check_dims(model, split)
+    check_features(model, split, strict=strict_features)
     if device is not None:
         model.to(device)
     model.eval()
@@ -110,6 +116,42 @@ def score_matrix(model: Model, images: Any, texts: Any, *, block_size: int = 102
         txt = texts[j : j + block_size].to(device)
         out[i : i + block_size, j : j + block_size] = model.similarity(img, txt).float().cpu()
     return out
+
+
+def warn_if_constant(sims: Tensor, what: str = "score matrix") -> None:
+    """Warn when the scores cannot tell the images (or the captions) apart: a collapsed model or constant features.
+
+    Tied candidates rank last (pessimistic ties), so such a model's recalls are those of ranking nothing.
+    """
+    if sims.shape[0] < 2 or sims.shape[1] < 2:
+        return
+    scale = 1e-6 * max(1.0, float(sims.abs().max()))
+    images_tied = float((sims.max(0).values - sims.min(0).values).max()) <= scale
+    captions_tied = float((sims.max(1).values - sims.min(1).values).max()) <= scale
+    if not (images_tied or captions_tied):
+        return
+    if images_tied and captions_tied:
+        problem = f"Every entry of the {what} is the same ({float(sims.flatten()[0]):.6g})"
+    elif images_tied:
+        problem = f"Every image gets the same score against each caption in the {what}"
+    else:
+        problem = f"Every caption gets the same score against each image in the {what}"
+    warnings.warn(
+        f"{problem}: the model has collapsed or the features are constant, so it cannot rank them (ties rank "
+        "last). Check the data and the training run's warnings.",
+        MMZooWarning,
+        stacklevel=3,
+    )
+
+
+def check_features(model: Model, split: Split, *, strict: bool = False, name: str = "The model") -> None:
+    """The extractor guard: warn (or, ``strict``, raise a DataError) when the split's features are not those the
+    model (each member of an ensemble) was trained on, by its recorded feature facts and the split's manifest."""
+    members = model.members if isinstance(model, Ensemble) else [model]
+    for member in members:
+        trained = member.extra_config.get("features")
+        if trained:
+            check_feature_facts(trained, split.manifest, strict=strict, model=name, dataset=f"the {split.name} split")
 
 
 def check_dims(model: Model, split: Split) -> None:
@@ -149,6 +191,7 @@ def evaluate(
     device: torch.device | str | None = None,
     progress: bool = True,
     block_size: int = 1024,
+    strict_features: bool = False,
 ) -> dict[str, Any]:
     """Encode ``split``, score every image against every caption, and return the recall metrics.
 
@@ -161,18 +204,22 @@ def evaluate(
     """
     bounds = fold_bounds(split.num_images) if fold5 else []  # fail before the (long) encoding
     twins = split.twins if split.twins is not None and (split.twins >= 0).any() else None
-    images, texts = encode_split(model, split, batch_size=batch_size, device=device, progress=progress)
+    images, texts = encode_split(
+        model, split, batch_size=batch_size, device=device, progress=progress, strict_features=strict_features
+    )
     cpi = split.captions_per_image
     if fold5:
         logger.info("5-fold evaluation: 5 folds of %d images", split.num_images // 5)
         folds = []
         for a, b in bounds:
             sims = score_matrix(model, images[a:b], texts[a * cpi : b * cpi], block_size=block_size, progress=progress)
+            warn_if_constant(sims, f"score matrix of fold {len(folds) + 1}")
             folds.append(recall_metrics(sims, cpi))
         metrics: dict[str, Any] = average_folds(folds)
         full = twin_scores(model, images, texts, twins, cpi) if twins is not None else None
     else:
         full = score_matrix(model, images, texts, block_size=block_size, progress=progress)
+        warn_if_constant(full)
         metrics = recall_metrics(full, cpi)
     if twins is not None:
         metrics.update(binding_probe(full, twins, cpi))
@@ -218,6 +265,7 @@ def rerank_metrics(
 
 __all__ = [
     "check_dims",
+    "check_features",
     "encode_captions",
     "encode_images",
     "encode_split",
@@ -225,4 +273,5 @@ __all__ = [
     "rerank_metrics",
     "score_matrix",
     "twin_scores",
+    "warn_if_constant",
 ]

@@ -20,7 +20,16 @@ import os
 from pathlib import Path
 
 from mmzoo.errors import UnknownComponentError
-from mmzoo.registry import CONVERTED, MANUAL, NOT_TRAINED, PUBLISHED, PretrainedEntry, natural_key, pretrained
+from mmzoo.registry import (
+    CONVERTED,
+    MANUAL,
+    NOT_TRAINED,
+    PUBLISHED,
+    PretrainedEntry,
+    converter,
+    natural_key,
+    pretrained,
+)
 
 
 def pretrained_entries(pattern: str = "*") -> list[PretrainedEntry]:
@@ -73,12 +82,21 @@ def how_to_get(entry: PretrainedEntry) -> str:
                 else "."
             )
         )
+    if entry.members:
+        steps = " ".join(f"({i}) {m}: {how_to_get(get_pretrained(m))}" for i, m in enumerate(entry.members, 1))
+        return f"An ensemble of {', '.join(entry.members)}; get each member: {steps}"
+    if entry.status == MANUAL and entry.notes:
+        return entry.notes  # the family's own steps (where to download, which files, the convert command)
     if entry.status == MANUAL:
         where = entry.weights.url or entry.code or "the authors' page"
         options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in entry.weights.options.items())
+        if entry.weights.format in converter:  # options the converter needs that the entry cannot fill in
+            fields = converter.get(entry.weights.format).Config.model_fields
+            needed = [k for k, f in fields.items() if f.is_required() and k not in entry.weights.options]
+            options += "".join(f" --{k.replace('_', '-')} {k.upper()}" for k in needed)
         return (
-            f"The authors publish these weights outside the Hugging Face Hub: download the checkpoint from {where}, "
-            f"then run `mmzoo convert {entry.alias} PATH/TO/CHECKPOINT{options}` once; afterwards "
+            f"These weights must be downloaded by hand: get the checkpoint from {where}, then run "
+            f"`mmzoo convert {entry.alias} PATH/TO/CHECKPOINT{options}` once; afterwards "
             f"`mmzoo.from_pretrained({entry.alias!r})` loads the converted copy, offline too."
         )
     return f"`mmzoo download {entry.alias}` fetches it."

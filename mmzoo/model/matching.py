@@ -9,6 +9,7 @@ shortlisting.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,8 @@ class MatchingModel(nn.Module):
         self.loss_fn: LossBase = build("loss")
         #: extra top-level config.json entries that travel with the weights (e.g. preprocessing).
         self.extra_config: dict[str, Any] = {}
+        #: tags the fragments this model encodes, so that another model's fragments are not scored by mistake.
+        self.origin = uuid.uuid4().hex[:12]
 
     def save_pretrained(self, directory: str | Path, *, card: str | None = None) -> Path:
         """Write config.json, model.safetensors, each component's files and the model card to ``directory``.
@@ -142,7 +145,7 @@ class MatchingModel(nn.Module):
             return fragments
         pooled = fragments.pooled
         mask = torch.ones(len(pooled), 1, dtype=torch.bool, device=pooled.device)
-        return Fragments(pooled[:, None, :], mask, pooled)
+        return Fragments(pooled[:, None, :], mask, pooled, fragments.modality, fragments.origin)
 
     # -- encoding ---------------------------------------------------------------------------------
     def encode_images(self, features: Any, mask: Tensor | None = None) -> Fragments:
@@ -152,9 +155,21 @@ class MatchingModel(nn.Module):
         images, image file paths or preprocessed pixels (N, 3, H, W); see :meth:`preprocess`.
         """
         if self.visual.takes_pixels and not (isinstance(features, Tensor) and features.dim() == 3):
-            return self.visual(self.preprocess(features).to(self.device), None)
+            return self._tag(self.visual(self.preprocess(features).to(self.device), None), "image")
         features, mask = check_regions(features, mask, self.visual.input_dim)
-        return self.visual(features.to(self.device), mask.to(self.device))
+        device, dtype = self.device, next(self.visual.parameters()).dtype
+        return self._tag(self.visual(features.to(device, dtype), mask.to(device)), "image")
+
+    def _tag(self, fragments: Fragments, modality: str) -> Fragments:
+        """Mark what this model encoded, and refuse to hand on numbers that overflowed."""
+        if not bool(torch.isfinite(fragments.pooled).all()):
+            side = "region features" if modality == "image" else "captions"
+            raise InputError(
+                f"Encoding these {side} gave NaN or infinite embeddings. Inputs of huge magnitude overflow the "
+                "encoder (check the features' scale: bottom-up features are in the tens at most), or the weights "
+                "are broken (a diverged training run)."
+            )
+        return fragments.tagged(modality, self.origin)
 
     def preprocess(self, images: Any, train: bool = False) -> Tensor:
         """Images (PIL, paths, or a (N, 3, H, W) tensor taken as ready) -> pixels, with the saved preprocessing."""
@@ -172,11 +187,15 @@ class MatchingModel(nn.Module):
             raise InputError("encode_texts got an empty batch of captions.")
         if not bool(tokens.mask.any(dim=1).all()):
             raise InputError("Every caption needs at least one token; an empty caption has none.")
-        return self.text(tokens.to(self.device))
+        return self._tag(self.text(tokens.to(self.device)), "text")
 
     def tokenize(self, captions: Sequence[str]) -> TokenBatch:
         if isinstance(captions, str):
             raise InputError("encode_texts takes a list of captions, not one string; wrap it in a list.")
+        if not isinstance(captions, Sequence):
+            raise InputError(
+                f"encode_texts takes a list of captions; got a {type(captions).__name__} (use list(...) first)."
+            )
         if len(captions) == 0:
             raise InputError("encode_texts got an empty batch of captions.")
         bad = [i for i, c in enumerate(captions) if not isinstance(c, str) or not c.strip()]
@@ -194,7 +213,7 @@ class MatchingModel(nn.Module):
         is then an inference tensor (no gradients). Any sub-block of the matrix scores the same as
         the whole, to float tolerance.
         """
-        check_pair(images, texts)
+        check_pair(images, texts, self.origin)
         scores = images.pooled @ texts.pooled.t()
         if not self.uses_fusion:
             return scores
@@ -244,13 +263,23 @@ class MatchingModel(nn.Module):
         return MatchingOutput(self.loss_fn(scores), scores)
 
 
-def check_pair(images: Fragments, texts: Fragments) -> None:
-    """Image and caption fragments must fit together: Fragments, the same size d, the same device."""
+def check_pair(images: Fragments, texts: Fragments, origin: str | None = None) -> None:
+    """Image and caption fragments must fit together: Fragments of the right modality and model, same d and device."""
     for name, value in (("images", images), ("texts", texts)):
         if not isinstance(value, Fragments):
             raise InputError(
                 f"similarity takes the Fragments of encode_images and encode_texts; {name} is {type(value).__name__}."
             )
+    if images.modality == "text" or texts.modality == "image":
+        raise InputError("similarity(images, texts) got captions as images or images as captions: swap the arguments.")
+    strangers = [
+        f.origin for f in (images, texts) if f.origin is not None and origin is not None and f.origin != origin
+    ]
+    if strangers:
+        raise InputError(
+            "These fragments were encoded by another model: encode the images and captions with the model that "
+            "scores them."
+        )
     if images.pooled.shape[-1] != texts.pooled.shape[-1]:
         raise InputError(
             f"The image fragments have size {images.pooled.shape[-1]} but the caption fragments "

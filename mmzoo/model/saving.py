@@ -23,7 +23,7 @@ from mmzoo.checkpoint import (
     read_document,
     read_weights,
 )
-from mmzoo.errors import CheckpointError
+from mmzoo.errors import CheckpointError, InputError
 from mmzoo.model.ensemble import Ensemble
 from mmzoo.model.matching import MatchingModel
 
@@ -61,6 +61,8 @@ def load_pretrained(
 
     A folder whose swap was interrupted (``.NAME.old`` left, ``NAME`` missing) is recovered first.
     """
+    if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device={device!r}, but torch sees no GPU here; load with device='cpu'.")
     directory = recover_folder(Path(directory))
     document = read_document(directory)
     if "ensemble" in document:

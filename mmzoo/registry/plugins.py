@@ -27,7 +27,7 @@ from typing import Any
 
 import pluggy
 
-from mmzoo.errors import PluginError
+from mmzoo.errors import MMZooWarning, PluginError
 from mmzoo.registry import hookspecs, kinds
 from mmzoo.registry.registry import current_plugin, hooks, natural_key
 
@@ -37,7 +37,7 @@ ENTRY_POINT_GROUP = "mmzoo"
 BUILTIN_DISTRIBUTION = "mmzoo"
 
 
-class PluginWarning(UserWarning):
+class PluginWarning(MMZooWarning):
     """A plugin failed to load and was skipped, or a plugin setting names nothing."""
 
 

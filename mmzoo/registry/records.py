@@ -116,10 +116,10 @@ class PretrainedEntry:
                 raise PluginError(f"pretrained {self.alias!r}: {split} has non-numeric values for {bad}.")
 
     def metrics_summary(self) -> str:
-        """One line for ``mmzoo list --pretrained``: mmzoo's measured rsum, else the authors' rsum as theirs."""
+        """One line for ``mmzoo list --pretrained``: mmzoo's measured rsum, else the authors' numbers as theirs."""
         if self.metrics:
             return f"rsum {self.metrics['rsum']:.1f} (measured)" if "rsum" in self.metrics else "measured"
-        theirs = "; ".join(f"{split} rsum {r['rsum']}" for split, r in self.published_results.items() if "rsum" in r)
+        theirs = "; ".join(f"{split} {_headline(r)}" for split, r in self.published_results.items() if _headline(r))
         return f"authors: {theirs}" if theirs else "none measured"
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +138,14 @@ class PretrainedEntry:
             "metrics": dict(self.metrics),
             "metrics_source": self.metrics_source,
         }
+
+
+def _headline(results: dict[str, float]) -> str:
+    """rsum when the authors give it, else their R@1 both ways."""
+    if "rsum" in results:
+        return f"rsum {results['rsum']}"
+    r1 = [f"{d} R@1 {results[f'{d}_r1']}" for d in ("i2t", "t2i") if f"{d}_r1" in results]
+    return ", ".join(r1)
 
 
 __all__ = ["CONVERTED", "MANUAL", "NOT_TRAINED", "PUBLISHED", "STATUSES", "PretrainedEntry", "Recipe", "Weights"]

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from mmzoo.training.config import TrainConfig
 from mmzoo.training.negatives import candidate_mask, score_rows
+from mmzoo.training.rundir import read_metrics, read_run
 from mmzoo.training.runspec import RunSpec, prepare_run
 from mmzoo.training.step import TrainingStep
-from mmzoo.training.trainer import Trainer, read_metrics, read_run, train
+from mmzoo.training.trainer import Trainer, train
 
 __all__ = [
     "RunSpec",

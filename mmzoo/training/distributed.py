@@ -116,13 +116,19 @@ def pad_fragments(frags: Fragments, length: int) -> Fragments:
         return frags
     features = torch.nn.functional.pad(frags.features, (0, 0, 0, extra))
     mask = torch.nn.functional.pad(frags.mask, (0, extra), value=False)
-    return Fragments(features, mask, frags.pooled)
+    return Fragments(features, mask, frags.pooled, frags.modality, frags.origin)
 
 
 def gather_fragments(frags: Fragments) -> Fragments:
     """All processes' fragments, the fragment axis right-padded to the longest; gradient flows to each owner."""
     padded = pad_fragments(frags, max_over_ranks(frags.features.shape[1], frags.features.device))
-    return Fragments(gather_tensor(padded.features), gather_plain(padded.mask), gather_tensor(padded.pooled))
+    return Fragments(
+        gather_tensor(padded.features),
+        gather_plain(padded.mask),
+        gather_tensor(padded.pooled),
+        frags.modality,
+        frags.origin,
+    )
 
 
 def all_reduce_mean(value: float, ctx: DistContext, device: torch.device) -> float:

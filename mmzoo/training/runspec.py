@@ -40,6 +40,8 @@ class RunSpec:
     recipe: str | None = None
     data_settings: dict[str, Any] = field(default_factory=dict)
     user_overrides: dict[str, Any] = field(default_factory=dict)
+    #: digests of the data files when the run started (see :func:`mmzoo.training.rundir.data_fingerprint`).
+    data_fingerprint: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,7 @@ class RunSpec:
             "training": self.training.to_dict(),
             "data_settings": self.data_settings,
             "user_overrides": self.user_overrides,
+            "data_fingerprint": self.data_fingerprint,
         }
 
     @classmethod
@@ -62,8 +65,9 @@ class RunSpec:
                 recipe=data.get("recipe"),
                 data_settings=dict(data.get("data_settings") or {}),
                 user_overrides=dict(data.get("user_overrides") or {}),
+                data_fingerprint=dict(data.get("data_fingerprint") or {}),
             )
-        except KeyError as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"run.json lacks {exc}; it was not written by `mmzoo train`.") from None
 
 
@@ -118,7 +122,11 @@ def _applies(key: str, base: Mapping[str, Any], settings: Mapping[str, Any]) -> 
     if name is None:
         return False
     if param == "name":
-        return True
+        # data may swap a component only for one that would download pretrained weights (BERT on offline data)
+        current = (base.get(section) or {}).get("name")
+        return current is None or bool(
+            getattr(registry.get_registry(SECTIONS[section]).get(current), "downloads", False)
+        )
     component = registry.get_registry(SECTIONS[section]).get(str(name))
     return param.split(".")[0] in component.Config.model_fields
 
@@ -163,9 +171,9 @@ def prepare_run(
     training_overrides = {**dict(file.get("training") or {}), **set_training}
     if epochs is not None:
         training_overrides["epochs"] = epochs
-    training, applied_training = _training(data, model, manifest, training_overrides)
     applied = _data_model_settings(data, base, user, data_settings(data, region_dim, manifest))
     resolved = resolve_config(apply_overrides(base, applied), set_model if full else user)
+    training, applied_training = _training(data, model, manifest, training_overrides, resolved.dual_weight)
     return RunSpec(
         model=resolved.to_dict(),
         training=training,
@@ -177,11 +185,22 @@ def prepare_run(
 
 
 def _training(
-    data: str | Path, model: str | None, manifest: DataManifest | None, overrides: Mapping[str, Any]
+    data: str | Path,
+    model: str | None,
+    manifest: DataManifest | None,
+    overrides: Mapping[str, Any],
+    dual_weight: float,
 ) -> tuple[TrainConfig, dict[str, Any]]:
-    """The recipe's schedule, then what the data suggests (unless the user set it), then the user's settings."""
+    """The recipe's schedule, then what the data suggests (unless the user set it), then the user's settings.
+
+    Cheap hard negatives rank candidates by ``<i0, c0>``, which a model with ``dual_weight = 0`` never trains: the
+    data's suggestion of them is not applied to such a model.
+    """
     recipe_training = registry.model.get(model).training if model else {}
     suggested = dict(manifest.training_overrides if manifest else {})
+    if dual_weight == 0.0 and "hard_negatives" in suggested:
+        logger.info("not applying the data's training.hard_negatives: this model does not train the cheap score")
+        del suggested["hard_negatives"]
     applied = {}
     for key, value in suggested.items():
         if key not in overrides:

@@ -8,18 +8,19 @@ A run folder holds::
     last/              the last epoch's model plus training_state.pt (optimizer, scheduler, scaler,
                        epoch, step, RNG states): what ``--resume`` continues from
 
-Every file and folder is replaced atomically (:mod:`mmzoo.training.atomic`). Epoch e's shuffle order
+Every file and folder is replaced atomically (:mod:`mmzoo._atomic`). Epoch e's shuffle order
 depends only on (seed, e) and every RNG is restored on resume, so on the CPU a resumed run produces
-the same weights bit for bit as an uninterrupted one.
+the same weights bit for bit as an uninterrupted one. A non-finite loss stops training at once, and each
+epoch is checked for collapse (:mod:`mmzoo.training.health`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,23 +30,35 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from mmzoo._atomic import atomic_write_json, atomic_write_text, recover_folder
+from mmzoo._atomic import atomic_write_json, is_storage_error, recover_folder, storage_error, writable_dir
 from mmzoo.data import collate_pairs, open_split
-from mmzoo.errors import CheckpointError, ConfigError
+from mmzoo.data.importing import feature_facts
+from mmzoo.errors import CheckpointError, ConfigError, MMZooWarning
+from mmzoo.evaluation import encode_captions, encode_images
 from mmzoo.factory import create_model
 from mmzoo.model import MatchingModel, load_pretrained
+from mmzoo.training import health
 from mmzoo.training.config import TrainConfig
 from mmzoo.training.distributed import DistContext, all_reduce_mean, barrier, init_distributed, shutdown_distributed
 from mmzoo.training.precision import autocast, make_scaler, resolve_amp, resolve_device
+from mmzoo.training.rundir import (
+    METRICS_NAME,
+    RUN_NAME,
+    changed_files,
+    clean_start,
+    data_fingerprint,
+    read_metrics,
+    read_run,
+    write_metrics,
+)
 from mmzoo.training.runspec import RunSpec
 from mmzoo.training.sharded_eval import evaluate_split
 from mmzoo.training.state import TrainingState, capture_rng, load_training_state, restore_rng, save_checkpoint
 from mmzoo.training.step import TrainingStep
 
 logger = logging.getLogger("mmzoo.training.trainer")
-
-RUN_NAME = "run.json"
-METRICS_NAME = "metrics.jsonl"
+#: dev items encoded after each epoch to measure the embeddings' spread (collapse check).
+PROBE_ITEMS = 256
 
 
 def seed_everything(seed: int) -> None:
@@ -59,21 +72,6 @@ def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch records of a run (empty when none yet)."""
-    path = Path(run_dir) / METRICS_NAME
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def read_run(run_dir: str | Path) -> RunSpec:
-    path = Path(run_dir) / RUN_NAME
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing: {run_dir} is not an mmzoo training run.")
-    return RunSpec.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 @dataclass
@@ -94,9 +92,10 @@ class Trainer:
     def __init__(self, spec: RunSpec, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> None:
         self.spec = spec
         self.cfg: TrainConfig = spec.training
-        self.run_dir = Path(run_dir)
+        self.run_dir = writable_dir(Path(run_dir), "run folder")
         self.progress = progress
         last = self.run_dir / "last"
+        recover_folder(self.run_dir / "best")  # a swap interrupted by a crash is finished first
         if resume and not recover_folder(last).is_dir():
             raise CheckpointError(
                 f"{self.run_dir} has no checkpoint yet (no finished epoch): start it again without --resume."
@@ -128,8 +127,7 @@ class Trainer:
         if resume:
             self._load_state(last)
         if self.ctx.is_main:  # on resume: records changed settings (more --epochs, moved --data)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.run_dir / RUN_NAME, {**spec.to_dict(), "world_size": self.ctx.world_size})
+            self._write_run(resume)
         logger.info(
             "training on %s (amp %s, %d process(es)), %d trainable parameters",
             self.device,
@@ -137,6 +135,21 @@ class Trainer:
             self.ctx.world_size,
             sum(p.numel() for p in self.params),
         )
+
+    def _write_run(self, resume: bool) -> None:
+        current = data_fingerprint(self.spec.data)
+        if not resume:
+            clean_start(self.run_dir)
+        elif self.spec.data_fingerprint and changed_files(self.spec.data_fingerprint, current):
+            changed = ", ".join(changed_files(self.spec.data_fingerprint, current))
+            message = (
+                f"The data in {self.spec.data} changed since this run started ({changed}): the resumed run trains "
+                "on other data than its first epochs did. Point --data at the original data, or start a new run."
+            )
+            logger.warning(message)
+            warnings.warn(message, MMZooWarning, stacklevel=3)
+        self.spec.data_fingerprint = current
+        atomic_write_json(self.run_dir / RUN_NAME, {**self.spec.to_dict(), "world_size": self.ctx.world_size})
 
     def _open_data(self) -> None:
         self.train_set = open_split(self.spec.data, "train")
@@ -155,6 +168,10 @@ class Trainer:
         else:
             model = create_model(self.spec.model)
             model.text.fit(list(self.train_set.captions))
+        # what the features were: evaluating the model on features made otherwise warns (the extractor guard)
+        if checkpoint is None or "features" not in model.extra_config:
+            facts = {k: v for k, v in feature_facts(self.train_set.manifest).items() if v is not None}
+            model.extra_config["features"] = {"region_dim": self.train_set.region_dim, **facts}
         return model.to(self.device).train()
 
     # -- state --------------------------------------------------------------------------------------
@@ -169,8 +186,7 @@ class Trainer:
         restore_rng(state.rng)
         self.epoch, self.step, self.best_rsum = state.epoch, state.step, state.best_rsum
         if self.ctx.is_main:  # forget epochs logged after the checkpoint was written
-            kept = [m for m in read_metrics(self.run_dir) if m.get("epoch", 0) <= self.epoch]
-            atomic_write_text(self.run_dir / METRICS_NAME, "".join(json.dumps(m) + "\n" for m in kept))
+            write_metrics(self.run_dir, [m for m in read_metrics(self.run_dir) if m.get("epoch", 0) <= self.epoch])
         logger.info("resumed %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
 
     def _state(self) -> TrainingState:
@@ -251,6 +267,16 @@ class Trainer:
                     with autocast(self.device, self.amp):
                         features = batch.features.to(self.device, non_blocking=True)
                         loss = self.step_module(features, batch.captions, batch.mask.to(self.device))
+                    if not bool(torch.isfinite(loss)):
+                        raise health.non_finite_loss(
+                            loss,
+                            epoch=epoch + 1,
+                            step=self.step + 1,
+                            caption_ids=batch.caption_ids.tolist(),
+                            features=batch.features,
+                            model=self.model,
+                            cfg=self.cfg,
+                        )
                     self.scaler.scale(loss / accum).backward()
                 total_loss += float(loss.detach())
                 pairs += len(batch.captions) * self.ctx.world_size
@@ -279,6 +305,7 @@ class Trainer:
                 result = self.train_epoch(epoch)
                 self.scheduler.step()
                 dev = evaluate_split(self.model, self.dev_set, self.ctx, self.cfg.eval_batch_size, self.device)
+                diagnosis = self.check_health(result.loss, dev)
                 self.epoch = epoch + 1
                 record = {
                     "epoch": self.epoch,
@@ -292,14 +319,46 @@ class Trainer:
                     "pairs_per_s": result.pairs / max(result.seconds, 1e-9),
                     "seconds": result.seconds,
                     "dev": dev,
+                    "collapse": diagnosis.signs if diagnosis.collapsed else [],
                 }
                 records.append(record)
                 if self.ctx.is_main:
+                    if diagnosis.collapsed:
+                        logger.warning(diagnosis.message(self.epoch))
+                        warnings.warn(diagnosis.message(self.epoch), MMZooWarning, stacklevel=2)
                     self._write_epoch(record, dev)
                 barrier(self.ctx)
         finally:
             shutdown_distributed(self.ctx)
         return records
+
+    @torch.no_grad()
+    def check_health(self, loss: float, dev: dict[str, Any]) -> health.Diagnosis:
+        """Collapse signs after an epoch: the spread of a dev sample's embeddings, the tied loss, chance recall."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            n = min(PROBE_ITEMS, self.dev_set.num_images)
+            features, mask = self.dev_set.image_features(range(n))
+            images = encode_images(self.model, self.dev_set, range(n), batch_size=self.cfg.eval_batch_size)
+            cpi = self.dev_set.captions_per_image
+            texts = encode_captions(
+                self.model, self.dev_set.captions[: n * cpi : cpi], batch_size=self.cfg.eval_batch_size
+            )
+            tied = health.tied_loss(self.model.loss_fn, self.cfg.batch_size, self.device)
+        finally:
+            self.model.train(was_training)
+        return health.diagnose(
+            loss=loss,
+            tied_loss=tied,
+            dev_rsum=float(dev.get("rsum", float("nan"))),
+            chance=health.chance_rsum(self.dev_set.num_images, self.dev_set.captions_per_image),
+            image_spread=health.spread(images.pooled),
+            text_spread=health.spread(texts.pooled),
+            feature_std=float(features[mask].std()) if mask.sum() > 1 else 0.0,
+            cfg=self.cfg,
+            hardest_negative=bool(self.model.loss_fn.supports_hardest_negative and self.model.loss_fn.hardest_negative),
+        )
 
     def _write_epoch(self, record: dict[str, Any], dev: dict[str, Any]) -> None:
         rsum = float(dev.get("rsum", float("nan")))
@@ -312,13 +371,18 @@ class Trainer:
             dev.get("t2i_r1", float("nan")),
             record["pairs_per_s"],
         )
-        previous = read_metrics(self.run_dir)
-        atomic_write_text(self.run_dir / METRICS_NAME, "".join(json.dumps(m) + "\n" for m in [*previous, record]))
-        if not math.isnan(rsum) and (self.best_rsum is None or rsum > self.best_rsum):
-            self.best_rsum = rsum
-            save_checkpoint(self.run_dir / "best", self.model)
-            logger.info("new best dev rsum %.2f -> %s", rsum, self.run_dir / "best")
-        save_checkpoint(self.run_dir / "last", self.model, self._state())
+        try:
+            write_metrics(self.run_dir, [*read_metrics(self.run_dir), record])
+            if not math.isnan(rsum) and (self.best_rsum is None or rsum > self.best_rsum):
+                self.best_rsum = rsum
+                save_checkpoint(self.run_dir / "best", self.model)
+                collapsed = " (but the model looks collapsed, see the warning)" if record["collapse"] else ""
+                logger.info("new best dev rsum %.2f -> %s%s", rsum, self.run_dir / "best", collapsed)
+            save_checkpoint(self.run_dir / "last", self.model, self._state())
+        except (OSError, RuntimeError) as exc:
+            if is_storage_error(exc):
+                raise storage_error(exc, self.run_dir, "checkpoint in") from None
+            raise
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -356,7 +420,7 @@ def train(
         spec = spec if spec is not None else read_run(run_dir)
     elif spec is None:
         raise ConfigError("train() needs a RunSpec for a new run (see mmzoo.training.prepare_run).")
-    elif (Path(run_dir) / "last").exists():
+    elif (Path(run_dir) / "last").exists() or (Path(run_dir) / ".last.old").exists():
         raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick a new --out.")
     return Trainer(spec, run_dir, resume=resume, progress=progress).fit()
 

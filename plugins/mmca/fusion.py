@@ -17,7 +17,7 @@ straightforward way, pairs expanded into joint sequences: the reference the test
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -30,16 +30,19 @@ from mmzoo_plugins.mmca.regions import transformer_unit
 
 
 class CrossAttentionConfig(mmzoo.ComponentConfig):
-    layers: int = Field(1, ge=1, description="Transformer units over the concatenated fragments.")
-    heads: int = Field(16, ge=1, description="Attention heads; must divide embed_dim (SAEM: 16).")
-    ffn_dim: int = Field(2048, gt=0, description="Hidden size of the feed-forward layer.")
+    layers: int = Field(1, ge=1, le=64, description="Transformer units over the concatenated fragments.")
+    heads: int = Field(16, ge=1, le=1024, description="Attention heads; must divide embed_dim (SAEM: 16).")
+    ffn_dim: int = Field(2048, gt=0, le=1 << 17, description="Hidden size of the feed-forward layer.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout in attention and feed-forward.")
     text_pool: Literal["cnn", "mean"] = Field("cnn", description="How c1 pools the text part: 1D-CNN or mean.")
-    windows: list[int] = Field([1, 2, 3], min_length=1, description="CNN window sizes when text_pool is 'cnn'.")
-    channels: int = Field(512, gt=0, description="CNN channels per window when text_pool is 'cnn'.")
+    windows: list[Annotated[int, Field(ge=1, le=16)]] = Field(
+        [1, 2, 3], min_length=1, max_length=16, description="CNN window sizes when text_pool is 'cnn'."
+    )
+    channels: int = Field(512, gt=0, le=1 << 16, description="CNN channels per window when text_pool is 'cnn'.")
     block_pairs: int = Field(
         4096,
         gt=0,
+        le=1 << 24,
         description="Pairs held at once, by the scoring engine and the training path: the memory bound of a block.",
     )
 

@@ -14,10 +14,12 @@ from mmzoo.errors import ConfigError
 
 
 class RegionSelfAttentionConfig(mmzoo.ComponentConfig):
-    in_dim: int = Field(2048, gt=0, description="Size D of one region feature (2048 for bottom-up features).")
-    layers: int = Field(1, ge=0, description="Transformer self-attention units over the regions (SAEM: 1).")
-    heads: int = Field(16, ge=1, description="Attention heads; must divide embed_dim (SAEM: 16).")
-    ffn_dim: int = Field(2048, gt=0, description="Hidden size of the feed-forward layer (SAEM: 2048).")
+    in_dim: int = Field(
+        2048, gt=0, le=1 << 17, description="Size D of one region feature (2048 for bottom-up features)."
+    )
+    layers: int = Field(1, ge=0, le=64, description="Transformer self-attention units over the regions (SAEM: 1).")
+    heads: int = Field(16, ge=1, le=1024, description="Attention heads; must divide embed_dim (SAEM: 16).")
+    ffn_dim: int = Field(2048, gt=0, le=1 << 17, description="Hidden size of the feed-forward layer (SAEM: 2048).")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout in attention and feed-forward (SAEM: 0.1).")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import Field
@@ -31,9 +31,13 @@ class BertCNNConfig(mmzoo.ComponentConfig):
     )
     tokenizer: str | None = Field(None, description="Hub id or folder of the tokenizer; defaults to `pretrained`.")
     frozen: bool = Field(True, description="Keep BERT's weights fixed (SAEM, MMCA); the CNN and FC still train.")
-    max_tokens: int = Field(32, ge=2, description="Captions are cut to this many tokens, [CLS] and [SEP] included.")
-    windows: list[int] = Field([1, 2, 3], min_length=1, description="Window sizes of the 1D convolutions.")
-    channels: int = Field(512, gt=0, description="Output channels per window size (SAEM: 512).")
+    max_tokens: int = Field(
+        32, ge=2, le=4096, description="Captions are cut to this many tokens, [CLS] and [SEP] included."
+    )
+    windows: list[Annotated[int, Field(ge=1, le=16)]] = Field(
+        [1, 2, 3], min_length=1, max_length=16, description="Window sizes of the 1D convolutions."
+    )
+    channels: int = Field(512, gt=0, le=1 << 16, description="Output channels per window size (SAEM: 512).")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout before the CNN's final FC.")
 
 
@@ -73,15 +77,16 @@ def load_bert(config: BertCNNConfig, assets: Path | None) -> tuple[nn.Module, An
     source = config.tokenizer or config.pretrained
     try:
         # no pooler: MMCA reads the token states only, and an unused layer would never get a gradient
+        # a model folder never runs code: no custom classes (auto_map) are ever imported from it
         if assets is not None:
-            bert = AutoModel.from_config(AutoConfig.from_pretrained(assets), add_pooling_layer=False)
-            return bert, AutoTokenizer.from_pretrained(assets)
+            bert_config = AutoConfig.from_pretrained(assets, trust_remote_code=False)
+            bert = AutoModel.from_config(bert_config, add_pooling_layer=False, trust_remote_code=False)
+            return bert, AutoTokenizer.from_pretrained(assets, trust_remote_code=False)
         if config.bert_config is not None:
             bert = AutoModel.from_config(BertConfig(**config.bert_config), add_pooling_layer=False)
-            return bert, AutoTokenizer.from_pretrained(source)
-        return AutoModel.from_pretrained(config.pretrained, add_pooling_layer=False), AutoTokenizer.from_pretrained(
-            source
-        )
+            return bert, AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        bert = AutoModel.from_pretrained(config.pretrained, add_pooling_layer=False, trust_remote_code=False)
+        return bert, AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         where = assets or f"{config.pretrained!r} / tokenizer {source!r}"
         raise HubError(
@@ -94,6 +99,7 @@ class BertCNNTextEncoder(mmzoo.TextEncoder):
     """Captions -> BERT hidden states -> (word fragments X, sentence vector c0 by a 1D-CNN)."""
 
     Config = BertCNNConfig
+    downloads = True
 
     @classmethod
     def test_config(cls) -> dict:

