@@ -12,6 +12,7 @@ from mmzoo.scoring.search import (
     rerank_rankings,
     search,
 )
+from mmzoo.scoring.threads import configure_threads, default_threads
 
 __all__ = [
     "EmbeddingIndex",
@@ -21,6 +22,8 @@ __all__ = [
     "SearchResult",
     "cheap_scores",
     "compute_dtype",
+    "configure_threads",
+    "default_threads",
     "fused_matrix",
     "rerank_rankings",
     "score_caches",

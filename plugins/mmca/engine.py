@@ -308,7 +308,49 @@ def _apply(x: Tensor, keep: Tensor | None) -> Tensor:
 
 
 # -- everything after the attention -----------------------------------------------------------------------
-def tail_inplace(unit: nn.TransformerEncoderLayer, attended: Tensor, z: Tensor) -> Tensor:
+@dataclass
+class CnnTaps:
+    """TextCNN's windows as one product: every tap's weight stacked (sum(w) C, d), each window's bias on its
+    first tap, the column widths of the taps and the window sizes."""
+
+    weight: Tensor
+    bias: Tensor
+    sizes: list[int]
+    widths: list[int]
+
+
+def cnn_taps(cnn: nn.Module) -> CnnTaps:
+    taps, biases, widths = [], [], []
+    for conv in cnn.convs:
+        widths.append(conv.weight.shape[-1])
+        for j in range(conv.weight.shape[-1]):
+            taps.append(conv.weight[:, :, j])
+            biases.append(conv.bias if j == 0 else torch.zeros_like(conv.bias))
+    return CnnTaps(torch.cat(taps), torch.cat(biases), [t.shape[0] for t in taps], widths)
+
+
+@dataclass
+class InferenceWeights:
+    """What the float32 inference tail derives from a unit's (and the CNN's) weights, once per block of pairs."""
+
+    out_bias: Tensor
+    ln1_bias: Tensor
+    ffn_bias: Tensor
+    taps: CnnTaps | None
+
+
+def inference_weights(unit: nn.TransformerEncoderLayer, cnn: nn.Module | None) -> InferenceWeights:
+    """LN1's bias absorbs ``linear2.bias`` and ``linear1``'s bias becomes ``b1 - W1 b2`` (see :func:`tail_inplace`)."""
+    b2 = unit.linear2.bias
+    return InferenceWeights(
+        unit.self_attn.out_proj.bias,
+        unit.norm1.bias + b2,
+        torch.addmv(unit.linear1.bias, unit.linear1.weight, b2, alpha=-1),
+        None if cnn is None else cnn_taps(cnn),
+    )
+
+
+def tail_inplace(unit: nn.TransformerEncoderLayer, attended: Tensor, z: Tensor, weights: InferenceWeights) -> Tensor:
     """Out-proj, +residual, LN, FFN, +residual, LN on tokens (T, d) in float32 inference, in few passes.
 
     ``z`` (T, d) holds the residual plus the output projection's bias and is overwritten. The FFN's second
@@ -317,10 +359,8 @@ def tail_inplace(unit: nn.TransformerEncoderLayer, attended: Tensor, z: Tensor) 
     """
     d = z.shape[-1]
     z.addmm_(attended, unit.self_attn.out_proj.weight.t())
-    b2 = unit.linear2.bias
-    z = F.layer_norm(z, (d,), unit.norm1.weight, unit.norm1.bias + b2, unit.norm1.eps)
-    hidden = torch.addmm(torch.addmv(unit.linear1.bias, unit.linear1.weight, b2, alpha=-1), z, unit.linear1.weight.t())
-    hidden = torch._C._nn.gelu_(hidden)
+    z = F.layer_norm(z, (d,), unit.norm1.weight, weights.ln1_bias, unit.norm1.eps)
+    hidden = torch._C._nn.gelu_(torch.addmm(weights.ffn_bias, z, unit.linear1.weight.t()))
     z.addmm_(hidden, unit.linear2.weight.t())
     return F.layer_norm(z, (d,), unit.norm2.weight, unit.norm2.bias, unit.norm2.eps)
 
@@ -346,7 +386,7 @@ def tail(unit: nn.TransformerEncoderLayer, attended: Tensor, residual: Tensor) -
     return F.layer_norm(z + _apply(out, keep3), (d,), unit.norm2.weight, unit.norm2.bias, unit.norm2.eps)
 
 
-def fast_cnn(cnn: nn.Module, tokens: Tensor, mask: Tensor | None) -> Tensor:
+def fast_cnn(cnn: nn.Module, tokens: Tensor, mask: Tensor | None, taps: CnnTaps | None = None) -> Tensor:
     """:class:`~mmzoo_plugins.mmca.cnn.TextCNN` on tokens (..., L, d) that are zero at padding -> (..., out_dim).
 
     All windows' taps are one matrix product; a window's output at t is the sum of its taps j at t + j
@@ -355,19 +395,13 @@ def fast_cnn(cnn: nn.Module, tokens: Tensor, mask: Tensor | None) -> Tensor:
     are split apart first (a split's backward concatenates, where a slice's would zero-fill a full copy each).
     """
     inplace = not torch.is_grad_enabled()
-    taps, biases, widths = [], [], []
-    for conv in cnn.convs:
-        widths.append(conv.weight.shape[-1])
-        for j in range(conv.weight.shape[-1]):
-            taps.append(conv.weight[:, :, j])
-            biases.append(conv.bias if j == 0 else torch.zeros_like(conv.bias))
-    # (..., L, sum(w) * C); each window's bias rides on its first tap
-    projected = F.linear(tokens, torch.cat(taps), torch.cat(biases))
+    taps = taps if taps is not None else cnn_taps(cnn)
+    projected = F.linear(tokens, taps.weight, taps.bias)  # (..., L, sum(w) * C)
     length = tokens.shape[-2]
-    columns = projected.split([t.shape[0] for t in taps], dim=-1)
+    columns = projected.split(taps.sizes, dim=-1)
     invalid = None if mask is None else ~mask.unsqueeze(-1)
     pooled, first = [], 0
-    for width in widths:
+    for width in taps.widths:
         acc = columns[first]  # a view: in place, the first tap's columns are not needed again
         for j in range(1, min(width, length)):
             if inplace:
@@ -385,11 +419,15 @@ def fast_cnn(cnn: nn.Module, tokens: Tensor, mask: Tensor | None) -> Tensor:
 
 # -- tiles ------------------------------------------------------------------------------------------------
 def tile_shape(n_rows: int, n_cols: int, pairs: int) -> tuple[int, int]:
-    """A near-square (rows, cols) tile of at most ``pairs`` pairs that fits the two sides."""
+    """A near-square (rows, cols) tile of at most ``pairs`` pairs, balanced so that the tiles split both sides
+    evenly (no thin leftover tiles at the edges)."""
     pairs = max(int(pairs), 1)
-    rows = max(1, min(n_rows, int(pairs**0.5)))
+    rows = max(1, min(n_rows, math.isqrt(pairs)))
     cols = max(1, min(n_cols, pairs // rows))
-    return max(1, min(n_rows, pairs // cols)), cols
+    rows = max(1, min(n_rows, pairs // cols))
+    rows = -(-n_rows // -(-n_rows // rows))  # ceil(n / number of tiles)
+    cols = -(-n_cols // -(-n_cols // cols))
+    return rows, cols
 
 
 def dense_tiles(n_rows: int, n_cols: int, rows: int, cols: int) -> Iterator[tuple[slice, slice]]:
@@ -400,14 +438,18 @@ def dense_tiles(n_rows: int, n_cols: int, rows: int, cols: int) -> Iterator[tupl
 
 __all__ = [
     "CPU_TILE_TOKENS",
+    "CnnTaps",
     "EngineOptions",
+    "InferenceWeights",
     "ModalityCache",
     "attend_dense",
     "attend_pairs",
     "attend_sdpa",
+    "cnn_taps",
     "dense_tiles",
     "fast_cnn",
     "fast_path",
+    "inference_weights",
     "keep_mask",
     "key_bias",
     "prepare",

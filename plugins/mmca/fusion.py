@@ -178,6 +178,7 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         pairs = max(1, min(pairs, self.pairs_per_block))
         rows, cols = engine.tile_shape(pairs, pairs, pairs) if static else engine.tile_shape(n_img, n_txt, pairs)
         out = torch.empty(n_img, n_txt, dtype=torch.float32, device=images.device)
+        weights = self._inference_weights()
         for r in _spans(n_img, rows):
             img = images[r] if static else images[r].trimmed()
             for c in _spans(n_txt, cols):
@@ -186,7 +187,7 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
                     n_r, n_c = len(img), len(txt)
                     out[r, c] = self._static_tile(img.padded_rows(rows), txt.padded_rows(cols), True)[:n_r, :n_c]
                 else:
-                    out[r, c] = self._score_tile(img, txt, dense=True)
+                    out[r, c] = self._score_tile(img, txt, dense=True, weights=weights)
         return out
 
     def score_prepared_pairs(
@@ -198,13 +199,14 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
             texts.mask.sum(1)[text_idx] * (images.length + 1) + images.mask.sum(1)[image_idx], stable=True
         )
         step = self._tile_pairs(images, texts)
+        weights = self._inference_weights()
         parts = []
         for s in _spans(len(order), step):
             img, txt = images[image_idx[order[s]]], texts[text_idx[order[s]]]  # one gather per tile
             if static:
                 parts.append(self._static_tile(img.padded_rows(step), txt.padded_rows(step), False)[: len(img)])
             else:
-                parts.append(self._score_tile(img.trimmed(), txt.trimmed(), dense=False))
+                parts.append(self._score_tile(img.trimmed(), txt.trimmed(), dense=False, weights=weights))
         scores = torch.cat(parts) if parts else torch.zeros(0, device=images.device)
         return scores[torch.argsort(order)]  # back to the listed order (a gather: differentiable)
 
@@ -229,8 +231,17 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
             )
         return self._compiled(images, texts, dense, True)
 
+    def _inference_weights(self) -> engine.InferenceWeights | None:
+        """Weights the in-place inference path derives once per block (None off that path)."""
+        return engine.inference_weights(self.units[0], self.cnn) if self._fast() else None
+
     def _score_tile(
-        self, img: engine.ModalityCache, txt: engine.ModalityCache, dense: bool, static: bool = False
+        self,
+        img: engine.ModalityCache,
+        txt: engine.ModalityCache,
+        dense: bool,
+        static: bool = False,
+        weights: engine.InferenceWeights | None = None,
     ) -> Tensor:
         """Fused scores of a tile: all pairs (dense: (n_img, n_txt)) or aligned pairs (P,)."""
         unit = self.units[0]
@@ -244,7 +255,8 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         r_mask = img.mask[:, None].expand(*lead, k) if dense else img.mask
         w_mask = txt.mask[None].expand(*lead, length) if dense else txt.mask
         if self._fast() and not static:
-            bias = unit.self_attn.out_proj.bias
+            weights = weights if weights is not None else engine.inference_weights(unit, self.cnn)
+            bias = weights.out_bias
             buf = torch.empty(n_pairs * (k + length), d, dtype=img.q.dtype, device=img.device)
             e = d // unit.self_attn.num_heads
             r_view, w_view = buf[:n_r].view(*lead, k, -1, e), buf[n_r:].view(*lead, length, -1, e)
@@ -258,7 +270,7 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
             z = torch.empty_like(buf)
             z[:n_r].view(*lead, k, d).copy_((img.tokens + bias)[:, None] if dense else img.tokens + bias)
             z[n_r:].view(*lead, length, d).copy_((txt.tokens + bias)[None] if dense else txt.tokens + bias)
-            y = engine.tail_inplace(unit, buf, z)
+            y = engine.tail_inplace(unit, buf, z, weights)
         else:
             if sdpa:
                 regions = engine.attend_sdpa(img, txt, dense, dropout)
@@ -270,9 +282,9 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
             y_r = self._token_work(regions, img.tokens, r_mask, "regions" if dense else None, static)
             y_w = self._token_work(words, txt.tokens, w_mask, "words" if dense else None, static)
             zeroed = not static
-            return self._finish(y_r, y_w, img, txt, r_mask, w_mask, lead, static, zeroed)
+            return self._finish(y_r, y_w, img, txt, r_mask, w_mask, lead, static, zeroed, None)
         y_r, y_w = (part.view(*lead, -1, d) for part in y.split([n_r, len(y) - n_r]))
-        return self._finish(y_r, y_w, img, txt, r_mask, w_mask, lead, static, False)
+        return self._finish(y_r, y_w, img, txt, r_mask, w_mask, lead, static, False, weights.taps)
 
     def _token_work(self, attended: Tensor, tokens: Tensor, mask: Tensor, side: str | None, static: bool) -> Tensor:
         """The unit's token-wise tail (out of place: gradients, dropout, autocast) on one modality of a tile.
@@ -308,6 +320,7 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         lead: tuple[int, ...],
         static: bool,
         zeroed: bool,
+        taps: engine.CnnTaps | None,
     ) -> Tensor:
         """Later units (if any) and pooling of a tile's first-unit outputs; ``zeroed``: padding is already 0."""
         k = y_r.shape[-2]
@@ -317,19 +330,26 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
             for later in self.units[1:]:
                 joint = later(joint, src_key_padding_mask=~mask)
             return self._pool(joint, k, mask[:, :k], mask[:, k:]).view(lead).float()
-        return self._pool_tokens(
-            y_r, y_w, r_mask, w_mask, static or not bool(img.mask.all()), static or not bool(txt.mask.all()), zeroed
-        )
+        r_padded, w_padded = static or not bool(img.mask.all()), static or not bool(txt.mask.all())
+        return self._pool_tokens(y_r, y_w, r_mask, w_mask, r_padded, w_padded, zeroed, taps)
 
     def _pool_tokens(
-        self, y_r: Tensor, y_w: Tensor, r_mask: Tensor, w_mask: Tensor, r_padded: bool, w_padded: bool, zeroed: bool
+        self,
+        y_r: Tensor,
+        y_w: Tensor,
+        r_mask: Tensor,
+        w_mask: Tensor,
+        r_padded: bool,
+        w_padded: bool,
+        zeroed: bool,
+        taps: engine.CnnTaps | None,
     ) -> Tensor:
         """<i1, c1> from the unit's outputs on (..., k, d) regions and (..., L, d) words (padding masked)."""
         i1 = (y_r * r_mask.unsqueeze(-1).to(y_r.dtype)).sum(-2) if r_padded and not zeroed else y_r.sum(-2)
         if w_padded and not zeroed:
             invalid = ~w_mask.unsqueeze(-1)
             y_w = y_w.masked_fill_(invalid, 0.0) if engine.fast_path() else y_w.masked_fill(invalid, 0.0)
-        c1 = engine.fast_cnn(self.cnn, y_w, w_mask if w_padded else None) if self.cnn is not None else y_w.sum(-2)
+        c1 = engine.fast_cnn(self.cnn, y_w, w_mask if w_padded else None, taps) if self.cnn is not None else y_w.sum(-2)
         return (mmzoo.l2_normalize(i1.float()) * mmzoo.l2_normalize(c1.float())).sum(-1)
 
 
