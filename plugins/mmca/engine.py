@@ -258,27 +258,45 @@ def attend_pairs(
     return _merge(cross, query.intra.transpose(1, 2), scale_intra.unsqueeze(-1).transpose(1, 2), out)
 
 
-def attend_sdpa(query: ModalityCache, key: ModalityCache, dense: bool, dropout: float = 0.0) -> Tensor:
-    """Each pair's ``query`` tokens over the keys of both modalities, via scaled_dot_product_attention."""
-    if dense:  # (nq, nk, ...): broadcast the query item's own keys over the key items and vice versa
+def attend_sdpa(
+    query: ModalityCache, key: ModalityCache, dense: bool, dropout: float = 0.0, static: bool = False
+) -> Tensor:
+    """Each pair's ``query`` tokens attending to the keys of both modalities, as one
+    ``scaled_dot_product_attention`` call over all pairs: (*lead, Lq, h, e), lead (nq, nk) or (P,).
+
+    The intra block is recomputed per pair (a few percent of a pair's FLOPs at the paper's sizes) in exchange
+    for a fused kernel (flash or memory-efficient attention on a GPU) instead of the element-wise merge. Without
+    padding (and without ``static``) no mask is passed, so that the flash kernel applies.
+    """
+    if dense:  # broadcast the query item's own keys over the key items and the key item's over the query items
         nq, nk = len(query), len(key)
 
-        def both(own: Tensor, other: Tensor) -> Tensor:
+        def pairs(own: Tensor, other: Tensor) -> Tensor:
             return torch.cat(
                 [own[:, None].expand(nq, nk, *own.shape[1:]), other[None].expand(nq, nk, *other.shape[1:])], -2
             )
 
-        keys, values = both(query.k, key.k), both(query.v, key.v)
+        keys, values, q = (
+            pairs(query.k, key.k),
+            pairs(query.v, key.v),
+            query.q[:, None].expand(nq, nk, *query.q.shape[1:]),
+        )
         mask = torch.cat([query.mask[:, None].expand(nq, nk, -1), key.mask[None].expand(nq, nk, -1)], -1)
-        q = query.q[:, None].expand(nq, nk, *query.q.shape[1:])
     else:
-        keys, values = torch.cat([query.k, key.k], -2), torch.cat([query.v, key.v], -2)
+        keys, values, q = torch.cat([query.k, key.k], -2), torch.cat([query.v, key.v], -2), query.q
         mask = torch.cat([query.mask, key.mask], -1)
-        q = query.q
+    lead, (h, lq, e) = q.shape[:-3], q.shape[-3:]
+    flat = (math.prod(lead), h)
+    attn_mask = None if not static and bool(mask.all()) else mask.reshape(flat[0], 1, 1, -1)
     out = F.scaled_dot_product_attention(
-        q, keys, values, attn_mask=mask[..., None, None, :], dropout_p=dropout, scale=1.0
-    )  # (*lead, h, Lq, e); q is pre-scaled
-    return out.transpose(-2, -3)
+        q.reshape(*flat, lq, e),
+        keys.reshape(*flat, -1, e),
+        values.reshape(*flat, -1, e),
+        attn_mask=attn_mask,
+        dropout_p=dropout,
+        scale=1.0,  # q is pre-scaled
+    )
+    return out.view(*lead, h, lq, e).transpose(-2, -3)
 
 
 def keep_mask(shape: tuple[int, ...], p: float, device: torch.device) -> tuple[Tensor | None, float]:

@@ -273,8 +273,8 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
             y = engine.tail_inplace(unit, buf, z, weights)
         else:
             if sdpa:
-                regions = engine.attend_sdpa(img, txt, dense, dropout)
-                words = engine.attend_sdpa(txt, img, dense, dropout)
+                regions = engine.attend_sdpa(img, txt, dense, dropout, static)
+                words = engine.attend_sdpa(txt, img, dense, dropout, static)
             else:
                 regions = attend(img, txt, dropout=dropout, static=static)
                 words = attend(txt, img, dropout=dropout, static=static)
