@@ -93,6 +93,8 @@ def score_rows(
         return dual + model.alpha * model.fusion(images, texts)
     if candidates is None:
         candidates = candidate_mask(cheap, int(hard_negatives))
+    if bool(candidates.all()):  # every pair is a candidate (h >= B - 1): the dense path, exactly the "all" scores
+        return dual + model.alpha * model.fusion(images, texts)
     img_idx, txt_idx = candidates.nonzero(as_tuple=True)  # row-major, the order fusion.forward uses
     fused = fused_pairs(model, images, texts, img_idx, txt_idx)
     fused_full = cheap.new_zeros(cheap.shape).index_put((img_idx, txt_idx), fused.to(cheap.dtype))
