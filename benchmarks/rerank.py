@@ -4,9 +4,10 @@ reranking model's own cheap score and with another model's (cross-model shortlis
     python benchmarks/rerank.py                     # 200 x 1,000 (100 base test scenes and their twins)
     python benchmarks/rerank.py --test-images 500 --out benchmarks/results/rerank_1000.json   # 1,000 x 5,000
 
-Generates shapes data, trains the reranker B (the ``mmca`` recipe at the shapes settings, GRU text encoder) and
-two dual encoders that can shortlist for it, ``mmca-no-cross`` (MMCA's two self-attention branches, no fusion)
-and ``vsepp`` (mean-pooled regions), on the same training split; encodes the test split once per model; then
+Generates shapes data and trains, with ``mmzoo.training.train`` at the settings the shapes manifest suggests (what
+``mmzoo train --model NAME --data shapes`` does), the reranker B (``mmca``) and two dual encoders that can shortlist
+for it, ``mmca-no-cross`` (MMCA's two self-attention branches, no fusion) and ``vsepp`` (mean-pooled regions), on the
+same training split; encodes the test split once per model; then
 times ``B.similarity`` (every pair through the engine) against shortlist-and-rerank at each K: B's own
 ``<i0, c0>`` (``mmzoo.evaluation.rerank_metrics``) and each dual encoder's cosine
 (``mmzoo.cli.eval_cmd.cross_rerank_metrics``; the dual encoder's own encoding time is counted). Speed-ups are
@@ -23,47 +24,29 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHAPES_SETTINGS, machine
+from _common import machine
 
 import mmzoo
 from mmzoo.cli.eval_cmd import cross_rerank_metrics
 from mmzoo.data import make_shapes, open_split
 from mmzoo.evaluation import encode_split, recall_metrics, rerank_metrics
+from mmzoo.model import load_pretrained
+from mmzoo.training import prepare_run, train
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the dual encoders that shortlist for B, at the same sizes (no fusion block)
-SHORTLISTERS = {
-    "mmca-no-cross": {k: v for k, v in SHAPES_SETTINGS.items() if not k.startswith("fusion.")},
-    "vsepp": {"text.name": "gru", "visual.in_dim": 64, "embed_dim": 64, "text.word_dim": 64},
-}
+#: the dual encoders that shortlist for B
+SHORTLISTERS = ("mmca-no-cross", "vsepp")
 
 
-def train(model: mmzoo.MatchingModel, data: mmzoo.Split, epochs: int, batch: int, seed: int, lr: float) -> list[float]:
-    """Adam, gradient clip 2, all negatives in the first epoch then hardest negatives (VSE++ style)."""
-    rng = np.random.default_rng(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    cpi, losses = data.captions_per_image, []
-    model.train()
-    for epoch in range(epochs):
-        model.loss_fn.set_hardest_negative(epoch > 0)
-        order, total = rng.permutation(data.num_images), 0.0
-        for s in range(0, len(order) - batch + 1, batch):
-            idx = np.sort(order[s : s + batch])
-            feats, mask = (torch.from_numpy(x) for x in data.image_features(idx))
-            caps = [data.captions[i * cpi + int(rng.integers(cpi))] for i in idx]
-            out = model(feats, caps, mask)
-            opt.zero_grad()
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
-            opt.step()
-            total += float(out.loss.detach())
-        losses.append(total / max(1, len(order) // batch))
-        print(f"  epoch {epoch}: mean loss {losses[-1]:.3f}", flush=True)
-    return losses
+def train_model(data: str, recipe: str, run_dir: Path, epochs: int, device: str) -> tuple[mmzoo.MatchingModel, dict]:
+    """``mmzoo train --model RECIPE --data DATA --epochs EPOCHS``: the best dev checkpoint and its run's spec."""
+    sets = ["training.device=" + ("cuda" if device.startswith("cuda") else "cpu")]
+    spec = prepare_run(data, recipe, sets=sets, epochs=epochs)
+    train(spec, run_dir, progress=False)
+    return load_pretrained(run_dir / "best").to(device).eval(), spec.to_dict()
 
 
 def sync(device: str) -> None:
@@ -80,22 +63,15 @@ def clocked(fn, device: str):
     return result, time.process_time() - c0, time.perf_counter() - w0
 
 
-def build(recipe: str, settings: dict, captions: list[str], device: str) -> mmzoo.MatchingModel:
-    torch.manual_seed(0)
-    model = mmzoo.create_model(recipe, **settings)
-    model.text.fit(captions)
-    return model.to(device)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "rerank.json"))
     parser.add_argument("--train-images", type=int, default=2000)
+    parser.add_argument("--dev-images", type=int, default=200)
     parser.add_argument("--test-images", type=int, default=100, help="base test scenes; each comes with its twin")
-    parser.add_argument("--epochs", type=int, default=12, help="training epochs of the reranker")
-    parser.add_argument("--shortlist-epochs", type=int, default=24, help="training epochs of each dual encoder")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--epochs", type=int, default=5, help="training epochs (passes over the captions) of each model"
+    )
     parser.add_argument("--ks", default="10,20,50,100,200")
     parser.add_argument("--shortlisters", default=",".join(SHORTLISTERS))
     parser.add_argument("--seed", type=int, default=0)
@@ -107,19 +83,17 @@ def main() -> None:
     info = machine()
     names = [n for n in args.shortlisters.split(",") if n]
     with tempfile.TemporaryDirectory() as tmp:
-        make_shapes(tmp, images=args.train_images, dev_images=10, test_images=args.test_images, seed=args.seed)
-        train_set, test_set = open_split(tmp, "train"), open_split(tmp, "test")
-        captions = list(train_set.captions)
-        trained, train_seconds = {}, {}
-        for recipe, settings, epochs in [("mmca", SHAPES_SETTINGS, args.epochs)] + [
-            (n, SHORTLISTERS[n], args.shortlist_epochs) for n in names
-        ]:
-            print(f"training {recipe} for {epochs} epochs", flush=True)
-            model = build(recipe, settings, captions, args.device)
+        data = f"{tmp}/shapes"
+        make_shapes(
+            data, images=args.train_images, dev_images=args.dev_images, test_images=args.test_images, seed=args.seed
+        )
+        test_set = open_split(data, "test")
+        trained, train_seconds, specs = {}, {}, {}
+        for recipe in ["mmca", *names]:
+            print(f"training {recipe} for {args.epochs} epochs", flush=True)
             start = time.perf_counter()
-            train(model, train_set, epochs, args.batch, args.seed, args.lr)
+            trained[recipe], specs[recipe] = train_model(data, recipe, Path(tmp) / recipe, args.epochs, args.device)
             train_seconds[recipe] = time.perf_counter() - start
-            trained[recipe] = model.eval()
         reranker = trained["mmca"]
         (images, texts), _, encode_seconds = clocked(
             lambda: encode_split(reranker, test_set, device=args.device, progress=False), args.device
@@ -156,7 +130,9 @@ def main() -> None:
     for k in (int(x) for x in args.ks.split(",")):
         for source in ["mmca", *names]:
             if source == "mmca":
-                metrics, cpu, wall = clocked(lambda k=k: rerank_metrics(reranker, images, texts, rerank=k), args.device)
+                metrics, cpu, wall = clocked(
+                    lambda k=k: rerank_metrics(reranker, images, texts, k, test_set.captions_per_image), args.device
+                )
                 extra = 0.0
             else:
                 si, st, extra = encoded[source]
@@ -189,13 +165,10 @@ def main() -> None:
     result = {
         "machine": info,
         "load_average_end": __import__("os").getloadavg()[0],
-        "settings": SHAPES_SETTINGS,
-        "shortlisters": {n: SHORTLISTERS[n] for n in names},
+        "runs": specs,
+        "shortlisters": names,
         "train_images": args.train_images,
         "epochs": args.epochs,
-        "shortlist_epochs": args.shortlist_epochs,
-        "batch": args.batch,
-        "lr": args.lr,
         "train_seconds": train_seconds,
         "test_images": n_img,
         "test_captions": n_txt,
