@@ -195,11 +195,16 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
     ) -> Tensor:
         """(P,) fused scores of listed pairs: sorted by length, gathered tile by tile, batched per-pair products."""
         static = self.engine_options.compile
+        step = self._tile_pairs(images, texts)
+        weights = self._inference_weights()
+        if len(image_idx) == 0:
+            return torch.zeros(0, device=images.device)
+        if len(image_idx) <= step and not static:  # one tile (e.g. a training batch's candidates): no sorting
+            img, txt = images[image_idx].trimmed(), texts[text_idx].trimmed()
+            return self._score_tile(img, txt, dense=False, weights=weights)
         order = torch.argsort(
             texts.mask.sum(1)[text_idx] * (images.length + 1) + images.mask.sum(1)[image_idx], stable=True
         )
-        step = self._tile_pairs(images, texts)
-        weights = self._inference_weights()
         parts = []
         for s in _spans(len(order), step):
             img, txt = images[image_idx[order[s]]], texts[text_idx[order[s]]]  # one gather per tile
