@@ -177,8 +177,16 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         pairs = self.pairs_per_block if tile_tokens is None else tile_tokens // (images.length + texts.length)
         pairs = max(1, min(pairs, self.pairs_per_block))
         rows, cols = engine.tile_shape(pairs, pairs, pairs) if static else engine.tile_shape(n_img, n_txt, pairs)
-        out = torch.empty(n_img, n_txt, dtype=torch.float32, device=images.device)
         weights = self._inference_weights()
+        slab = max(1, pairs // n_txt)
+        if (
+            weights is not None
+            and len(self.units) == 1
+            and n_txt * (images.length + texts.length) <= 2 * pairs * (images.length + texts.length)
+            and self.engine_options.resolved_attention(images.device) == "merge"
+        ):
+            return self._score_block_fast(images, texts, slab, weights)
+        out = torch.empty(n_img, n_txt, dtype=torch.float32, device=images.device)
         for r in _spans(n_img, rows):
             img = images[r] if static else images[r].trimmed()
             for c in _spans(n_txt, cols):
@@ -188,6 +196,43 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
                     out[r, c] = self._static_tile(img.padded_rows(rows), txt.padded_rows(cols), True)[:n_r, :n_c]
                 else:
                     out[r, c] = self._score_tile(img, txt, dense=True, weights=weights)
+        return out
+
+    def _score_block_fast(
+        self, images: engine.ModalityCache, texts: engine.ModalityCache, rows: int, weights: engine.InferenceWeights
+    ) -> Tensor:
+        """Float32 inference of a dense block: both attention directions for the whole block at once (a few large
+        products and passes instead of many small ones per tile), then the token-wise work in slabs of ``rows``
+        images x all captions, each small enough for the cache and contiguous in the block's buffers."""
+        unit, d = self.units[0], images.tokens.shape[-1]
+        n_img, n_txt, k, length = len(images), len(texts), images.length, texts.length
+        e = d // unit.self_attn.num_heads
+        regions = torch.empty(n_img, n_txt, k, d, dtype=images.q.dtype, device=images.device)
+        words = torch.empty(n_img, n_txt, length, d, dtype=images.q.dtype, device=images.device)
+        engine.attend_dense(images, texts, out=regions.view(n_img, n_txt, k, -1, e))
+        engine.attend_dense(texts, images, out=words.view(n_img, n_txt, length, -1, e).transpose(0, 1))
+        r_res, w_res = images.tokens + weights.out_bias, texts.tokens + weights.out_bias
+        r_padded, w_padded = not bool(images.mask.all()), not bool(texts.mask.all())
+        out = torch.empty(n_img, n_txt, dtype=torch.float32, device=images.device)
+        for r in _spans(n_img, rows):
+            n = r.stop - r.start
+            # the residuals, materialised into fresh buffers (the tail overwrites them)
+            z_r = torch.empty_like(regions[r]).copy_(r_res[r, None].expand(n, n_txt, k, d))
+            z_w = torch.empty_like(words[r]).copy_(w_res[None].expand(n, n_txt, length, d))
+            y_r = engine.tail_inplace(unit, regions[r].view(-1, d), z_r.view(-1, d), weights)
+            y_w = engine.tail_inplace(unit, words[r].view(-1, d), z_w.view(-1, d), weights)
+            r_mask = images.mask[r, None].expand(n, n_txt, k)
+            w_mask = texts.mask[None].expand(n, n_txt, length)
+            out[r] = self._pool_tokens(
+                y_r.view(n, n_txt, k, d),
+                y_w.view(n, n_txt, length, d),
+                r_mask,
+                w_mask,
+                r_padded,
+                w_padded,
+                False,
+                weights.taps,
+            )
         return out
 
     def score_prepared_pairs(
