@@ -17,6 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+#: the engine as it was before issue 14 (main at 3dd6212), measured with the same CPU-time method (best of 2 runs
+#: of fused_matrix, 4,096-pair blocks, against a 2048^3 product, one thread, load 4.5-5) at the start of that work
+BEFORE = {64: "30%", 256: "65%"}
 
 
 def load(path: Path) -> dict | None:
@@ -57,7 +60,8 @@ def targets(ps: dict, rr: dict | None, ts: dict | None, gpu: dict | None, dev: d
         out.append(
             f"- CPU engine at d = {d} reaches >= {pct(goal)} of the float32 matmul rate: {met(r['ratio_to_matmul'] >= goal)}"
             f" ({pct(r['ratio_to_matmul'])} by CPU time, {pct(r['ratio_to_matmul_wall_median'])} by wall time;"
-            f" {pct(r['untiled_ratio_to_matmul'])} with whole blocks, as the engine ran before this work)."
+            f" {pct(r['untiled_ratio_to_matmul'])} without slabs; the engine before this work, measured the same way"
+            f" in this session: {BEFORE.get(d, '?')})."
         )
     if gpu is None or gpu.get("skipped") or not gpu.get("complete"):
         out.append(
@@ -124,13 +128,14 @@ def pair_section(ps: dict) -> list[str]:
         "",
         "The ratio is `F_pair x pairs/s` over the rate of plain (1024 x 1024) @ (1024 x 1024) float32 products of the",
         "same total FLOPs, measured in the same process, one thread. Each repeat runs the engine, the products, the",
-        "engine in whole 4,096-pair blocks (how it ran before this work) and the straightforward joint unit back to back;",
+        "engine without slabs (each 4,096-pair block's token-wise work at once) and the straightforward joint unit back",
+        "to back;",
         f"the best of {first['repeats']} repeats of each is used. Times are the process's CPU time: on the shared machine",
         "it leaves out the time other jobs hold the core, which wall time does not (the wall-clock median is beside it;",
         "it moves with the load). Shapes-like inputs: k = 12, L = 10, 4 heads, f = 4 d, C = d; d = 64 is the shapes",
         "setting.",
         "",
-        "| d | FLOPs/pair | engine / matmul (CPU time) | (wall time) | whole blocks, no tiles | one FFN product of a tile"
+        "| d | FLOPs/pair | engine / matmul (CPU time) | (wall time) | without slabs | one FFN product of a slab"
         " | speed-up over straightforward |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -142,13 +147,15 @@ def pair_section(ps: dict) -> list[str]:
         )
     out += [
         "",
-        "What the engine does on the CPU (plugins/mmca/engine.py): pairs go through in tiles of"
-        f" {first.get('tile_tokens') or 3072:,} tokens (regions and words of all the tile's pairs), so that the FFN's hidden",
-        "state stays in the cache; the attention outputs of both directions are written straight into one token buffer",
-        "(head dimension next to e: whole 64-byte runs move); the output projection adds into a buffer that already holds",
-        "the residual plus its bias, the second FFN product adds into the first LayerNorm's output (whose bias absorbs",
+        "What the engine does on the CPU (plugins/mmca/engine.py): a block's attention, both directions, is computed for"
+        " the whole block at once (a few large products and passes instead of dozens of small ops per tile), written",
+        "straight into the block's token buffers (head dimension next to e: whole 64-byte runs move); the token-wise work",
+        f"then runs in slabs of about {first.get('tile_tokens') or 3072:,} tokens (a few images x all the block's captions,"
+        " contiguous in the buffers), so that the FFN's hidden",
+        "state stays in the cache. The output projection adds into a buffer that already holds the residual plus its bias,",
+        "the second FFN product adds into the first LayerNorm's output (whose bias absorbs",
         "`linear2.bias`, with `linear1`'s bias corrected by `- W1 b2`), GELU runs in place, and the cross-attention scale",
-        "`w / total` is folded into the weights before their value product. 'One FFN product of a tile' is a tile's",
+        "`w / total` is folded into the weights before their value product. 'One FFN product of a slab' is a slab's",
         "tokens times the FFN's first weight alone: the ceiling for the largest product at that d (inner dimension d:",
         "at d = 64 even a lone product reaches well below the 1024^3 rate). `torch.compile` does not help here: a compiled",
         "tile (inductor, static shapes) ran at 0.5x the eager in-place path at d = 64 (benchmarks/gpu_engine.py",
@@ -159,7 +166,7 @@ def pair_section(ps: dict) -> list[str]:
     if sweep:
         tiles = list(sweep[0]["ratio_by_tile_tokens"])
         out += [
-            "Tile size (tokens per tile) against the matmul rate, the measurement behind `engine.CPU_TILE_TOKENS`:",
+            "Slab size (tokens per slab or tile) against the matmul rate, the measurement behind `engine.CPU_TILE_TOKENS`:",
             "",
             "| d | " + " | ".join(tiles) + " |",
             "|---|" + "---|" * len(tiles),

@@ -14,12 +14,14 @@ region and word, and each token's attention over its own modality), and each pai
 
 The same decomposition serves three callers:
 
-* **inference in float32** (the CPU engine): everything after the attention works in place on one token
-  buffer per *tile* (regions of all the tile's pairs, then their words), small enough to stay in the CPU's
-  cache (:data:`CPU_TILE_TOKENS`, chosen by measurement in ``benchmarks/pair_scoring.py``). The output
+* **inference in float32** (the CPU engine): a dense block's attention (both directions) is computed for the
+  whole block at once, a few large products and passes; everything after it then works in place, in *slabs*
+  of the block (a few images x all captions, :data:`CPU_TILE_TOKENS` tokens) small enough for the CPU's cache
+  and contiguous in the block's buffers (chosen by measurement in ``benchmarks/pair_scoring.py``). The output
   projection adds into a buffer that already holds the residual and its bias; the second feed-forward
   product adds into the first LayerNorm's output, whose bias absorbs ``linear2``'s bias (``linear1``'s
-  bias is corrected by ``- W1 b2``), so no element-wise pass is spent on biases or residuals;
+  bias is corrected by ``- W1 b2``), so no element-wise pass is spent on biases or residuals. Listed pairs
+  (reranking) are sorted by length and scored in tiles of that size;
 * **inference under autocast** (bfloat16 on a GPU) and **training** (gradients on): the same math out of
   place (:func:`tail`), so autograd and autocast see ordinary ops, with dropout where
   ``nn.TransformerEncoderLayer`` has it: on the attention weights, after the attention's output
@@ -49,10 +51,10 @@ from torch import Tensor, nn
 
 import mmzoo
 
-#: tokens (regions + words of all pairs) per tile of the float32 inference path: the FFN's hidden state of
-#: a tile (tokens x ffn_dim floats) then stays in the L2/L3 cache. Measured on a 2-core AMD EPYC
-#: (benchmarks/pair_scoring.py --sweep): 2,048-4,096 tokens are within a few percent of each other at d 64
-#: and d 256; whole 4,096-pair blocks (90,000 tokens) ran at 0.6x the speed.
+#: tokens (regions + words of all pairs) per slab / tile of the float32 inference path: the FFN's hidden state
+#: (tokens x ffn_dim floats) then stays in the L2/L3 cache. Measured on a 2-core AMD EPYC
+#: (benchmarks/pair_scoring.py --sweep, docs/performance.md): 1,536-12,288 tokens are within the noise of each
+#: other at d 64-256, whole 4,096-pair blocks (90,000 tokens) clearly slower.
 CPU_TILE_TOKENS = 3072
 
 
