@@ -41,7 +41,6 @@ and gradients.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Literal
 
@@ -450,12 +449,6 @@ def tile_shape(n_rows: int, n_cols: int, pairs: int) -> tuple[int, int]:
     return rows, cols
 
 
-def dense_tiles(n_rows: int, n_cols: int, rows: int, cols: int) -> Iterator[tuple[slice, slice]]:
-    for i in range(0, n_rows, rows):
-        for j in range(0, n_cols, cols):
-            yield slice(i, i + rows), slice(j, j + cols)
-
-
 __all__ = [
     "CPU_TILE_TOKENS",
     "CnnTaps",
@@ -466,7 +459,6 @@ __all__ = [
     "attend_pairs",
     "attend_sdpa",
     "cnn_taps",
-    "dense_tiles",
     "fast_cnn",
     "fast_path",
     "inference_weights",
