@@ -11,7 +11,7 @@ import torch
 from mmzoo.data import make_shapes
 from mmzoo.training import prepare_run, read_metrics, train
 from mmzoo.training.config import TrainConfig
-from mmzoo.training.trainer import AUTO_FULL_DEV_PAIRS, resolve_dev_eval
+from mmzoo.training.trainer import AUTO_DEV_PAIRS, resolve_dev_eval
 from tests.conftest import tiny_model
 
 SETS = [
@@ -67,12 +67,18 @@ def test_auto_resolves_by_model_and_dev_size(data):
 
     cfg = TrainConfig()
     fused, dual = tiny_model("mmca"), tiny_model("vsepp")
-    small = int((AUTO_FULL_DEV_PAIRS / 5) ** 0.5)
+    budget = AUTO_DEV_PAIRS["cpu"]
+    small = int((budget / 5) ** 0.5)
     assert resolve_dev_eval(fused, Dev(small), cfg)["mode"] == "full"
     big = resolve_dev_eval(fused, Dev(small + 10), cfg)
-    assert big["mode"] == "rerank" and big["rerank"] == cfg.dev_rerank and big["dev_pairs"] > AUTO_FULL_DEV_PAIRS
+    assert big["mode"] == "subset" and big["dev_pairs"] > budget
+    n = big["subset_images"]
+    assert n * 5 * n <= budget < (n + 1) * 5 * (n + 1), "the largest subset within the budget"
+    assert resolve_dev_eval(fused, Dev(small + 10), cfg, "cuda")["mode"] == "full"  # a GPU's budget is larger
+    assert resolve_dev_eval(fused, Dev(10_000), TrainConfig(dev_subset=150))["subset_images"] == 150
     assert resolve_dev_eval(dual, Dev(10 * small), cfg)["mode"] == "full"
     assert resolve_dev_eval(fused, Dev(10), TrainConfig(dev_eval="subset", dev_subset=50))["subset_images"] == 10
+    assert resolve_dev_eval(fused, Dev(10), TrainConfig(dev_eval="rerank", dev_rerank=7))["rerank"] == 7
 
 
 def test_auto_on_a_small_dev_split_keeps_the_full_evaluation(data, tmp_path):
@@ -81,4 +87,4 @@ def test_auto_on_a_small_dev_split_keeps_the_full_evaluation(data, tmp_path):
     assert record["dev_eval"] == "full" and "dev_full" not in record
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["dev_eval"]["mode"] == "full" and run["dev_eval"]["requested"] == "auto"
-    assert "dev pairs" in run["dev_eval"]["reason"]
+    assert "dev pairs within the cpu budget" in run["dev_eval"]["reason"]

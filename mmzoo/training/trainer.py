@@ -106,9 +106,9 @@ class Trainer:
         self._open_data()
         seed_everything(self.cfg.seed)
         self.model = self._build_model(last if resume else None)
-        self.dev_protocol = resolve_dev_eval(self.model, self.dev_set, self.cfg)
+        self.dev_protocol = resolve_dev_eval(self.model, self.dev_set, self.cfg, self.device)
         self.dev_subset = (
-            open_split(self.spec.data, "dev", max_images=self.cfg.dev_subset)
+            open_split(self.spec.data, "dev", max_images=self.dev_protocol["subset_images"])
             if self.dev_protocol["mode"] == "subset"
             else None
         )
@@ -414,27 +414,38 @@ class Trainer:
             raise
 
 
-#: dev_eval="auto" scores every dev pair up to this many images x captions (docs/performance.md, section 6:
-#: on the 2-core CPU a full evaluation of shapes' 500 x 2,500 dev split took as long as a training epoch)
-AUTO_FULL_DEV_PAIRS = 250_000
+#: dev_eval="auto": the dev pairs a per-epoch evaluation may score, per device type. Measured on shapes
+#: (benchmarks/dev_eval.py, docs/performance.md section 6): on the 2-core CPU every pair of the 500 x 2,500 dev
+#: split took 1.2x a training epoch; the first 100 or 250 images took 5% / 31% and picked the same best epoch, while
+#: reranking by MMCA's own <i0, c0> (K 20 or 50) picked another. 5 M pairs is a COCO 1K-sized split, seconds on a GPU.
+AUTO_DEV_PAIRS = {"cpu": 250_000, "cuda": 5_000_000}
 
 
-def resolve_dev_eval(model: MatchingModel, dev_set: Any, cfg: TrainConfig) -> dict[str, Any]:
-    """What ``cfg.dev_eval`` means for this model and dev split: the mode, its parameter and why (for run.json)."""
+def resolve_dev_eval(model: MatchingModel, dev_set: Any, cfg: TrainConfig, device: torch.device | str = "cpu") -> dict:
+    """What ``cfg.dev_eval`` means for this model, dev split and device: the mode, its size and why (for run.json).
+
+    ``auto``: ``full`` for a model without a fusion block (one matrix product) or a dev split within the device's
+    pair budget (:data:`AUTO_DEV_PAIRS`); otherwise ``subset``: the first N images, N the largest that fits the
+    budget (at most ``dev_subset``, at least 10).
+    """
+    cpi = max(1, len(dev_set.captions) // max(1, dev_set.num_images))
     pairs = dev_set.num_images * len(dev_set.captions)
-    mode, reason = cfg.dev_eval, "set in the training config"
+    budget = AUTO_DEV_PAIRS.get(torch.device(device).type, AUTO_DEV_PAIRS["cpu"])
+    mode, reason, subset = cfg.dev_eval, "set in the training config", cfg.dev_subset
     if mode == "auto":
         if not model.uses_fusion:
             mode, reason = "full", "no fusion block: a full evaluation is one matrix product"
-        elif pairs <= AUTO_FULL_DEV_PAIRS:
-            mode, reason = "full", f"{pairs:,} dev pairs <= {AUTO_FULL_DEV_PAIRS:,}"
+        elif pairs <= budget:
+            mode, reason = "full", f"{pairs:,} dev pairs within the {torch.device(device).type} budget of {budget:,}"
         else:
-            mode, reason = "rerank", f"{pairs:,} dev pairs > {AUTO_FULL_DEV_PAIRS:,}"
+            subset = max(10, min(cfg.dev_subset, math.isqrt(budget // cpi)))
+            mode = "subset"
+            reason = f"{pairs:,} dev pairs over the {torch.device(device).type} budget of {budget:,}: the first {subset} images"
     protocol: dict[str, Any] = {"mode": mode, "requested": cfg.dev_eval, "reason": reason, "dev_pairs": pairs}
     if mode == "rerank":
         protocol["rerank"] = cfg.dev_rerank
     elif mode == "subset":
-        protocol["subset_images"] = min(cfg.dev_subset, dev_set.num_images)
+        protocol["subset_images"] = min(subset, dev_set.num_images)
     return protocol
 
 
