@@ -7,6 +7,7 @@ out=${1:?output folder}; tok=${2:?tokenizer folder}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 benchmarks/gpu_engine.py --out "$out/gpu_engine.json"                  # docs/performance.md: the GPU goal
 python3 benchmarks/gpu_scoring.py "$out/gpu_scoring.json"                       # docs/performance.md, section 4
 python3 benchmarks/gpu_training.py --tokenizer "$tok" --out "$out/gpu_training.json"   # docs/distributed.md
 python3 benchmarks/rerank.py --device cuda --train-images 2000 --test-images 500 --epochs 30 --batch 32 \

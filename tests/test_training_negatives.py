@@ -67,8 +67,8 @@ def test_fused_calls_shrink_with_h():
     model = tiny_model("mmca", **{"fusion.dropout": 0.0})
     features, captions = batch()
     calls = []
-    original = model.fusion.score_pairs
-    model.fusion.score_pairs = lambda i, t: (calls.append(len(i)), original(i, t))[1]
+    original = model.fusion.score_pairs_indexed  # MMCA's door for listed pairs (each item prepared once)
+    model.fusion.score_pairs_indexed = lambda a, b, i, t: (calls.append(len(i)), original(a, b, i, t))[1]
     TrainingStep(model, hard_negatives=1)(features, captions)
     assert B <= sum(calls) <= 3 * B  # positives + at most h per row and per column
 

@@ -2,7 +2,8 @@
 
 Recall metrics by the standard protocol. With ``--rerank K`` retrieval is shortlist-and-rerank
 (``mmzoo.scoring``): the cheap <i0,c0> score keeps K candidates per query and only those get the full score;
-the shortlist recall is reported beside recall. With ``--ensemble``, the models' score matrices are averaged
+the shortlist recall is reported beside recall. ``--shortlist A --rerank K`` takes the cheap score from another
+model A (a dual encoder's cosine, say) and reranks its candidates with MODEL's full score. With ``--ensemble``, the models' score matrices are averaged
 (how SCAN's t2i + i2t and SGRAF's SAF + SGR headline numbers are made).
 
 Each MODEL is a saved model folder (``config.json``), a training run folder (its ``best/`` model is
@@ -43,6 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="shortlist K candidates per query by <i0,c0>, fuse-score only those; adds the shortlist recall",
     )
     p.add_argument(
+        "--shortlist",
+        default=None,
+        metavar="MODEL",
+        help="with --rerank: shortlist by this model's cheap score (e.g. a dual encoder); MODEL reranks them",
+    )
+    p.add_argument(
         "--strict-features",
         action="store_true",
         help="features other than the model was trained on (extractor, size, region policy) are an error, not a warning",
@@ -62,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
         writable_file(args.json_path, "--json file")
     model = build_model(args.model, args.ensemble, device)
     dataset = open_split(args.data, args.split, max_images=args.max_images)
-    if args.rerank is not None:
+    if args.shortlist is not None:
+        metrics = evaluate_cross_rerank(model, load_model(args.shortlist, device=device), dataset, args, device)
+    elif args.rerank is not None:
         metrics = evaluate_rerank(model, dataset, args, device)
     else:
         metrics = evaluate(
@@ -77,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     protocol = "5-fold" if args.fold5 else "all"
     if args.rerank is not None:
         protocol += f", shortlist-and-rerank K={args.rerank}"
+    if args.shortlist is not None:
+        protocol += f", shortlist by {args.shortlist}"
     print(f"{dataset}, protocol {protocol}")
     print(format_metrics(metrics))
     if args.json_path:
@@ -118,6 +129,75 @@ def evaluate_rerank(model: Any, dataset: Any, args: argparse.Namespace, device: 
     if dataset.twins is not None:
         metrics.update(binding_probe(twin_scores(model, images, texts, dataset.twins, cpi), dataset.twins, cpi))
     return metrics
+
+
+def evaluate_cross_rerank(
+    model: Any, shortlist: Any, dataset: Any, args: argparse.Namespace, device: str
+) -> dict[str, Any]:
+    """``--shortlist A --rerank K``: A's cheap score shortlists, MODEL's full score reranks (per fold with
+    ``--fold5``); the shortlist recall and the binding probe (from MODEL's exact scores) are reported too."""
+    from mmzoo.evaluation import average_folds, binding_probe, encode_split, fold_bounds, twin_scores
+
+    if args.rerank is None or args.rerank < 1:
+        raise InputError("--shortlist picks rerank candidates: give --rerank K (K >= 1) too.")
+    progress = not args.no_progress
+    images, texts = encode_split(model, dataset, batch_size=args.batch_size, device=device, progress=progress)
+    s_images, s_texts = encode_split(shortlist, dataset, batch_size=args.batch_size, device=device, progress=progress)
+    cpi = dataset.captions_per_image
+    bounds = fold_bounds(dataset.num_images) if args.fold5 else [(0, dataset.num_images)]
+    folds = [
+        cross_rerank_metrics(
+            model,
+            images[a:b].to(device),
+            texts[a * cpi : b * cpi].to(device),
+            args.rerank,
+            cpi,
+            shortlist,
+            s_images[a:b].to(device),
+            s_texts[a * cpi : b * cpi].to(device),
+        )
+        for a, b in bounds
+    ]
+    metrics: dict[str, Any] = average_folds(folds) if args.fold5 else folds[0]
+    if dataset.twins is not None:
+        metrics.update(binding_probe(twin_scores(model, images, texts, dataset.twins, cpi), dataset.twins, cpi))
+    return metrics
+
+
+def cross_rerank_metrics(
+    model: Any,
+    images: Any,
+    texts: Any,
+    rerank: int,
+    captions_per_image: int,
+    shortlist: Any,
+    shortlist_images: Any,
+    shortlist_texts: Any,
+) -> dict[str, float]:
+    """Recall metrics of shortlist-and-rerank with another model's shortlist, plus each direction's shortlist
+    recall, ``rerank`` and ``pairs_scored`` (the keys of ``mmzoo.evaluation.rerank_metrics``). ``model`` may be
+    an Ensemble; so may ``shortlist``."""
+    from mmzoo.evaluation import METRIC_KEYS, RECALL_KEYS, recall_metrics
+    from mmzoo.scoring import rerank_rankings, shortlist_recall
+
+    cpi = captions_per_image
+    if len(texts) != cpi * len(images):
+        raise InputError(f"Need {cpi} captions per image: got {len(texts)} captions for {len(images)} images.")
+    ranking = rerank_rankings(
+        model,
+        images,
+        texts,
+        rerank,
+        shortlist=shortlist,
+        shortlist_images=shortlist_images,
+        shortlist_texts=shortlist_texts,
+    )
+    i2t, t2i = recall_metrics(ranking.i2t.cpu(), cpi), recall_metrics(ranking.t2i.cpu(), cpi)
+    out = {k: (i2t if k.startswith("i2t") else t2i)[k] for k in METRIC_KEYS if k != "rsum"}
+    out["rsum"] = sum(out[k] for k in RECALL_KEYS)
+    out["i2t_shortlist"], out["t2i_shortlist"] = shortlist_recall(ranking, cpi)
+    out["rerank"], out["pairs_scored"] = float(rerank), float(ranking.pairs_scored)
+    return out
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

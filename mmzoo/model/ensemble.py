@@ -28,6 +28,7 @@ from mmzoo.errors import ConfigError, InputError
 from mmzoo.hub.cards import model_card
 from mmzoo.hub.transfer import PushToHubMixin
 from mmzoo.model.matching import MatchingModel
+from mmzoo.scoring import Precision, listed_scores
 
 
 @dataclass
@@ -114,6 +115,25 @@ class Ensemble(nn.Module, PushToHubMixin):
         total = None
         for member, weight, img, txt in zip(self.members, self.weights, images.parts, texts.parts, strict=True):
             scores = weight * member.similarity(img, txt, block_size=block_size).float()
+            total = scores if total is None else total + scores
+        return total
+
+    def score_listed_pairs(
+        self,
+        images: EnsembleFragments,
+        texts: EnsembleFragments,
+        image_idx: Tensor,
+        text_idx: Tensor,
+        precision: Precision = "auto",
+    ) -> Tensor:
+        """The ensemble's scores (P,) of the pairs (images[image_idx[p]], texts[text_idx[p]]): the weighted mean of
+        the members' full scores there, without the full matrix (an ensemble as the reranker of a shortlist)."""
+        for name, value in (("images", images), ("texts", texts)):
+            if not isinstance(value, EnsembleFragments) or len(value.parts) != len(self.members):
+                raise InputError(f"Ensemble.score_listed_pairs takes the ensemble's own encodings; {name} are not.")
+        total = None
+        for member, weight, img, txt in zip(self.members, self.weights, images.parts, texts.parts, strict=True):
+            scores = weight * listed_scores(member, img, txt, image_idx, text_idx, precision)
             total = scores if total is None else total + scores
         return total
 

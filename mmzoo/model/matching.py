@@ -205,13 +205,24 @@ class MatchingModel(nn.Module, PushToHubMixin):
         return scores + self.alpha * fused
 
     def search(
-        self, queries: Fragments, index: EmbeddingIndex, top_k: int = 10, rerank: int | None = None
+        self,
+        queries: Any,
+        index: EmbeddingIndex,
+        top_k: int = 10,
+        rerank: int | None = None,
+        shortlist: Any | None = None,
+        shortlist_queries: Any | None = None,
     ) -> SearchResult:
         """Retrieve the best ``top_k`` items of ``index`` for each query (captions for images or back).
 
-        With ``rerank=K`` the cheap ``<i0, c0>`` score (one matrix product) shortlists K candidates per
-        query and the full ``S`` is computed for those only; ``rerank=None`` scores every pair exactly.
-        ``queries`` must be the other modality than the index holds.
+        With ``rerank=K`` a cheap score (one matrix product) shortlists K candidates per query and the full ``S``
+        is computed for those only; ``rerank=None`` scores every pair exactly. The cheap score is this model's
+        ``<i0, c0>``, or with ``shortlist=other_model`` the other model's (e.g. a dual encoder shortlisting for a
+        cross-attention model): the index must then hold that model's vectors of its items
+        (``EmbeddingIndex.from_images(self, images, shortlist=(other_model, other_images))``) and the queries
+        are encoded by both models when they are raw (a list of captions, or region features), or the other
+        model's encodings come as ``shortlist_queries``. ``queries`` must be the other modality than the index
+        holds.
 
         Returns:
             :class:`mmzoo.scoring.SearchResult` with ``scores`` (Q, top_k) float32 and ``indices``
@@ -222,8 +233,16 @@ class MatchingModel(nn.Module, PushToHubMixin):
             >>> hits = model.search(model.encode_texts(["a red circle"]), index, top_k=5, rerank=50)  # doctest: +SKIP
             >>> hits.indices[0]  # doctest: +SKIP
             tensor([12,  3, 40,  7, 19])
+            >>> index = EmbeddingIndex.from_images(mmca, mmca.encode_images(f), shortlist=(vse, vse.encode_images(f)))  # doctest: +SKIP
+            >>> hits = mmca.search(["a red circle"], index, top_k=5, rerank=50, shortlist=vse)  # doctest: +SKIP
         """
-        return search_index(self, queries, index, top_k=top_k, rerank=rerank)
+        if not isinstance(queries, Fragments):
+            if shortlist is not None and shortlist_queries is None:
+                shortlist_queries = encode_queries(shortlist, queries, index.side)
+            queries = encode_queries(self, queries, index.side)
+        return search_index(
+            self, queries, index, top_k=top_k, rerank=rerank, shortlist=shortlist, shortlist_queries=shortlist_queries
+        )
 
     def forward(
         self, features: Tensor, captions: Sequence[str] | TokenBatch, mask: Tensor | None = None
@@ -235,6 +254,12 @@ class MatchingModel(nn.Module, PushToHubMixin):
             raise InputError(f"The training forward needs one caption per image; got {len(texts)} for {len(images)}.")
         scores = self.similarity(images, texts, block_size=max(len(images), 1))
         return MatchingOutput(self.loss_fn(scores), scores)
+
+
+def encode_queries(model: Any, queries: Any, index_side: str) -> Any:
+    """Raw queries encoded by ``model``: captions (a list of strings) for an image index, else region features."""
+    with torch.no_grad():
+        return model.encode_texts(queries) if index_side == "images" else model.encode_images(queries)
 
 
 def check_pair(images: Fragments, texts: Fragments, origin: str | None = None) -> None:

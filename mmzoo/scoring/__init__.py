@@ -9,9 +9,13 @@ from mmzoo.scoring.search import (
     Scorer,
     SearchResult,
     cheap_scores,
+    cheap_vectors,
+    listed_scores,
     rerank_rankings,
     search,
+    shortlist_recall,
 )
+from mmzoo.scoring.threads import configure_threads, default_threads
 
 __all__ = [
     "EmbeddingIndex",
@@ -20,11 +24,16 @@ __all__ = [
     "Scorer",
     "SearchResult",
     "cheap_scores",
+    "cheap_vectors",
     "compute_dtype",
+    "configure_threads",
+    "default_threads",
     "fused_matrix",
+    "listed_scores",
     "rerank_rankings",
     "score_caches",
     "score_pairs",
     "scoring_mode",
     "search",
+    "shortlist_recall",
 ]

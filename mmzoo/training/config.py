@@ -68,6 +68,16 @@ class TrainConfig(CheckedModel):
     )
     grad_accum: int = Field(1, ge=1, description="Micro-batches of batch_size accumulated per optimizer step.")
     eval_batch_size: int = Field(128, ge=1, description="Images or captions encoded at once during evaluation.")
+    dev_eval: Literal["auto", "full", "rerank", "subset"] = Field(
+        "auto",
+        description="How the dev split is scored after each epoch: 'full' (every pair), 'rerank' (shortlist "
+        "dev_rerank candidates per query by <i0,c0>, fuse-score those), 'subset' (every pair of the first "
+        "dev_subset images); the last epoch is also evaluated in full. 'auto' is 'full' for a model without "
+        "fusion or a dev split within the device's pair budget, else 'subset' with as many images as fit it "
+        "(docs/performance.md, section 6, measures the choice); run.json records what it resolved to.",
+    )
+    dev_rerank: int = Field(50, ge=1, description="Candidates per query of dev_eval='rerank'.")
+    dev_subset: int = Field(1000, ge=1, description="Dev images (the first N) of dev_eval='subset'.")
 
     @field_validator("hard_negatives", mode="before")
     @classmethod

@@ -47,11 +47,19 @@ def candidate_mask(cheap: Tensor, h: int, diagonal_offset: int = 0) -> Tensor:
 
 
 def fused_pairs(model: MatchingModel, images: Fragments, texts: Fragments, img_idx: Tensor, txt_idx: Tensor) -> Tensor:
-    """Fused scores of the pairs (images[img_idx[p]], texts[txt_idx[p]]) via ``fusion.score_pairs``, in chunks of the
-    block's declared ``pairs_per_block``."""
-    step = int(model.fusion.pairs_per_block)
+    """Fused scores of the pairs (images[img_idx[p]], texts[txt_idx[p]]), differentiable.
+
+    A fusion block with ``score_pairs_indexed(images, texts, image_idx, text_idx)`` (MMCA) gets the batch and the
+    index lists, so it can prepare each image and caption once however many candidate pairs it is in; any other
+    block gets the expanded pairs through ``fusion.score_pairs``, in chunks of its declared ``pairs_per_block``.
+    """
+    fusion = model.fusion
+    indexed = getattr(fusion, "score_pairs_indexed", None)
+    if callable(indexed):
+        return indexed(images, texts, img_idx, txt_idx)
+    step = int(fusion.pairs_per_block)
     parts = [
-        model.fusion.score_pairs(images[img_idx[s : s + step]], texts[txt_idx[s : s + step]])
+        fusion.score_pairs(images[img_idx[s : s + step]], texts[txt_idx[s : s + step]])
         for s in range(0, len(img_idx), step)
     ]
     return torch.cat(parts) if parts else images.pooled.new_zeros(0)
@@ -85,6 +93,8 @@ def score_rows(
         return dual + model.alpha * model.fusion(images, texts)
     if candidates is None:
         candidates = candidate_mask(cheap, int(hard_negatives))
+    if bool(candidates.all()):  # every pair is a candidate (h >= B - 1): the dense path, exactly the "all" scores
+        return dual + model.alpha * model.fusion(images, texts)
     img_idx, txt_idx = candidates.nonzero(as_tuple=True)  # row-major, the order fusion.forward uses
     fused = fused_pairs(model, images, texts, img_idx, txt_idx)
     fused_full = cheap.new_zeros(cheap.shape).index_put((img_idx, txt_idx), fused.to(cheap.dtype))

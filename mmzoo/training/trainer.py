@@ -34,7 +34,7 @@ from mmzoo._atomic import atomic_write_json, is_storage_error, recover_folder, s
 from mmzoo.data import collate_pairs, open_split
 from mmzoo.data.importing import feature_facts
 from mmzoo.errors import CheckpointError, ConfigError, MMZooWarning
-from mmzoo.evaluation import encode_captions, encode_images
+from mmzoo.evaluation import encode_captions, encode_images, encode_split, rerank_metrics
 from mmzoo.factory import create_model
 from mmzoo.model import MatchingModel, load_pretrained
 from mmzoo.training import health
@@ -106,6 +106,12 @@ class Trainer:
         self._open_data()
         seed_everything(self.cfg.seed)
         self.model = self._build_model(last if resume else None)
+        self.dev_protocol = resolve_dev_eval(self.model, self.dev_set, self.cfg, self.device)
+        self.dev_subset = (
+            open_split(self.spec.data, "dev", max_images=self.dev_protocol["subset_images"])
+            if self.dev_protocol["mode"] == "subset"
+            else None
+        )
         self.training_step = TrainingStep(self.model, self.cfg.hard_negatives, self.ctx, self.cfg.global_negatives)
         self.step_module: torch.nn.Module = self.training_step
         if self.ctx.enabled:
@@ -149,7 +155,10 @@ class Trainer:
             logger.warning(message)
             warnings.warn(message, MMZooWarning, stacklevel=3)
         self.spec.data_fingerprint = current
-        atomic_write_json(self.run_dir / RUN_NAME, {**self.spec.to_dict(), "world_size": self.ctx.world_size})
+        atomic_write_json(
+            self.run_dir / RUN_NAME,
+            {**self.spec.to_dict(), "world_size": self.ctx.world_size, "dev_eval": self.dev_protocol},
+        )
 
     def _open_data(self) -> None:
         self.train_set = open_split(self.spec.data, "train")
@@ -304,7 +313,7 @@ class Trainer:
                 lr = self.base_lr()
                 result = self.train_epoch(epoch)
                 self.scheduler.step()
-                dev = evaluate_split(self.model, self.dev_set, self.ctx, self.cfg.eval_batch_size, self.device)
+                dev, dev_full = self.evaluate_dev(final=epoch + 1 == self.cfg.epochs)
                 diagnosis = self.check_health(result.loss, dev)
                 self.epoch = epoch + 1
                 record = {
@@ -319,6 +328,8 @@ class Trainer:
                     "pairs_per_s": result.pairs / max(result.seconds, 1e-9),
                     "seconds": result.seconds,
                     "dev": dev,
+                    "dev_eval": self.dev_protocol["mode"],
+                    **({"dev_full": dev_full} if dev_full is not None else {}),
                     "collapse": diagnosis.signs if diagnosis.collapsed else [],
                 }
                 records.append(record)
@@ -331,6 +342,24 @@ class Trainer:
         finally:
             shutdown_distributed(self.ctx)
         return records
+
+    def evaluate_dev(self, final: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(dev metrics by the run's dev protocol, the full evaluation too when ``final`` and the protocol is cheaper).
+
+        The per-epoch metrics always come from the same protocol, so that the best epoch is chosen among
+        comparable numbers; the full evaluation of the last epoch is recorded beside them (``dev_full``).
+        """
+        mode = self.dev_protocol["mode"]
+        if mode == "full":
+            return evaluate_split(self.model, self.dev_set, self.ctx, self.cfg.eval_batch_size, self.device), None
+        if mode == "subset":
+            dev = evaluate_split(self.model, self.dev_subset, self.ctx, self.cfg.eval_batch_size, self.device)
+        else:
+            dev = rerank_dev(self.model, self.dev_set, self.cfg.dev_rerank, self.cfg.eval_batch_size, self.device)
+        full = (
+            evaluate_split(self.model, self.dev_set, self.ctx, self.cfg.eval_batch_size, self.device) if final else None
+        )
+        return dev, full
 
     @torch.no_grad()
     def check_health(self, loss: float, dev: dict[str, Any]) -> health.Diagnosis:
@@ -383,6 +412,51 @@ class Trainer:
             if is_storage_error(exc):
                 raise storage_error(exc, self.run_dir, "checkpoint in") from None
             raise
+
+
+#: dev_eval="auto": the dev pairs a per-epoch evaluation may score, per device type. Measured on shapes
+#: (benchmarks/dev_eval.py, docs/performance.md section 6): on the 2-core CPU every pair of the 500 x 2,500 dev
+#: split took 1.2x a training epoch; the first 100 or 250 images took 5% / 31% and picked the same best epoch, while
+#: reranking by MMCA's own <i0, c0> (K 20 or 50) picked another. 5 M pairs is a COCO 1K-sized split, seconds on a GPU.
+AUTO_DEV_PAIRS = {"cpu": 250_000, "cuda": 5_000_000}
+
+
+def resolve_dev_eval(model: MatchingModel, dev_set: Any, cfg: TrainConfig, device: torch.device | str = "cpu") -> dict:
+    """What ``cfg.dev_eval`` means for this model, dev split and device: the mode, its size and why (for run.json).
+
+    ``auto``: ``full`` for a model without a fusion block (one matrix product) or a dev split within the device's
+    pair budget (:data:`AUTO_DEV_PAIRS`); otherwise ``subset``: the first N images, N the largest that fits the
+    budget (at most ``dev_subset``, at least 10).
+    """
+    cpi = max(1, len(dev_set.captions) // max(1, dev_set.num_images))
+    pairs = dev_set.num_images * len(dev_set.captions)
+    budget = AUTO_DEV_PAIRS.get(torch.device(device).type, AUTO_DEV_PAIRS["cpu"])
+    mode, reason, subset = cfg.dev_eval, "set in the training config", cfg.dev_subset
+    if mode == "auto":
+        if not model.uses_fusion:
+            mode, reason = "full", "no fusion block: a full evaluation is one matrix product"
+        elif pairs <= budget:
+            mode, reason = "full", f"{pairs:,} dev pairs within the {torch.device(device).type} budget of {budget:,}"
+        else:
+            subset = max(10, min(cfg.dev_subset, math.isqrt(budget // cpi)))
+            mode = "subset"
+            reason = f"{pairs:,} dev pairs over the {torch.device(device).type} budget of {budget:,}: the first {subset} images"
+    protocol: dict[str, Any] = {"mode": mode, "requested": cfg.dev_eval, "reason": reason, "dev_pairs": pairs}
+    if mode == "rerank":
+        protocol["rerank"] = cfg.dev_rerank
+    elif mode == "subset":
+        protocol["subset_images"] = min(subset, dev_set.num_images)
+    return protocol
+
+
+def rerank_dev(model: MatchingModel, dev_set: Any, rerank: int, batch_size: int, device: torch.device) -> dict:
+    """Dev metrics by shortlist-and-rerank (each process computes the same numbers when distributed)."""
+    was_training = model.training
+    try:
+        images, texts = encode_split(model, dev_set, batch_size=batch_size, device=device, progress=False)
+        return dict(rerank_metrics(model, images.to(device), texts.to(device), rerank, dev_set.captions_per_image))
+    finally:
+        model.train(was_training)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -1,0 +1,143 @@
+"""Training pairs/s of MMCA through the cached decomposition versus the straightforward joint unit.
+
+    python benchmarks/training_speed.py          # writes benchmarks/results/training_speed.json
+
+Shapes data at the settings its manifest suggests (the ``mmca`` recipe with the GRU text encoder, d = 64,
+batch 32). One training step is the whole of it: encoders, the fused score matrix (all B x B pairs, or the
+positives and h = 8 cheap-ranked hard negatives per anchor), the triplet loss, backward, gradient clipping
+and an Adam step. The two paths (``fusion.configure_engine(path="cached" | "reference")``) and both
+negative settings run round-robin in one process, so that load on the shared machine hits them alike; the
+times are this thread's CPU time per step (``time.thread_time``, one thread), the best of the repeats, with
+wall-clock medians beside them. ``mmca-no-cross`` (no fusion block) gives the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine
+
+import mmzoo
+from mmzoo.data import make_shapes, open_split
+from mmzoo.data.shapes import SHAPES_MODEL
+from mmzoo.training.step import TrainingStep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def batches(data: mmzoo.Split, batch: int, count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+    rng = np.random.default_rng(seed)
+    cpi, out = data.captions_per_image, []
+    for _ in range(count):
+        idx = np.sort(rng.choice(data.num_images, batch, replace=False))
+        features, mask = data.image_features(idx)
+        caps = [data.captions[i * cpi + int(rng.integers(cpi))] for i in idx]
+        out.append((torch.from_numpy(features), torch.from_numpy(mask), caps))
+    return out
+
+
+class Setup:
+    """One model + optimizer + negatives setting, stepped on the same batches as the others."""
+
+    def __init__(
+        self, recipe: str, path: str | None, negatives: str | int, train_captions: list[str], region_dim: int
+    ) -> None:
+        torch.manual_seed(0)
+        settings = {k: v for k, v in SHAPES_MODEL.items() if recipe == "mmca" or not k.startswith("fusion.")}
+        settings["visual.in_dim"] = region_dim
+        self.model = mmzoo.create_model(recipe, **settings)
+        self.model.text.fit(train_captions)
+        if path is not None:
+            self.model.fusion.configure_engine(path=path)
+        self.model.train()
+        self.step = TrainingStep(self.model, negatives)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.name = f"{recipe}" + (f" {path}" if path else "") + f" negatives={negatives}"
+        self.cpu: list[float] = []
+        self.wall: list[float] = []
+
+    def run(self, batch: tuple[torch.Tensor, torch.Tensor, list[str]]) -> None:
+        features, mask, caps = batch
+        c0, w0 = time.thread_time(), time.perf_counter()
+        loss = self.step(features, caps, mask)
+        self.opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 2.0)
+        self.opt.step()
+        self.cpu.append(time.thread_time() - c0)
+        self.wall.append(time.perf_counter() - w0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "training_speed.json"))
+    parser.add_argument("--batch", type=int, default=32, help="training pairs per step (the shapes setting)")
+    parser.add_argument("--steps", type=int, default=12, help="measured steps per setting (after 2 warm-up steps)")
+    parser.add_argument("--hard-negatives", type=int, default=8)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    info = machine()
+    with tempfile.TemporaryDirectory() as tmp:
+        make_shapes(tmp, images=max(400, 2 * args.batch), dev_images=10, test_images=10, seed=0)
+        data = open_split(tmp, "train")
+        work = batches(data, args.batch, args.steps + 2, seed=0)
+        captions, region_dim = list(data.captions), data.region_dim
+    setups = [
+        Setup("mmca", path, negatives, captions, region_dim)
+        for negatives in ("all", args.hard_negatives)
+        for path in ("cached", "reference")
+    ] + [Setup("mmca-no-cross", None, "all", captions, region_dim)]
+    for i, batch in enumerate(work):
+        for s in setups:
+            s.run(batch)
+        print(f"step {i + 1}/{len(work)}", flush=True)
+    rows = []
+    for s in setups:
+        cpu, wall = s.cpu[2:], s.wall[2:]
+        rows.append(
+            {
+                "setting": s.name,
+                "pairs_per_s_cpu": args.batch / min(cpu),
+                "pairs_per_s_wall_median": args.batch / statistics.median(wall),
+                "step_cpu_s_min": min(cpu),
+                "step_cpu_s_median": statistics.median(cpu),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    by = {r["setting"]: r for r in rows}
+    speedups = {}
+    for negatives in ("all", args.hard_negatives):
+        cached, ref = by[f"mmca cached negatives={negatives}"], by[f"mmca reference negatives={negatives}"]
+        speedups[str(negatives)] = {
+            "cpu": cached["pairs_per_s_cpu"] / ref["pairs_per_s_cpu"],
+            "wall_median": cached["pairs_per_s_wall_median"] / ref["pairs_per_s_wall_median"],
+        }
+        print(
+            f"negatives={negatives}: cached / straightforward training pairs/s = {speedups[str(negatives)]['cpu']:.2f}x"
+        )
+    result = {
+        "machine": info,
+        "load_average_end": __import__("os").getloadavg()[0],
+        "settings": SHAPES_MODEL,
+        "batch": args.batch,
+        "steps": args.steps,
+        "rows": rows,
+        "speedup": speedups,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
