@@ -185,6 +185,8 @@ def rerank_section(rr: dict, title: str) -> list[str]:
     ex = rows[0]
     n_img, n_txt = rr["test_images"], rr["test_captions"]
     duals = rr.get("dual_encoder_rsum", {})
+    runs = rr.get("runs", {})
+    short_epochs = sorted({runs[n]["training"]["epochs"] for n in duals if n in runs}) or ["?"]
     out = [
         title,
         "",
@@ -194,7 +196,7 @@ def rerank_section(rr: dict, title: str) -> list[str]:
         "",
         f"Shapes data; the reranker B is the `mmca` recipe at the shapes settings (GRU text encoder, d = 64) trained for"
         f" {rr['epochs']} epochs on {rr['train_images']} images; the shortlisters are dual encoders trained on the same"
-        f" images for {rr.get('shortlist_epochs', '?')} epochs ({', '.join(f'`{n}`: rsum {v:.1f} alone' for n, v in duals.items())}),"
+        f" images for {'/'.join(map(str, short_epochs))} epochs ({', '.join(f'`{n}`: rsum {v:.1f} alone' for n, v in duals.items())}),"
         f" and B's own `<i0, c0>` (rsum {rr['cheap_only_rsum']:.1f} alone). Evaluated on {n_img:,} test images x {n_txt:,}"
         " captions. Times exclude B's encoding (the same for all rows) and include the shortlister's encoding, the cheap",
         "product, the shortlists and the preparation of all caches; speed-ups are CPU-time ratios (wall-clock beside).",
@@ -404,26 +406,45 @@ def dev_section(dev: dict) -> list[str]:
         "`training.dev_eval` (`auto`, `full`, `rerank`, `subset`; `dev_rerank` K, `dev_subset` N): the chosen protocol",
         "scores the dev split after every epoch (the best epoch is picked among comparable numbers) and the last epoch",
         "is also evaluated in full (`dev_full` in metrics.jsonl). `auto` (the default) is `full` for a model without a",
-        "fusion block or a dev split of at most `AUTO_FULL_DEV_PAIRS` image-caption pairs, else `rerank` with K = 50;",
-        "run.json records what it resolved to and why (`dev_eval`).",
+        "fusion block or a dev split within the device's pair budget (`AUTO_DEV_PAIRS` in mmzoo/training/trainer.py:",
+        "250,000 image-caption pairs on a CPU, 5,000,000 on a GPU), else `subset` with the largest first N images that",
+        "fit the budget (at most `dev_subset`). The table is why: the subsets picked the full evaluation's best epoch",
+        "at a fraction of its cost, while reranking by the model's own `<i0, c0>` picked another (its shortlist misses",
+        "the true match too often early in training). run.json records what it resolved to and why (`dev_eval`).",
         "",
     ]
     return out
 
 
 # -- 7. threads ------------------------------------------------------------------------------------------------
-def threads_section(th: dict) -> list[str]:
+def threads_table(th: dict) -> list[str]:
     counts = [str(n) for n in th["thread_counts"]]
     out = [
-        "## 7. Threads on a shared machine",
-        "",
-        f"Machine: {machine_line(th['machine'], th.get('load_average_end'))}. Script: `python benchmarks/threads.py`.",
-        "",
         "| job | " + " | ".join(f"{n} thread(s), wall s" for n in counts) + " |",
         "|---|" + "---|" * len(counts),
     ]
     for r in th["rows"]:
         out.append(f"| {r['job']} | " + " | ".join(f"{r['median_wall_s'][n]:.3f}" for n in counts) + " |")
+    return out
+
+
+def threads_section(th: dict, busy: dict | None) -> list[str]:
+    out = [
+        "## 7. Threads on a shared machine",
+        "",
+        f"Machine: {machine_line(th['machine'], th.get('load_average_end'))}. Script: `python benchmarks/threads.py`.",
+        "",
+        *threads_table(th),
+    ]
+    if busy:
+        out += [
+            "",
+            "The same script while other jobs held the machine's cores (load average"
+            f" {busy['machine']['load_average']:.1f} at the start, {busy['load_average_end']:.1f} at the end;"
+            " `--out benchmarks/results/threads_busy.json`):",
+            "",
+            *threads_table(busy),
+        ]
     out += [
         "",
         "A thread that waits for a busy core stalls every parallel region (OpenMP threads meet at a barrier after each",
@@ -445,6 +466,7 @@ def main() -> None:
         raise SystemExit("run benchmarks/pair_scoring.py first")
     full, small = load(RESULTS / "rerank_1000.json"), load(RESULTS / "rerank.json")
     ts, dev, th = load(RESULTS / "training_speed.json"), load(RESULTS / "dev_eval.json"), load(RESULTS / "threads.json")
+    busy = load(RESULTS / "threads_busy.json")
     engine, old = load(RESULTS / "gpu_engine.json"), load(RESULTS / "gpu_scoring.json")
     sections = []
     if full or small:
@@ -472,7 +494,7 @@ def main() -> None:
         *gpu_section(engine, old),
         *(training_section(ts) if ts else []),
         *(dev_section(dev) if dev else []),
-        *(threads_section(th) if th else []),
+        *(threads_section(th, busy) if th else []),
     ]
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {args.out}")
