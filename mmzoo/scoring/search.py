@@ -128,6 +128,15 @@ def search(
     for it (:meth:`EmbeddingIndex.with_shortlist`); ``model``'s full score then ranks them.
     """
     n = len(index)
+    for name, value in (("top_k", top_k), ("rerank", rerank)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InputError(f"{name} must be an integer; got {value!r}.")
+    wanted = "text" if index.side == "images" else "image"
+    if queries.modality not in (None, wanted) or index.fragments.modality == wanted:
+        raise InputError(
+            f"This index holds {index.side}: its queries must be {wanted}s (encode them with "
+            f"encode_{wanted}s), not {index.side}."
+        )
     if top_k < 1 or (rerank is not None and rerank < 1):
         raise InputError(f"top_k and rerank must be at least 1; got top_k={top_k}, rerank={rerank}.")
     if rerank is not None and rerank < top_k:
