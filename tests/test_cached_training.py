@@ -170,3 +170,49 @@ def test_training_with_dropout_matches_the_reference_in_expectation():
     ratio = cached.std(0) / spread
     assert (ratio > 0.75).all() and (ratio < 1.33).all(), f"dropout noise differs: std ratio {ratio}"
     assert ((cached.mean(0) - reference.mean(0)).abs() < 4 * spread / 400**0.5).all()
+
+
+@pytest.mark.parametrize("length", [1, 2, 6])
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("ties", [False, True])
+def test_packed_cnn_equals_text_cnn_with_gradients(length, packed, ties):
+    """engine.packed_cnn (the training path's pooling: valid tokens only, hand-written backward) against TextCNN
+    itself: values and gradients for the tokens and every CNN weight, with holes in the mask and captions shorter
+    than the widest window. With ``ties`` two sequences repeat one token, so that window maxima tie exactly (amax
+    splits the gradient between them); whether a tie is exact depends on the summation order, so that case is
+    compared with autograd through engine.fast_cnn, which sums in the same order."""
+    from mmzoo_plugins.mmca import engine
+    from mmzoo_plugins.mmca.cnn import TextCNN
+
+    torch.manual_seed(0)
+    cnn = TextCNN(D, 12, [1, 2, 3], 8, 0.0)
+    n = 7
+    mask = torch.rand(n, length) > 0.3
+    mask[:, 0] = True
+    tokens = torch.randn(n, length, D)
+    if ties:
+        mask[:2] = True
+        tokens[:2] = tokens[:2, :1]
+    tokens.requires_grad_(True)
+    weights = torch.randn(n, 12)
+
+    def grads(fn):
+        cnn.zero_grad()
+        tokens.grad = None
+        out = fn()
+        (out * weights).sum().backward()
+        return out.detach(), tokens.grad.clone(), [p.grad.clone() for p in cnn.parameters()]
+
+    def zeroed() -> torch.Tensor:
+        return tokens * mask.unsqueeze(-1)
+
+    reference = grads(lambda: engine.fast_cnn(cnn, zeroed(), mask)) if ties else grads(lambda: cnn(tokens, mask))
+    if packed:
+        rows = mask.reshape(-1).nonzero().squeeze(1)
+        result = grads(lambda: engine.packed_cnn(cnn, tokens.reshape(-1, D)[rows], rows, n, length, mask))
+    else:
+        result = grads(lambda: engine.packed_cnn(cnn, zeroed().reshape(-1, D), None, n, length, mask))
+    torch.testing.assert_close(result[0], reference[0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(result[1], reference[1], atol=1e-5, rtol=1e-4)
+    for mine, theirs in zip(result[2], reference[2], strict=True):
+        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-4)
