@@ -172,47 +172,124 @@ def test_training_with_dropout_matches_the_reference_in_expectation():
     assert ((cached.mean(0) - reference.mean(0)).abs() < 4 * spread / 400**0.5).all()
 
 
+def cnn_by_ops(cnn, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """TextCNN as engine.fast_cnn computes it (all taps as one product, shifted sums in the same order), as plain
+    autograd ops: the reference for exact ties, whose being exact depends on the summation order."""
+    import torch.nn.functional as F
+
+    from mmzoo_plugins.mmca import engine
+
+    taps = engine.cnn_taps(cnn)
+    columns = F.linear(tokens, taps.weight, taps.bias).split(taps.sizes, dim=-1)
+    length, pooled, first = tokens.shape[-2], [], 0
+    for width in taps.widths:
+        acc = columns[first]
+        for j in range(1, min(width, length)):
+            acc = acc + F.pad(columns[first + j][..., j:, :], (0, 0, 0, j))
+        first += width
+        pooled.append(acc.relu().masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=-2))
+    return cnn.fc(torch.cat(pooled, dim=-1))
+
+
 @pytest.mark.parametrize("length", [1, 2, 6])
-@pytest.mark.parametrize("packed", [True, False])
 @pytest.mark.parametrize("ties", [False, True])
-def test_packed_cnn_equals_text_cnn_with_gradients(length, packed, ties):
-    """engine.packed_cnn (the training path's pooling: valid tokens only, hand-written backward) against TextCNN
-    itself: values and gradients for the tokens and every CNN weight, with holes in the mask and captions shorter
-    than the widest window. With ``ties`` two sequences repeat one token, so that window maxima tie exactly (amax
-    splits the gradient between them); whether a tie is exact depends on the summation order, so that case is
-    compared with autograd through engine.fast_cnn, which sums in the same order."""
+def test_cnn_pool_backward_equals_text_cnn(length, ties):
+    """engine.fast_cnn with gradients (the training path's text CNN, its backward written out) against TextCNN itself:
+    values and gradients for the tokens and every CNN weight, with holes in the mask, extra lead dimensions (a dense
+    tile) and captions shorter than the widest window. With ``ties`` two sequences repeat one token, so that window
+    maxima tie exactly (amax splits the gradient between them); that case is compared with the same computation as
+    plain autograd ops, which ties where fast_cnn does."""
     from mmzoo_plugins.mmca import engine
     from mmzoo_plugins.mmca.cnn import TextCNN
 
     torch.manual_seed(0)
     cnn = TextCNN(D, 12, [1, 2, 3], 8, 0.0)
-    n = 7
-    mask = torch.rand(n, length) > 0.3
-    mask[:, 0] = True
-    tokens = torch.randn(n, length, D)
+    mask = torch.rand(2, 4, length) > 0.3
+    mask[..., 0] = True
+    tokens = torch.randn(2, 4, length, D)
     if ties:
-        mask[:2] = True
-        tokens[:2] = tokens[:2, :1]
+        mask[0, :2] = True
+        tokens[0, :2] = tokens[0, :2, :1]
     tokens.requires_grad_(True)
-    weights = torch.randn(n, 12)
+    weights = torch.randn(2, 4, 12)
 
     def grads(fn):
         cnn.zero_grad()
         tokens.grad = None
-        out = fn()
+        out = fn(tokens * mask.unsqueeze(-1))
         (out * weights).sum().backward()
         return out.detach(), tokens.grad.clone(), [p.grad.clone() for p in cnn.parameters()]
 
-    def zeroed() -> torch.Tensor:
-        return tokens * mask.unsqueeze(-1)
-
-    reference = grads(lambda: engine.fast_cnn(cnn, zeroed(), mask)) if ties else grads(lambda: cnn(tokens, mask))
-    if packed:
-        rows = mask.reshape(-1).nonzero().squeeze(1)
-        result = grads(lambda: engine.packed_cnn(cnn, tokens.reshape(-1, D)[rows], rows, n, length, mask))
+    if ties:
+        reference = grads(lambda x: cnn_by_ops(cnn, x, mask))
     else:
-        result = grads(lambda: engine.packed_cnn(cnn, zeroed().reshape(-1, D), None, n, length, mask))
+        reference = grads(lambda x: cnn(x.reshape(8, length, D), mask.reshape(8, length)).view(2, 4, 12))
+    result = grads(lambda x: engine.fast_cnn(cnn, x, mask))
+    assert result[0].shape == (2, 4, 12)
     torch.testing.assert_close(result[0], reference[0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(result[1], reference[1], atol=1e-5, rtol=1e-4)
     for mine, theirs in zip(result[2], reference[2], strict=True):
         torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-4)
+    assert "_CnnPoolBackward" in graph_nodes(engine.fast_cnn(cnn, tokens, mask)), "the hand-written backward ran"
+
+
+def graph_nodes(out: torch.Tensor) -> set[str]:
+    """Names of the autograd nodes behind ``out``."""
+    seen, todo = {}, [out.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and id(node) not in seen:
+            seen[id(node)] = type(node).__name__
+            todo.extend(n for n, _ in node.next_functions)
+    return set(seen.values())
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.25])
+@pytest.mark.parametrize("padded", [False, True])
+def test_cross_softmax_backward_equals_autograd(dropout, padded):
+    """The training path's cross-block softmax (hand-written backward) against autograd through the same ops, with
+    the same dropout draws (same seed): weights, intra share and the gradients of the logits and lse_intra."""
+    from mmzoo_plugins.mmca import engine
+
+    g = torch.Generator().manual_seed(14)
+    logits = torch.randn(3, 2, 5, 4, generator=g, dtype=torch.float64).float()
+    lse = torch.randn(3, 2, 4, generator=g)
+    bias = None
+    if padded:
+        mask = torch.rand(3, 5, generator=g) > 0.4
+        mask[:, 0] = True
+        bias = engine.key_bias(mask).view(3, 1, 5, 1)
+    upstream = torch.randn(3, 2, 5, 4, generator=g), torch.randn(3, 2, 4, generator=g)
+    results, names = [], []
+    for fn in (engine._cross_softmax, engine._cross_softmax_ops):
+        x, y = logits.clone().requires_grad_(True), lse.clone().requires_grad_(True)
+        torch.manual_seed(3)
+        weights, share = fn(x, bias, y, 2, dropout)
+        ((weights * upstream[0]).sum() + (share * upstream[1]).sum()).backward()
+        results.append((weights.detach(), share.detach(), x.grad, y.grad))
+        names.append(graph_nodes(weights))
+    assert "_CrossSoftmaxBackward" in names[0] and "_CrossSoftmaxBackward" not in names[1]
+    for mine, theirs in zip(*results, strict=True):
+        torch.testing.assert_close(mine, theirs, atol=1e-6, rtol=1e-5)
+    if dropout:
+        assert (results[0][0] == 0).any(), "dropout was drawn"
+
+
+def test_gather_rows_equals_indexing_with_gradients():
+    """The cache's row gather (index_select; backward: a contiguous copy of the gradient, then index_add) against
+    advanced indexing, with repeated rows and a transposed upstream gradient (as the attention products give)."""
+    from mmzoo_plugins.mmca import engine
+
+    g = torch.Generator().manual_seed(15)
+    table = torch.randn(5, 3, 4, generator=g)
+    index = torch.tensor([4, 0, 4, 2, 2, 2])
+    upstream = torch.randn(6, 4, 3, generator=g).transpose(1, 2)
+    results = []
+    for fn in (engine.gather_rows, lambda t, i: t[i]):
+        x = table.clone().requires_grad_(True)
+        out = fn(x, index)
+        out.backward(upstream)
+        results.append((out.detach(), x.grad))
+    assert "_GatherRowsBackward" in graph_nodes(engine.gather_rows(table.clone().requires_grad_(True), index))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-6, rtol=1e-6)

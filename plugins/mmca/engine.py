@@ -115,10 +115,9 @@ class ModalityCache:
         return self.tokens.shape[0]
 
     def __getitem__(self, index: slice | Tensor) -> ModalityCache:
-        """Rows by a slice (views) or an integer index tensor: ``index_select`` (repeats allowed), whose backward is
-        an ``index_add`` (advanced indexing's is an accumulating ``index_put``, five times slower on the CPU)."""
+        """Rows by a slice (views) or an integer index tensor (repeats allowed: :func:`gather_rows`)."""
         if isinstance(index, Tensor) and not index.is_floating_point() and index.dtype != torch.bool:
-            return ModalityCache(*(getattr(self, f.name).index_select(0, index) for f in fields(self)))
+            return ModalityCache(*(gather_rows(getattr(self, f.name), index) for f in fields(self)))
         return ModalityCache(*(getattr(self, f.name)[index] for f in fields(self)))
 
     @property
@@ -153,6 +152,32 @@ class ModalityCache:
             return self
         index = torch.cat([torch.arange(len(self)), torch.full((extra,), len(self) - 1)]).to(self.device)
         return self[index]
+
+
+class _GatherRows(torch.autograd.Function):
+    """``index_select`` along dim 0 whose backward makes the incoming gradient contiguous before the ``index_add``:
+    the attention products hand back transposed gradients, and ``index_add`` over those (index_select's own
+    backward) was slower on the CPU than a copy plus a contiguous one, and than advanced indexing's accumulating
+    ``index_put`` (itself several times slower than both on contiguous gradients)."""
+
+    @staticmethod
+    def forward(ctx, table, index):
+        ctx.save_for_backward(index)
+        ctx.rows = table.shape[0]
+        return table.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (index,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        return grad.new_zeros(ctx.rows, *grad.shape[1:]).index_add_(0, index, grad), None
+
+
+def gather_rows(table: Tensor, index: Tensor) -> Tensor:
+    """``table[index]`` for an integer index tensor (repeats allowed), differentiable (see :class:`_GatherRows`)."""
+    if table.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        return _GatherRows.apply(table, index)
+    return table.index_select(0, index)
 
 
 def fast_path() -> bool:
@@ -206,8 +231,18 @@ def _cross_softmax(
 
     Returns the cross block's weights (keys along ``dim``) already scaled so that their value sum *is* the
     cross share of the output: ``exp(logits - peak) * w / total`` with ``w = sigmoid(lse_cross - lse_intra)``
-    (dropped out when ``dropout`` > 0, after the normaliser is taken), and the intra share ``1 - w``.
+    (dropped out when ``dropout`` > 0, after the normaliser is taken), and the intra share ``1 - w``. With
+    gradients (outside ``torch.compile``) through :class:`_CrossSoftmax`, its backward written out.
     """
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        return _CrossSoftmax.apply(logits, bias, lse_intra, dim, dropout)
+    return _cross_softmax_ops(logits, bias, lse_intra, dim, dropout)
+
+
+def _cross_softmax_ops(
+    logits: Tensor, bias: Tensor | None, lse_intra: Tensor, dim: int, dropout: float
+) -> tuple[Tensor, Tensor]:
+    """:func:`_cross_softmax` as torch ops (in place without gradients; under ``torch.compile`` with them)."""
     inplace = not torch.is_grad_enabled()
     logits = logits.float()
     if bias is not None:
@@ -220,6 +255,51 @@ def _cross_softmax(
     factor = cross / total if scale == 1.0 else cross * (scale / total)
     weights = _apply(weights.mul_(factor) if inplace else weights * factor, keep)
     return weights, (1 - cross).squeeze(dim)
+
+
+class _CrossSoftmax(torch.autograd.Function):
+    """:func:`_cross_softmax` with gradients, its backward written out (a few passes over the logits instead of
+    autograd's chain of a dozen element-wise nodes).
+
+    With ``p`` the softmax over the cross keys, ``w = sigmoid(lse_cross - lse_intra)``, ``D`` the dropout mask
+    times its scale and the returned weights ``A = p w D`` and intra share ``1 - w``: ``dw = sum_k(dA D p) -
+    d(1 - w)``, ``g = dw w (1 - w)`` (through the sigmoid), ``ds = p (w dA D - w sum_k(dA D p) + g)`` (the softmax's
+    backward plus ``p g`` through ``lse_cross``) and ``d lse_intra = -g``.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, bias, lse_intra, dim, dropout):
+        logits = logits.float()
+        scores = logits + bias if bias is not None else logits
+        peak = scores.amax(dim=dim, keepdim=True)
+        probs = scores.sub_(peak) if bias is not None else scores - peak
+        probs = probs.exp_()
+        total = probs.sum(dim=dim, keepdim=True)
+        cross = torch.sigmoid(peak + total.log() - lse_intra.unsqueeze(dim))
+        probs = probs.div_(total)
+        keep, scale = keep_mask(probs.shape, dropout, probs.device)
+        keep = None if keep is None else keep.to(probs.dtype)
+        weights = probs * (cross if scale == 1.0 else cross * scale)
+        if keep is not None:
+            weights = weights.mul_(keep)
+        ctx.save_for_backward(probs, cross, keep)
+        ctx.dim, ctx.scale = dim, scale
+        return weights, (1 - cross).squeeze(dim)
+
+    @staticmethod
+    def backward(ctx, grad_weights, grad_intra_share):
+        probs, cross, keep = ctx.saved_tensors
+        dim, scale = ctx.dim, ctx.scale
+        grad_weights = grad_weights.contiguous()  # (the value product hands it back transposed)
+        grad = grad_weights if keep is None else grad_weights * keep  # dA D / scale
+        through = (grad * probs).sum(dim=dim, keepdim=True)
+        if scale != 1.0:
+            through = through * scale  # sum_k(dA D p)
+        grad_cross = through if grad_intra_share is None else through - grad_intra_share.unsqueeze(dim)
+        g = grad_cross * cross * (1 - cross)
+        grad_logits = grad.mul_(cross * scale) if keep is not None else grad * (cross * scale)
+        grad_logits = grad_logits.add_(g - cross * through).mul_(probs)
+        return grad_logits, None, -g.squeeze(dim), None, None
 
 
 def _merge(cross: Tensor, intra: Tensor, scale_intra: Tensor, out: Tensor | None) -> Tensor:
@@ -414,11 +494,22 @@ def fast_cnn(cnn: nn.Module, tokens: Tensor, mask: Tensor | None, taps: CnnTaps 
 
     All windows' taps are one matrix product; a window's output at t is the sum of its taps j at t + j
     (positions past the end contribute zero, as TextCNN pads with zeros). ``mask=None``: no padding.
-    Without gradients the shifted sums go in place into the product's columns; with gradients the columns
-    are split apart first (a split's backward concatenates, where a slice's would zero-fill a full copy each).
+    Without gradients the shifted sums go in place into the product's columns; with gradients in float32 (no
+    autocast, outside ``torch.compile``) the same in :class:`_CnnPool`, its backward written out; otherwise the
+    columns are split apart first (a split's backward concatenates, where a slice's would zero-fill a full copy each).
     """
     inplace = not torch.is_grad_enabled()
     taps = taps if taps is not None else cnn_taps(cnn)
+    if (
+        not inplace
+        and tokens.dtype == torch.float32
+        and taps.weight.dtype == torch.float32
+        and not torch.compiler.is_compiling()
+        and not any(torch.is_autocast_enabled(kind) for kind in ("cpu", "cuda"))
+    ):
+        invalid = None if mask is None else ~mask.reshape(-1, tokens.shape[-2], 1)
+        pooled = _CnnPool.apply(tokens, taps.weight, taps.bias, invalid, tuple(taps.sizes), tuple(taps.widths))
+        return cnn.fc(pooled)
     projected = F.linear(tokens, taps.weight, taps.bias)  # (..., L, sum(w) * C)
     length = tokens.shape[-2]
     columns = projected.split(taps.sizes, dim=-1)
@@ -440,24 +531,20 @@ def fast_cnn(cnn: nn.Module, tokens: Tensor, mask: Tensor | None, taps: CnnTaps 
     return cnn.fc(torch.cat(pooled, dim=-1))
 
 
-class _PackedCnn(torch.autograd.Function):
-    """TextCNN's windows, ReLU and max-pool over (packed) tokens with a hand-written backward (see :func:`packed_cnn`).
+class _CnnPool(torch.autograd.Function):
+    """TextCNN's windows, ReLU and max-pool (before ``fc``) with a hand-written backward, for :func:`fast_cnn` with
+    gradients.
 
-    Forward: one product for all taps, scattered into the padded (P, L, taps) layout, shifted sums in place, ReLU,
-    mask, max. Backward: the max's gradient (split evenly over ties, as ``amax``'s), the ReLU's, the shifted sums'
-    (strided copies) and the product's (two products); autograd's version of the same chain spent a third of a
-    listed-pairs training tile's pooling time on the split's and the pads' copies.
+    Forward: one product for all taps, shifted sums in place in its columns, ReLU, mask, max. Backward: the max's
+    gradient (split evenly over exact ties, as ``amax``'s), the ReLU's, the shifted sums' (strided copies into one
+    buffer) and the product's (two products); autograd's version of the same chain goes through a split, a pad per
+    tap, masked fills and an ``amax`` backward per window, each a pass with its own buffer.
     """
 
     @staticmethod
-    def forward(ctx, tokens, weight, bias, rows, pairs, length, invalid, sizes, widths):
-        width_sum = weight.shape[0]
-        projected = torch.addmm(bias, tokens, weight.t())  # (R, sum(w) C)
-        if rows is None:
-            full = projected.view(pairs, length, width_sum)
-        else:  # positions without a token stay 0: their taps j > 0 add nothing, their tap 0 is masked
-            full = projected.new_zeros(pairs * length, width_sum).index_copy_(0, rows, projected)
-            full = full.view(pairs, length, width_sum)
+    def forward(ctx, tokens, weight, bias, invalid, sizes, widths):
+        *lead, length, d = tokens.shape
+        full = torch.addmm(bias, tokens.reshape(-1, d), weight.t()).view(-1, length, weight.shape[0])
         columns = full.split(sizes, dim=-1)
         pooled, first = [], 0
         for width in widths:
@@ -470,14 +557,16 @@ class _PackedCnn(torch.autograd.Function):
             pooled.append(acc.amax(dim=1))
             first += width
         out = torch.cat(pooled, dim=-1)
-        ctx.save_for_backward(tokens, weight, rows, full, out)
-        ctx.sizes, ctx.widths, ctx.length = sizes, widths, length
-        return out
+        ctx.save_for_backward(tokens, weight, full, out)
+        ctx.sizes, ctx.widths = sizes, widths
+        return out.view(*lead, -1)
 
     @staticmethod
     def backward(ctx, grad_out):
-        tokens, weight, rows, full, out = ctx.saved_tensors
-        sizes, widths, length = ctx.sizes, ctx.widths, ctx.length
+        tokens, weight, full, out = ctx.saved_tensors
+        sizes, widths = ctx.sizes, ctx.widths
+        length, d = tokens.shape[-2:]
+        grad_out = grad_out.reshape(out.shape)
         grad_full = torch.empty_like(full)  # every entry is written below
         columns, grads = full.split(sizes, dim=-1), grad_full.split(sizes, dim=-1)
         first, col = 0, 0
@@ -495,31 +584,10 @@ class _PackedCnn(torch.autograd.Function):
             first += width
             col += channels
         grad_projected = grad_full.view(-1, full.shape[-1])
-        if rows is not None:
-            grad_projected = grad_projected.index_select(0, rows)
-        grad_tokens = grad_projected @ weight if ctx.needs_input_grad[0] else None
-        grad_weight = grad_projected.t() @ tokens if ctx.needs_input_grad[1] else None
+        grad_tokens = (grad_projected @ weight).view(tokens.shape) if ctx.needs_input_grad[0] else None
+        grad_weight = grad_projected.t() @ tokens.reshape(-1, d) if ctx.needs_input_grad[1] else None
         grad_bias = grad_projected.sum(0) if ctx.needs_input_grad[2] else None
-        return grad_tokens, grad_weight, grad_bias, None, None, None, None, None, None
-
-
-def packed_cnn(
-    cnn: nn.Module, tokens: Tensor, rows: Tensor | None, pairs: int, length: int, mask: Tensor | None
-) -> Tensor:
-    """:class:`~mmzoo_plugins.mmca.cnn.TextCNN` of ``pairs`` sequences of ``length`` from their valid tokens only.
-
-    ``tokens`` (R, d) are the sequences' tokens at the flat positions ``rows`` of the (pairs, length) layout (None:
-    all ``pairs * length`` of them, in order; any padding among them zero); the other positions count as zero
-    tokens, as TextCNN zeroes padding. ``mask`` (pairs, length) marks the positions a window may start at (None:
-    all). Equals :func:`fast_cnn` on the padded layout, gradients included (``tests/test_cached_training.py``), with
-    the product over the valid tokens only and a hand-written backward. Float32 without autocast.
-    """
-    taps = cnn_taps(cnn)
-    invalid = None if mask is None else ~mask.reshape(pairs, length, 1)
-    pooled = _PackedCnn.apply(
-        tokens, taps.weight, taps.bias, rows, pairs, length, invalid, tuple(taps.sizes), tuple(taps.widths)
-    )
-    return cnn.fc(pooled)
+        return grad_tokens, grad_weight, grad_bias, None, None, None
 
 
 # -- tiles ------------------------------------------------------------------------------------------------
@@ -547,10 +615,10 @@ __all__ = [
     "cnn_taps",
     "fast_cnn",
     "fast_path",
+    "gather_rows",
     "inference_weights",
     "keep_mask",
     "key_bias",
-    "packed_cnn",
     "prepare",
     "tail",
     "tail_inplace",

@@ -16,7 +16,6 @@ straightforward way, pairs expanded into joint sequences: the reference the test
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
@@ -330,8 +329,6 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
                 regions = attend(img, txt, dropout=dropout, static=static)
                 words = attend(txt, img, dropout=dropout, static=static)
             words = words.transpose(0, 1) if dense else words
-            if self._packed_training(static):
-                return self._finish_packed(regions, words, img, txt, r_mask, w_mask, lead, dense)
             y_r = self._token_work(regions, img.tokens, r_mask, "regions" if dense else None, static)
             y_w = self._token_work(words, txt.tokens, w_mask, "words" if dense else None, static)
             zeroed = not static
@@ -339,60 +336,13 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         y_r, y_w = (part.view(*lead, -1, d) for part in y.split([n_r, len(y) - n_r]))
         return self._finish(y_r, y_w, img, txt, r_mask, w_mask, lead, static, False, weights.taps)
 
-    def _packed_training(self, static: bool) -> bool:
-        """Gradients in float32 without autocast, one unit, dynamic shapes: the tail's outputs stay packed (valid
-        tokens only) into the pooling (:meth:`_finish_packed`)."""
-        return (
-            torch.is_grad_enabled()
-            and not static
-            and len(self.units) == 1
-            and not any(torch.is_autocast_enabled(kind) for kind in ("cpu", "cuda"))
-            and self.units[0].linear1.weight.dtype == torch.float32
-        )
-
-    def _finish_packed(
-        self,
-        regions: Tensor,
-        words: Tensor,
-        img: engine.ModalityCache,
-        txt: engine.ModalityCache,
-        r_mask: Tensor,
-        w_mask: Tensor,
-        lead: tuple[int, ...],
-        dense: bool,
-    ) -> Tensor:
-        """The token-wise tail and the pooling of a tile with gradients, on the valid tokens only.
-
-        The tail's packed outputs go straight into the pooling: the region sum (and a mean-pooled text) as an
-        ``index_add`` by pair, the text CNN through :func:`engine.packed_cnn` (its product over the valid words
-        only, a hand-written backward); nothing is scattered back into the padded layout.
-        """
-        k, length, d = img.length, txt.length, img.tokens.shape[-1]
-        n_pairs = math.prod(lead)
-        y_r, rows_r = self._token_work(regions, img.tokens, r_mask, "regions" if dense else None, False, True)
-        y_w, rows_w = self._token_work(words, txt.tokens, w_mask, "words" if dense else None, False, True)
-
-        def summed(y: Tensor, rows: Tensor | None, n: int) -> Tensor:
-            return y.view(n_pairs, n, d).sum(1) if rows is None else y.new_zeros(n_pairs, d).index_add(0, rows // n, y)
-
-        i1 = summed(y_r, rows_r, k)
-        if self.cnn is None:
-            c1 = summed(y_w, rows_w, length)
-        else:
-            mask = None if rows_w is None else w_mask.reshape(n_pairs, length)
-            c1 = engine.packed_cnn(self.cnn, y_w, rows_w, n_pairs, length, mask)
-        return (mmzoo.l2_normalize(i1.float()) * mmzoo.l2_normalize(c1.float())).sum(-1).view(lead)
-
-    def _token_work(
-        self, attended: Tensor, tokens: Tensor, mask: Tensor, side: str | None, static: bool, packed: bool = False
-    ) -> Any:
+    def _token_work(self, attended: Tensor, tokens: Tensor, mask: Tensor, side: str | None, static: bool) -> Tensor:
         """The unit's token-wise tail (out of place: gradients, dropout, autocast) on one modality of a tile.
 
         ``attended`` (*lead, n, h, e) are the attention outputs of the tile's pairs, ``tokens`` the items' (residual)
         fragments: per pair (``side`` None) or per item of a dense tile (``"regions"``: (n_img, k, d) broadcast over
         the captions; ``"words"``: (n_txt, L, d) broadcast over the images). Only valid tokens are computed (the
-        residual is gathered from the items directly); padding comes back as zeros, or with ``packed`` the valid
-        tokens' outputs (V, d) and their flat positions (None: all positions, no padding) come back.
+        residual is gathered from the items directly); padding comes back as zeros.
         """
         *lead, n, _, _ = attended.shape
         d = tokens.shape[-1]
@@ -405,12 +355,9 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
             index = position // (lead[1] * n) * n + position % n if side == "regions" else position % (lead[1] * n)
         residual = table if index is None else table.index_select(0, index)
         if valid is None:
-            out = engine.tail(self.units[0], flat, residual)
-            return (out, None) if packed else out.view(*lead, n, d)
-        out = engine.tail(self.units[0], flat.index_select(0, valid), residual)
-        if packed:
-            return out, valid
-        return out.new_zeros(flat.shape).index_copy(0, valid, out).view(*lead, n, d)
+            return engine.tail(self.units[0], flat, residual).view(*lead, n, d)
+        packed = engine.tail(self.units[0], flat.index_select(0, valid), residual)
+        return packed.new_zeros(flat.shape).index_copy(0, valid, packed).view(*lead, n, d)
 
     def _finish(
         self,
