@@ -572,8 +572,10 @@ class _CnnPool(torch.autograd.Function):
         first, col = 0, 0
         for width in widths:
             channels = sizes[first]
-            best = out[:, col : col + channels].contiguous().unsqueeze(1)  # (contiguous: a much faster compare)
-            hit = columns[first] == best  # amax's gradient goes to every maximum in equal shares ...
+            best = out[:, col : col + channels].contiguous().unsqueeze(1)
+            # amax's gradient goes to every maximum in equal shares (compared on a contiguous copy: a strided
+            # broadcast compare was four times slower than the copy and a contiguous one together) ...
+            hit = columns[first].contiguous() == best
             share = grad_out[:, None, col : col + channels] / hit.sum(dim=1, keepdim=True)
             share = share * (best > 0)  # ... and through the ReLU only where it passed a positive value
             torch.mul(hit, share, out=grads[first])
