@@ -366,18 +366,58 @@ def training_section(ts: dict) -> list[str]:
     out += [
         "",
         " ".join(
-            f"Cached / straightforward with negatives={k}: **{v['cpu']:.2f}x** (wall {v['wall_median']:.2f}x)."
+            f"Cached / straightforward with negatives={k}: **{v['cpu']:.2f}x** (median of the within-round ratios"
+            f" {v['cpu_paired_median']:.2f}x, wall {v['wall_median']:.2f}x)."
+            if "cpu_paired_median" in v
+            else f"Cached / straightforward with negatives={k}: **{v['cpu']:.2f}x** (wall {v['wall_median']:.2f}x)."
             for k, v in ts["speedup"].items()
         ),
         "",
+    ]
+    breakdown = ts.get("breakdown")
+    if breakdown:
+        names = list(breakdown)
+        phases = list(next(iter(breakdown.values()))["step_phases_cpu_s_median"])
+        out += [
+            "Where a step's CPU time goes (ms, medians over the steps; `--steps` rounds after the timed ones):",
+            "",
+            "| phase | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        for phase in phases:
+            cells = " | ".join(f"{1e3 * breakdown[n]['step_phases_cpu_s_median'][phase]:.1f}" for n in names)
+            out.append(f"| {phase} | {cells} |")
+        cached = [n for n in names if "cached_fusion_parts_cpu_s_median" in breakdown[n]]
+        if cached:
+            parts = list(breakdown[cached[0]]["cached_fusion_parts_cpu_s_median"])
+            out += [
+                "",
+                "The cached path's fused scores by part (ms; fixed fragments, so the encoders are out of it; f: forward,",
+                "b: backward, stamped when the gradient reaches each part's outputs):",
+                "",
+                "| part | " + " | ".join(cached) + " |",
+                "|---|" + "---|" * len(cached),
+            ]
+            for part in parts:
+                cells = " | ".join(
+                    f"{1e3 * breakdown[n]['cached_fusion_parts_cpu_s_median'][part]:.1f}" for n in cached
+                )
+                out.append(f"| {part} | {cells} |")
+            out.append("")
+    out += [
         "What the cached path saves and what it cannot: each item's Q, K, V and attention within its modality are",
         "computed once per batch (6 (k+L) d^2 + 4 (k^2 + L^2) d FLOPs per pair saved), which at these settings cuts a",
         "pair's forward FLOPs from 1.82 M to 1.22 M (1.5x). The rest (output projection, FFN, LayerNorms, the text CNN,",
-        "the cross blocks) is per pair in both paths, as is dropout. Beyond the FLOPs the path runs the token-wise work",
-        "on valid tokens only (captions are padded to the batch's longest), draws dropout masks four per 64-bit random",
-        "word instead of one Bernoulli draw per element (torch's was a fifth of a step) and folds the dropout scales into",
-        "the neighbouring products. With hard negatives a step also gathers each candidate pair's cached items, and",
-        "backward scatters their gradients back, so the listed path gains less than the dense one.",
+        "the cross blocks) is per pair in both paths, as is dropout, and the encoders, loss and optimizer are shared. Beyond",
+        "the FLOPs the path runs the token-wise work on valid tokens only (captions are padded to the batch's longest),",
+        "draws dropout masks four per 64-bit random word instead of one Bernoulli draw per element (torch's was a fifth of",
+        "a step), folds the dropout scales into the neighbouring products, and writes out the backward of the two",
+        "element-wise chains that autograd split into many passes: the cross block's softmax-and-merge weights and the",
+        "text CNN's shifted sums, ReLU and max-pool. With hard negatives a step also gathers each candidate pair's cached",
+        "items (`index_select`, the gradient made contiguous before its `index_add`: accumulating `index_put`, advanced",
+        "indexing's backward, was five times slower), so the listed path gains less than the dense one. The parts table",
+        "shows what is left: the token-wise tail (matrix products and LayerNorm / GELU / dropout passes that both paths",
+        "pay per valid token) is the largest part, forward and backward, then the pooling and the cross blocks.",
         "",
     ]
     return out

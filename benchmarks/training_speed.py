@@ -16,6 +16,7 @@ rounds of the ratio within a round (``cpu_paired_median``: both paths' steps of 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -32,7 +33,9 @@ from _common import machine
 import mmzoo
 from mmzoo.data import make_shapes, open_split
 from mmzoo.data.shapes import SHAPES_MODEL
+from mmzoo.training.negatives import candidate_mask, score_rows
 from mmzoo.training.step import TrainingStep
+from mmzoo_plugins.mmca import engine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,6 +83,112 @@ class Setup:
         self.wall.append(time.perf_counter() - w0)
 
 
+PHASES = ("encoders", "fused scores", "loss", "backward", "clip + Adam")
+PARTS = (
+    "f: prepare (Q, K, V, intra attention)",
+    "f: cross attention (gathers, both directions)",
+    "f: token-wise tail (out-proj, LN, FFN, LN)",
+    "f: pooling (region sum, text CNN, score)",
+    "b: pooling",
+    "b: token-wise tail",
+    "b: cross attention (and the gathers' scatter)",
+    "b: prepare",
+)
+
+
+def phase_times(s: Setup, batch: tuple[torch.Tensor, torch.Tensor, list[str]]) -> list[float]:
+    """One training step split into :data:`PHASES` (thread CPU time), as TrainingStep computes it on one process."""
+    features, mask, caps = batch
+    model = s.model
+    t = [time.thread_time()]
+    images, texts = model.encode_images(features, mask), model.encode_texts(caps)
+    t.append(time.thread_time())
+    scores = score_rows(model, images, texts, s.step.hard_negatives)
+    t.append(time.thread_time())
+    loss = model.loss_fn(scores.float())
+    t.append(time.thread_time())
+    s.opt.zero_grad()
+    loss.backward()
+    t.append(time.thread_time())
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
+    s.opt.step()
+    t.append(time.thread_time())
+    return [b - a for a, b in itertools.pairwise(t)]
+
+
+def fusion_parts(s: Setup, batch: tuple[torch.Tensor, torch.Tensor, list[str]]) -> list[float]:
+    """The cached path's fused scores, forward and backward, split into :data:`PARTS` (thread CPU time).
+
+    Forward boundaries are stamped after the engine's calls; backward ones when the gradient reaches the tail's
+    outputs, the attention outputs and the caches (tensor hooks, first arrival), all on fixed fragments (leaves, so
+    the encoders are out of it) with a random upstream gradient."""
+    fusion = s.model.fusion
+    features, mask, caps = batch
+    with torch.no_grad():
+        images, texts = s.model.encode_images(features, mask), s.model.encode_texts(caps)
+    images = mmzoo.Fragments(images.features.clone().requires_grad_(True), images.mask, images.pooled)
+    texts = mmzoo.Fragments(texts.features.clone().requires_grad_(True), texts.mask, texts.pooled)
+    stamps: list[tuple[str, float]] = []
+
+    def mark(name: str) -> None:
+        stamps.append((name, time.thread_time()))
+
+    def hook(x: torch.Tensor, name: str) -> torch.Tensor:
+        if x.requires_grad:
+            x.register_hook(lambda _: mark(name))
+        return x
+
+    calls = {"prepare": 0, "attend": 0, "tail": 0}
+    real = engine.prepare, engine.attend_pairs, engine.attend_dense, type(fusion)._token_work
+
+    def prepare(*a, **k):
+        cache = real[0](*a, **k)
+        calls["prepare"] += 1
+        if calls["prepare"] == 2:
+            mark(PARTS[0])
+        for x in (cache.q, cache.k, cache.v, cache.lse, cache.intra):
+            hook(x, PARTS[6])
+        return cache
+
+    def attending(fn):
+        def wrapped(*a, **k):
+            out = fn(*a, **k)
+            calls["attend"] += 1
+            if calls["attend"] == 2:
+                mark(PARTS[1])
+            return hook(out, PARTS[5])
+
+        return wrapped
+
+    def token_work(self, *a, **k):
+        out = real[3](self, *a, **k)
+        calls["tail"] += 1
+        if calls["tail"] == 2:
+            mark(PARTS[2])
+        return hook(out, PARTS[4])
+
+    engine.prepare, engine.attend_pairs, engine.attend_dense = prepare, attending(real[1]), attending(real[2])
+    type(fusion)._token_work = token_work
+    try:
+        mark("start")
+        if s.step.hard_negatives == "all":
+            out = fusion(images, texts)
+        else:
+            candidates = candidate_mask(images.pooled @ texts.pooled.t(), int(s.step.hard_negatives))
+            out = fusion.score_pairs_indexed(images, texts, *candidates.nonzero(as_tuple=True))
+        mark(PARTS[3])
+        out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(0)))
+        mark(PARTS[7])
+    finally:
+        engine.prepare, engine.attend_pairs, engine.attend_dense = real[:3]
+        type(fusion)._token_work = real[3]
+    first: dict[str, float] = {}
+    for name, at in stamps:
+        first.setdefault(name, at)
+    ordered = [first["start"]] + [first[name] for name in PARTS]
+    return [b - a for a, b in itertools.pairwise(ordered)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "training_speed.json"))
@@ -103,6 +212,28 @@ def main() -> None:
         for s in setups:
             s.run(batch)
         print(f"step {i + 1}/{len(work)}", flush=True)
+    phases: dict[str, list[list[float]]] = {s.name: [] for s in setups[:4]}
+    parts: dict[str, list[list[float]]] = {s.name: [] for s in setups[:4] if "cached" in s.name}
+    for batch in work[2:]:  # the breakdowns, after the measured steps (their stamps cost a little)
+        for s in setups[:4]:
+            phases[s.name].append(phase_times(s, batch))
+            if s.name in parts:
+                parts[s.name].append(fusion_parts(s, batch))
+    breakdown = {
+        name: {
+            "step_phases_cpu_s_median": dict(zip(PHASES, np.median(np.array(v), 0).tolist(), strict=True)),
+            **(
+                {
+                    "cached_fusion_parts_cpu_s_median": dict(
+                        zip(PARTS, np.median(np.array(parts[name]), 0).tolist(), strict=True)
+                    )
+                }
+                if name in parts
+                else {}
+            ),
+        }
+        for name, v in phases.items()
+    }
     rows = []
     for s in setups:
         cpu, wall = s.cpu[2:], s.wall[2:]
@@ -140,6 +271,7 @@ def main() -> None:
         "steps": args.steps,
         "rows": rows,
         "speedup": speedups,
+        "breakdown": breakdown,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
