@@ -300,6 +300,19 @@ class FusionBlock(Component):
         """Scores (P,) of the pairs (images[image_idx[p]], texts[text_idx[p]]) from prepared caches."""
         return self.score_pairs(images[image_idx], texts[text_idx])
 
+    def score_pairs_indexed(self, images: Fragments, texts: Fragments, image_idx: Tensor, text_idx: Tensor) -> Tensor:
+        """Differentiable scores (P,) of the pairs (images[image_idx[p]], texts[text_idx[p]]): hard-negative training.
+
+        The default expands the pairs and calls :meth:`score_pairs` in chunks of :attr:`pairs_per_block`; a block
+        that can prepare each image and caption once however many pairs it is in (MMCA) overrides it.
+        """
+        step = int(self.pairs_per_block)
+        parts = [
+            self.score_pairs(images[image_idx[s : s + step]], texts[text_idx[s : s + step]])
+            for s in range(0, len(image_idx), step)
+        ]
+        return torch.cat(parts) if parts else images.pooled.new_zeros(0)
+
 
 class Loss(Component):
     """Scores (B, B) with the positive pairs on the diagonal -> scalar loss.
