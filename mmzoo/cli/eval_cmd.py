@@ -3,8 +3,8 @@
 Recall metrics by the standard protocol. With ``--rerank K`` retrieval is shortlist-and-rerank
 (``mmzoo.scoring``): the cheap <i0,c0> score keeps K candidates per query and only those get the full score;
 the shortlist recall is reported beside recall. ``--shortlist A --rerank K`` takes the cheap score from another
-model A (a dual encoder's cosine, say) and reranks its candidates with MODEL's full score. With ``--ensemble``, the models' score matrices are averaged
-(how SCAN's t2i + i2t and SGRAF's SAF + SGR headline numbers are made).
+model A (a dual encoder's cosine, say) and reranks its candidates with MODEL's full score. With ``--ensemble``,
+the models' score matrices are averaged (how SCAN's t2i + i2t and SGRAF's SAF + SGR headline numbers are made).
 
 Each MODEL is a saved model folder (``config.json``), a training run folder (its ``best/`` model is
 evaluated), or a name ``mmzoo.from_pretrained`` knows.
