@@ -8,6 +8,10 @@ the models' score matrices are averaged (how SCAN's t2i + i2t and SGRAF's SAF + 
 
 Each MODEL is a saved model folder (``config.json``), a training run folder (its ``best/`` model is
 evaluated), or a name ``mmzoo.from_pretrained`` knows.
+
+Launched by ``torchrun --nproc-per-node N -m mmzoo eval ...`` the exhaustive scoring is split across the N
+processes (each scores its share of the images against every caption, one GPU each) and rank 0 prints and
+writes the metrics; shortlist-and-rerank is cheap and runs whole in every process.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from mmzoo._atomic import atomic_write_text, writable_file
 from mmzoo.cli._load import load_model, resolve_device
@@ -61,12 +67,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmzoo.data import open_split
-    from mmzoo.evaluation import evaluate
+    from mmzoo.training.distributed import init_distributed, shutdown_distributed
 
     device = resolve_device(args.device)
     if args.json_path:
         writable_file(args.json_path, "--json file")
+    ctx = init_distributed(torch.device(device).type)
+    if ctx.enabled and device.startswith("cuda"):
+        device = f"cuda:{ctx.local_rank}"
+    try:
+        return evaluate_and_report(args, device, main=ctx.is_main, shard=ctx.enabled)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def evaluate_and_report(args: argparse.Namespace, device: str, main: bool = True, shard: bool = False) -> int:
+    from mmzoo.data import open_split
+    from mmzoo.evaluation import evaluate
+
+    if not main:
+        args.no_progress = True
     model = build_model(args.model, args.ensemble, device)
     dataset = open_split(args.data, args.split, max_images=args.max_images)
     if args.shortlist is not None:
@@ -82,7 +102,10 @@ def run(args: argparse.Namespace) -> int:
             device=device,
             progress=not args.no_progress,
             strict_features=args.strict_features,
+            shard=shard,
         )
+    if not main:
+        return 0
     protocol = "5-fold" if args.fold5 else "all"
     if args.rerank is not None:
         protocol += f", shortlist-and-rerank K={args.rerank}"

@@ -100,22 +100,51 @@ def encode_split(
 
 
 @torch.inference_mode()
-def score_matrix(model: Model, images: Any, texts: Any, *, block_size: int = 1024, progress: bool = False) -> Tensor:
+def score_matrix(
+    model: Model, images: Any, texts: Any, *, block_size: int = 1024, progress: bool = False, shard: bool = False
+) -> Tensor:
     """The (N_images, N_texts) score matrix on the CPU, one (block_size x block_size) block at a time.
 
     Only one block of fragments is on the model's device at once, so scoring 5,000 x 25,000 pairs needs
-    the memory of a block (plus the float32 result on the host).
+    the memory of a block (plus the float32 result on the host). With ``shard`` inside a process group of
+    several processes (``torchrun``), each process scores its contiguous share of the image rows and the rows
+    are gathered, so every process returns the whole matrix and the fused work is split N ways; every process
+    of the group must then call it with the same items.
     """
     from tqdm.auto import tqdm
 
     device = model.device
-    out = torch.empty(len(images), len(texts), dtype=torch.float32)
-    blocks = [(i, j) for i in range(0, len(images), block_size) for j in range(0, len(texts), block_size)]
+    rank, world = _group()
+    if not shard or world == 1:
+        start, stop = 0, len(images)
+    else:
+        share = -(-len(images) // world)
+        start, stop = min(rank * share, len(images)), min((rank + 1) * share, len(images))
+    out = torch.zeros(stop - start, len(texts), dtype=torch.float32)
+    blocks = [(i, j) for i in range(start, stop, block_size) for j in range(0, len(texts), block_size)]
     for i, j in tqdm(blocks, desc="score", disable=not progress, unit="block"):
-        img = images[i : i + block_size].to(device)
+        img = images[i : min(i + block_size, stop)].to(device)
         txt = texts[j : j + block_size].to(device)
-        out[i : i + block_size, j : j + block_size] = model.similarity(img, txt).float().cpu()
-    return out
+        out[i - start : i - start + len(img), j : j + block_size] = model.similarity(img, txt).float().cpu()
+    if not shard or world == 1:
+        return out
+    return _gather_rows(out, -(-len(images) // world), device)[: len(images)]
+
+
+def _group() -> tuple[int, int]:
+    """(rank, world size) of the default process group, (0, 1) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _gather_rows(rows: Tensor, share: int, device: torch.device) -> Tensor:
+    """Every process's rows, padded to ``share``, concatenated in rank order (on the CPU)."""
+    padded = torch.zeros(share, rows.shape[1], dtype=rows.dtype, device=device)
+    padded[: len(rows)] = rows.to(device)
+    parts = [torch.empty_like(padded) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(parts, padded)
+    return torch.cat(parts).cpu()
 
 
 def warn_if_constant(sims: Tensor, what: str = "score matrix") -> None:
@@ -192,11 +221,14 @@ def evaluate(
     progress: bool = True,
     block_size: int = 1024,
     strict_features: bool = False,
+    shard: bool = False,
 ) -> dict[str, Any]:
     """Encode ``split``, score every image against every caption, and return the recall metrics.
 
     With ``fold5`` (COCO 1K) only the 5 diagonal blocks are scored and the metrics are averaged over
     them. When the split has twins (the shapes test split), ``bind_i2t`` and ``bind_t2i`` are added.
+    ``shard``: split the scoring across the processes of a ``torchrun`` group (:func:`score_matrix`); every
+    process gets the same metrics.
 
     Example:
         >>> metrics = evaluate(model, mmzoo.data.open_split("data/shapes", "test"))  # doctest: +SKIP
@@ -212,13 +244,15 @@ def evaluate(
         logger.info("5-fold evaluation: 5 folds of %d images", split.num_images // 5)
         folds = []
         for a, b in bounds:
-            sims = score_matrix(model, images[a:b], texts[a * cpi : b * cpi], block_size=block_size, progress=progress)
+            sims = score_matrix(
+                model, images[a:b], texts[a * cpi : b * cpi], block_size=block_size, progress=progress, shard=shard
+            )
             warn_if_constant(sims, f"score matrix of fold {len(folds) + 1}")
             folds.append(recall_metrics(sims, cpi))
         metrics: dict[str, Any] = average_folds(folds)
         full = twin_scores(model, images, texts, twins, cpi) if twins is not None else None
     else:
-        full = score_matrix(model, images, texts, block_size=block_size, progress=progress)
+        full = score_matrix(model, images, texts, block_size=block_size, progress=progress, shard=shard)
         warn_if_constant(full)
         metrics = recall_metrics(full, cpi)
     if twins is not None:
