@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import mmzoo
 from mmzoo.data import PrecomputedDataset, make_shapes, open_split
 from mmzoo.evaluation import METRIC_KEYS, encode_split, evaluate, score_matrix
 from tests.conftest import tiny_model
-from tests.test_training_ddp import free_port
+from tests.test_training_ddp import torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,28 +33,8 @@ def saved(tmp_path_factory):
 
 def test_two_processes_give_the_one_process_metrics(saved):
     out = saved / "m.json"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(free_port()),
-        "-m",
-        "mmzoo",
-        "eval",
-        str(saved / "mmca"),
-        "--data",
-        str(saved / "data"),
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--json",
-        str(out),
-        "--max-images",
-        "13",  # two processes get 7 and 6 rows: the gather's padding is exercised
-    ]
+    args = [str(saved / "mmca"), "--data", str(saved / "data"), "--device", "cpu", "--json", str(out)]
+    command = torchrun(*args, "--max-images", "13", command="eval")  # 7 and 6 rows: the gather pads one
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -92,7 +92,8 @@ SMALL = [
 ]
 
 
-def torchrun(*args: str) -> list[str]:
+def torchrun(*args: str, command: str = "train") -> list[str]:
+    """The command line of ``torchrun --nproc_per_node 2 -m mmzoo COMMAND ARGS --no-progress``."""
     return [
         sys.executable,
         "-m",
@@ -103,7 +104,7 @@ def torchrun(*args: str) -> list[str]:
         str(free_port()),
         "-m",
         "mmzoo",
-        "train",
+        command,
         *args,
         "--no-progress",
     ]

@@ -28,7 +28,7 @@ from mmzoo.evaluation.metrics import (
     recall_metrics,
 )
 from mmzoo.model import Ensemble, MatchingModel
-from mmzoo.scoring import Precision, rerank_rankings
+from mmzoo.scoring import Precision, rerank_rankings, shortlist_recall
 
 logger = logging.getLogger("mmzoo.evaluation")
 
@@ -261,37 +261,46 @@ def evaluate(
 
 
 def rerank_metrics(
-    model: MatchingModel,
+    model: Model,
     images: Any,
     texts: Any,
     rerank: int,
     captions_per_image: int = 5,
     precision: Precision = "auto",
+    shortlist: Any | None = None,
+    shortlist_images: Any | None = None,
+    shortlist_texts: Any | None = None,
 ) -> dict[str, float]:
     """Recall metrics of shortlist-and-rerank retrieval, plus the shortlist recall of each direction.
 
-    Returns the keys of :func:`recall_metrics` and ``i2t_shortlist`` (percentage of images with at least one
-    of their captions in their shortlist: the ceiling of every i2t R@K), ``t2i_shortlist`` (percentage of
-    captions whose image made their shortlist), ``rerank`` and ``pairs_scored``. A recall below exhaustive
-    scoring with a shortlist recall below 100 is a shortlist miss, not a model error.
+    The shortlist comes from ``model``'s own ``<i0, c0>``, or from another model's cheap score (``shortlist``, with
+    its encodings ``shortlist_images`` and ``shortlist_texts`` of the same items); ``model``'s full score reranks
+    it. Either may be an Ensemble. Returns the keys of :func:`recall_metrics` and ``i2t_shortlist`` (percentage of
+    images with at least one of their captions in their shortlist: the ceiling of every i2t R@K),
+    ``t2i_shortlist`` (percentage of captions whose image made their shortlist), ``rerank`` and ``pairs_scored``.
+    A recall below exhaustive scoring with a shortlist recall below 100 is a shortlist miss, not a model error.
 
     Example:
         >>> m = rerank_metrics(model, images, texts, rerank=50)  # doctest: +SKIP
         >>> m["rsum"], m["t2i_shortlist"]  # doctest: +SKIP
     """
-    if not isinstance(model, MatchingModel):
-        raise InputError("Shortlist-and-rerank evaluation takes one MatchingModel; evaluate an ensemble exhaustively.")
     cpi = captions_per_image
     if len(texts) != cpi * len(images):
         raise InputError(f"Need {cpi} captions per image: got {len(texts)} captions for {len(images)} images.")
-    ranking = rerank_rankings(model, images, texts, rerank, precision)
+    ranking = rerank_rankings(
+        model,
+        images,
+        texts,
+        rerank,
+        precision,
+        shortlist=shortlist,
+        shortlist_images=shortlist_images,
+        shortlist_texts=shortlist_texts,
+    )
     i2t, t2i = recall_metrics(ranking.i2t.cpu(), cpi), recall_metrics(ranking.t2i.cpu(), cpi)
     out = {k: (i2t if k.startswith("i2t") else t2i)[k] for k in METRIC_KEYS if k != "rsum"}
     out["rsum"] = sum(out[k] for k in RECALL_KEYS)
-    own = torch.arange(len(texts), device=ranking.i2t_shortlist.device) // cpi
-    hit_rows = ranking.i2t_shortlist[own, torch.arange(len(texts))].view(len(images), cpi).any(1)
-    out["i2t_shortlist"] = 100.0 * float(hit_rows.double().mean())
-    out["t2i_shortlist"] = 100.0 * float(ranking.t2i_shortlist[own, torch.arange(len(texts))].double().mean())
+    out["i2t_shortlist"], out["t2i_shortlist"] = shortlist_recall(ranking, cpi)
     out["rerank"] = float(rerank)
     out["pairs_scored"] = float(ranking.pairs_scored)
     return out
