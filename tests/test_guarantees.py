@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 import torch
 
 import mmzoo
+from mmzoo._atomic import atomic_folder, read_folder
 from mmzoo.cli import main
 from mmzoo.data import make_shapes
 from mmzoo.training import Trainer, prepare_run, read_metrics, train
@@ -268,14 +270,52 @@ def test_a_crash_between_the_renames_of_best_is_recovered(shapes, tmp_path, caps
     os.replace(run / "best", run / ".best.old")  # killed after the first rename of the swap
     args = ["eval", str(run), "--data", str(shapes), "--split", "dev", "--no-progress"]
     assert main(args) == 0 and "rsum" in capsys.readouterr().out
-    assert (run / "best").is_dir() and not (run / ".best.old").exists()
-    os.replace(run / "best", run / ".best.old")
+    assert not (run / "best").exists() and (run / ".best.old").is_dir(), (
+        "a reader reads the old folder, changes nothing"
+    )
     assert isinstance(mmzoo.from_pretrained(f"local-dir:{run / 'best'}"), mmzoo.MatchingModel)
-    os.replace(run / "best", run / ".best.old")
     spec = mmzoo.training.read_run(run)
     spec.training = spec.training.model_copy(update={"epochs": 2})
-    train(spec, run, resume=True, progress=False)
-    assert (run / "best" / "model.safetensors").is_file()
+    train(spec, run, resume=True, progress=False)  # the writer repairs
+    assert (run / "best" / "model.safetensors").is_file() and not (run / ".best.old").exists()
+
+
+def test_readers_never_see_half_a_swap(tmp_path):
+    """A writer swapping a folder in over and over while readers read it (mmzoo eval during training): every
+    read sees one complete version, and neither side fails."""
+    target, errors, seen = tmp_path / "best", [], set()
+    stop = threading.Event()
+
+    def write() -> None:
+        try:
+            for version in range(30):
+                with atomic_folder(target) as tmp:
+                    for j in range(100):
+                        (tmp / f"f{j}").write_text(str(version))
+        except Exception as exc:  # reported below
+            errors.append(f"writer: {exc!r}")
+        finally:
+            stop.set()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                with read_folder(target) as folder:
+                    if folder.is_dir():
+                        versions = {(folder / f"f{j}").read_text() for j in range(100)}
+                        assert len(versions) == 1, versions
+                        seen.update(versions)
+            except Exception as exc:
+                errors.append(f"reader: {exc!r}")
+                return
+
+    threads = [threading.Thread(target=write), *(threading.Thread(target=read) for _ in range(2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == [] and len(seen) > 1, (errors, seen)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
 
 
 # -- 11. nonsense is refused ----------------------------------------------------------------------------------
