@@ -263,6 +263,20 @@ def test_a_new_run_after_a_kill_in_epoch_one_starts_clean_files(shapes, tmp_path
     assert all(m["dev"]["rsum"] != 999.0 for m in read_metrics(run))
 
 
+def test_a_new_trainer_on_a_finished_run_is_refused_and_deletes_nothing(shapes, tmp_path):
+    run = tmp_path / "run"
+    spec = prepare_run(shapes, "vsepp", sets=SMALL)
+    train(spec, run, progress=False)
+    for state in ("last", ".last.old"):  # a finished run, and one whose last/ swap was cut
+        before = sorted(p.name for p in run.iterdir())
+        with pytest.raises(mmzoo.ConfigError, match="already holds a run"):
+            Trainer(spec, run)
+        assert sorted(p.name for p in run.iterdir()) == sorted(before), "nothing removed"
+        assert read_metrics(run) and (run / "best" / "model.safetensors").is_file()
+        if state == "last":
+            os.replace(run / "last", run / ".last.old")
+
+
 # -- 10. an interrupted swap of best/ loses nothing -----------------------------------------------------------
 def test_a_crash_between_the_renames_of_best_is_recovered(shapes, tmp_path, capsys):
     run = tmp_path / "run"

@@ -95,6 +95,10 @@ class Trainer:
         self.run_dir = writable_dir(Path(run_dir), "run folder")
         self.progress = progress
         last = self.run_dir / "last"
+        if not resume and (last.exists() or (self.run_dir / ".last.old").exists()):
+            raise ConfigError(
+                f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick a new --out."
+            )
         recover_folder(self.run_dir / "best")  # a swap interrupted by a crash is finished first
         if resume and not recover_folder(last).is_dir():
             raise CheckpointError(
@@ -494,8 +498,6 @@ def train(
         spec = spec if spec is not None else read_run(run_dir)
     elif spec is None:
         raise ConfigError("train() needs a RunSpec for a new run (see mmzoo.training.prepare_run).")
-    elif (Path(run_dir) / "last").exists() or (Path(run_dir) / ".last.old").exists():
-        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick a new --out.")
     return Trainer(spec, run_dir, resume=resume, progress=progress).fit()
 
 
