@@ -33,13 +33,20 @@ from torch.utils.data import DataLoader, DistributedSampler
 from mmzoo._atomic import atomic_write_json, is_storage_error, recover_folder, storage_error, writable_dir
 from mmzoo.data import collate_pairs, open_split
 from mmzoo.data.importing import feature_facts
-from mmzoo.errors import CheckpointError, ConfigError, MMZooWarning
+from mmzoo.errors import CheckpointError, ConfigError, MMZooWarning, TrainingError
 from mmzoo.evaluation import encode_captions, encode_images, encode_split, rerank_metrics
 from mmzoo.factory import create_model
 from mmzoo.model import MatchingModel, load_pretrained
 from mmzoo.training import health
 from mmzoo.training.config import TrainConfig
-from mmzoo.training.distributed import DistContext, all_reduce_mean, barrier, init_distributed, shutdown_distributed
+from mmzoo.training.distributed import (
+    DistContext,
+    all_reduce_mean,
+    barrier,
+    init_distributed,
+    shutdown_distributed,
+    true_everywhere,
+)
 from mmzoo.training.precision import autocast, make_scaler, resolve_amp, resolve_device
 from mmzoo.training.rundir import (
     METRICS_NAME,
@@ -280,7 +287,13 @@ class Trainer:
                     with autocast(self.device, self.amp):
                         features = batch.features.to(self.device, non_blocking=True)
                         loss = self.step_module(features, batch.captions, batch.mask.to(self.device))
-                    if not bool(torch.isfinite(loss)):
+                    finite = bool(torch.isfinite(loss))
+                    if not true_everywhere(finite, self.ctx, self.device):  # every process stops, not one
+                        if finite:
+                            raise TrainingError(
+                                f"Epoch {epoch + 1}, step {self.step + 1}: the loss of another process was not "
+                                "finite (its own error names the batch); every process stops."
+                            )
                         raise health.non_finite_loss(
                             loss,
                             epoch=epoch + 1,
