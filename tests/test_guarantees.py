@@ -185,6 +185,25 @@ def test_the_collapse_diagnosis_names_cause_and_fix():
     assert 6.3 < health.chance_rsum(500, 5) < 6.5 and health.chance_rsum(10, 5) > 100  # ~ 2 x 100 (1+5+10)/N
 
 
+def test_the_collapse_signs_compare_with_what_this_run_measures(shapes, tmp_path, monkeypatch):
+    """Chance rsum of the dev images actually scored (a subset), the tied loss of the loss as the run computes it."""
+    from mmzoo.training import health
+    from mmzoo.training.distributed import DistContext
+
+    sets = [*SMALL, "training.dev_eval=subset", "training.dev_subset=6"]
+    trainer = Trainer(prepare_run(shapes, "mmca", sets=[*sets, "text.name=gru"]), tmp_path / "run", progress=False)
+    seen = {}
+    monkeypatch.setattr(health, "diagnose", lambda **kw: seen.update(kw))
+    trainer.check_health(10.0, {"rsum": 50.0})
+    assert trainer.dev_subset.num_images == 6 and seen["chance"] == health.chance_rsum(6, 5)
+    loss_fn, batch = trainer.model.loss_fn, trainer.cfg.batch_size
+    assert seen["tied_loss"] == health.tied_loss(loss_fn, batch, trainer.device)
+    trainer.ctx = DistContext(rank=0, world_size=2)  # as two processes see it
+    assert trainer.tied_loss() == health.tied_loss(loss_fn, 2 * batch, trainer.device)  # global negatives
+    trainer.cfg = trainer.cfg.model_copy(update={"global_negatives": False})
+    assert trainer.tied_loss() == 2 * health.tied_loss(loss_fn, batch, trainer.device)  # per process, summed
+
+
 # -- 6. NaN and infinity never pass ----------------------------------------------------------------------------
 def test_non_finite_numbers_are_refused_everywhere(tmp_path):
     model = tiny_model("vsepp").eval()

@@ -391,20 +391,30 @@ class Trainer:
             texts = encode_captions(
                 self.model, self.dev_set.captions[: n * cpi : cpi], batch_size=self.cfg.eval_batch_size
             )
-            tied = health.tied_loss(self.model.loss_fn, self.cfg.batch_size, self.device)
+            tied = self.tied_loss()
         finally:
             self.model.train(was_training)
+        scored = self.dev_subset if self.dev_protocol["mode"] == "subset" else self.dev_set  # what `dev` measured
         return health.diagnose(
             loss=loss,
             tied_loss=tied,
             dev_rsum=float(dev.get("rsum", float("nan"))),
-            chance=health.chance_rsum(self.dev_set.num_images, self.dev_set.captions_per_image),
+            chance=health.chance_rsum(scored.num_images, scored.captions_per_image),
             image_spread=health.spread(images.pooled),
             text_spread=health.spread(texts.pooled),
             feature_std=float(features[mask].std()) if mask.sum() > 1 else 0.0,
             cfg=self.cfg,
             hardest_negative=bool(self.model.loss_fn.supports_hardest_negative and self.model.loss_fn.hardest_negative),
         )
+
+    def tied_loss(self) -> float:
+        """The epoch loss of a collapsed model (all scores equal) as this run computes its loss: over the global
+        batch with global negatives, else per process and scaled by the world size for a summed loss."""
+        loss_fn, world, batch = self.model.loss_fn, self.ctx.world_size, self.cfg.batch_size
+        if self.ctx.enabled and self.cfg.global_negatives:
+            return health.tied_loss(loss_fn, batch * world, self.device)
+        scale = world if self.ctx.enabled and loss_fn.reduction == "sum" else 1
+        return health.tied_loss(loss_fn, batch, self.device) * scale
 
     def _write_epoch(self, record: dict[str, Any], dev: dict[str, Any]) -> None:
         rsum = float(dev.get("rsum", float("nan")))
