@@ -296,6 +296,16 @@ def test_a_new_trainer_on_a_finished_run_is_refused_and_deletes_nothing(shapes, 
             os.replace(run / "last", run / ".last.old")
 
 
+def test_resuming_with_other_optimizer_groups_is_a_checkpoint_error(shapes, tmp_path):
+    run = tmp_path / "run"
+    train(prepare_run(shapes, "vsepp", sets=SMALL), run, progress=False)
+    spec = mmzoo.training.read_run(run)
+    spec.training = spec.training.model_copy(update={"epochs": 2, "lr_groups": {"text": 0.1}})
+    with pytest.raises(mmzoo.CheckpointError, match="optimizer of other training settings"):
+        train(spec, run, resume=True, progress=False)
+    assert [m["epoch"] for m in read_metrics(run)] == [1]
+
+
 # -- 10. an interrupted swap of best/ loses nothing -----------------------------------------------------------
 def test_a_crash_between_the_renames_of_best_is_recovered(shapes, tmp_path, capsys):
     run = tmp_path / "run"

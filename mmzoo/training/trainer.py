@@ -197,8 +197,14 @@ class Trainer:
     # -- state --------------------------------------------------------------------------------------
     def _load_state(self, folder: Path) -> None:
         state = load_training_state(folder)
-        self.optimizer.load_state_dict(state.optimizer)
-        self.scheduler.load_state_dict(state.scheduler)
+        try:
+            self.optimizer.load_state_dict(state.optimizer)
+            self.scheduler.load_state_dict(state.scheduler)
+        except (ValueError, KeyError, TypeError) as exc:  # torch's words for "another optimizer layout"
+            raise CheckpointError(
+                f"{folder} holds the optimizer of other training settings ({exc}): resume with the run's own "
+                "settings (its run.json), or start a new run from its weights."
+            ) from None
         if state.scaler and self.amp == state.amp == "fp16":
             self.scaler.load_state_dict(state.scaler)
         elif state.amp != self.amp:
