@@ -194,6 +194,9 @@ class Component(nn.Module, ABC):
     """Shared base of all components: holds the validated config and knows how to save its files."""
 
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
+    #: True when building the component downloads pretrained weights (BERT): data meant for offline CPU runs (the
+    #: shapes data) may then suggest another component; one that builds from nothing is never swapped.
+    downloads: ClassVar[bool] = False
 
     def __init__(self, config: ComponentConfig, context: BuildContext) -> None:
         super().__init__()
@@ -242,10 +245,6 @@ class VisualEncoder(Component):
 
 class TextEncoder(Component):
     """Captions (``list[str]``, tokenised with the encoder's own tokenizer) -> caption :class:`Fragments`."""
-
-    #: True when building the encoder downloads pretrained weights (BERT): data meant for offline CPU runs (the
-    #: shapes data) may then suggest another text encoder; an encoder that builds from nothing is never swapped.
-    downloads: ClassVar[bool] = False
 
     @abstractmethod
     def tokenize(self, captions: Sequence[str]) -> TokenBatch:
