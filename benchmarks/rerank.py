@@ -10,7 +10,7 @@ for it, ``mmca-no-cross`` (MMCA's two self-attention branches, no fusion) and ``
 same training split; encodes the test split once per model; then
 times ``B.similarity`` (every pair through the engine) against shortlist-and-rerank at each K: B's own
 ``<i0, c0>`` (``mmzoo.evaluation.rerank_metrics``) and each dual encoder's cosine
-(``mmzoo.cli.eval_cmd.cross_rerank_metrics``; the dual encoder's own encoding time is counted). Speed-ups are
+(``mmzoo.evaluation.rerank_metrics(..., shortlist=...)``; the dual encoder's own encoding time is counted). Speed-ups are
 ratios of this process's CPU time (one thread; wall-clock ratios beside them): on a shared machine the CPU
 time leaves out the time other jobs hold the core.
 """
@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine
 
 import mmzoo
-from mmzoo.cli.eval_cmd import cross_rerank_metrics
 from mmzoo.data import make_shapes, open_split
 from mmzoo.evaluation import encode_split, recall_metrics, rerank_metrics
 from mmzoo.model import load_pretrained
@@ -137,8 +136,15 @@ def main() -> None:
             else:
                 si, st, extra = encoded[source]
                 metrics, cpu, wall = clocked(
-                    lambda k=k, s=source, si=si, st=st: cross_rerank_metrics(
-                        reranker, images, texts, k, test_set.captions_per_image, trained[s], si, st
+                    lambda k=k, s=source, si=si, st=st: rerank_metrics(
+                        reranker,
+                        images,
+                        texts,
+                        k,
+                        test_set.captions_per_image,
+                        shortlist=trained[s],
+                        shortlist_images=si,
+                        shortlist_texts=st,
                     ),
                     args.device,
                 )

@@ -13,9 +13,8 @@ import torch
 
 import mmzoo
 from mmzoo.cli import main
-from mmzoo.cli.eval_cmd import cross_rerank_metrics
 from mmzoo.data import PrecomputedDataset, make_shapes
-from mmzoo.evaluation import METRIC_KEYS, evaluate, recall_metrics
+from mmzoo.evaluation import METRIC_KEYS, evaluate, recall_metrics, rerank_metrics
 from mmzoo.scoring import EmbeddingIndex, cheap_vectors, listed_scores, rerank_rankings
 from tests.conftest import CAPTIONS, tiny_model
 
@@ -48,7 +47,7 @@ def test_a_shortlist_covering_everything_is_exhaustive_scoring_of_the_reranker(m
     assert torch.equal(ranking.i2t.argsort(1), full.argsort(1))
     assert torch.equal(ranking.t2i.argsort(0), full.argsort(0))
     exact = recall_metrics(full)
-    metrics = cross_rerank_metrics(b, bi, bt, 10, 5, a, ai, at)
+    metrics = rerank_metrics(b, bi, bt, 10, 5, shortlist=a, shortlist_images=ai, shortlist_texts=at)
     assert all(metrics[k] == pytest.approx(exact[k]) for k in METRIC_KEYS)
     assert metrics["i2t_shortlist"] == metrics["t2i_shortlist"] == 100.0 and metrics["pairs_scored"] == 20
 

@@ -3,11 +3,15 @@
 Recall metrics by the standard protocol. With ``--rerank K`` retrieval is shortlist-and-rerank
 (``mmzoo.scoring``): the cheap <i0,c0> score keeps K candidates per query and only those get the full score;
 the shortlist recall is reported beside recall. ``--shortlist A --rerank K`` takes the cheap score from another
-model A (a dual encoder's cosine, say) and reranks its candidates with MODEL's full score. With ``--ensemble``, the models' score matrices are averaged
-(how SCAN's t2i + i2t and SGRAF's SAF + SGR headline numbers are made).
+model A (a dual encoder's cosine, say) and reranks its candidates with MODEL's full score. With ``--ensemble``,
+the models' score matrices are averaged (how SCAN's t2i + i2t and SGRAF's SAF + SGR headline numbers are made).
 
 Each MODEL is a saved model folder (``config.json``), a training run folder (its ``best/`` model is
 evaluated), or a name ``mmzoo.from_pretrained`` knows.
+
+Launched by ``torchrun --nproc-per-node N -m mmzoo eval ...`` the exhaustive scoring is split across the N
+processes (each scores its share of the images against every caption, one GPU each) and rank 0 prints and
+writes the metrics; shortlist-and-rerank is cheap and runs whole in every process.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from mmzoo._atomic import atomic_write_text, writable_file
 from mmzoo.cli._load import load_model, resolve_device
@@ -61,16 +67,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmzoo.data import open_split
-    from mmzoo.evaluation import evaluate
+    from mmzoo.training.distributed import init_distributed, shutdown_distributed
 
     device = resolve_device(args.device)
     if args.json_path:
         writable_file(args.json_path, "--json file")
+    ctx = init_distributed(torch.device(device).type)
+    if ctx.enabled and device.startswith("cuda"):
+        device = f"cuda:{ctx.local_rank}"
+    try:
+        return evaluate_and_report(args, device, main=ctx.is_main, shard=ctx.enabled)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def evaluate_and_report(args: argparse.Namespace, device: str, main: bool = True, shard: bool = False) -> int:
+    from mmzoo.data import open_split
+    from mmzoo.evaluation import evaluate
+
+    if not main:
+        args.no_progress = True
     model = build_model(args.model, args.ensemble, device)
     dataset = open_split(args.data, args.split, max_images=args.max_images)
     if args.shortlist is not None:
-        metrics = evaluate_cross_rerank(model, load_model(args.shortlist, device=device), dataset, args, device)
+        metrics = evaluate_rerank(model, dataset, args, device, load_model(args.shortlist, device=device))
     elif args.rerank is not None:
         metrics = evaluate_rerank(model, dataset, args, device)
     else:
@@ -82,7 +102,10 @@ def run(args: argparse.Namespace) -> int:
             device=device,
             progress=not args.no_progress,
             strict_features=args.strict_features,
+            shard=shard,
         )
+    if not main:
+        return 0
     protocol = "5-fold" if args.fold5 else "all"
     if args.rerank is not None:
         protocol += f", shortlist-and-rerank K={args.rerank}"
@@ -110,94 +133,43 @@ def build_model(specs: list[str], ensemble: bool, device: str) -> Any:
     return Ensemble(models).to(device) if ensemble else models[0]
 
 
-def evaluate_rerank(model: Any, dataset: Any, args: argparse.Namespace, device: str) -> dict[str, Any]:
-    """Recall of shortlist-and-rerank retrieval (per fold with ``--fold5``), its shortlist recall, binding probe."""
+def evaluate_rerank(
+    model: Any, dataset: Any, args: argparse.Namespace, device: str, shortlist: Any | None = None
+) -> dict[str, Any]:
+    """Recall of shortlist-and-rerank retrieval (per fold with ``--fold5``), its shortlist recall and the binding
+    probe (from MODEL's exact scores). With ``shortlist`` (``--shortlist A``) A's cheap score shortlists."""
     from mmzoo.evaluation import average_folds, binding_probe, encode_split, fold_bounds, rerank_metrics, twin_scores
 
-    if args.rerank < 1:
-        raise InputError(f"--rerank must be at least 1; got {args.rerank}.")
-    images, texts = encode_split(
-        model, dataset, batch_size=args.batch_size, device=device, progress=not args.no_progress
-    )
-    cpi = dataset.captions_per_image
-    bounds = fold_bounds(dataset.num_images) if args.fold5 else [(0, dataset.num_images)]
-    folds = [
-        rerank_metrics(model, images[a:b].to(device), texts[a * cpi : b * cpi].to(device), args.rerank, cpi)
-        for a, b in bounds
-    ]
-    metrics: dict[str, Any] = average_folds(folds) if args.fold5 else folds[0]
-    if dataset.twins is not None:
-        metrics.update(binding_probe(twin_scores(model, images, texts, dataset.twins, cpi), dataset.twins, cpi))
-    return metrics
-
-
-def evaluate_cross_rerank(
-    model: Any, shortlist: Any, dataset: Any, args: argparse.Namespace, device: str
-) -> dict[str, Any]:
-    """``--shortlist A --rerank K``: A's cheap score shortlists, MODEL's full score reranks (per fold with
-    ``--fold5``); the shortlist recall and the binding probe (from MODEL's exact scores) are reported too."""
-    from mmzoo.evaluation import average_folds, binding_probe, encode_split, fold_bounds, twin_scores
-
     if args.rerank is None or args.rerank < 1:
-        raise InputError("--shortlist picks rerank candidates: give --rerank K (K >= 1) too.")
+        if shortlist is not None and args.rerank is None:
+            raise InputError("--shortlist picks rerank candidates: give --rerank K (K >= 1) too.")
+        raise InputError(f"--rerank must be at least 1; got {args.rerank}.")
     progress = not args.no_progress
     images, texts = encode_split(model, dataset, batch_size=args.batch_size, device=device, progress=progress)
-    s_images, s_texts = encode_split(shortlist, dataset, batch_size=args.batch_size, device=device, progress=progress)
+    if shortlist is not None:
+        s_images, s_texts = encode_split(
+            shortlist, dataset, batch_size=args.batch_size, device=device, progress=progress
+        )
     cpi = dataset.captions_per_image
     bounds = fold_bounds(dataset.num_images) if args.fold5 else [(0, dataset.num_images)]
-    folds = [
-        cross_rerank_metrics(
-            model,
-            images[a:b].to(device),
-            texts[a * cpi : b * cpi].to(device),
-            args.rerank,
-            cpi,
-            shortlist,
-            s_images[a:b].to(device),
-            s_texts[a * cpi : b * cpi].to(device),
+    folds = []
+    for a, b in bounds:
+        other = {}
+        if shortlist is not None:
+            other = {
+                "shortlist": shortlist,
+                "shortlist_images": s_images[a:b].to(device),
+                "shortlist_texts": s_texts[a * cpi : b * cpi].to(device),
+            }
+        folds.append(
+            rerank_metrics(
+                model, images[a:b].to(device), texts[a * cpi : b * cpi].to(device), args.rerank, cpi, **other
+            )
         )
-        for a, b in bounds
-    ]
     metrics: dict[str, Any] = average_folds(folds) if args.fold5 else folds[0]
     if dataset.twins is not None:
         metrics.update(binding_probe(twin_scores(model, images, texts, dataset.twins, cpi), dataset.twins, cpi))
     return metrics
-
-
-def cross_rerank_metrics(
-    model: Any,
-    images: Any,
-    texts: Any,
-    rerank: int,
-    captions_per_image: int,
-    shortlist: Any,
-    shortlist_images: Any,
-    shortlist_texts: Any,
-) -> dict[str, float]:
-    """Recall metrics of shortlist-and-rerank with another model's shortlist, plus each direction's shortlist
-    recall, ``rerank`` and ``pairs_scored`` (the keys of ``mmzoo.evaluation.rerank_metrics``). ``model`` may be
-    an Ensemble; so may ``shortlist``."""
-    from mmzoo.evaluation import METRIC_KEYS, RECALL_KEYS, recall_metrics
-    from mmzoo.scoring import rerank_rankings, shortlist_recall
-
-    cpi = captions_per_image
-    if len(texts) != cpi * len(images):
-        raise InputError(f"Need {cpi} captions per image: got {len(texts)} captions for {len(images)} images.")
-    ranking = rerank_rankings(
-        model,
-        images,
-        texts,
-        rerank,
-        shortlist=shortlist,
-        shortlist_images=shortlist_images,
-        shortlist_texts=shortlist_texts,
-    )
-    i2t, t2i = recall_metrics(ranking.i2t.cpu(), cpi), recall_metrics(ranking.t2i.cpu(), cpi)
-    out = {k: (i2t if k.startswith("i2t") else t2i)[k] for k in METRIC_KEYS if k != "rsum"}
-    out["rsum"] = sum(out[k] for k in RECALL_KEYS)
-    out["i2t_shortlist"], out["t2i_shortlist"] = shortlist_recall(ranking, cpi)
-    out["rerank"], out["pairs_scored"] = float(rerank), float(ranking.pairs_scored)
-    return out
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

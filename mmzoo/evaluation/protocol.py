@@ -28,7 +28,7 @@ from mmzoo.evaluation.metrics import (
     recall_metrics,
 )
 from mmzoo.model import Ensemble, MatchingModel
-from mmzoo.scoring import Precision, rerank_rankings
+from mmzoo.scoring import Precision, rerank_rankings, shortlist_recall
 
 logger = logging.getLogger("mmzoo.evaluation")
 
@@ -100,22 +100,51 @@ def encode_split(
 
 
 @torch.inference_mode()
-def score_matrix(model: Model, images: Any, texts: Any, *, block_size: int = 1024, progress: bool = False) -> Tensor:
+def score_matrix(
+    model: Model, images: Any, texts: Any, *, block_size: int = 1024, progress: bool = False, shard: bool = False
+) -> Tensor:
     """The (N_images, N_texts) score matrix on the CPU, one (block_size x block_size) block at a time.
 
     Only one block of fragments is on the model's device at once, so scoring 5,000 x 25,000 pairs needs
-    the memory of a block (plus the float32 result on the host).
+    the memory of a block (plus the float32 result on the host). With ``shard`` inside a process group of
+    several processes (``torchrun``), each process scores its contiguous share of the image rows and the rows
+    are gathered, so every process returns the whole matrix and the fused work is split N ways; every process
+    of the group must then call it with the same items.
     """
     from tqdm.auto import tqdm
 
     device = model.device
-    out = torch.empty(len(images), len(texts), dtype=torch.float32)
-    blocks = [(i, j) for i in range(0, len(images), block_size) for j in range(0, len(texts), block_size)]
+    rank, world = _group()
+    if not shard or world == 1:
+        start, stop = 0, len(images)
+    else:
+        share = -(-len(images) // world)
+        start, stop = min(rank * share, len(images)), min((rank + 1) * share, len(images))
+    out = torch.zeros(stop - start, len(texts), dtype=torch.float32)
+    blocks = [(i, j) for i in range(start, stop, block_size) for j in range(0, len(texts), block_size)]
     for i, j in tqdm(blocks, desc="score", disable=not progress, unit="block"):
-        img = images[i : i + block_size].to(device)
+        img = images[i : min(i + block_size, stop)].to(device)
         txt = texts[j : j + block_size].to(device)
-        out[i : i + block_size, j : j + block_size] = model.similarity(img, txt).float().cpu()
-    return out
+        out[i - start : i - start + len(img), j : j + block_size] = model.similarity(img, txt).float().cpu()
+    if not shard or world == 1:
+        return out
+    return _gather_rows(out, -(-len(images) // world), device)[: len(images)]
+
+
+def _group() -> tuple[int, int]:
+    """(rank, world size) of the default process group, (0, 1) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _gather_rows(rows: Tensor, share: int, device: torch.device) -> Tensor:
+    """Every process's rows, padded to ``share``, concatenated in rank order (on the CPU)."""
+    padded = torch.zeros(share, rows.shape[1], dtype=rows.dtype, device=device)
+    padded[: len(rows)] = rows.to(device)
+    parts = [torch.empty_like(padded) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(parts, padded)
+    return torch.cat(parts).cpu()
 
 
 def warn_if_constant(sims: Tensor, what: str = "score matrix") -> None:
@@ -192,11 +221,14 @@ def evaluate(
     progress: bool = True,
     block_size: int = 1024,
     strict_features: bool = False,
+    shard: bool = False,
 ) -> dict[str, Any]:
     """Encode ``split``, score every image against every caption, and return the recall metrics.
 
     With ``fold5`` (COCO 1K) only the 5 diagonal blocks are scored and the metrics are averaged over
     them. When the split has twins (the shapes test split), ``bind_i2t`` and ``bind_t2i`` are added.
+    ``shard``: split the scoring across the processes of a ``torchrun`` group (:func:`score_matrix`); every
+    process gets the same metrics.
 
     Example:
         >>> metrics = evaluate(model, mmzoo.data.open_split("data/shapes", "test"))  # doctest: +SKIP
@@ -212,13 +244,15 @@ def evaluate(
         logger.info("5-fold evaluation: 5 folds of %d images", split.num_images // 5)
         folds = []
         for a, b in bounds:
-            sims = score_matrix(model, images[a:b], texts[a * cpi : b * cpi], block_size=block_size, progress=progress)
+            sims = score_matrix(
+                model, images[a:b], texts[a * cpi : b * cpi], block_size=block_size, progress=progress, shard=shard
+            )
             warn_if_constant(sims, f"score matrix of fold {len(folds) + 1}")
             folds.append(recall_metrics(sims, cpi))
         metrics: dict[str, Any] = average_folds(folds)
         full = twin_scores(model, images, texts, twins, cpi) if twins is not None else None
     else:
-        full = score_matrix(model, images, texts, block_size=block_size, progress=progress)
+        full = score_matrix(model, images, texts, block_size=block_size, progress=progress, shard=shard)
         warn_if_constant(full)
         metrics = recall_metrics(full, cpi)
     if twins is not None:
@@ -227,37 +261,46 @@ def evaluate(
 
 
 def rerank_metrics(
-    model: MatchingModel,
+    model: Model,
     images: Any,
     texts: Any,
     rerank: int,
     captions_per_image: int = 5,
     precision: Precision = "auto",
+    shortlist: Any | None = None,
+    shortlist_images: Any | None = None,
+    shortlist_texts: Any | None = None,
 ) -> dict[str, float]:
     """Recall metrics of shortlist-and-rerank retrieval, plus the shortlist recall of each direction.
 
-    Returns the keys of :func:`recall_metrics` and ``i2t_shortlist`` (percentage of images with at least one
-    of their captions in their shortlist: the ceiling of every i2t R@K), ``t2i_shortlist`` (percentage of
-    captions whose image made their shortlist), ``rerank`` and ``pairs_scored``. A recall below exhaustive
-    scoring with a shortlist recall below 100 is a shortlist miss, not a model error.
+    The shortlist comes from ``model``'s own ``<i0, c0>``, or from another model's cheap score (``shortlist``, with
+    its encodings ``shortlist_images`` and ``shortlist_texts`` of the same items); ``model``'s full score reranks
+    it. Either may be an Ensemble. Returns the keys of :func:`recall_metrics` and ``i2t_shortlist`` (percentage of
+    images with at least one of their captions in their shortlist: the ceiling of every i2t R@K),
+    ``t2i_shortlist`` (percentage of captions whose image made their shortlist), ``rerank`` and ``pairs_scored``.
+    A recall below exhaustive scoring with a shortlist recall below 100 is a shortlist miss, not a model error.
 
     Example:
         >>> m = rerank_metrics(model, images, texts, rerank=50)  # doctest: +SKIP
         >>> m["rsum"], m["t2i_shortlist"]  # doctest: +SKIP
     """
-    if not isinstance(model, MatchingModel):
-        raise InputError("Shortlist-and-rerank evaluation takes one MatchingModel; evaluate an ensemble exhaustively.")
     cpi = captions_per_image
     if len(texts) != cpi * len(images):
         raise InputError(f"Need {cpi} captions per image: got {len(texts)} captions for {len(images)} images.")
-    ranking = rerank_rankings(model, images, texts, rerank, precision)
+    ranking = rerank_rankings(
+        model,
+        images,
+        texts,
+        rerank,
+        precision,
+        shortlist=shortlist,
+        shortlist_images=shortlist_images,
+        shortlist_texts=shortlist_texts,
+    )
     i2t, t2i = recall_metrics(ranking.i2t.cpu(), cpi), recall_metrics(ranking.t2i.cpu(), cpi)
     out = {k: (i2t if k.startswith("i2t") else t2i)[k] for k in METRIC_KEYS if k != "rsum"}
     out["rsum"] = sum(out[k] for k in RECALL_KEYS)
-    own = torch.arange(len(texts), device=ranking.i2t_shortlist.device) // cpi
-    hit_rows = ranking.i2t_shortlist[own, torch.arange(len(texts))].view(len(images), cpi).any(1)
-    out["i2t_shortlist"] = 100.0 * float(hit_rows.double().mean())
-    out["t2i_shortlist"] = 100.0 * float(ranking.t2i_shortlist[own, torch.arange(len(texts))].double().mean())
+    out["i2t_shortlist"], out["t2i_shortlist"] = shortlist_recall(ranking, cpi)
     out["rerank"] = float(rerank)
     out["pairs_scored"] = float(ranking.pairs_scored)
     return out

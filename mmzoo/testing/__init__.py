@@ -15,7 +15,8 @@ and raises ``AssertionError`` on the first broken promise:
 * encoders: shapes, L2-normalised pooled vectors, padding invariance (garbage, NaN or extra padding change no
   output), gradients reaching every trainable parameter (never a frozen one), same seed same output;
 * fusion blocks: shape, block-wise == whole, padding invariance, ``score_pairs`` == the diagonal, the engine
-  path (``prepare_images`` / ``prepare_texts`` / ``score_prepared`` / ``score_prepared_pairs``) == ``forward``
+  path (``prepare_images`` / ``prepare_texts`` / ``score_prepared`` / ``score_prepared_pairs``) and the
+  training door ``score_pairs_indexed`` == ``forward``
   in eval mode, gradients, determinism;
 * losses: a finite scalar with a gradient, a declared reduction, InputError for a non-square or empty matrix;
 * recipes: the model config and the training settings parse.
@@ -187,6 +188,8 @@ def _check_engine(fusion: FusionBlock, images: Fragments, texts: Fragments, whol
     image_idx, text_idx = torch.tensor([0, 4, 2, 2, 1]), torch.tensor([6, 0, 3, 3, 5])
     listed = fusion.score_prepared_pairs(image_cache, text_cache, image_idx, text_idx)
     assert_close(listed.float(), whole[image_idx, text_idx].float(), **TOLERANCE, msg="score_prepared_pairs differs")
+    indexed = fusion.score_pairs_indexed(images, texts, image_idx, text_idx)  # the hard-negative training door
+    assert_close(indexed.float(), whole[image_idx, text_idx].float(), **TOLERANCE, msg="score_pairs_indexed differs")
 
 
 # -- losses and recipes -------------------------------------------------------------------------------------

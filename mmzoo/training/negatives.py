@@ -47,22 +47,9 @@ def candidate_mask(cheap: Tensor, h: int, diagonal_offset: int = 0) -> Tensor:
 
 
 def fused_pairs(model: MatchingModel, images: Fragments, texts: Fragments, img_idx: Tensor, txt_idx: Tensor) -> Tensor:
-    """Fused scores of the pairs (images[img_idx[p]], texts[txt_idx[p]]), differentiable.
-
-    A fusion block with ``score_pairs_indexed(images, texts, image_idx, text_idx)`` (MMCA) gets the batch and the
-    index lists, so it can prepare each image and caption once however many candidate pairs it is in; any other
-    block gets the expanded pairs through ``fusion.score_pairs``, in chunks of its declared ``pairs_per_block``.
-    """
-    fusion = model.fusion
-    indexed = getattr(fusion, "score_pairs_indexed", None)
-    if callable(indexed):
-        return indexed(images, texts, img_idx, txt_idx)
-    step = int(fusion.pairs_per_block)
-    parts = [
-        fusion.score_pairs(images[img_idx[s : s + step]], texts[txt_idx[s : s + step]])
-        for s in range(0, len(img_idx), step)
-    ]
-    return torch.cat(parts) if parts else images.pooled.new_zeros(0)
+    """Fused scores of the pairs (images[img_idx[p]], texts[txt_idx[p]]), differentiable: the fusion block's
+    declared ``score_pairs_indexed`` (chunks of ``score_pairs`` unless the block prepares each item once)."""
+    return model.fusion.score_pairs_indexed(images, texts, img_idx, txt_idx)
 
 
 def score_rows(
