@@ -172,67 +172,6 @@ def test_training_with_dropout_matches_the_reference_in_expectation():
     assert ((cached.mean(0) - reference.mean(0)).abs() < 4 * spread / 400**0.5).all()
 
 
-def cnn_by_ops(cnn, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """TextCNN as engine.fast_cnn computes it (all taps as one product, shifted sums in the same order), as plain
-    autograd ops: the reference for exact ties, whose being exact depends on the summation order."""
-    import torch.nn.functional as F
-
-    from mmzoo_plugins.mmca import engine
-
-    taps = engine.cnn_taps(cnn)
-    columns = F.linear(tokens, taps.weight, taps.bias).split(taps.sizes, dim=-1)
-    length, pooled, first = tokens.shape[-2], [], 0
-    for width in taps.widths:
-        acc = columns[first]
-        for j in range(1, min(width, length)):
-            acc = acc + F.pad(columns[first + j][..., j:, :], (0, 0, 0, j))
-        first += width
-        pooled.append(acc.relu().masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=-2))
-    return cnn.fc(torch.cat(pooled, dim=-1))
-
-
-@pytest.mark.parametrize("length", [1, 2, 6])
-@pytest.mark.parametrize("ties", [False, True])
-def test_cnn_pool_backward_equals_text_cnn(length, ties):
-    """engine.fast_cnn with gradients (the training path's text CNN, its backward written out) against TextCNN itself:
-    values and gradients for the tokens and every CNN weight, with holes in the mask, extra lead dimensions (a dense
-    tile) and captions shorter than the widest window. With ``ties`` two sequences repeat one token, so that window
-    maxima tie exactly (amax splits the gradient between them); that case is compared with the same computation as
-    plain autograd ops, which ties where fast_cnn does."""
-    from mmzoo_plugins.mmca import engine
-    from mmzoo_plugins.mmca.cnn import TextCNN
-
-    torch.manual_seed(0)
-    cnn = TextCNN(D, 12, [1, 2, 3], 8, 0.0)
-    mask = torch.rand(2, 4, length) > 0.3
-    mask[..., 0] = True
-    tokens = torch.randn(2, 4, length, D)
-    if ties:
-        mask[0, :2] = True
-        tokens[0, :2] = tokens[0, :2, :1]
-    tokens.requires_grad_(True)
-    weights = torch.randn(2, 4, 12)
-
-    def grads(fn):
-        cnn.zero_grad()
-        tokens.grad = None
-        out = fn(tokens * mask.unsqueeze(-1))
-        (out * weights).sum().backward()
-        return out.detach(), tokens.grad.clone(), [p.grad.clone() for p in cnn.parameters()]
-
-    if ties:
-        reference = grads(lambda x: cnn_by_ops(cnn, x, mask))
-    else:
-        reference = grads(lambda x: cnn(x.reshape(8, length, D), mask.reshape(8, length)).view(2, 4, 12))
-    result = grads(lambda x: engine.fast_cnn(cnn, x, mask))
-    assert result[0].shape == (2, 4, 12)
-    torch.testing.assert_close(result[0], reference[0], atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(result[1], reference[1], atol=1e-5, rtol=1e-4)
-    for mine, theirs in zip(result[2], reference[2], strict=True):
-        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-4)
-    assert "_CnnPoolBackward" in graph_nodes(engine.fast_cnn(cnn, tokens, mask)), "the hand-written backward ran"
-
-
 def graph_nodes(out: torch.Tensor) -> set[str]:
     """Names of the autograd nodes behind ``out``."""
     seen, todo = {}, [out.grad_fn]

@@ -494,22 +494,11 @@ def fast_cnn(cnn: nn.Module, tokens: Tensor, mask: Tensor | None, taps: CnnTaps 
 
     All windows' taps are one matrix product; a window's output at t is the sum of its taps j at t + j
     (positions past the end contribute zero, as TextCNN pads with zeros). ``mask=None``: no padding.
-    Without gradients the shifted sums go in place into the product's columns; with gradients in float32 (no
-    autocast, outside ``torch.compile``) the same in :class:`_CnnPool`, its backward written out; otherwise the
-    columns are split apart first (a split's backward concatenates, where a slice's would zero-fill a full copy each).
+    Without gradients the shifted sums go in place into the product's columns; with gradients the columns
+    are split apart first (a split's backward concatenates, where a slice's would zero-fill a full copy each).
     """
     inplace = not torch.is_grad_enabled()
     taps = taps if taps is not None else cnn_taps(cnn)
-    if (
-        not inplace
-        and tokens.dtype == torch.float32
-        and taps.weight.dtype == torch.float32
-        and not torch.compiler.is_compiling()
-        and not any(torch.is_autocast_enabled(kind) for kind in ("cpu", "cuda"))
-    ):
-        invalid = None if mask is None else ~mask.reshape(-1, tokens.shape[-2], 1)
-        pooled = _CnnPool.apply(tokens, taps.weight, taps.bias, invalid, tuple(taps.sizes), tuple(taps.widths))
-        return cnn.fc(pooled)
     projected = F.linear(tokens, taps.weight, taps.bias)  # (..., L, sum(w) * C)
     length = tokens.shape[-2]
     columns = projected.split(taps.sizes, dim=-1)
@@ -529,67 +518,6 @@ def fast_cnn(cnn: nn.Module, tokens: Tensor, mask: Tensor | None, taps: CnnTaps 
             acc = acc.relu() if invalid is None else acc.relu().masked_fill(invalid, float("-inf"))
         pooled.append(acc.amax(dim=-2))
     return cnn.fc(torch.cat(pooled, dim=-1))
-
-
-class _CnnPool(torch.autograd.Function):
-    """TextCNN's windows, ReLU and max-pool (before ``fc``) with a hand-written backward, for :func:`fast_cnn` with
-    gradients.
-
-    Forward: one product for all taps, shifted sums in place in its columns, ReLU, mask, max. Backward: the max's
-    gradient (split evenly over exact ties, as ``amax``'s), the ReLU's, the shifted sums' (strided copies into one
-    buffer) and the product's (two products); autograd's version of the same chain goes through a split, a pad per
-    tap, masked fills and an ``amax`` backward per window, each a pass with its own buffer.
-    """
-
-    @staticmethod
-    def forward(ctx, tokens, weight, bias, invalid, sizes, widths):
-        *lead, length, d = tokens.shape
-        full = torch.addmm(bias, tokens.reshape(-1, d), weight.t()).view(-1, length, weight.shape[0])
-        columns = full.split(sizes, dim=-1)
-        pooled, first = [], 0
-        for width in widths:
-            acc = columns[first]
-            for j in range(1, min(width, length)):
-                acc[:, : length - j] += columns[first + j][:, j:]
-            acc.relu_()
-            if invalid is not None:
-                acc.masked_fill_(invalid, float("-inf"))
-            pooled.append(acc.amax(dim=1))
-            first += width
-        out = torch.cat(pooled, dim=-1)
-        ctx.save_for_backward(tokens, weight, full, out)
-        ctx.sizes, ctx.widths = sizes, widths
-        return out.view(*lead, -1)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        tokens, weight, full, out = ctx.saved_tensors
-        sizes, widths = ctx.sizes, ctx.widths
-        length, d = tokens.shape[-2:]
-        grad_out = grad_out.reshape(out.shape)
-        grad_full = torch.empty_like(full)  # every entry is written below
-        columns, grads = full.split(sizes, dim=-1), grad_full.split(sizes, dim=-1)
-        first, col = 0, 0
-        for width in widths:
-            channels = sizes[first]
-            best = out[:, col : col + channels].contiguous().unsqueeze(1)
-            # amax's gradient goes to every maximum in equal shares (compared on a contiguous copy: a strided
-            # broadcast compare was four times slower than the copy and a contiguous one together) ...
-            hit = columns[first].contiguous() == best
-            share = grad_out[:, None, col : col + channels] / hit.sum(dim=1, keepdim=True)
-            share = share * (best > 0)  # ... and through the ReLU only where it passed a positive value
-            torch.mul(hit, share, out=grads[first])
-            for j in range(1, width):  # tap j at t + j fed the window at t; the first j positions feed none
-                if j < length:
-                    grads[first + j][:, j:] = grads[first][:, : length - j]
-                grads[first + j][:, : min(j, length)] = 0
-            first += width
-            col += channels
-        grad_projected = grad_full.view(-1, full.shape[-1])
-        grad_tokens = (grad_projected @ weight).view(tokens.shape) if ctx.needs_input_grad[0] else None
-        grad_weight = grad_projected.t() @ tokens.reshape(-1, d) if ctx.needs_input_grad[1] else None
-        grad_bias = grad_projected.sum(0) if ctx.needs_input_grad[2] else None
-        return grad_tokens, grad_weight, grad_bias, None, None, None
 
 
 # -- tiles ------------------------------------------------------------------------------------------------
