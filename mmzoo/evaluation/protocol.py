@@ -211,6 +211,16 @@ def twin_scores(model: Model, images: Any, texts: Any, twins: np.ndarray, cpi: i
     return out
 
 
+def split_twins(split: Split) -> np.ndarray | None:
+    """The split's twin table when at least one image has a twin, else None: the binding probe needs a twin.
+
+    A split without a table has none, and ``max_images`` can cut off every image's twin (its entry becomes -1);
+    every evaluation path skips the probe then, rather than fail in :func:`binding_probe`.
+    """
+    twins = split.twins
+    return twins if twins is not None and bool((twins >= 0).any()) else None
+
+
 def evaluate(
     model: Model,
     split: Split,
@@ -235,7 +245,7 @@ def evaluate(
         >>> metrics["rsum"], metrics["bind_t2i"]  # doctest: +SKIP
     """
     bounds = fold_bounds(split.num_images) if fold5 else []  # fail before the (long) encoding
-    twins = split.twins if split.twins is not None and (split.twins >= 0).any() else None
+    twins = split_twins(split)
     images, texts = encode_split(
         model, split, batch_size=batch_size, device=device, progress=progress, strict_features=strict_features
     )
@@ -315,6 +325,7 @@ __all__ = [
     "evaluate",
     "rerank_metrics",
     "score_matrix",
+    "split_twins",
     "twin_scores",
     "warn_if_constant",
 ]
