@@ -60,15 +60,25 @@ def encode_images(
 
 
 @torch.inference_mode()
-def encode_captions(model: Model, captions: Sequence[str], *, batch_size: int = 128, progress: bool = False) -> Any:
-    """Encode captions in batches -> their fragments on the CPU, compacted."""
+def encode_captions(
+    model: Model,
+    captions: Sequence[str],
+    *,
+    batch_size: int = 128,
+    progress: bool = False,
+    keep_on_device: bool = False,
+) -> Any:
+    """Encode captions in batches -> their fragments, compacted: on the CPU (evaluation scores them block by block,
+    moving one block at a time to the device), or with ``keep_on_device`` on the model's device, beside the images
+    ``model.encode_images`` returns there (search scores them all at once)."""
     from tqdm.auto import tqdm
 
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1; got {batch_size}.")
     parts = []
     for a in tqdm(range(0, len(captions), batch_size), desc="encode captions", disable=not progress, unit="batch"):
-        parts.append(model.compact(model.encode_texts(list(captions[a : a + batch_size]))).to("cpu"))
+        frags = model.compact(model.encode_texts(list(captions[a : a + batch_size])))
+        parts.append(frags if keep_on_device else frags.to("cpu"))
     if not parts:
         raise InputError("encode_captions got no captions to encode.")
     return _cat(parts)
