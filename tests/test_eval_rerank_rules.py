@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A one-epoch vsepp run (it records the features it was trained on) and its shapes data."""
-    root = tmp_path_factory.mktemp("review-cli")
+    root = tmp_path_factory.mktemp("rerank-rules")
     data = root / "data"
     make_shapes(data, images=24, dev_images=10, test_images=10, regions=8, region_dim=16, seed=3)
     sets = ["embed_dim=16", "text.word_dim=8", "training.batch_size=8", "training.epochs=1"]
