@@ -492,7 +492,7 @@ def threads_section(th: dict, busy: dict | None) -> list[str]:
         "A thread that waits for a busy core stalls every parallel region (OpenMP threads meet at a barrier after each",
         "product). mmzoo's rule (`mmzoo.scoring.configure_threads`, called once when the `mmzoo` command starts):",
         "`MMZOO_NUM_THREADS` if set; otherwise torch's own setting when `OMP_NUM_THREADS` or `MKL_NUM_THREADS` is set;",
-        "otherwise the cores the load average leaves free, at least one"
+        "otherwise, of the cores the process may use, those the load average leaves free, at least one"
         f" (here: {th['default_threads_rule']['start']} at the start of the run).",
         "",
     ]
