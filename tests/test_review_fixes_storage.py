@@ -107,7 +107,7 @@ def test_a_failing_write_while_saving_is_a_storage_error_and_keeps_the_old_folde
         new.save_pretrained(folder)
     assert _snapshot(folder) == before, "the old model is intact and nothing new was mixed in"
     assert [p.name for p in tmp_path.iterdir()] == ["model"], "no temporary folder is left beside it"
-    loaded = mmzoo.load_pretrained(folder)
+    loaded = mmzoo.from_pretrained(f"local-dir:{folder}")
     assert not torch.equal(loaded.visual.fc.weight, new.visual.fc.weight)
 
 
@@ -121,7 +121,7 @@ def test_saving_over_a_model_replaces_its_files_and_keeps_the_users(tmp_path):
     assert not (folder / "member-0").exists(), "the ensemble's members do not stay beside the new model"
     fresh = model.save_pretrained(tmp_path / "fresh")
     assert sorted(p.name for p in folder.iterdir()) == sorted([p.name for p in fresh.iterdir()] + ["notes.txt"])
-    loaded = mmzoo.load_pretrained(folder)
+    loaded = mmzoo.from_pretrained(f"local-dir:{folder}")
     assert torch.equal(loaded.visual.fc.weight, model.visual.fc.weight)
 
 
