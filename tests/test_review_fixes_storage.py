@@ -148,6 +148,8 @@ def test_push_uploads_no_dot_file_or_temporary_file_at_any_depth(fake_hub, tmp_p
         ".model.safetensors.tmp",
         "text/vocab.json.tmp99",
         "text/part.incomplete",
+        "text/vocab.json.partial",
+        ".mmzoo-save.tmp/config.json",
     ]
     for name in leftovers:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
