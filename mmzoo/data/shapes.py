@@ -35,8 +35,11 @@ import numpy as np
 
 from mmzoo._atomic import atomic_write_text, fsync_dir, fsync_tree, is_storage_error, storage_error
 from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, write_manifest
-from mmzoo.data.importing.writer import MARKER_NAME as IMPORT_MARKER
 from mmzoo.errors import DataError, StorageError
+
+#: the marker of an unfinished import (``mmzoo.data.importing.writer.MARKER_NAME``, not imported here: that
+#: package is loaded only by imports), a file of the dataset being replaced too.
+IMPORT_MARKER = ".mmzoo-import.json"
 
 logger = logging.getLogger("mmzoo.data.shapes")
 
