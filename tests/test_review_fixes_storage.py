@@ -211,6 +211,7 @@ class ScaledToy(ToyConverter):
 
 @pytest.fixture
 def toys(monkeypatch, tmp_path):
+    mmzoo.registry.plugins.load_plugins()  # loaded into the snapshot, not into the test's copy only
     for kind in ("converter", "pretrained"):
         reg = mmzoo.registry.get_registry(kind)
         monkeypatch.setattr(reg, "_entries", reg.snapshot())
