@@ -344,3 +344,13 @@ def test_run_json_keys_the_trainer_never_writes_are_not_read(tmp_path):
     measured = cards.read_run_metrics(tmp_path)
     assert measured["epoch"] == 1 and measured["data"] == "data/shapes"
     assert "command" not in measured and "dataset" not in measured
+
+
+def test_a_rerank_run_without_a_full_evaluation_names_the_shortlist(tmp_path):
+    record = {"epoch": 1, "dev": {"rsum": 300.0, "i2t_r1": 50.0}, "dev_eval": "rerank"}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    (tmp_path / "run.json").write_text(json.dumps({"data": "d", "dev_eval": {"mode": "rerank", "rerank": 20}}))
+    measured = cards.read_run_metrics(tmp_path)
+    assert measured["split"] == "dev (top 20 reranked)" and "top 20 of each query reranked" in measured["source"]
+    card = cards.model_card({"model": tiny_model("vsepp").config.to_dict()}, measured=measured)
+    assert "Measured by mmzoo: metrics.jsonl of the training run (epoch 1, dev split, top 20" in card.text
