@@ -140,7 +140,9 @@ def _save_weights(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
         save_file(dict(tensors), str(path), metadata={"format": "pt", "library_name": "mmzoo"})
     except SafetensorError as exc:  # the Rust writer reports OS errors as "I/O error: ... (os error N)"
         code = re.search(r"os error (\d+)", str(exc))
-        raise _atomic.storage_error(OSError(int(code.group(1)) if code else 0, str(exc)), path, "weights file") from None
+        raise _atomic.storage_error(
+            OSError(int(code.group(1)) if code else 0, str(exc)), path, "weights file"
+        ) from None
 
 
 def _commit(staging: Path, directory: Path, keep: set[str]) -> None:
