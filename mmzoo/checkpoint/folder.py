@@ -126,10 +126,13 @@ def write_folder(
         if card is not None:
             _atomic.atomic_write_text(staging / CARD_NAME, card)
         _atomic.fsync_tree(staging)
-    except BaseException as exc:
+    except (OSError, RuntimeError) as exc:  # RuntimeError: torch's writer, as a component's save_assets uses it
         shutil.rmtree(directory if created else staging, ignore_errors=True)
-        if not isinstance(exc, MMZooError) and (isinstance(exc, OSError) or _atomic.is_storage_error(exc)):
-            raise _atomic.storage_error(exc, directory, "model folder") from None  # type: ignore[arg-type]
+        if isinstance(exc, MMZooError) or not (isinstance(exc, OSError) or _atomic.is_storage_error(exc)):
+            raise
+        raise _atomic.storage_error(exc, directory, "model folder") from None
+    except BaseException:  # anything else (a component's bug, Ctrl-C): nothing of this save stays either
+        shutil.rmtree(directory if created else staging, ignore_errors=True)
         raise
     _commit(staging, directory, keep={CARD_NAME} if card is None else set())
     return directory
