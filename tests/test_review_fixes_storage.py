@@ -26,7 +26,6 @@ from mmzoo import _atomic
 from mmzoo.cli.convert_cmd import parse_options
 from mmzoo.data import PrecomputedDataset, make_shapes
 from mmzoo.data.importing.writer import MARKER_NAME, ImportWriter, Layout
-from mmzoo.data.shapes import IMPORT_MARKER
 from mmzoo.errors import DataError, StorageError
 from mmzoo.hub import cards, push_folder
 from tests.conftest import tiny_model
@@ -175,7 +174,7 @@ def test_make_shapes_overwrite_leaves_exactly_a_fresh_datasets_files(tmp_path):
     np.save(old / "restval_ims.npy", np.zeros((1, 8, 16), dtype=np.float32))
     (old / "restval_caps.txt").write_text("a\n" * 5)
     (old / "notes.txt").write_text("mine")
-    (old / IMPORT_MARKER).write_text("{}")  # an import that was started here and never finished
+    (old / MARKER_NAME).write_text("{}")  # an import that was started here and never finished
     with pytest.raises(DataError, match="already holds a dataset"):
         make_shapes(old, **options)
     make_shapes(old, **options, overwrite=True)
@@ -186,6 +185,8 @@ def test_make_shapes_overwrite_leaves_exactly_a_fresh_datasets_files(tmp_path):
 
 
 def test_make_shapes_knows_the_import_marker_by_its_name():
+    from mmzoo.data.shapes import IMPORT_MARKER
+
     assert IMPORT_MARKER == MARKER_NAME
 
 
