@@ -186,13 +186,14 @@ def rerank_section(rr: dict, title: str) -> list[str]:
     n_img, n_txt = rr["test_images"], rr["test_captions"]
     duals = rr.get("dual_encoder_rsum", {})
     runs = rr.get("runs", {})
+    out_flag = " --out benchmarks/results/rerank_1000.json" if n_img >= 1000 else ""
     short_epochs = sorted({runs[n]["training"]["epochs"] for n in duals if n in runs}) or ["?"]
     out = [
         title,
         "",
         f"Machine: {machine_line(rr['machine'], rr.get('load_average_end'))}. Script: `python benchmarks/rerank.py"
         f"{' --device cuda' if rr['machine'].get('gpu') else ''} --train-images {rr['train_images']}"
-        f" --test-images {n_img // 2} --epochs {rr['epochs']}`.",
+        f" --test-images {n_img // 2} --epochs {rr['epochs']}{out_flag}`.",
         "",
         f"Shapes data; the reranker B is the `mmca` recipe at the shapes settings (GRU text encoder, d = 64) trained for"
         f" {rr['epochs']} epochs on {rr['train_images']} images; the shortlisters are dual encoders trained on the same"
@@ -450,7 +451,7 @@ def threads_section(th: dict, busy: dict | None) -> list[str]:
         "A thread that waits for a busy core stalls every parallel region (OpenMP threads meet at a barrier after each",
         "product). mmzoo's rule (`mmzoo.scoring.configure_threads`, called once when the `mmzoo` command starts):",
         "`MMZOO_NUM_THREADS` if set; otherwise torch's own setting when `OMP_NUM_THREADS` or `MKL_NUM_THREADS` is set;",
-        "otherwise the cores the load average leaves free, at least one"
+        "otherwise, of the cores the process may use, those the load average leaves free, at least one"
         f" (here: {th['default_threads_rule']['start']} at the start of the run).",
         "",
     ]

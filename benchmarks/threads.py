@@ -28,7 +28,7 @@ from training_speed import Setup, batches
 import mmzoo
 from mmzoo.data import make_shapes, open_split
 from mmzoo.scoring import fused_matrix
-from mmzoo.scoring.threads import default_threads
+from mmzoo.scoring.threads import default_threads, usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "threads.json"))
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     counts = sorted({1, 2, cores} - {0})
     info = machine()
     torch.manual_seed(0)

@@ -4,12 +4,16 @@ mmzoo writes with an error of the caller's kind.
 Files are written to a temporary name in the same folder, flushed and fsync'ed, then renamed over the
 target (``os.replace`` is atomic on POSIX and Windows). Folders are written under a temporary name and
 swapped in with two renames: ``NAME -> .NAME.old``, ``.NAME.tmp -> NAME``. A process killed between the
-two renames leaves ``.NAME.old`` and no ``NAME``; :func:`recover_folder` (called before every read)
-puts the old folder back, so a reader always sees one complete version.
+two renames leaves ``.NAME.old`` and no ``NAME``. Readers never change anything: :func:`read_folder` holds a
+shared lock on the parent folder while they read and gives them ``NAME``, or ``.NAME.old`` after such a
+crash; the swap holds the exclusive lock, so a reader sees the version before or the version after, never half
+of one. Only writers repair (:func:`recover_folder`). Where no lock can be taken (no ``fcntl`` on Windows, a
+file system without ``flock``) reading goes on without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -166,21 +170,64 @@ def fsync_tree(folder: Path) -> None:
         _fsync_dir(Path(root))
 
 
-def recover_folder(path: str | Path) -> Path:
-    """Finish an interrupted swap: when ``NAME`` is missing but ``.NAME.old`` exists, restore it."""
+@contextmanager
+def folder_lock(path: str | Path, exclusive: bool) -> Iterator[None]:
+    """Hold the shared (readers) or exclusive (a swap) lock of the folder ``path``: an advisory lock on its parent
+    folder, so no lock file is ever left behind; without a lock where the platform or file system has none."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; swaps are still atomic per rename
+        yield
+        return
+    try:
+        fd = os.open(Path(path).parent, os.O_RDONLY)
+    except OSError:  # a missing parent: there is nothing to read or swap yet
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):  # a file system without flock (some network mounts)
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def readable_folder(path: str | Path) -> Path:
+    """The complete version of the folder ``path``: ``NAME``, or ``.NAME.old`` when a swap was cut between its
+    renames; ``path`` itself when neither exists (the caller reports it). Changes nothing."""
     path = Path(path)
     old = path.with_name(f".{path.name}.old")
-    if not path.exists() and old.exists():
-        os.replace(old, path)
-        _fsync_dir(path.parent)
-    elif path.exists() and old.exists():
-        shutil.rmtree(old)
+    return old if not path.exists() and old.is_dir() else path
+
+
+@contextmanager
+def read_folder(path: str | Path) -> Iterator[Path]:
+    """Read the folder ``path`` with no swap in between: yields :func:`readable_folder` under the shared lock.
+
+    Example:
+        >>> with read_folder(run_dir / "best") as folder:  # doctest: +SKIP
+        ...     config = json.loads((folder / "config.json").read_text())
+    """
+    with folder_lock(path, exclusive=False):
+        yield readable_folder(path)
+
+
+def recover_folder(path: str | Path) -> Path:
+    """For writers: finish an interrupted swap (``.NAME.old`` back when ``NAME`` is missing, else removed)."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    with folder_lock(path, exclusive=True):
+        if not path.exists() and old.exists():
+            os.replace(old, path)
+            _fsync_dir(path.parent)
+        elif path.exists() and old.exists():
+            shutil.rmtree(old, ignore_errors=True)
     return path
 
 
 @contextmanager
 def atomic_folder(path: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder; on success it replaces ``path`` as a whole.
+    """Yield a fresh temporary folder; on success it replaces ``path`` as a whole (one writer per folder).
 
     Example:
         >>> with atomic_folder(run_dir / "last") as tmp:  # doctest: +SKIP
@@ -199,12 +246,12 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = path.with_name(f".{path.name}.old")
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-    if old.exists():
-        shutil.rmtree(old)
+    with folder_lock(path, exclusive=True):
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 __all__ = [
@@ -212,10 +259,13 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "folder_lock",
     "fsync_dir",
     "fsync_tree",
+    "read_folder",
     "read_json_lines",
     "read_json_object",
+    "readable_folder",
     "recover_folder",
     "replace",
 ]

@@ -10,7 +10,9 @@ The protocols the core relies on are declared here and nowhere else:
   it between all negatives and the hardest one (:attr:`Loss.supports_hardest_negative`,
   :meth:`Loss.set_hardest_negative`);
 * a :class:`FusionBlock` has one block size, :attr:`FusionBlock.pairs_per_block`, that bounds the pairs held at
-  once on the training path and in the scoring engine; its caches follow :class:`FusionCache`;
+  once on the training path and in the scoring engine, one door for listed training pairs
+  (:meth:`FusionBlock.score_pairs_indexed`), and its caches follow :class:`FusionCache`;
+* a :class:`Component` says whether building it downloads weights (:attr:`Component.downloads`);
 * a :class:`Converter` turns another codebase's checkpoint into an mmzoo model;
 * a :class:`DataFormat` opens a dataset folder as a :class:`Split`.
 """
@@ -194,6 +196,9 @@ class Component(nn.Module, ABC):
     """Shared base of all components: holds the validated config and knows how to save its files."""
 
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
+    #: True when building the component downloads pretrained weights (BERT): data meant for offline CPU runs (the
+    #: shapes data) may then suggest another component; one that builds from nothing is never swapped.
+    downloads: ClassVar[bool] = False
 
     def __init__(self, config: ComponentConfig, context: BuildContext) -> None:
         super().__init__()
@@ -242,10 +247,6 @@ class VisualEncoder(Component):
 
 class TextEncoder(Component):
     """Captions (``list[str]``, tokenised with the encoder's own tokenizer) -> caption :class:`Fragments`."""
-
-    #: True when building the encoder downloads pretrained weights (BERT): data meant for offline CPU runs (the
-    #: shapes data) may then suggest another text encoder; an encoder that builds from nothing is never swapped.
-    downloads: ClassVar[bool] = False
 
     @abstractmethod
     def tokenize(self, captions: Sequence[str]) -> TokenBatch:
@@ -391,7 +392,7 @@ class Split(ABC):
         regions: the most regions an image has (the padded length ``k``).
         region_dim: size ``D`` of a region feature.
         twins: twin image of each image (-1 for none) when the split has swapped-attribute distractors.
-        manifest: the dataset's manifest (``mmzoo_data.json``) as plain data, or None.
+        manifest: the dataset's manifest (a ``mmzoo.DataManifest`` read from ``mmzoo_data.json``), or None.
     """
 
     name: str
@@ -401,7 +402,7 @@ class Split(ABC):
     regions: int
     region_dim: int
     twins: np.ndarray | None = None
-    manifest: dict[str, Any] | None = None
+    manifest: Any | None = None  # mmzoo.DataManifest (a floor above this one)
 
     @abstractmethod
     def image_features(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -428,7 +429,7 @@ class DataFormat(ABC):
     description: ClassVar[str] = ""
 
     @abstractmethod
-    def open_split(self, root: Path, split: str, manifest: dict[str, Any] | None, **options: Any) -> Split:
+    def open_split(self, root: Path, split: str, manifest: Any | None, **options: Any) -> Split:
         """The split ``split`` of the dataset folder ``root``; options are format-specific."""
 
 

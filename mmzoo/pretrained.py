@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from mmzoo._atomic import atomic_folder, atomic_write_json, recover_folder, writable_dir
+from mmzoo._atomic import atomic_folder, atomic_write_json, readable_folder, writable_dir
 from mmzoo.checkpoint import check_requirements, config_document, read_document
 from mmzoo.errors import CheckpointError, ConfigError, HubError, StorageError
 from mmzoo.hub import zoo
@@ -97,7 +97,7 @@ def _folder(source: Source, *, force: bool, check: bool, **options: Any) -> Path
     """The local folder of a model name; ``check``: refuse, before any weight is fetched, a model whose plugins
     are missing (a prefetch for another machine does not need them here)."""
     if source.kind == "local":
-        return recover_folder(source.path)
+        return readable_folder(source.path)  # read, never repaired, by a reader
     check_config = _check_config if check else None
     if source.kind == "hub":
         return fetch_snapshot(source, force_download=force, check_config=check_config, **options)

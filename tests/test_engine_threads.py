@@ -24,6 +24,17 @@ def test_default_is_the_cores_the_load_leaves_free():
     assert 1 <= default_threads() <= (__import__("os").cpu_count() or 1)
 
 
+def test_default_counts_the_cores_this_process_may_use(monkeypatch):
+    """Under taskset, a cgroup cpuset or a batch scheduler the process may run on fewer cores than the machine has."""
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 5}, raising=False)
+    assert default_threads(load=0.0) == 2
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS, Windows: all the machine's cores
+    assert default_threads(load=0.0) == 16
+
+
 def test_mmzoo_num_threads_wins_and_is_checked():
     assert configure_threads({"MMZOO_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}) == 1
     assert torch.get_num_threads() == 1

@@ -56,3 +56,4 @@ def test_cli_list_and_components(capsys):
     assert main(["components", "--fields"]) == 0
     out = capsys.readouterr().out
     assert "mmca-regions" in out and ".heads" in out and "triplet" in out
+    assert "PydanticUndefined" not in out and "(required)" in out  # SCAN's converter needs its vocab

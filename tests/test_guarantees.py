@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 import torch
 
 import mmzoo
+from mmzoo._atomic import atomic_folder, read_folder
 from mmzoo.cli import main
 from mmzoo.data import make_shapes
 from mmzoo.training import Trainer, prepare_run, read_metrics, train
@@ -183,6 +185,25 @@ def test_the_collapse_diagnosis_names_cause_and_fix():
     assert 6.3 < health.chance_rsum(500, 5) < 6.5 and health.chance_rsum(10, 5) > 100  # ~ 2 x 100 (1+5+10)/N
 
 
+def test_the_collapse_signs_compare_with_what_this_run_measures(shapes, tmp_path, monkeypatch):
+    """Chance rsum of the dev images actually scored (a subset), the tied loss of the loss as the run computes it."""
+    from mmzoo.training import health
+    from mmzoo.training.distributed import DistContext
+
+    sets = [*SMALL, "training.dev_eval=subset", "training.dev_subset=6"]
+    trainer = Trainer(prepare_run(shapes, "mmca", sets=[*sets, "text.name=gru"]), tmp_path / "run", progress=False)
+    seen = {}
+    monkeypatch.setattr(health, "diagnose", lambda **kw: seen.update(kw))
+    trainer.check_health(10.0, {"rsum": 50.0})
+    assert trainer.dev_subset.num_images == 6 and seen["chance"] == health.chance_rsum(6, 5)
+    loss_fn, batch = trainer.model.loss_fn, trainer.cfg.batch_size
+    assert seen["tied_loss"] == health.tied_loss(loss_fn, batch, trainer.device)
+    trainer.ctx = DistContext(rank=0, world_size=2)  # as two processes see it
+    assert trainer.tied_loss() == health.tied_loss(loss_fn, 2 * batch, trainer.device)  # global negatives
+    trainer.cfg = trainer.cfg.model_copy(update={"global_negatives": False})
+    assert trainer.tied_loss() == 2 * health.tied_loss(loss_fn, batch, trainer.device)  # per process, summed
+
+
 # -- 6. NaN and infinity never pass ----------------------------------------------------------------------------
 def test_non_finite_numbers_are_refused_everywhere(tmp_path):
     model = tiny_model("vsepp").eval()
@@ -261,6 +282,30 @@ def test_a_new_run_after_a_kill_in_epoch_one_starts_clean_files(shapes, tmp_path
     assert all(m["dev"]["rsum"] != 999.0 for m in read_metrics(run))
 
 
+def test_a_new_trainer_on_a_finished_run_is_refused_and_deletes_nothing(shapes, tmp_path):
+    run = tmp_path / "run"
+    spec = prepare_run(shapes, "vsepp", sets=SMALL)
+    train(spec, run, progress=False)
+    for state in ("last", ".last.old"):  # a finished run, and one whose last/ swap was cut
+        before = sorted(p.name for p in run.iterdir())
+        with pytest.raises(mmzoo.ConfigError, match="already holds a run"):
+            Trainer(spec, run)
+        assert sorted(p.name for p in run.iterdir()) == sorted(before), "nothing removed"
+        assert read_metrics(run) and (run / "best" / "model.safetensors").is_file()
+        if state == "last":
+            os.replace(run / "last", run / ".last.old")
+
+
+def test_resuming_with_other_optimizer_groups_is_a_checkpoint_error(shapes, tmp_path):
+    run = tmp_path / "run"
+    train(prepare_run(shapes, "vsepp", sets=SMALL), run, progress=False)
+    spec = mmzoo.training.read_run(run)
+    spec.training = spec.training.model_copy(update={"epochs": 2, "lr_groups": {"text": 0.1}})
+    with pytest.raises(mmzoo.CheckpointError, match="optimizer of other training settings"):
+        train(spec, run, resume=True, progress=False)
+    assert [m["epoch"] for m in read_metrics(run)] == [1]
+
+
 # -- 10. an interrupted swap of best/ loses nothing -----------------------------------------------------------
 def test_a_crash_between_the_renames_of_best_is_recovered(shapes, tmp_path, capsys):
     run = tmp_path / "run"
@@ -268,14 +313,52 @@ def test_a_crash_between_the_renames_of_best_is_recovered(shapes, tmp_path, caps
     os.replace(run / "best", run / ".best.old")  # killed after the first rename of the swap
     args = ["eval", str(run), "--data", str(shapes), "--split", "dev", "--no-progress"]
     assert main(args) == 0 and "rsum" in capsys.readouterr().out
-    assert (run / "best").is_dir() and not (run / ".best.old").exists()
-    os.replace(run / "best", run / ".best.old")
+    assert not (run / "best").exists() and (run / ".best.old").is_dir(), (
+        "a reader reads the old folder, changes nothing"
+    )
     assert isinstance(mmzoo.from_pretrained(f"local-dir:{run / 'best'}"), mmzoo.MatchingModel)
-    os.replace(run / "best", run / ".best.old")
     spec = mmzoo.training.read_run(run)
     spec.training = spec.training.model_copy(update={"epochs": 2})
-    train(spec, run, resume=True, progress=False)
-    assert (run / "best" / "model.safetensors").is_file()
+    train(spec, run, resume=True, progress=False)  # the writer repairs
+    assert (run / "best" / "model.safetensors").is_file() and not (run / ".best.old").exists()
+
+
+def test_readers_never_see_half_a_swap(tmp_path):
+    """A writer swapping a folder in over and over while readers read it (mmzoo eval during training): every
+    read sees one complete version, and neither side fails."""
+    target, errors, seen = tmp_path / "best", [], set()
+    stop = threading.Event()
+
+    def write() -> None:
+        try:
+            for version in range(30):
+                with atomic_folder(target) as tmp:
+                    for j in range(100):
+                        (tmp / f"f{j}").write_text(str(version))
+        except Exception as exc:  # reported below
+            errors.append(f"writer: {exc!r}")
+        finally:
+            stop.set()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                with read_folder(target) as folder:
+                    if folder.is_dir():
+                        versions = {(folder / f"f{j}").read_text() for j in range(100)}
+                        assert len(versions) == 1, versions
+                        seen.update(versions)
+            except Exception as exc:
+                errors.append(f"reader: {exc!r}")
+                return
+
+    threads = [threading.Thread(target=write), *(threading.Thread(target=read) for _ in range(2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == [] and len(seen) > 1, (errors, seen)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
 
 
 # -- 11. nonsense is refused ----------------------------------------------------------------------------------

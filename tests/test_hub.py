@@ -406,6 +406,14 @@ def test_mmzoo_push_run_then_download(fake_hub, model, tmp_path, capsys):  # noq
     assert torch.equal(outputs(mmzoo.from_pretrained(str(folder))), outputs(model))
 
 
+def test_push_run_reads_best_from_a_cut_swap(fake_hub, model, tmp_path):  # noqa: F811
+    run = _run_folder(tmp_path, model)
+    os.replace(run / "best", run / ".best.old")  # a trainer killed between the two renames of best/
+    info = push_run(run, "org/cut")
+    assert "model.safetensors" in fake_hub.repos["org/cut"].commits[info.oid]
+    assert not (run / "best").exists(), "publishing reads, it does not repair"
+
+
 def test_push_run_accepts_a_plain_folder_and_rejects_others(fake_hub, model, tmp_path):  # noqa: F811
     folder = model.save_pretrained(tmp_path / "plain")
     info = push_run(folder, "org/plain")

@@ -195,6 +195,9 @@ def test_extract_features_command(karpathy, tmp_path, capsys):
         mmzoo.create_model("vsepp", **{**settings, "visual.in_dim": 512})
     assert main([*args, "--splits", "val"]) == 2
     assert "no images in split 'val'" in capsys.readouterr().err
+    assert main([*args[:6], str(tmp_path / "out2"), *args[7:], "--splits", "train+restval"]) == 0
+    n = len(KarpathyImages(path, root, "train+restval").records)
+    assert np.load(tmp_path / "out2" / "train_ims.npy").shape[0] == n > 2, "train+restval is written as train"
 
 
 def test_extract_features_with_a_saved_models_backbone(karpathy, tmp_path):

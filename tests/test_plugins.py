@@ -350,3 +350,32 @@ def test_disable_typos_warn_and_a_disabled_plugin_is_named_when_its_component_is
     warned, error = proc.stdout.splitlines()[:2]
     assert "'mcca'" in warned and "match no installed plugin" in warned and "'mmca'" not in warned
     assert "No model named 'mmca'" in error and "disabled by MMZOO_DISABLE_PLUGINS: mmca" in error
+
+
+def test_a_lookup_from_another_thread_waits_until_loading_finished(tmp_path):
+    """A thread that looks up a name while another thread loads the plugins must see them all, not empty registries."""
+    proc = run(
+        tmp_path,
+        """
+        import json, threading, time
+        import mmzoo
+        from mmzoo.registry import plugins
+
+        started, real = threading.Event(), plugins._discover
+        def slow_discover():  # a plugin whose import takes a while (torch, transformers)
+            started.set()
+            time.sleep(0.5)
+            real()
+        plugins._discover = slow_discover
+        loader = threading.Thread(target=mmzoo.list_models)
+        loader.start()
+        started.wait()
+        seen = mmzoo.list_models()  # this thread, while the loader is inside the discovery
+        model = type(mmzoo.create_model("vsepp", **{"visual.in_dim": 8, "embed_dim": 8})).__name__
+        loader.join()
+        print(json.dumps({"seen": seen, "model": model, "after": mmzoo.list_models()}))
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert "vsepp" in out["seen"] and out["seen"] == out["after"] and out["model"] == "MatchingModel"

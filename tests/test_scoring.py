@@ -210,7 +210,7 @@ def test_rerank_rankings_keep_float32_scores_under_half_precision(precision):
     texts = model.encode_texts(EIGHT + EIGHT[:2] + CAPTIONS * 2 + EIGHT[:2])
     cheap = images.pooled @ texts.pooled.t()
     ranking = rerank_rankings(model, images, texts, rerank=3, precision=precision)
-    assert ranking.i2t.dtype == torch.float32
+    assert ranking.i2t.dtype == ranking.t2i.dtype == torch.float64  # from float32 scores, exact (never half)
     outside = ~ranking.i2t_shortlist
     lift = cheap[outside] - ranking.i2t[outside]  # the same constant for every pair left out: their order is kept
     torch.testing.assert_close(lift, lift.mean().expand_as(lift), rtol=0, atol=1e-5)
@@ -218,6 +218,82 @@ def test_rerank_rankings_keep_float32_scores_under_half_precision(precision):
     index = EmbeddingIndex.from_images(model, images, precision=precision)
     result = model.search(texts, index, top_k=2, rerank=None)
     assert result.scores.dtype == torch.float32
+
+
+class TableScorer:
+    """A reranker whose full scores are read from a table, so a test can pin the exact float32 values."""
+
+    uses_fusion = True
+
+    def __init__(self, table: torch.Tensor) -> None:
+        self.table = table
+
+    def score_listed_pairs(self, images, texts, image_idx, text_idx, precision="auto"):
+        return self.table[image_idx, text_idx]
+
+
+def ulps_above(base: float, steps: torch.Tensor) -> torch.Tensor:
+    """float32 values ``steps`` ulps above ``base``: neighbours that any float32 rounding would merge."""
+    return (torch.tensor(base, dtype=torch.float32).view(torch.int32) + steps.int()).view(torch.float32)
+
+
+def pairs(scores: torch.Tensor, shape: tuple[int, int]) -> mmzoo.Fragments:
+    """Images and captions whose cheap score <i0, c0> is exactly ``scores`` (pooled: the identity and scores.T)."""
+    n, m = shape
+    image_pooled, text_pooled = torch.eye(n), scores.t().contiguous()
+    return (
+        mmzoo.Fragments(torch.zeros(n, 1, n), torch.ones(n, 1, dtype=torch.bool), image_pooled),
+        mmzoo.Fragments(torch.zeros(m, 1, n), torch.ones(m, 1, dtype=torch.bool), text_pooled),
+    )
+
+
+@pytest.mark.parametrize(
+    ("cheap_at", "full_at", "tiny_row"),
+    [(0.3, 0.1, False), (-0.5, 0.1, False), (1e-30, -0.1, False), (0.3, 0.1, True)],
+    ids=["others-moved-down", "others-already-below", "others-by-dense-rank", "one-row-by-dense-rank"],
+)
+@pytest.mark.parametrize(("n", "m", "k"), [(6, 10, 3), (6, 3, 3), (2, 10, 4), (5, 5, 1)])
+def test_rerank_rankings_keep_scores_one_ulp_apart_in_order(n, m, k, cheap_at, full_at, tiny_row):
+    """Shortlisted pairs by their full score, then the others by their cheap score, each order exact: scores a few
+    ulps apart must not round into ties (ties rank pessimistically, so a positive would drop). Cheap scores of
+    1e-30 cannot be moved 2 down exactly even in float64: their rows (columns) are placed by dense rank."""
+    g = torch.Generator().manual_seed(n * 100 + m * 10 + k)
+    cheap = ulps_above(cheap_at, torch.randint(0, 12, (n, m), generator=g))  # genuine ties too: they stay ties
+    if tiny_row:
+        cheap[0] = ulps_above(1e-30, torch.randint(0, 12, (m,), generator=g))
+    full = ulps_above(full_at, torch.randint(0, 12, (n, m), generator=g))
+    images, texts = pairs(cheap, (n, m))
+    assert torch.equal(images.pooled @ texts.pooled.t(), cheap)
+    ranking = rerank_rankings(TableScorer(full), images, texts, rerank=k)
+    for scores, listed, dim in ((ranking.i2t, ranking.i2t_shortlist, 1), (ranking.t2i, ranking.t2i_shortlist, 0)):
+        assert (listed.sum(dim) == min(k, listed.shape[dim])).all()
+        for q in range(scores.shape[1 - dim]):
+            got, keep = scores.select(1 - dim, q), listed.select(1 - dim, q)
+            value = torch.where(keep, full.select(1 - dim, q), cheap.select(1 - dim, q)).double()
+            # "j ranks at least as high as i" for the expected order: shortlisted first, then by value
+            expected = (keep[None, :] & ~keep[:, None]) | (
+                (keep[None, :] == keep[:, None]) & (value[None, :] >= value[:, None])
+            )
+            assert torch.equal(got[None, :] >= got[:, None], expected), f"query {q}: the order changed"
+        assert torch.equal(scores[listed].double(), full[listed].double()), "the shortlisted keep their full scores"
+        others = scores[~listed]
+        if cheap_at == -0.5:
+            assert torch.equal(others, cheap[~listed].double()), "already below the shortlist: left as they are"
+        if cheap_at == 1e-30 or (tiny_row and dim == 0):  # every row / every column holds a tiny score
+            assert torch.equal(others, others.round()), "placed by dense rank (integers)"
+        if tiny_row and dim == 1 and bool((~listed[1:]).any()):
+            first, rest = scores[0][~listed[0]], scores[1:][~listed[1:]]
+            assert torch.equal(first, first.round()) and not torch.equal(rest, rest.round()), "only row 0 re-ranked"
+
+
+def test_a_positive_one_ulp_above_a_negative_ranks_first_after_reranking():
+    """Image 0's own caption 0 fuse-scores one ulp above the shortlisted caption 2: R@1, not a pessimistic tie."""
+    up = float(ulps_above(0.1, torch.tensor(1)))
+    cheap = torch.tensor([[0.8, 0.3, 0.9, 0.2], [0.1, 0.2, 0.7, 0.6]])
+    full = torch.tensor([[up, 0.0, 0.1, 0.0], [0.0, 0.0, 0.5, 0.4]])
+    images, texts = pairs(cheap, (2, 4))
+    metrics = rerank_metrics(TableScorer(full), images, texts, rerank=2, captions_per_image=2)
+    assert metrics["i2t_r1"] == 100.0 and metrics["i2t_meanr"] == 1.0
 
 
 def test_score_caches_fills_a_given_output():

@@ -81,6 +81,44 @@ def test_reverse_direction_and_html_sheet(saved, tmp_path, capsys):
     assert page.count("data:image/png;base64,") == 1 and "&lt;b&gt;bold&lt;/b&gt;" in page
 
 
+def test_search_scores_both_sides_on_the_model_device(saved, tmp_path, monkeypatch):
+    """`--device cuda` failed: the captions came back on the CPU, the images stayed on the GPU. No GPU here, so the
+    model reports the 'meta' device and its encoders hand their fragments over there, as a CUDA model's do."""
+    from mmzoo.model import MatchingModel
+
+    model_dir, folder = saved
+    meta, computing = torch.device("meta"), []
+    weights_device = MatchingModel.device.fget
+    monkeypatch.setattr(MatchingModel, "device", property(lambda m: weights_device(m) if computing else meta))
+
+    def on_meta(encode):
+        def wrapper(self, *args, **kwargs):
+            computing.append(True)  # the weights are on the CPU: compute there, then hand over on "the device"
+            try:
+                return encode(self, *args, **kwargs).to(meta)
+            finally:
+                computing.pop()
+
+        return wrapper
+
+    monkeypatch.setattr(MatchingModel, "encode_images", on_meta(MatchingModel.encode_images))
+    monkeypatch.setattr(MatchingModel, "encode_texts", on_meta(MatchingModel.encode_texts))
+    seen = []
+
+    def similarity(self, images, texts, block_size=256):
+        seen.append((self.device, images.features.device, texts.features.device))
+        return torch.arange(len(images) * len(texts), dtype=torch.float32).view(len(images), len(texts))
+
+    monkeypatch.setattr(MatchingModel, "similarity", similarity)
+    (tmp_path / "caps.txt").write_text("\n".join(CAPTIONS) + "\n")
+    assert (
+        main(["search", str(model_dir), "--images", str(folder), CAPTIONS[0], "--sheet", str(tmp_path / "a.png")]) == 0
+    )
+    reverse = ["--image", str(folder / "scene0.png"), "--captions", str(tmp_path / "caps.txt")]
+    assert main(["search", str(model_dir), *reverse, "--sheet", str(tmp_path / "b.png")]) == 0
+    assert seen == [(meta, meta, meta)] * 2
+
+
 def test_search_errors_exit_2_with_a_message(saved, tmp_path, capsys):
     model_dir, folder = saved
     assert main(["search", str(model_dir), "--images", str(folder)]) == 2

@@ -175,3 +175,18 @@ def test_killed_distributed_run_resumes_from_its_checkpoint(tmp_path):
     single = evaluate(load_pretrained(run / "last"), PrecomputedDataset(data, "dev"), progress=False)
     for key, value in records[-1]["dev"].items():
         assert value == pytest.approx(single[key], abs=1e-6), key
+
+
+def test_a_non_finite_loss_on_one_process_stops_every_process_with_a_training_error(tmp_path):
+    from mmzoo.data import make_shapes
+
+    data = tmp_path / "shapes"
+    make_shapes(data, images=64, dev_images=10, test_images=10, regions=8, region_dim=16, seed=3)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port"]
+    command += [str(free_port()), str(ROOT / "tests" / "_ddp_nan_worker.py"), str(data), str(tmp_path / "run")]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    lines = sorted(line for line in done.stdout.splitlines() if line.startswith("rank "))
+    assert len(lines) == 2 and all(": TrainingError: " in line for line in lines), done.stdout + done.stderr[-3000:]
+    assert "not finite" in lines[0] and "another process" in lines[0]  # rank 0: its peer's loss
+    assert "loss became nan" in lines[1] and "captions" in lines[1]  # rank 1: its own, with the batch

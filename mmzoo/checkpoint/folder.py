@@ -151,15 +151,23 @@ def _save_weights(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
 def _commit(staging: Path, directory: Path, keep: set[str]) -> None:
     """Rename the staged entries into ``directory``; the ones they replace wait in ``.mmzoo-save.old`` till the end.
 
-    The old ``config.json`` goes first and the new one comes last: a process killed in between leaves a folder
-    without ``config.json`` (which no loader takes for a model), never a mix that loads. Any failure puts
-    everything back.
+    The renames hold the folder's exclusive lock (:func:`mmzoo._atomic.folder_lock`, the one swaps take), so a
+    reader (``load_pretrained`` reads under the shared lock) sees the old files or the new ones. The old
+    ``config.json`` goes first and the new one comes last: a process killed in between leaves a folder without
+    ``config.json`` (which no loader takes for a model), never a mix that loads. Any failure puts everything back.
     """
     new = sorted((p.name for p in staging.iterdir()), key=lambda name: (name == CONFIG_NAME, name))
     replaced = sorted(
         (p.name for p in directory.iterdir() if p.name in new or (_OURS.match(p.name) and p.name not in keep)),
         key=lambda name: (name != CONFIG_NAME, name),
     )
+    with _atomic.folder_lock(directory, exclusive=True):
+        _swap_entries(staging, directory, new, replaced)
+    shutil.rmtree(directory / REPLACED_NAME, ignore_errors=True)  # outside the lock: readers never look there
+    staging.rmdir()
+
+
+def _swap_entries(staging: Path, directory: Path, new: list[str], replaced: list[str]) -> None:
     trash = directory / REPLACED_NAME
     moved: list[str] = []
     placed: list[str] = []
@@ -180,8 +188,6 @@ def _commit(staging: Path, directory: Path, keep: set[str]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(trash, ignore_errors=True)
         raise _atomic.storage_error(exc, directory, "model folder") from None
-    shutil.rmtree(trash, ignore_errors=True)
-    staging.rmdir()
 
 
 def refuse_code(directory: Path) -> None:

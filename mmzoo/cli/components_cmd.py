@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
             config = getattr(entry.obj, "Config", None)
             if args.fields and config is not None:
                 for field, info in config.model_fields.items():
-                    default = info.get_default(call_default_factory=True)
-                    rows.append(("", f"  .{field}", repr(default), "", info.description or ""))
+                    shown = "(required)" if info.is_required() else repr(info.get_default(call_default_factory=True))
+                    rows.append(("", f"  .{field}", shown, "", info.description or ""))
     print(format_table(["kind", "name", "plugin", "module", "description"], rows))
     return 0

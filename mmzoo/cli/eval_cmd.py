@@ -138,18 +138,29 @@ def evaluate_rerank(
 ) -> dict[str, Any]:
     """Recall of shortlist-and-rerank retrieval (per fold with ``--fold5``), its shortlist recall and the binding
     probe (from MODEL's exact scores). With ``shortlist`` (``--shortlist A``) A's cheap score shortlists."""
-    from mmzoo.evaluation import average_folds, binding_probe, encode_split, fold_bounds, rerank_metrics, twin_scores
+    from mmzoo.evaluation import (
+        average_folds,
+        binding_probe,
+        encode_split,
+        fold_bounds,
+        rerank_metrics,
+        split_twins,
+        twin_scores,
+    )
 
     if args.rerank is None or args.rerank < 1:
         if shortlist is not None and args.rerank is None:
             raise InputError("--shortlist picks rerank candidates: give --rerank K (K >= 1) too.")
         raise InputError(f"--rerank must be at least 1; got {args.rerank}.")
-    progress = not args.no_progress
-    images, texts = encode_split(model, dataset, batch_size=args.batch_size, device=device, progress=progress)
+    encoding = {
+        "batch_size": args.batch_size,
+        "device": device,
+        "progress": not args.no_progress,
+        "strict_features": args.strict_features,
+    }
+    images, texts = encode_split(model, dataset, **encoding)
     if shortlist is not None:
-        s_images, s_texts = encode_split(
-            shortlist, dataset, batch_size=args.batch_size, device=device, progress=progress
-        )
+        s_images, s_texts = encode_split(shortlist, dataset, **encoding)
     cpi = dataset.captions_per_image
     bounds = fold_bounds(dataset.num_images) if args.fold5 else [(0, dataset.num_images)]
     folds = []
@@ -167,8 +178,9 @@ def evaluate_rerank(
             )
         )
     metrics: dict[str, Any] = average_folds(folds) if args.fold5 else folds[0]
-    if dataset.twins is not None:
-        metrics.update(binding_probe(twin_scores(model, images, texts, dataset.twins, cpi), dataset.twins, cpi))
+    twins = split_twins(dataset)  # as evaluate(): no probe where --max-images cut off every twin
+    if twins is not None:
+        metrics.update(binding_probe(twin_scores(model, images, texts, twins, cpi), twins, cpi))
     return metrics
 
 

@@ -1,7 +1,7 @@
 """``mmzoo extract-features``: run a visual backbone over a Karpathy image dataset once, write precomputed features.
 
-Writes ``OUT/{split}_ims.npy`` (N, k, D) float32 and ``OUT/{split}_caps.txt`` (5 captions per image),
-memory-mapped and resumable: run the same command again after an interruption and it continues.
+Writes ``OUT/{split}_ims.npy`` (N, k, D) float32 and ``OUT/{split}_caps.txt`` (5 captions per image; Karpathy's
+``val`` is written as ``dev`` and ``train+restval`` as ``train``), memory-mapped and resumable: run the same command again after an interruption and it continues.
 The backbone is a pixel visual encoder: ``--model`` takes a saved model's, otherwise ``--visual``
 (default ``timm-grid``) is built from ``--backbone``, ``--weights``, ``--grid`` and ``--image-size``.
 """
@@ -58,6 +58,10 @@ def build_extractor(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     return encoder, section
 
 
+#: Karpathy split names -> the split names of the precomputed layout (what ``mmzoo train`` reads)
+OUTPUT_SPLITS = {"val": "dev", "train+restval": "train"}
+
+
 def run(args: argparse.Namespace) -> int:
     from mmzoo._atomic import writable_dir
     from mmzoo.data.extract import check_extractor, extract_split, visual_source
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             encoder,
             dataset,
             args.out,
-            split,
+            OUTPUT_SPLITS.get(split, split),  # Karpathy's val is our dev, as import-features writes it
             batch_size=args.batch_size,
             workers=args.workers,
             overwrite=args.overwrite,

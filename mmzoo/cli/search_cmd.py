@@ -59,7 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 @torch.no_grad()
 def encode_folder(model: Any, paths: list[Path], batch_size: int) -> Any:
-    """Images -> Fragments, a batch at a time, read and preprocessed with the model's own settings."""
+    """Images -> Fragments on the model's device, a batch at a time, read and preprocessed with the model's own
+    settings."""
     from torch.utils.data import DataLoader
 
     loader = DataLoader(ImageFolder(paths, transform=model.visual.transform()), batch_size, collate_fn=collate_images)
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if forward:
         paths = ImageFolder(args.images).paths
         images = encode_folder(model, paths, args.batch_size)
-        texts = encode_captions(model, list(args.queries), batch_size=args.batch_size)
+        texts = encode_captions(model, list(args.queries), batch_size=args.batch_size, keep_on_device=True)
         scores = model.similarity(images, texts).t()  # (queries, images)
         items: list[Any] = paths
         queries: list[Any] = list(args.queries)
@@ -99,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{args.captions} holds no captions.")
         queries = [Path(p) for p in args.image]
         images = encode_folder(model, queries, args.batch_size)
-        scores = model.similarity(images, encode_captions(model, items, batch_size=args.batch_size))
+        texts = encode_captions(model, items, batch_size=args.batch_size, keep_on_device=True)
+        scores = model.similarity(images, texts)  # (images, captions)
 
     top = scores.topk(min(args.top, scores.shape[1]), dim=1)
     rows = []

@@ -25,6 +25,7 @@ from mmzoo.evaluation.protocol import (
     evaluate,
     rerank_metrics,
     score_matrix,
+    split_twins,
     twin_scores,
     warn_if_constant,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "recall_metrics_fold5",
     "rerank_metrics",
     "score_matrix",
+    "split_twins",
     "twin_scores",
     "warn_if_constant",
 ]

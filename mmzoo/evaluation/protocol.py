@@ -60,15 +60,25 @@ def encode_images(
 
 
 @torch.inference_mode()
-def encode_captions(model: Model, captions: Sequence[str], *, batch_size: int = 128, progress: bool = False) -> Any:
-    """Encode captions in batches -> their fragments on the CPU, compacted."""
+def encode_captions(
+    model: Model,
+    captions: Sequence[str],
+    *,
+    batch_size: int = 128,
+    progress: bool = False,
+    keep_on_device: bool = False,
+) -> Any:
+    """Encode captions in batches -> their fragments, compacted: on the CPU (evaluation scores them block by block,
+    moving one block at a time to the device), or with ``keep_on_device`` on the model's device, beside the images
+    ``model.encode_images`` returns there (search scores them all at once)."""
     from tqdm.auto import tqdm
 
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1; got {batch_size}.")
     parts = []
     for a in tqdm(range(0, len(captions), batch_size), desc="encode captions", disable=not progress, unit="batch"):
-        parts.append(model.compact(model.encode_texts(list(captions[a : a + batch_size]))).to("cpu"))
+        frags = model.compact(model.encode_texts(list(captions[a : a + batch_size])))
+        parts.append(frags if keep_on_device else frags.to("cpu"))
     if not parts:
         raise InputError("encode_captions got no captions to encode.")
     return _cat(parts)
@@ -211,6 +221,16 @@ def twin_scores(model: Model, images: Any, texts: Any, twins: np.ndarray, cpi: i
     return out
 
 
+def split_twins(split: Split) -> np.ndarray | None:
+    """The split's twin table when at least one image has a twin, else None: the binding probe needs a twin.
+
+    A split without a table has none, and ``max_images`` can cut off every image's twin (its entry becomes -1);
+    every evaluation path skips the probe then, rather than fail in :func:`binding_probe`.
+    """
+    twins = split.twins
+    return twins if twins is not None and bool((twins >= 0).any()) else None
+
+
 def evaluate(
     model: Model,
     split: Split,
@@ -235,7 +255,7 @@ def evaluate(
         >>> metrics["rsum"], metrics["bind_t2i"]  # doctest: +SKIP
     """
     bounds = fold_bounds(split.num_images) if fold5 else []  # fail before the (long) encoding
-    twins = split.twins if split.twins is not None and (split.twins >= 0).any() else None
+    twins = split_twins(split)
     images, texts = encode_split(
         model, split, batch_size=batch_size, device=device, progress=progress, strict_features=strict_features
     )
@@ -315,6 +335,7 @@ __all__ = [
     "evaluate",
     "rerank_metrics",
     "score_matrix",
+    "split_twins",
     "twin_scores",
     "warn_if_constant",
 ]

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mmzoo._atomic import readable_folder
 from mmzoo._version import __version__
 from mmzoo.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_document
 from mmzoo.errors import CheckpointError, HubError
@@ -398,8 +399,9 @@ def push_run(
     ``run.json`` and ``metrics.jsonl`` travel in the same commit under ``training/``.
     """
     run_dir = Path(run_dir)
-    if (run_dir / "best" / CONFIG_NAME).is_file():
-        folder = run_dir / "best"
+    best = readable_folder(run_dir / "best")  # .best.old when a swap of best/ was cut
+    if (best / CONFIG_NAME).is_file():
+        folder = best
     elif (run_dir / CONFIG_NAME).is_file():
         folder = run_dir
     else:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from mmzoo._atomic import recover_folder
+from mmzoo._atomic import read_folder
 from mmzoo.checkpoint import (
     RESERVED,
     WEIGHTS_NAME,
@@ -59,16 +59,17 @@ def load_pretrained(
 ) -> MatchingModel | Ensemble:
     """Build the model (or ensemble) saved in ``directory`` and load its weights strictly; in eval mode.
 
-    A folder whose swap was interrupted (``.NAME.old`` left, ``NAME`` missing) is recovered first.
+    A folder whose swap was interrupted (``.NAME.old`` left, ``NAME`` missing) is read from ``.NAME.old``; a
+    swap by a writer in the meantime waits until the folder is read (``mmzoo._atomic.read_folder``).
     """
     if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device={device!r}, but torch sees no GPU here; load with device='cpu'.")
-    directory = recover_folder(Path(directory))
-    document = read_document(directory)
-    if "ensemble" in document:
-        model: MatchingModel | Ensemble = _load_ensemble(directory, document)
-    else:
-        model = _load_model(directory, document)
+    with read_folder(Path(directory)) as directory:
+        document = read_document(directory)
+        if "ensemble" in document:
+            model: MatchingModel | Ensemble = _load_ensemble(directory, document)
+        else:
+            model = _load_model(directory, document)
     model.extra_config = {k: v for k, v in document.items() if k not in RESERVED}
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)

@@ -58,7 +58,8 @@ class PluginRecord:
 _manager = pluggy.PluginManager("mmzoo")
 _manager.add_hookspecs(hookspecs)
 _records: dict[str, PluginRecord] = {}
-_loaded = False
+_loaded = False  # set only once loading has finished: a lookup that sees it reads complete registries
+_loading = False  # inside the discovery: only the loading thread (holding the lock) can see it set
 _lock = threading.RLock()
 
 
@@ -80,14 +81,18 @@ def _restore(snapshot: dict[str, Any]) -> None:
 
 
 def load_plugins() -> None:
-    """Discover and register the installed plugins (once per process; later calls return at once)."""
-    global _loaded
+    """Discover and register the installed plugins (once per process; later calls return at once).
+
+    Another thread's lookup during the loading waits for the lock until every plugin is in; the loading
+    thread's own lookups (registering triggers some) re-enter the lock and return at once.
+    """
+    global _loaded, _loading
     if _loaded:
         return
     with _lock:
-        if _loaded:
+        if _loaded or _loading:
             return
-        _loaded = True  # set first: registering triggers lookups that must not recurse
+        _loading = True
         before = _snapshot()
         try:
             _discover()
@@ -96,8 +101,13 @@ def load_plugins() -> None:
             _records.clear()
             for plugin in list(_manager.get_plugins()):
                 _manager.unregister(plugin)
-            _loaded = False
             raise
+        except BaseException:
+            _loaded = True  # anything else keeps what registered, as before: no second discovery on top of it
+            raise
+        finally:
+            _loading = False
+        _loaded = True
 
 
 def _discover() -> None:
@@ -221,14 +231,14 @@ def describe_plugins() -> str:
 
 def _reset_for_tests() -> None:
     """Forget every plugin and registration so the next lookup loads afresh (tests only)."""
-    global _loaded
+    global _loaded, _loading
     with _lock:
         for reg in kinds.KINDS.values():
             reg.restore({})
         for plugin in list(_manager.get_plugins()):
             _manager.unregister(plugin)
         _records.clear()
-        _loaded = False
+        _loaded = _loading = False
 
 
 hooks.load = load_plugins

@@ -189,7 +189,7 @@ def cheap_vectors(model: Any, fragments: Any) -> Tensor:
 def cheap_scores(images_pooled: Tensor, texts_pooled: Tensor) -> Tensor:
     """``<i0, c0>`` of every pair in float32, also inside the engine's autocast.
 
-    Rankings are built from these scores (and the shortlists' lifted copies of them); bfloat16's 8-bit
+    Rankings are built from these scores (and, for a shortlist, exact float64 moves of them); bfloat16's 8-bit
     mantissa would round nearby scores into ties and wreck the ranking.
     """
     return _float_product(images_pooled, texts_pooled)
@@ -238,8 +238,9 @@ class RerankRanking:
     """The rankings a shortlist-and-rerank search induces over a whole test set (see :func:`rerank_rankings`).
 
     Attributes:
-        i2t: (N_images, N_texts) ranking scores for image queries (read row-wise): each image's
-            shortlisted captions by their full score, above all others in their cheap order.
+        i2t: (N_images, N_texts) float64 ranking scores for image queries (read row-wise): each image's
+            shortlisted captions with their full score, above all others in their cheap order (moved below the
+            shortlist; see :func:`shortlist_first`). Both orders are exact, with no ties that the scores lack.
         t2i: (N_images, N_texts) the same for caption queries (read column-wise).
         i2t_shortlist, t2i_shortlist: (N_images, N_texts) bool, which pairs each direction shortlisted.
         pairs_scored: fused pair scores computed (the union of both directions' shortlists).
@@ -268,8 +269,8 @@ def rerank_rankings(
     model's cheap score of ``shortlist_images`` x ``shortlist_texts``: its encodings of the same items, in the same
     order. Every image query keeps its top ``rerank`` captions and every caption query its top ``rerank`` images; a
     pair shortlisted by both directions is scored once. ``model`` is a MatchingModel-like scorer or an ensemble
-    (anything with ``score_listed_pairs``). Memory: a few (N_images, N_texts) float32 matrices plus the fusion
-    caches of all items.
+    (anything with ``score_listed_pairs``). Memory: a few (N_images, N_texts) float32 and float64 matrices plus the
+    fusion caches of all items.
 
     Example:
         >>> ranking = rerank_rankings(mmca, images, texts, 50, shortlist=vse, shortlist_images=vi, shortlist_texts=vt)  # doctest: +SKIP
@@ -300,11 +301,52 @@ def rerank_rankings(
         image_idx, text_idx = (rows | cols).nonzero(as_tuple=True)
         full = cheap.clone()
         full[image_idx, text_idx] = listed_scores(model, images, texts, image_idx, text_idx, precision)
-        # every shortlisted pair must rank above every other: lift them past the largest magnitude present
-        lift = 1.0 + float(full.abs().max()) + float(cheap.abs().max())
-        i2t = torch.where(rows, full + lift, cheap - lift)
-        t2i = torch.where(cols, full + lift, cheap - lift)
+        i2t = shortlist_first(full, cheap, rows, dim=1)
+        t2i = shortlist_first(full, cheap, cols, dim=0)
     return RerankRanking(i2t, t2i, rows, cols, len(image_idx) if _fuses(model) else 0)
+
+
+def shortlist_first(full: Tensor, cheap: Tensor, shortlisted: Tensor, dim: int) -> Tensor:
+    """float64 ranking scores: every ``shortlisted`` pair above every other, each group in its own exact order.
+
+    ``dim`` is the axis a query reads (1: each row is a query, 0: each column). The shortlisted keep their full
+    scores unchanged (float32 values are exact in float64); the others keep their cheap scores, moved below the
+    lowest shortlisted score by subtracting an integer ``shift`` in float64. (Adding a lift in float32 instead
+    rounded scores a few ulps apart into ties, and a tie ranks a positive pessimistically low.) That subtraction
+    is exact for every cheap score ``c`` with ``|c| >= (max|cheap| + shift) * 2**-29``: ``c - shift`` is then a
+    multiple of ``c``'s last float32 bit below ``2**53`` of them. A query whose line holds a nonzero score below
+    twice that (a handful of near-orthogonal pairs in a large test set) gets its others placed by dense rank
+    instead, which is exact too; equal cheap scores stay equal either way.
+    """
+    if bool(shortlisted.all()):
+        return full.double()
+    ceiling = full[shortlisted].min().double()  # the lowest shortlisted score
+    top = cheap.masked_fill(shortlisted, float("-inf")).max().double()  # the highest other one
+    # none when they already rank below; else an integer with top - shift <= ceiling - 1
+    shift = torch.where(top < ceiling, 0.0, torch.ceil(top - ceiling) + 1.0)
+    scores = cheap.double()
+    if bool(shift != 0):
+        scores.sub_(shift)
+        bound = cheap.abs().max().double() + shift  # the largest |c - shift|
+        if bool(torch.isfinite(bound)) and bool(bound < 2.0**52):
+            inexact = ((cheap.abs() < bound * 2.0**-28) & (cheap != 0)).any(dim).nonzero().flatten()
+        else:
+            inexact = torch.arange(cheap.shape[1 - dim], device=cheap.device)
+        if len(inexact):
+            lines = cheap.index_select(1 - dim, inexact)
+            ranked = (torch.floor(ceiling) - 1.0) - _dense_ranks(lines, dim).double()
+            scores.index_copy_(1 - dim, inexact, torch.where(torch.isnan(lines), float("nan"), ranked))  # NaN stays
+    scores[shortlisted] = full[shortlisted].double()
+    return scores
+
+
+def _dense_ranks(scores: Tensor, dim: int) -> Tensor:
+    """0 for the highest score along ``dim``, one more for each lower distinct value (equal scores, equal ranks)."""
+    values, order = scores.sort(dim=dim, descending=True)
+    n = values.shape[dim]
+    steps = torch.zeros_like(values, dtype=torch.long)
+    steps.narrow(dim, 1, n - 1).copy_(values.narrow(dim, 1, n - 1) != values.narrow(dim, 0, n - 1))
+    return torch.empty_like(steps).scatter_(dim, order, steps.cumsum(dim))
 
 
 def _fuses(model: Any) -> bool:
@@ -356,5 +398,6 @@ __all__ = [
     "listed_scores",
     "rerank_rankings",
     "search",
+    "shortlist_first",
     "shortlist_recall",
 ]

@@ -8,7 +8,8 @@ torch's default was about 30x slower than with one thread (``benchmarks/threads.
 
 1. ``MMZOO_NUM_THREADS`` when it is set (a positive integer; ``0`` or ``auto`` mean the rule below);
 2. otherwise nothing at all when ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set: torch already honours them;
-3. otherwise :func:`default_threads`: the cores the load average leaves free, at least one.
+3. otherwise :func:`default_threads`: of the cores this process may use, those the load average leaves free, at
+   least one.
 
 Library code never changes torch's thread count by itself; a Python user calls
 ``mmzoo.scoring.configure_threads()`` (or ``torch.set_num_threads``) if they want the same policy.
@@ -31,14 +32,23 @@ ENV = "MMZOO_NUM_THREADS"
 DEFERRED_TO = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (``taskset``, a cgroup cpuset, a batch scheduler's
+    share) where the platform tells it, else every core of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def default_threads(cores: int | None = None, load: float | None = None) -> int:
-    """The cores that the 1-minute load average leaves free, rounded, at least 1 and at most ``cores``.
+    """The cores that the 1-minute load average leaves free, rounded, at least 1 and at most ``cores``
+    (default: :func:`usable_cores`).
 
     Example:
         >>> default_threads(cores=2, load=0.1), default_threads(cores=2, load=1.6), default_threads(cores=16, load=3.0)
         (2, 1, 13)
     """
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cores()
     if load is None:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return max(1, min(cores, round(cores - load)))
@@ -72,4 +82,4 @@ def configure_threads(environ: Mapping[str, str] | None = None) -> int:
     return count
 
 
-__all__ = ["DEFERRED_TO", "ENV", "configure_threads", "default_threads", "requested_threads"]
+__all__ = ["DEFERRED_TO", "ENV", "configure_threads", "default_threads", "requested_threads", "usable_cores"]

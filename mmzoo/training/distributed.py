@@ -140,6 +140,15 @@ def all_reduce_mean(value: float, ctx: DistContext, device: torch.device) -> flo
     return float(t.item()) / ctx.world_size
 
 
+def true_everywhere(flag: bool, ctx: DistContext, device: torch.device) -> bool:
+    """Whether ``flag`` holds on every process (itself when single): a decision all processes must take together."""
+    if not ctx.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item() > 0.5)
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.enabled:
         dist.barrier()
@@ -157,4 +166,5 @@ __all__ = [
     "max_over_ranks",
     "pad_fragments",
     "shutdown_distributed",
+    "true_everywhere",
 ]

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mmzoo._atomic import atomic_write_text, read_json_object
+from mmzoo._atomic import atomic_write_text, read_json_lines, read_json_object
 from mmzoo.errors import CheckpointError, ConfigError, DataError
 from mmzoo.training.runspec import RunSpec
 
@@ -34,20 +34,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / METRICS_NAME
     if not path.is_file():
         return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise DataError(
-                f"{path} line {number} is not JSON ({exc}): the file was not written by mmzoo train."
-            ) from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path} line {number} is not a JSON object: the file was not written by mmzoo train.")
-        records.append(record)
-    return records
+    return read_json_lines(path, DataError, "the file was not written by mmzoo train.")
 
 
 def write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:

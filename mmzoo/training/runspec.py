@@ -124,9 +124,7 @@ def _applies(key: str, base: Mapping[str, Any], settings: Mapping[str, Any]) -> 
     if param == "name":
         # data may swap a component only for one that would download pretrained weights (BERT on offline data)
         current = (base.get(section) or {}).get("name")
-        return current is None or bool(
-            getattr(registry.get_registry(SECTIONS[section]).get(current), "downloads", False)
-        )
+        return current is None or registry.get_registry(SECTIONS[section]).get(current).downloads
     component = registry.get_registry(SECTIONS[section]).get(str(name))
     return param.split(".")[0] in component.Config.model_fields
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmzoo._atomic import atomic_folder, recover_folder
+from mmzoo._atomic import atomic_folder, read_folder
 from mmzoo.errors import CheckpointError
 
 STATE_NAME = "training_state.pt"
@@ -93,14 +93,14 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, state: TrainingState |
 
 def load_training_state(folder: Path) -> TrainingState:
     """Read ``folder/training_state.pt`` safely (``weights_only=True``)."""
-    recover_folder(folder)
-    path = Path(folder) / STATE_NAME
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing: {folder} is not a training checkpoint (nothing to resume).")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # the unpickler raises many types; all mean the same here
-        raise CheckpointError(f"{path} is not a readable training state: {exc}") from None
+    with read_folder(folder) as readable:
+        path = readable / STATE_NAME
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing: {folder} is not a training checkpoint (nothing to resume).")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # the unpickler raises many types; all mean the same here
+            raise CheckpointError(f"{path} is not a readable training state: {exc}") from None
     try:
         return TrainingState(
             epoch=int(data["epoch"]),

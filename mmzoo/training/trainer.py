@@ -33,13 +33,20 @@ from torch.utils.data import DataLoader, DistributedSampler
 from mmzoo._atomic import atomic_write_json, is_storage_error, recover_folder, storage_error, writable_dir
 from mmzoo.data import collate_pairs, open_split
 from mmzoo.data.importing import feature_facts
-from mmzoo.errors import CheckpointError, ConfigError, MMZooWarning
+from mmzoo.errors import CheckpointError, ConfigError, MMZooWarning, TrainingError
 from mmzoo.evaluation import encode_captions, encode_images, encode_split, rerank_metrics
 from mmzoo.factory import create_model
 from mmzoo.model import MatchingModel, load_pretrained
 from mmzoo.training import health
 from mmzoo.training.config import TrainConfig
-from mmzoo.training.distributed import DistContext, all_reduce_mean, barrier, init_distributed, shutdown_distributed
+from mmzoo.training.distributed import (
+    DistContext,
+    all_reduce_mean,
+    barrier,
+    init_distributed,
+    shutdown_distributed,
+    true_everywhere,
+)
 from mmzoo.training.precision import autocast, make_scaler, resolve_amp, resolve_device
 from mmzoo.training.rundir import (
     METRICS_NAME,
@@ -95,6 +102,10 @@ class Trainer:
         self.run_dir = writable_dir(Path(run_dir), "run folder")
         self.progress = progress
         last = self.run_dir / "last"
+        if not resume and (last.exists() or (self.run_dir / ".last.old").exists()):
+            raise ConfigError(
+                f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick a new --out."
+            )
         recover_folder(self.run_dir / "best")  # a swap interrupted by a crash is finished first
         if resume and not recover_folder(last).is_dir():
             raise CheckpointError(
@@ -186,8 +197,14 @@ class Trainer:
     # -- state --------------------------------------------------------------------------------------
     def _load_state(self, folder: Path) -> None:
         state = load_training_state(folder)
-        self.optimizer.load_state_dict(state.optimizer)
-        self.scheduler.load_state_dict(state.scheduler)
+        try:
+            self.optimizer.load_state_dict(state.optimizer)
+            self.scheduler.load_state_dict(state.scheduler)
+        except (ValueError, KeyError, TypeError) as exc:  # torch's words for "another optimizer layout"
+            raise CheckpointError(
+                f"{folder} holds the optimizer of other training settings ({exc}): resume with the run's own "
+                "settings (its run.json), or start a new run from its weights."
+            ) from None
         if state.scaler and self.amp == state.amp == "fp16":
             self.scaler.load_state_dict(state.scaler)
         elif state.amp != self.amp:
@@ -276,7 +293,13 @@ class Trainer:
                     with autocast(self.device, self.amp):
                         features = batch.features.to(self.device, non_blocking=True)
                         loss = self.step_module(features, batch.captions, batch.mask.to(self.device))
-                    if not bool(torch.isfinite(loss)):
+                    finite = bool(torch.isfinite(loss))
+                    if not true_everywhere(finite, self.ctx, self.device):  # every process stops, not one
+                        if finite:
+                            raise TrainingError(
+                                f"Epoch {epoch + 1}, step {self.step + 1}: the loss of another process was not "
+                                "finite (its own error names the batch); every process stops."
+                            )
                         raise health.non_finite_loss(
                             loss,
                             epoch=epoch + 1,
@@ -374,20 +397,30 @@ class Trainer:
             texts = encode_captions(
                 self.model, self.dev_set.captions[: n * cpi : cpi], batch_size=self.cfg.eval_batch_size
             )
-            tied = health.tied_loss(self.model.loss_fn, self.cfg.batch_size, self.device)
+            tied = self.tied_loss()
         finally:
             self.model.train(was_training)
+        scored = self.dev_subset if self.dev_protocol["mode"] == "subset" else self.dev_set  # what `dev` measured
         return health.diagnose(
             loss=loss,
             tied_loss=tied,
             dev_rsum=float(dev.get("rsum", float("nan"))),
-            chance=health.chance_rsum(self.dev_set.num_images, self.dev_set.captions_per_image),
+            chance=health.chance_rsum(scored.num_images, scored.captions_per_image),
             image_spread=health.spread(images.pooled),
             text_spread=health.spread(texts.pooled),
             feature_std=float(features[mask].std()) if mask.sum() > 1 else 0.0,
             cfg=self.cfg,
             hardest_negative=bool(self.model.loss_fn.supports_hardest_negative and self.model.loss_fn.hardest_negative),
         )
+
+    def tied_loss(self) -> float:
+        """The epoch loss of a collapsed model (all scores equal) as this run computes its loss: over the global
+        batch with global negatives, else per process and scaled by the world size for a summed loss."""
+        loss_fn, world, batch = self.model.loss_fn, self.ctx.world_size, self.cfg.batch_size
+        if self.ctx.enabled and self.cfg.global_negatives:
+            return health.tied_loss(loss_fn, batch * world, self.device)
+        scale = world if self.ctx.enabled and loss_fn.reduction == "sum" else 1
+        return health.tied_loss(loss_fn, batch, self.device) * scale
 
     def _write_epoch(self, record: dict[str, Any], dev: dict[str, Any]) -> None:
         rsum = float(dev.get("rsum", float("nan")))
@@ -494,8 +527,6 @@ def train(
         spec = spec if spec is not None else read_run(run_dir)
     elif spec is None:
         raise ConfigError("train() needs a RunSpec for a new run (see mmzoo.training.prepare_run).")
-    elif (Path(run_dir) / "last").exists() or (Path(run_dir) / ".last.old").exists():
-        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick a new --out.")
     return Trainer(spec, run_dir, resume=resume, progress=progress).fit()
 
 

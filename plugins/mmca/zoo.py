@@ -13,7 +13,7 @@ CITATION = """@inproceedings{wei2020mmca,
   year      = {2020}
 }"""
 INPUTS = "(N, 36, 2048) float32 bottom-up-attention region features (Faster R-CNN on Visual Genome, Anderson et al.)"
-#: the paper's own numbers (GUIDE.md section 4), shown only as the paper's, never as ours.
+#: the paper's own numbers (docs/mmca.md, "Published numbers"), shown only as the paper's, never as ours.
 PAPER_RESULTS: dict[str, dict[str, dict[str, float]]] = {
     "coco": {
         "COCO 1K (5-fold)": {
