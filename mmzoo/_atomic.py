@@ -30,6 +30,11 @@ from mmzoo.errors import StorageError
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
 
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (renames into it) to disk; best effort where folders cannot be opened."""
+    _fsync_dir(path)
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -255,6 +260,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "folder_lock",
+    "fsync_dir",
     "fsync_tree",
     "read_folder",
     "read_json_lines",

@@ -120,9 +120,10 @@ def _check_config(document: dict[str, Any]) -> None:
 
 def _converted(source: Source, entry: PretrainedEntry, force: bool, options: dict[str, Any]) -> Path:
     """The cached conversion of the entry's source file; downloaded, verified and converted when missing."""
-    converter.get(entry.weights.format)  # a missing converter plugin is named before anything is downloaded
+    # a missing converter plugin or a bad option is named before anything is downloaded
+    config = _converter_config(entry.weights.format, entry.weights.options)
     path, recorded = fetch_file(source, entry.weights.filename, force_download=force, **options)
-    folder = zoo.converted_folder(recorded)
+    folder = zoo.converted_folder(entry.weights.format, config.model_dump(mode="json"), recorded)
     if not force and (folder / "config.json").is_file():
         return folder
     verify_file(path, recorded, source, entry.weights.sha256)
@@ -164,10 +165,7 @@ def convert_checkpoint(
     checkpoint = Path(checkpoint)
     name, entry, options = _converter_for(name, entry, options)
     cls = converter.get(name)
-    try:
-        config = cls.Config(**options)
-    except ValueError as exc:
-        raise ConfigError(f"Invalid options for the {name!r} converter: {exc}") from None
+    config = _converter_config(name, options)
     if not checkpoint.is_file():
         raise CheckpointError(f"{checkpoint} is not a file: give the path of the checkpoint to convert.")
     sha256 = file_digest(checkpoint, "sha256")
@@ -176,7 +174,7 @@ def convert_checkpoint(
             f"{checkpoint} has sha256 {sha256}, but the zoo entry {entry.alias!r} pins {entry.weights.sha256}: "
             "it is another file than the authors published."
         )
-    folder = Path(out) if out is not None else zoo.converted_folder(sha256)
+    folder = Path(out) if out is not None else zoo.converted_folder(name, config.model_dump(mode="json"), sha256)
     if folder.exists() and not folder.is_dir():
         raise StorageError(f"{folder} is a file, not a folder: choose another --out.")
     if folder.exists() and any(folder.iterdir()) and not overwrite and out is not None:
@@ -203,6 +201,14 @@ def convert_checkpoint(
         atomic_write_json(_marker(entry.alias), {"alias": entry.alias, "folder": str(folder), "sha256": sha256})
     logger.info("converted %s with %r into %s", checkpoint, name, folder)
     return folder
+
+
+def _converter_config(name: str, options: dict[str, Any]) -> Any:
+    """The converter's validated ``Config``: what it converts with, and (dumped) part of its cache key."""
+    try:
+        return converter.get(name).Config(**options)
+    except ValueError as exc:
+        raise ConfigError(f"Invalid options for the {name!r} converter: {exc}") from None
 
 
 def _converter_for(

@@ -61,6 +61,7 @@ class ToyConverter(mmzoo.Converter):
 @pytest.fixture(autouse=True)
 def toy_registered(monkeypatch, tmp_path):
     """The toy converter and any entry a test adds exist for that test only; mmzoo's cache lives in tmp_path."""
+    mmzoo.registry.plugins.load_plugins()  # loaded into the snapshot, not into the test's copy only
     for kind in ("converter", "pretrained"):
         reg = mmzoo.registry.get_registry(kind)
         monkeypatch.setattr(reg, "_entries", reg.snapshot())

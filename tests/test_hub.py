@@ -340,7 +340,7 @@ def _run_folder(tmp_path: Path, model: mmzoo.MatchingModel) -> Path:
     run = tmp_path / "run"
     model.save_pretrained(run / "best")
     (run / "run.json").write_text(
-        json.dumps({"command": "mmzoo train --model mmca --data data/shapes", "data": "data/shapes", "best_epoch": 2})
+        json.dumps({"data": "data/shapes", "dev_eval": {"mode": "full", "requested": "auto"}})
     )
     lines = [
         {
@@ -371,12 +371,12 @@ def _run_folder(tmp_path: Path, model: mmzoo.MatchingModel) -> Path:
             "epoch": 3,
             "dev": {
                 "i2t_r1": 11.0,
-                "i2t_r5": 21.0,
-                "i2t_r10": 33.0,
-                "t2i_r1": 7.0,
-                "t2i_r5": 17.0,
-                "t2i_r10": 27.0,
-                "rsum": 116.0,
+                "i2t_r5": 20.5,
+                "i2t_r10": 30.5,
+                "t2i_r1": 5.5,
+                "t2i_r5": 15.5,
+                "t2i_r10": 25.0,
+                "rsum": 108.0,
             },
         },
     ]
@@ -396,8 +396,8 @@ def test_mmzoo_push_run_then_download(fake_hub, model, tmp_path, capsys):  # noq
     assert sum(p.endswith("/commit/main") for m, p in fake_hub.requests if m == "POST") == 1
     card = ModelCard(files["README.md"].decode())
     values = {(r.metric_name, r.metric_value) for r in card.data.eval_results}
-    assert ("Image-to-text R@1", 12.5) in values and ("rsum (sum of the six recalls)", 113.5) in values  # best_epoch 2
-    assert "mmzoo train --model mmca --data data/shapes" in card.text
+    assert ("Image-to-text R@1", 12.5) in values and ("rsum (sum of the six recalls)", 113.5) in values  # best: 2
+    assert "(epoch 2, full dev split). Data: `data/shapes`." in card.text
     assert all(r.dataset_split == "dev" for r in card.data.eval_results)
 
     assert main(["download", "hf-hub:org/run"]) == 0

@@ -12,13 +12,15 @@ member is a saved-model folder below it.
 
 Reading refuses what would run or fetch code: a ``.py`` file anywhere in the folder, or an ``auto_map`` in any
 JSON file (transformers' pointer to custom code), is a CheckpointError, and so is a ``format_version`` newer than
-this mmzoo writes. Every file is written atomically.
+this mmzoo writes. A save is all or nothing (see :func:`write_folder`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -31,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from mmzoo import _atomic
 from mmzoo._version import __version__
 from mmzoo.config import SECTIONS
-from mmzoo.errors import CheckpointError, UnknownComponentError
+from mmzoo.errors import CheckpointError, MMZooError, StorageError, UnknownComponentError
 from mmzoo.registry import get_registry, plugins
 
 CONFIG_NAME = "config.json"
@@ -80,6 +82,16 @@ def config_document(config: Mapping[str, Any], extra: Mapping[str, Any] | None =
     }
 
 
+#: where a save writes everything first, and where the files it replaces wait until it is done (inside the folder).
+STAGING_NAME = ".mmzoo-save.tmp"
+REPLACED_NAME = ".mmzoo-save.old"
+#: what a save writes at a folder's top level: an earlier save's entries of these names are replaced or removed.
+_OURS = re.compile(
+    r"^(config\.json|model\.safetensors|README\.md|visual|text|fusion|loss|member-\d+"
+    r"|\.(config\.json|model\.safetensors|README\.md)\.tmp\d*)$"
+)
+
+
 def write_folder(
     directory: str | Path,
     document: Mapping[str, Any],
@@ -87,26 +99,95 @@ def write_folder(
     card: str | None,
     write_assets: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write a saved-model folder: component files (``write_assets``), the weights, ``config.json``, the card."""
+    """Write a saved-model folder: component files (``write_assets``), the weights, ``config.json``, the card.
+
+    All or nothing: everything is written into ``DIR/.mmzoo-save.tmp`` first and flushed; only then are the files
+    renamed into place (``config.json`` last), replacing an earlier save's files, so a write the disk refuses
+    (a full disk, a quota, a read-only folder) is a StorageError that leaves the folder as it was, never new
+    weights beside an old ``config.json``. Other files in the folder (the user's) stay; an earlier save's
+    entries this save does not write (an ensemble's ``member-1/``) go, so the folder holds exactly this model.
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    if write_assets is not None:
-        write_assets(directory)
-    if tensors is not None:
-        tmp = directory / f".{WEIGHTS_NAME}.tmp"
-        try:
-            save_file(dict(tensors), str(tmp), metadata={"format": "pt", "library_name": "mmzoo"})
-        except SafetensorError as exc:  # the Rust writer reports OS errors as "I/O error: ... (os error N)"
-            tmp.unlink(missing_ok=True)
-            code = re.search(r"os error (\d+)", str(exc))
-            raise _atomic.storage_error(
-                OSError(int(code.group(1)) if code else 0, str(exc)), tmp, "weights file"
-            ) from None
-        _atomic.replace(tmp, directory / WEIGHTS_NAME)
-    _atomic.atomic_write_json(directory / CONFIG_NAME, dict(document))
-    if card is not None:
-        _atomic.atomic_write_text(directory / CARD_NAME, card)
+    if directory.exists() and not directory.is_dir():
+        raise StorageError(f"The model folder {directory} is a file, not a folder: choose another path.")
+    created = not directory.exists()
+    staging = directory / STAGING_NAME
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for leftover in (staging, directory / REPLACED_NAME):  # of a killed save: never trusted
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        staging.mkdir()
+        if write_assets is not None:
+            write_assets(staging)
+        if tensors is not None:
+            _save_weights(tensors, staging / WEIGHTS_NAME)
+        _atomic.atomic_write_json(staging / CONFIG_NAME, dict(document))
+        if card is not None:
+            _atomic.atomic_write_text(staging / CARD_NAME, card)
+        _atomic.fsync_tree(staging)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: torch's writer, as a component's save_assets uses it
+        shutil.rmtree(directory if created else staging, ignore_errors=True)
+        if isinstance(exc, MMZooError) or not (isinstance(exc, OSError) or _atomic.is_storage_error(exc)):
+            raise
+        raise _atomic.storage_error(exc, directory, "model folder") from None
+    except BaseException:  # anything else (a component's bug, Ctrl-C): nothing of this save stays either
+        shutil.rmtree(directory if created else staging, ignore_errors=True)
+        raise
+    _commit(staging, directory, keep={CARD_NAME} if card is None else set())
     return directory
+
+
+def _save_weights(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
+    try:
+        save_file(dict(tensors), str(path), metadata={"format": "pt", "library_name": "mmzoo"})
+    except SafetensorError as exc:  # the Rust writer reports OS errors as "I/O error: ... (os error N)"
+        code = re.search(r"os error (\d+)", str(exc))
+        raise _atomic.storage_error(
+            OSError(int(code.group(1)) if code else 0, str(exc)), path, "weights file"
+        ) from None
+
+
+def _commit(staging: Path, directory: Path, keep: set[str]) -> None:
+    """Rename the staged entries into ``directory``; the ones they replace wait in ``.mmzoo-save.old`` till the end.
+
+    The renames hold the folder's exclusive lock (:func:`mmzoo._atomic.folder_lock`, the one swaps take), so a
+    reader (``load_pretrained`` reads under the shared lock) sees the old files or the new ones. The old
+    ``config.json`` goes first and the new one comes last: a process killed in between leaves a folder without
+    ``config.json`` (which no loader takes for a model), never a mix that loads. Any failure puts everything back.
+    """
+    new = sorted((p.name for p in staging.iterdir()), key=lambda name: (name == CONFIG_NAME, name))
+    replaced = sorted(
+        (p.name for p in directory.iterdir() if p.name in new or (_OURS.match(p.name) and p.name not in keep)),
+        key=lambda name: (name != CONFIG_NAME, name),
+    )
+    with _atomic.folder_lock(directory, exclusive=True):
+        _swap_entries(staging, directory, new, replaced)
+    shutil.rmtree(directory / REPLACED_NAME, ignore_errors=True)  # outside the lock: readers never look there
+    staging.rmdir()
+
+
+def _swap_entries(staging: Path, directory: Path, new: list[str], replaced: list[str]) -> None:
+    trash = directory / REPLACED_NAME
+    moved: list[str] = []
+    placed: list[str] = []
+    try:
+        trash.mkdir()
+        for name in replaced:
+            os.replace(directory / name, trash / name)
+            moved.append(name)
+        for name in new:
+            os.replace(staging / name, directory / name)
+            placed.append(name)
+        _atomic.fsync_dir(directory)
+    except OSError as exc:
+        for name in reversed(placed):
+            os.replace(directory / name, staging / name)
+        for name in reversed(moved):
+            os.replace(trash / name, directory / name)
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(trash, ignore_errors=True)
+        raise _atomic.storage_error(exc, directory, "model folder") from None
 
 
 def refuse_code(directory: Path) -> None:

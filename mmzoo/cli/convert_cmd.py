@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 
+import yaml
+
 from mmzoo.config import parse_yaml
 from mmzoo.errors import ConfigError
 
@@ -55,10 +57,22 @@ def parse_options(extra: list[str]) -> dict[str, object]:
             raw = extra[i]
         else:
             raw = "true"
-        value = parse_yaml(raw)
-        options[key] = raw if isinstance(value, dict | list) or value is None else value
+        options[key] = _scalar(raw)
         i += 1
     return options
+
+
+def _scalar(raw: str) -> object:
+    """A number or boolean when YAML reads one, else the string itself (a path such as ``*x.json`` or ``[a``).
+
+    Converter options are scalars: what YAML reads as a list, a mapping or null, or cannot read at all, is
+    taken as the text the user typed.
+    """
+    try:
+        value = parse_yaml(raw)
+    except yaml.YAMLError:
+        return raw
+    return raw if isinstance(value, dict | list) or value is None else value
 
 
 def run(args: argparse.Namespace) -> int:

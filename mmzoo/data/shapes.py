@@ -23,6 +23,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
+import re
+import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from mmzoo._atomic import atomic_write_text
+from mmzoo._atomic import atomic_write_text, fsync_dir, fsync_tree, is_storage_error, storage_error
 from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, write_manifest
-from mmzoo.errors import DataError
+from mmzoo.errors import DataError, StorageError
+
+#: the marker of an unfinished import (``mmzoo.data.importing.writer.MARKER_NAME``, not imported here: that
+#: package is loaded only by imports), a file of the dataset being replaced too.
+IMPORT_MARKER = ".mmzoo-import.json"
 
 logger = logging.getLogger("mmzoo.data.shapes")
 
@@ -356,16 +363,72 @@ def make_shapes(
             f"{out} already holds a dataset ({', '.join(existing[:4])}); nothing was written. Choose another --out, "
             "or pass --overwrite to replace it (a run trained on it would then resume on other data)."
         )
-    out.mkdir(parents=True, exist_ok=True)
-    splits: dict[str, dict[str, int]] = {}
-    for split in SPLITS:
-        scenes = make_scenes(split, sizes[split], seed)
-        _write_split(out, split, scenes, maker, seed)
-        splits[split] = {"images": len(scenes), "captions": len(scenes) * CAPTIONS_PER_IMAGE}
-        logger.info("wrote %s: %d images", split, len(scenes))
-    manifest = _manifest(seed, regions, region_dim, splits)
-    write_manifest(out, manifest)
+    staging = out / STAGING_NAME
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if staging.exists():  # the leftover of a killed run: never trusted
+            shutil.rmtree(staging)
+        staging.mkdir()
+        splits: dict[str, dict[str, int]] = {}
+        for split in SPLITS:
+            scenes = make_scenes(split, sizes[split], seed)
+            _write_split(staging, split, scenes, maker, seed)
+            splits[split] = {"images": len(scenes), "captions": len(scenes) * CAPTIONS_PER_IMAGE}
+            logger.info("wrote %s: %d images", split, len(scenes))
+        manifest = _manifest(seed, regions, region_dim, splits)
+        write_manifest(staging, manifest)
+        fsync_tree(staging)
+        _replace_dataset(staging, out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, StorageError) or not is_storage_error(exc):
+            raise
+        raise storage_error(exc, out, "dataset folder") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return manifest.to_json()
+
+
+#: where make_shapes writes a dataset before it replaces the folder's (inside the folder).
+STAGING_NAME = ".mmzoo-shapes.tmp"
+#: the per-split files of a dataset folder (docs/data.md), shapes' own and those an import writes.
+_SPLIT_FILE = re.compile(r"^(?P<split>.+)_(ims|counts|boxes|twins)\.npy$|^(?P<other>.+)_(caps|ids)\.txt$")
+_KIND_FILES = ("ims.npy", "counts.npy", "boxes.npy", "twins.npy", "caps.txt", "ids.txt", "scenes.json")
+
+
+def _dataset_files(out: Path) -> set[str]:
+    """The names of the dataset now in ``out``: every split's files (of its manifest or found), its manifest."""
+    splits: set[str] = set()
+    named: set[str] = {MANIFEST_NAME, IMPORT_MARKER}
+    try:
+        manifest = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    if isinstance(manifest, dict):
+        splits.update(manifest.get("splits") or {})
+        for table in ("scenes", "twins"):
+            if isinstance(manifest.get(table), dict):
+                named.update(str(v) for v in manifest[table].values() if "/" not in str(v))
+    for path in out.iterdir():
+        found = _SPLIT_FILE.match(path.name.removesuffix(".partial"))
+        if found:
+            splits.add(found.group("split") or found.group("other"))
+    named.update(f"{split}_{kind}" for split in splits for kind in _KIND_FILES)
+    return named | {f"{name}.partial" for name in named}
+
+
+def _replace_dataset(staging: Path, out: Path) -> None:
+    """Remove the dataset now in ``out`` and move the staged one in, its manifest last; other files stay."""
+    for name in sorted(_dataset_files(out)):
+        path = out / name
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+    staged = sorted((p.name for p in staging.iterdir()), key=lambda name: (name == MANIFEST_NAME, name))
+    for name in staged:
+        os.replace(staging / name, out / name)
+    fsync_dir(out)
+    staging.rmdir()
 
 
 def _manifest(seed: int, regions: int, region_dim: int, splits: dict[str, dict[str, int]]) -> DataManifest:

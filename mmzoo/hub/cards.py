@@ -3,7 +3,8 @@
 A card's metadata carries ``library_name: mmzoo``, tags, datasets, the licence and, in model-index form,
 the evaluation results *measured for these weights* (read from the training run's own ``metrics.jsonl``).
 Nothing else goes into model-index. Published numbers appear only in the text, labelled as their authors';
-a measured number always names the command and data that produced it. A card never invents a number.
+a measured number always names the run file, the epoch, the dev protocol and the data that produced it. A card
+never invents a number.
 
 What a card says about the method (paper, citation, authors' code), the inputs and the published results
 comes from the zoo entry and the saved config (``converted_from`` for converted checkpoints), never from
@@ -51,11 +52,17 @@ BASE_TAGS = ["mmzoo", "image-text-matching", "cross-modal-retrieval", "safetenso
 
 # -- a training run's own numbers ---------------------------------------------------------------------------
 def read_run_metrics(run_dir: str | Path) -> dict[str, Any] | None:
-    """The best epoch's dev metrics of a training run (``RUNDIR/metrics.jsonl``), with where they came from.
+    """The best epoch's dev metrics of a training run (``RUNDIR/metrics.jsonl``), with how they were measured.
 
-    Each line of ``metrics.jsonl`` is one epoch: ``{"epoch": 3, "dev": {"rsum": ...}}`` or the metrics flat on
-    the line. The best epoch is ``run.json``'s ``best_epoch`` when it names one, else the highest ``rsum``.
-    Returns None when the run has no metrics file.
+    Each line of ``metrics.jsonl`` is one epoch, as ``mmzoo train`` writes it: ``{"epoch": 3, "dev": {"rsum": ...},
+    "dev_eval": "subset", "dev_full": {...}}``, or the metrics flat on the line. The best epoch is the one with the
+    highest per-epoch ``rsum`` (the first of equals), the one the trainer saved as ``best/``.
+
+    The per-epoch numbers of a run with a cheaper dev evaluation (``training.dev_eval``: the first N dev images,
+    or a shortlist reranked) are not the dev split's results. The full evaluation of that epoch (``dev_full``,
+    recorded for the last epoch) is used when there is one; otherwise the numbers are labelled with their
+    protocol (``dev (first 500 images)``), which ``run.json``'s ``dev_eval`` details. Returns None when the run
+    has no metrics file.
     """
     run_dir = Path(run_dir)
     path = run_dir / "metrics.jsonl"
@@ -66,24 +73,50 @@ def read_run_metrics(run_dir: str | Path) -> dict[str, Any] | None:
         values = record.get("dev", record)
         if not isinstance(values, dict):
             raise DataError(f"{path}: epoch {record.get('epoch')} holds no JSON object of dev metrics.")
-        found = {k: float(values[k]) for k in METRIC_NAMES if isinstance(values.get(k), int | float)}
+        found = _metric_values(values)
         if found:
-            epochs.append((record.get("epoch"), found))
+            epochs.append((record, found))
     if not epochs:
         raise DataError(f"{path} holds no dev metrics (keys {', '.join(METRIC_NAMES)}).")
+    record, metrics = max(epochs, key=lambda e: _rank(e[1].get("rsum")))
     run = read_run_info(run_dir)
-    best = next((e for e in epochs if run.get("best_epoch") is not None and e[0] == run["best_epoch"]), None)
-    if best is None:
-        best = max(epochs, key=lambda e: e[1].get("rsum", float("-inf")))
+    protocol = run.get("dev_eval") if isinstance(run.get("dev_eval"), dict) else {}
+    mode = str(record.get("dev_eval") or protocol.get("mode") or "full")
+    full = _metric_values(record["dev_full"]) if isinstance(record.get("dev_full"), dict) else {}
+    if mode != "full" and full:
+        metrics, mode = full, "full"
+    split, where = _protocol(mode, protocol)
     return {
-        "epoch": best[0],
-        "metrics": best[1],
-        "split": "dev",
-        "source": f"{path.name} of the training run (epoch {best[0]}, dev split)",
-        "command": run.get("command"),
-        "data": run.get("data") or run.get("data_dir"),
-        "dataset": run.get("dataset"),
+        "epoch": record.get("epoch"),
+        "metrics": metrics,
+        "split": split,
+        "dev_eval": mode,
+        "source": f"{path.name} of the training run (epoch {record.get('epoch')}, {where})",
+        "data": run.get("data"),
     }
+
+
+def _metric_values(values: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(values[k]) for k in METRIC_NAMES if isinstance(values.get(k), int | float)}
+
+
+def _rank(rsum: float | None) -> float:
+    """An epoch's rank by rsum; a NaN or missing rsum never wins (the trainer saves no best for it)."""
+    return float("-inf") if rsum is None or rsum != rsum else rsum
+
+
+def _protocol(mode: str, protocol: Mapping[str, Any]) -> tuple[str, str]:
+    """(the split as model-index names it, the words of the card's source line) of a dev evaluation mode."""
+    if mode == "full":
+        return "dev", "full dev split"
+    if mode == "subset":
+        n = protocol.get("subset_images")
+        return (f"dev (first {n} images)", f"first {n} dev images") if n else ("dev (a subset)", "a dev subset")
+    if mode == "rerank":
+        k = protocol.get("rerank")
+        shortlist = f"top {k}" if k else "a shortlist"
+        return f"dev ({shortlist} reranked)", f"dev split, {shortlist} of each query reranked"
+    return f"dev ({mode})", f"dev split, dev_eval {mode!r}"
 
 
 def read_run_info(run_dir: str | Path) -> dict[str, Any]:
@@ -146,7 +179,7 @@ def _eval_results(entry: PretrainedEntry | None, measured: Mapping[str, Any] | N
         return None
     from huggingface_hub import EvalResult
 
-    dataset_name = (entry.dataset if entry else None) or measured.get("dataset") or measured.get("data")
+    dataset_name = (entry.dataset if entry else None) or measured.get("data")
     return [
         EvalResult(
             task_type=TASK,
@@ -251,11 +284,8 @@ def _architecture(document: Mapping[str, Any]) -> str:
 def _results(entry: PretrainedEntry | None, measured: Mapping[str, Any] | None) -> str:
     lines = ["## Results", ""]
     if measured:
-        command = f" Command: `{measured['command']}`." if measured.get("command") else ""
         data = f" Data: `{measured['data']}`." if measured.get("data") else ""
-        lines += [
-            f"Measured by mmzoo on the {measured.get('split', 'dev')} split: {measured['source']}.{command}{data}"
-        ]
+        lines += [f"Measured by mmzoo: {measured['source']}.{data}"]
         lines += ["", "| metric | value |", "|---|---|"]
         lines += [f"| {METRIC_NAMES[k][1]} | {v:.2f} |" for k, v in measured["metrics"].items()]
         lines.append("")

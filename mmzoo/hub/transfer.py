@@ -41,8 +41,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger("mmzoo.hub")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-#: files in a saved folder that are never uploaded (atomic-write leftovers, caches).
-_SKIP_UPLOAD = (".tmp", ".incomplete", ".lock")
+#: names in a saved folder that are never uploaded, at any depth: dot-files and dot-folders (atomic-write
+#: leftovers ``.NAME.tmp1234``, a save's ``.mmzoo-save.tmp``, caches) and temporary or partial downloads.
+_SKIP_UPLOAD = re.compile(r"^\.|\.tmp\d*$|\.(incomplete|lock|partial)$")
+
+
+def _uploaded(relative: str) -> bool:
+    """Whether a file of a saved folder (path relative to it, POSIX) belongs in the upload."""
+    return not any(_SKIP_UPLOAD.search(part) for part in relative.split("/"))
 
 
 def _common(source: Source, cache_dir: str | Path | None, token: str | bool | None, **flags: bool) -> dict:
@@ -318,11 +324,7 @@ def push_folder(
     operations = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder).as_posix()
-        if (
-            relative.endswith(_SKIP_UPLOAD)
-            or relative.startswith(".")
-            or (card is not None and relative == "README.md")
-        ):
+        if not _uploaded(relative) or (card is not None and relative == "README.md"):
             continue
         operations.append(CommitOperationAdd(path_in_repo=relative, path_or_fileobj=str(path)))
     for relative, path in (extra_files or {}).items():

@@ -16,8 +16,12 @@ Example:
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from mmzoo.errors import UnknownComponentError
 from mmzoo.registry import (
@@ -111,9 +115,19 @@ def cache_root() -> Path:
     return Path(constants.HF_HOME) / "mmzoo"
 
 
-def converted_folder(sha256: str) -> Path:
-    """Where the conversion of the source file with this sha256 is kept."""
-    return cache_root() / "converted" / sha256
+def converted_folder(converter: str, options: Mapping[str, Any], sha256: str) -> Path:
+    """Where the conversion of the source file with this sha256, by this converter with these options, is kept.
+
+    The same file converted by another converter or with other options (another vocabulary, another BERT) is
+    another model, so the folder is named by all three: ``SHA256[:16]-KEY``, KEY a short hash of the canonical
+    JSON of ``{"converter", "options", "sha256"}``. ``options`` are the converter's complete settings (its
+    ``Config`` dumped as JSON), so spelling out a default names the same folder.
+    """
+    canonical = json.dumps(
+        {"converter": converter, "options": dict(options), "sha256": sha256}, sort_keys=True, separators=(",", ":")
+    )
+    key = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+    return cache_root() / "converted" / f"{sha256[:16]}-{key}"
 
 
 def installed_marker(alias: str) -> Path:

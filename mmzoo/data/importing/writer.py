@@ -118,7 +118,11 @@ class _RowFile:
     def __init__(self, path: Path, dtype: np.dtype, shape: tuple[int, ...], *, create: bool, hasher: _Hasher) -> None:
         self.path, self.dtype, self.shape = path, np.dtype(dtype), shape
         if create:
-            array = np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=shape)
+            try:
+                array = np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=shape)
+            except OSError as exc:  # a full disk or a file-size limit (ulimit -f): nothing half-created stays
+                path.unlink(missing_ok=True)
+                raise (storage_error(exc, path, "feature file") if is_storage_error(exc) else exc) from None
             del array  # header and size written; the data are sparse zeros until rows arrive
         elif not path.is_file():
             raise DataError(f"{path} is missing: the unfinished import cannot continue; rerun with --overwrite.")
@@ -233,7 +237,14 @@ class ImportWriter:
                     "pass --overwrite to replace it, or choose another --out."
                 )
             self._clean(manifest)
-        self._open_files(create=True)
+        try:
+            self._open_files(create=True)
+        except BaseException:  # e.g. the disk refused one of the files: none of them stays half-made
+            for handle in self._files.values():
+                handle.close()
+                handle.path.unlink(missing_ok=True)
+            self._files.clear()
+            raise
         self._write_marker()
         return "new"
 
