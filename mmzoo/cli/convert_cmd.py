@@ -13,7 +13,7 @@ Examples::
 
     mmzoo convert vse-infinity model_best.pth --out vse-coco --bert bert-base-uncased
     mmzoo convert scan model_best.pth --vocab f30k_precomp_vocab.json --out scan-f30k
-    mmzoo convert sgraf-f30k-saf SAF_model_best.pth --vocab f30k_precomp_vocab.json
+    mmzoo convert saf-f30k SAF_model_best.pth --vocab f30k_precomp_vocab.json
 """
 
 from __future__ import annotations
