@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 from mmzoo.hub.cards import write_zoo_cards
 
-for written in write_zoo_cards(*sys.argv[1:2]):
+parser = argparse.ArgumentParser(prog="python -m mmzoo.hub", description=__doc__)
+parser.add_argument("folder", nargs="?", default=None, help="where to write the cards (default: model_cards)")
+args = parser.parse_args()
+for written in write_zoo_cards(*([args.folder] if args.folder else [])):
     print(written)
