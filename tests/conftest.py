@@ -63,6 +63,20 @@ def tiny_model(recipe: str = "mmca", text: str = "gru", **overrides) -> mmzoo.Ma
     return model
 
 
+def random_affine(module: torch.nn.Module, seed: int = 7) -> torch.nn.Module:
+    """Every bias and every LayerNorm weight random (a fresh model has them 0 and 1), so that an engine path that
+    drops or misplaces one differs from the reference (in place; returns ``module``)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            for name, p in m.named_parameters(recurse=False):
+                if name.endswith("bias"):
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+                elif isinstance(m, torch.nn.LayerNorm) and name == "weight":
+                    p.copy_(1.0 + torch.randn(p.shape, generator=g) * 0.3)
+    return module
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): on a small,

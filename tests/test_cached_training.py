@@ -8,7 +8,7 @@ import torch
 
 import mmzoo
 from mmzoo.training.negatives import candidate_mask, score_rows
-from tests.conftest import tiny_model
+from tests.conftest import random_affine, tiny_model
 
 D = 32
 
@@ -25,7 +25,7 @@ def random_fragments(n: int, length: int, seed: int) -> mmzoo.Fragments:
 
 def no_dropout_fusion(**overrides) -> mmzoo.FusionBlock:
     """Training mode (the training path) with dropout 0, so that both paths compute the same function."""
-    return tiny_model("mmca", **{"fusion.dropout": 0.0, **overrides}).fusion.train()
+    return random_affine(tiny_model("mmca", **{"fusion.dropout": 0.0, **overrides}).fusion).train()
 
 
 def gradients(fn, fusion, images, texts) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

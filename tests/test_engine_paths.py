@@ -8,7 +8,7 @@ import torch
 
 import mmzoo
 from mmzoo.scoring import fused_matrix, score_pairs, scoring_mode
-from tests.conftest import tiny_model
+from tests.conftest import random_affine, tiny_model
 
 D = 32
 
@@ -23,7 +23,7 @@ def random_fragments(n: int, length: int, seed: int, holes: bool = True) -> mmzo
 
 def fusion_with(**options) -> mmzoo.FusionBlock:
     overrides = {k: v for k, v in options.items() if k.startswith("fusion.")}
-    fusion = tiny_model("mmca", **overrides).fusion.eval()
+    fusion = random_affine(tiny_model("mmca", **overrides).fusion).eval()
     return fusion.configure_engine(**{k: v for k, v in options.items() if not k.startswith("fusion.")})
 
 
@@ -61,7 +61,7 @@ def test_sdpa_with_later_units_and_pooling(text_pool, layers):
 
 
 def test_sdpa_training_gradients_equal_the_reference():
-    fusion = tiny_model("mmca", **{"fusion.dropout": 0.0}).fusion.train().configure_engine(attention="sdpa")
+    fusion = random_affine(tiny_model("mmca", **{"fusion.dropout": 0.0}).fusion).train().configure_engine(attention="sdpa")
     images, texts = random_fragments(3, 5, 5), random_fragments(4, 6, 6)
     images.features.requires_grad_(True)
     fusion(images, texts).sum().backward()

@@ -15,7 +15,7 @@ from mmzoo.scoring import (
     score_pairs,
     scoring_mode,
 )
-from tests.conftest import CAPTIONS, tiny_model
+from tests.conftest import CAPTIONS, random_affine, tiny_model
 
 D = 32
 #: eight distinct captions (no ties in the scores)
@@ -32,7 +32,7 @@ def random_fragments(n: int, length: int, seed: int) -> mmzoo.Fragments:
 
 
 def mmca(**overrides) -> mmzoo.MatchingModel:
-    return tiny_model("mmca", **overrides).eval()
+    return random_affine(tiny_model("mmca", **overrides)).eval()
 
 
 @pytest.mark.parametrize("text_pool", ["cnn", "mean"])
@@ -92,7 +92,7 @@ def test_similarity_uses_engine_in_eval_and_keeps_the_block_contract():
 
 
 def test_training_mode_similarity_stays_differentiable():
-    model = tiny_model("mmca").train()
+    model = random_affine(tiny_model("mmca")).train()
     out = model(torch.randn(4, 5, 24), CAPTIONS)
     out.loss.backward()
     assert model.fusion.units[0].linear1.weight.grad is not None

@@ -40,8 +40,13 @@ def _vocab() -> Vocabulary:
 
 
 def _randomise_norms(model: ref.SGRAF) -> None:
-    """Non-trivial BatchNorm statistics and affine parameters, so that any mix-up shows."""
+    """Non-trivial BatchNorm statistics and affine parameters and random Linear biases (their init sets biases to
+    0; a trained checkpoint's are not), so that any mix-up shows."""
     g = torch.Generator().manual_seed(3)
+    for part in (model.img_enc, model.txt_enc, model.sim_enc):
+        for m in part.modules():
+            if isinstance(m, torch.nn.Linear) and m.bias is not None:
+                m.bias.data.copy_(torch.randn(m.bias.shape, generator=g) * 0.3)
     for m in model.sim_enc.modules():
         if isinstance(m, torch.nn.BatchNorm1d):
             n = m.num_features
