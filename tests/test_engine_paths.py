@@ -61,7 +61,9 @@ def test_sdpa_with_later_units_and_pooling(text_pool, layers):
 
 
 def test_sdpa_training_gradients_equal_the_reference():
-    fusion = random_affine(tiny_model("mmca", **{"fusion.dropout": 0.0}).fusion).train().configure_engine(attention="sdpa")
+    fusion = (
+        random_affine(tiny_model("mmca", **{"fusion.dropout": 0.0}).fusion).train().configure_engine(attention="sdpa")
+    )
     images, texts = random_fragments(3, 5, 5), random_fragments(4, 6, 6)
     images.features.requires_grad_(True)
     fusion(images, texts).sum().backward()
@@ -98,3 +100,42 @@ def test_compiled_static_tiles_equal_the_reference():
     dense, reference, listed, listed_ref = both_ways(fusion, images, texts)
     torch.testing.assert_close(dense, reference, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(listed, listed_ref, atol=1e-5, rtol=1e-4)
+
+
+def test_a_direct_eval_call_keeps_the_block_bound(monkeypatch):
+    """``fusion(images, texts)`` in eval mode scores in blocks of at most ``block_pairs`` pairs, as configured."""
+    fusion = fusion_with(**{"fusion.block_pairs": 6})
+    images, texts = random_fragments(5, 6, 1), random_fragments(7, 8, 2)
+    sizes, original = [], type(fusion).score_prepared
+    monkeypatch.setattr(
+        type(fusion), "score_prepared", lambda s, i, t: (sizes.append(len(i) * len(t)), original(s, i, t))[1]
+    )
+    with torch.no_grad():
+        scores, reference = fusion(images, texts), fusion.reference_forward(images, texts)
+    torch.testing.assert_close(scores, reference, atol=1e-5, rtol=1e-4)
+    assert sizes and max(sizes) <= 6, sizes
+
+
+def test_empty_inputs_give_empty_score_matrices():
+    fusion = fusion_with()
+    images, texts = random_fragments(3, 6, 1), random_fragments(4, 8, 2)
+    for a, b in ((images[:0], texts), (images, texts[:0])):
+        for score in (fusion, fusion.reference_forward, fusion.train()):
+            assert score(a, b).shape == (len(a), len(b))
+        fusion.eval()
+
+
+def test_compile_tiles_every_block_through_the_static_unit(monkeypatch):
+    """With compile=True no block takes the eager float32 shortcut (else the option would do nothing on a CPU)."""
+    fusion = fusion_with(compile=True)
+    calls = []
+
+    def fake_static_tile(self, images, texts, *args):  # stands in for the compiled unit (no compiler needed)
+        calls.append((len(images), len(texts)))
+        return torch.zeros(len(images), len(texts))
+
+    monkeypatch.setattr(type(fusion), "_static_tile", fake_static_tile)
+    monkeypatch.setattr(type(fusion), "_score_block_fast", lambda *a, **k: pytest.fail("eager shortcut taken"))
+    with torch.no_grad():
+        fusion(random_fragments(3, 6, 1), random_fragments(4, 8, 2))
+    assert calls

@@ -88,10 +88,12 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
     # -- the differentiable path (training) -----------------------------------------------------------
     def forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
         """(N_images, N_texts) fused scores: each item prepared once, pairs in tiles of ``pairs_per_block``."""
+        if len(images) == 0 or len(texts) == 0:
+            return images.features.new_zeros(len(images), len(texts), dtype=torch.float32)
         if self.engine_options.path == "reference":
             return self.reference_forward(images, texts)
         if not self.training and not torch.is_grad_enabled():
-            return self.score_prepared(self.prepare_images(images), self.prepare_texts(texts))
+            return self._score_in_blocks(self.prepare_images(images), self.prepare_texts(texts))
         dropout = self._attention_dropout()
         img = engine.prepare(self.units[0], images, dropout)
         txt = engine.prepare(self.units[0], texts, dropout)
@@ -121,6 +123,16 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         txt = engine.prepare(self.units[0], texts, dropout)
         return self.score_prepared_pairs(img, txt, image_idx, text_idx)
 
+    def _score_in_blocks(self, images: engine.ModalityCache, texts: engine.ModalityCache) -> Tensor:
+        """:meth:`score_prepared` over blocks of at most ``pairs_per_block`` pairs: the memory bound the config
+        promises, also for a direct ``fusion(images, texts)`` call outside the scoring engine."""
+        rows, cols = engine.tile_shape(len(images), len(texts), self.pairs_per_block)
+        out = torch.empty(len(images), len(texts), dtype=torch.float32, device=images.device)
+        for r in _spans(len(images), rows):
+            for c in _spans(len(texts), cols):
+                out[r, c] = self.score_prepared(images[r], texts[c])
+        return out
+
     def _attention_dropout(self) -> float:
         return float(self.units[0].self_attn.dropout) if self.training else 0.0
 
@@ -128,6 +140,8 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
     def reference_forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
         """(N_images, N_texts) by :meth:`pair_scores` over every expanded pair (what the engine must equal)."""
         n_img, n_txt = len(images), len(texts)
+        if n_img == 0 or n_txt == 0:
+            return images.features.new_zeros(n_img, n_txt)
         img_idx = torch.arange(n_img, device=images.features.device).repeat_interleave(n_txt)
         txt_idx = torch.arange(n_txt, device=texts.features.device).repeat(n_img)
         step = self.pairs_per_block
@@ -181,6 +195,7 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         slab = max(1, pairs // n_txt)
         if (
             weights is not None
+            and not static  # compile=True tiles every block through the compiled static-shape unit
             and len(self.units) == 1
             and n_txt * (images.length + texts.length) <= 2 * pairs * (images.length + texts.length)
             and self.engine_options.resolved_attention(images.device) == "merge"
