@@ -140,3 +140,27 @@ def test_eval_cli_shortlist_option(saved, capsys):
     assert everything["i2t_shortlist"] == everything["t2i_shortlist"] == 100.0
     assert main([*args, "--shortlist", str(root / "vsepp")]) == 2
     assert "--rerank" in capsys.readouterr().err
+
+
+def test_eval_precision_reaches_the_engine(saved, monkeypatch, capsys):
+    """``--precision`` is what the scoring engine computes in, exhaustive and reranked (fp32 reproduces float32
+    scores on a GPU, where ``auto`` is bfloat16)."""
+    import mmzoo.scoring.engine as engine
+
+    seen = []
+    original = engine.compute_dtype
+    monkeypatch.setattr(
+        engine,
+        "compute_dtype",
+        lambda device, precision="auto": (seen.append(precision), original(device, precision))[1],
+    )
+    root = saved
+    args = ["eval", str(root / "mmca"), "--data", str(root / "data"), "--device", "cpu", "--no-progress"]
+    assert main([*args, "--precision", "bf16"]) == 0
+    assert seen and set(seen) == {"bf16"}, seen
+    seen.clear()
+    assert main([*args, "--precision", "fp32", "--rerank", "3"]) == 0
+    assert seen and set(seen) == {"fp32"}, seen
+    with pytest.raises(SystemExit):  # argparse: not a choice
+        main([*args, "--precision", "fp64"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -116,7 +116,7 @@ class RecordingModel:
     def __init__(self) -> None:
         self.blocks: list[tuple[int, int]] = []
 
-    def similarity(self, images, texts):
+    def similarity(self, images, texts, precision="auto"):
         self.blocks.append((len(images), len(texts)))
         return images.pooled @ texts.pooled.t()
 

@@ -60,6 +60,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="features other than the model was trained on (extractor, size, region policy) are an error, not a warning",
     )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="the scoring engine's precision (default auto: bf16 on a GPU, fp32 on the CPU); fp32 reproduces the "
+        "float32 scores of the authors' code on a GPU",
+    )
     p.add_argument("--batch-size", type=int, default=128, help="encoding batch size (default 128)")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -103,6 +110,7 @@ def evaluate_and_report(args: argparse.Namespace, device: str, main: bool = True
             progress=not args.no_progress,
             strict_features=args.strict_features,
             shard=shard,
+            precision=args.precision,
         )
     if not main:
         return 0
@@ -174,13 +182,19 @@ def evaluate_rerank(
             }
         folds.append(
             rerank_metrics(
-                model, images[a:b].to(device), texts[a * cpi : b * cpi].to(device), args.rerank, cpi, **other
+                model,
+                images[a:b].to(device),
+                texts[a * cpi : b * cpi].to(device),
+                args.rerank,
+                cpi,
+                args.precision,
+                **other,
             )
         )
     metrics: dict[str, Any] = average_folds(folds) if args.fold5 else folds[0]
     twins = split_twins(dataset)  # as evaluate(): no probe where --max-images cut off every twin
     if twins is not None:
-        metrics.update(binding_probe(twin_scores(model, images, texts, twins, cpi), twins, cpi))
+        metrics.update(binding_probe(twin_scores(model, images, texts, twins, cpi, args.precision), twins, cpi))
     return metrics
 
 

@@ -111,7 +111,14 @@ def encode_split(
 
 @torch.inference_mode()
 def score_matrix(
-    model: Model, images: Any, texts: Any, *, block_size: int = 1024, progress: bool = False, shard: bool = False
+    model: Model,
+    images: Any,
+    texts: Any,
+    *,
+    block_size: int = 1024,
+    progress: bool = False,
+    shard: bool = False,
+    precision: Precision = "auto",
 ) -> Tensor:
     """The (N_images, N_texts) score matrix on the CPU, one (block_size x block_size) block at a time.
 
@@ -135,7 +142,9 @@ def score_matrix(
     for i, j in tqdm(blocks, desc="score", disable=not progress, unit="block"):
         img = images[i : min(i + block_size, stop)].to(device)
         txt = texts[j : j + block_size].to(device)
-        out[i - start : i - start + len(img), j : j + block_size] = model.similarity(img, txt).float().cpu()
+        out[i - start : i - start + len(img), j : j + block_size] = (
+            model.similarity(img, txt, precision=precision).float().cpu()
+        )
     if not shard or world == 1:
         return out
     return _gather_rows(out, -(-len(images) // world), device)[: len(images)]
@@ -203,7 +212,9 @@ def check_dims(model: Model, split: Split) -> None:
 
 
 @torch.inference_mode()
-def twin_scores(model: Model, images: Any, texts: Any, twins: np.ndarray, cpi: int) -> Tensor:
+def twin_scores(
+    model: Model, images: Any, texts: Any, twins: np.ndarray, cpi: int, precision: Precision = "auto"
+) -> Tensor:
     """A score matrix filled only where :func:`binding_probe` reads it (image/twin x their captions); NaN-free.
 
     Used with ``fold5`` or reranking, when no full score matrix exists.
@@ -216,7 +227,7 @@ def twin_scores(model: Model, images: Any, texts: Any, twins: np.ndarray, cpi: i
             continue
         idx = torch.tensor([i, t])
         caps = torch.cat([torch.arange(i * cpi, (i + 1) * cpi), torch.arange(t * cpi, (t + 1) * cpi)])
-        block = model.similarity(images[idx].to(device), texts[caps].to(device)).float().cpu()
+        block = model.similarity(images[idx].to(device), texts[caps].to(device), precision=precision).float().cpu()
         out[idx[:, None], caps[None, :]] = block
     return out
 
@@ -242,13 +253,15 @@ def evaluate(
     block_size: int = 1024,
     strict_features: bool = False,
     shard: bool = False,
+    precision: Precision = "auto",
 ) -> dict[str, Any]:
     """Encode ``split``, score every image against every caption, and return the recall metrics.
 
     With ``fold5`` (COCO 1K) only the 5 diagonal blocks are scored and the metrics are averaged over
     them. When the split has twins (the shapes test split), ``bind_i2t`` and ``bind_t2i`` are added.
     ``shard``: split the scoring across the processes of a ``torchrun`` group (:func:`score_matrix`); every
-    process gets the same metrics.
+    process gets the same metrics. ``precision``: the engine's (``"auto"``: bfloat16 on a GPU; ``"fp32"`` reproduces
+    float32 numbers).
 
     Example:
         >>> metrics = evaluate(model, mmzoo.data.open_split("data/shapes", "test"))  # doctest: +SKIP
@@ -265,14 +278,22 @@ def evaluate(
         folds = []
         for a, b in bounds:
             sims = score_matrix(
-                model, images[a:b], texts[a * cpi : b * cpi], block_size=block_size, progress=progress, shard=shard
+                model,
+                images[a:b],
+                texts[a * cpi : b * cpi],
+                block_size=block_size,
+                progress=progress,
+                shard=shard,
+                precision=precision,
             )
             warn_if_constant(sims, f"score matrix of fold {len(folds) + 1}")
             folds.append(recall_metrics(sims, cpi))
         metrics: dict[str, Any] = average_folds(folds)
-        full = twin_scores(model, images, texts, twins, cpi) if twins is not None else None
+        full = twin_scores(model, images, texts, twins, cpi, precision) if twins is not None else None
     else:
-        full = score_matrix(model, images, texts, block_size=block_size, progress=progress, shard=shard)
+        full = score_matrix(
+            model, images, texts, block_size=block_size, progress=progress, shard=shard, precision=precision
+        )
         warn_if_constant(full)
         metrics = recall_metrics(full, cpi)
     if twins is not None:

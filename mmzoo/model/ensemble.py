@@ -107,14 +107,16 @@ class Ensemble(nn.Module, PushToHubMixin):
         """What :meth:`similarity` needs later of each member's fragments (see ``MatchingModel.compact``)."""
         return EnsembleFragments(tuple(m.compact(p) for m, p in zip(self.members, fragments.parts, strict=True)))
 
-    def similarity(self, images: EnsembleFragments, texts: EnsembleFragments, block_size: int = 256) -> Tensor:
+    def similarity(
+        self, images: EnsembleFragments, texts: EnsembleFragments, block_size: int = 256, precision: Precision = "auto"
+    ) -> Tensor:
         """The weighted mean of the members' (N_images, N_texts) score matrices."""
         for name, value in (("images", images), ("texts", texts)):
             if not isinstance(value, EnsembleFragments) or len(value.parts) != len(self.members):
                 raise InputError(f"Ensemble.similarity takes the ensemble's own encodings; {name} are not.")
         total = None
         for member, weight, img, txt in zip(self.members, self.weights, images.parts, texts.parts, strict=True):
-            scores = weight * member.similarity(img, txt, block_size=block_size).float()
+            scores = weight * member.similarity(img, txt, block_size=block_size, precision=precision).float()
             total = scores if total is None else total + scores
         return total
 

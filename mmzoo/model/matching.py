@@ -26,7 +26,7 @@ from mmzoo.contracts import Loss as LossBase
 from mmzoo.errors import InputError
 from mmzoo.hub.cards import model_card
 from mmzoo.hub.transfer import PushToHubMixin
-from mmzoo.scoring import EmbeddingIndex, SearchResult, fused_matrix
+from mmzoo.scoring import EmbeddingIndex, Precision, SearchResult, fused_matrix
 from mmzoo.scoring import search as search_index
 
 logger = logging.getLogger("mmzoo.model")
@@ -178,13 +178,15 @@ class MatchingModel(nn.Module, PushToHubMixin):
         return self.text.tokenize(list(captions))
 
     # -- scoring ----------------------------------------------------------------------------------
-    def similarity(self, images: Fragments, texts: Fragments, block_size: int = 256) -> Tensor:
+    def similarity(
+        self, images: Fragments, texts: Fragments, block_size: int = 256, precision: Precision = "auto"
+    ) -> Tensor:
         """The full (N_images, N_texts) matrix of S = dual_weight * <i0, c0> + alpha * fused, in blocks.
 
         In training mode the fused term is the fusion block's differentiable ``forward`` (dropout on).
         In eval mode it comes from the scoring engine (:func:`mmzoo.scoring.fused_matrix`): per-item
-        work cached, bounded blocks of pairs, ``torch.inference_mode``, bfloat16 on a GPU; the result
-        is then an inference tensor (no gradients). Any sub-block of the matrix scores the same as
+        work cached, bounded blocks of pairs, ``torch.inference_mode``, bfloat16 on a GPU (``precision``:
+        ``"fp32"`` to reproduce float32 numbers there); the result is then an inference tensor (no gradients). Any sub-block of the matrix scores the same as
         the whole, to float tolerance.
         """
         check_pair(images, texts, self.origin)
@@ -194,7 +196,7 @@ class MatchingModel(nn.Module, PushToHubMixin):
         if self.dual_weight != 1.0:
             scores = self.dual_weight * scores
         if not self.training:
-            fused = fused_matrix(self.fusion, images, texts, block_size=block_size)
+            fused = fused_matrix(self.fusion, images, texts, block_size=block_size, precision=precision)
             return scores + self.alpha * fused.to(scores.dtype)
         fused = torch.empty_like(scores)
         for i in range(0, len(images), block_size):
