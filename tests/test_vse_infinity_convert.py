@@ -27,6 +27,7 @@ CAPTIONS = [
     # longer than 32 word pieces: their code does not truncate, neither does mmzoo
     "a very long caption " + "with many many words and commas , " * 6 + "that goes on and on",
     "xylophone",
+    "a [MASK] dog [SEP] x [pad] [UNK]",  # their basic tokeniser knows no special tokens: plain words there
 ]
 
 

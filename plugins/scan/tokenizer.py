@@ -20,7 +20,9 @@ Known divergences (documented in docs/scan.md): text that still has capital lett
 ``str.lower()`` (none in practice) is treated as if Punkt knew nothing about the capitalised word;
 SCAN ran Python 2, whose ``str.lower()`` on byte strings lower-cased ASCII letters only (``É`` stayed
 ``É``); and the NLTK of 2018 kept ``..``, ``*`` and Unicode dashes inside words and did not split a
-leading apostrophe, where NLTK 3.10 splits them.
+leading apostrophe, where NLTK 3.10 splits them. NLTK compiles its rules with the ``regex`` engine, this
+module with ``re``: the ASCII separators ``\x1c``-``\x1f`` and combining marks beside an apostrophe split
+differently (never in real captions).
 
 Example:
     >>> word_tokenize("A man, in a red shirt, isn't riding his bike. The dog runs!")

@@ -116,8 +116,12 @@ class VseBertText(mmzoo.TextEncoder):
         self._warned_long = False
 
     def word_pieces(self, captions: Sequence[str]) -> list[list[list[int]]]:
-        """Each caption as the WordPiece ids of each of its basic-tokeniser words (no [CLS] / [SEP])."""
-        encoded = self.tokenizer(list(captions), add_special_tokens=False, truncation=False)
+        """Each caption as the WordPiece ids of each of its basic-tokeniser words (no [CLS] / [SEP]).
+
+        ``split_special_tokens``: their code calls the basic tokeniser directly, which knows no special tokens, so a
+        caption's literal "[MASK]" is the words "[", "mask", "]" there, not BERT's mask id.
+        """
+        encoded = self.tokenizer(list(captions), add_special_tokens=False, truncation=False, split_special_tokens=True)
         result = []
         for row, ids in enumerate(encoded["input_ids"]):
             words: list[list[int]] = []
