@@ -158,6 +158,7 @@ def test_eval_precision_reaches_the_engine(saved, monkeypatch, capsys):
     args = ["eval", str(root / "mmca"), "--data", str(root / "data"), "--device", "cpu", "--no-progress"]
     assert main([*args, "--precision", "bf16"]) == 0
     assert seen and set(seen) == {"bf16"}, seen
+    assert "precision bf16" in capsys.readouterr().out
     seen.clear()
     assert main([*args, "--precision", "fp32", "--rerank", "3"]) == 0
     assert seen and set(seen) == {"fp32"}, seen

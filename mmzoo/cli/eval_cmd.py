@@ -119,6 +119,8 @@ def evaluate_and_report(args: argparse.Namespace, device: str, main: bool = True
         protocol += f", shortlist-and-rerank K={args.rerank}"
     if args.shortlist is not None:
         protocol += f", shortlist by {args.shortlist}"
+    if args.precision != "auto":
+        protocol += f", precision {args.precision}"
     print(f"{dataset}, protocol {protocol}")
     print(format_metrics(metrics))
     if args.json_path:
