@@ -449,7 +449,7 @@ class Trainer:
 
 #: dev_eval="auto": the dev pairs a per-epoch evaluation may score, per device type. Measured on shapes
 #: (benchmarks/dev_eval.py, docs/performance.md section 6): on the 2-core CPU every pair of the 500 x 2,500 dev
-#: split took 1.2x a training epoch; the first 100 or 250 images took 5% / 31% and picked the same best epoch, while
+#: split took 1.3x a training epoch; the first 100 or 250 images took 6% / 34% and picked the same best epoch, while
 #: reranking by MMCA's own <i0, c0> (K 20 or 50) picked another. 5 M pairs is a COCO 1K-sized split, seconds on a GPU.
 AUTO_DEV_PAIRS = {"cpu": 250_000, "cuda": 5_000_000}
 
