@@ -87,7 +87,7 @@ def research_checkpoint(path: Path, *, extra: object = None, seed: int = 0) -> P
 
 def reference_scores(checkpoint: Path, regions: torch.Tensor, captions: list[str]) -> torch.Tensor:
     """What the toy's own code computes: mean FC of regions and the GRU's last state, both normalised."""
-    ckpt = torch.load(checkpoint, weights_only=False)  # the test's own file: the reference may trust it
+    ckpt = mmzoo.read_foreign_checkpoint(checkpoint)
     image, text = ckpt["model"]
     img = torch.nn.functional.normalize((regions @ image["fc.weight"].t() + image["fc.bias"]).mean(1), dim=-1)
     gru = torch.nn.GRU(8, 16, 1, batch_first=True)
@@ -134,7 +134,7 @@ def test_broken_files_are_checkpoint_errors(tmp_path):
 def test_old_pytorch_files_read_too(tmp_path):
     """PyTorch 0.3 wrote the legacy (non-zip) format with pickle protocol 2."""
     path = research_checkpoint(tmp_path / "new.pth")
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = mmzoo.read_foreign_checkpoint(path)
     torch.save(ckpt, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False, pickle_protocol=2)
     legacy = mmzoo.read_foreign_checkpoint(tmp_path / "legacy.pth")
     assert vars(legacy["opt"]) == vars(ckpt["opt"]) and torch.equal(
@@ -168,7 +168,7 @@ def test_convert_refuses_to_overwrite_and_leaves_nothing_behind_on_error(tmp_pat
     with pytest.raises(mmzoo.CheckpointError, match="not a toy checkpoint"):
         mmzoo.convert_checkpoint("toy", tmp_path / "bad.pth", tmp_path / "never")
     assert not (tmp_path / "never").exists() and not list(tmp_path.glob(".never*"))
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = mmzoo.read_foreign_checkpoint(path)
     ckpt["model"][0]["fc.weight"] = torch.zeros(16, 25)
     torch.save(ckpt, tmp_path / "misshaped.pth")
     with pytest.raises(mmzoo.CheckpointError, match=r"visual\.fc\.weight: checkpoint \(16, 25\) vs model \(16, 24\)"):

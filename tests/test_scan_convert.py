@@ -140,7 +140,7 @@ def test_weight_norm_unidirectional_two_layers_legacy_file(tmp_path):
 # -- what is refused, and how it is named ---------------------------------------------------------------------------
 def _broken(tmp_path, mutate, **opt_changes):
     path, vocab_path, *_ = write_checkpoint(tmp_path, **opt_changes)
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = mmzoo.read_foreign_checkpoint(path)
     mutate(ckpt)
     torch.save(ckpt, path)
     return path, vocab_path
