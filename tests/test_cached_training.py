@@ -8,19 +8,16 @@ import torch
 
 import mmzoo
 from mmzoo.training.negatives import candidate_mask, score_rows
-from tests.conftest import random_affine, tiny_model
+from tests.conftest import masked_fragments, random_affine, tiny_model
 
 D = 32
 
 
 def random_fragments(n: int, length: int, seed: int) -> mmzoo.Fragments:
     """Leaf fragments (gradients reach them) with holes in the mask; each row keeps at least one."""
-    g = torch.Generator().manual_seed(seed)
-    features = torch.randn(n, length, D, generator=g)
-    mask = torch.rand(n, length, generator=g) > 0.3
-    mask[torch.arange(n), torch.randint(0, length, (n,), generator=g)] = True
-    pooled = mmzoo.l2_normalize(torch.randn(n, D, generator=g))
-    return mmzoo.Fragments(features.requires_grad_(True), mask, pooled)
+    fragments = masked_fragments(n, length, seed, dim=D, drop=0.3)
+    fragments.features.requires_grad_(True)
+    return fragments
 
 
 def no_dropout_fusion(**overrides) -> mmzoo.FusionBlock:

@@ -8,17 +8,8 @@ import torch
 
 import mmzoo
 from mmzoo.scoring import fused_matrix, score_pairs, scoring_mode
+from tests.conftest import masked_fragments as random_fragments
 from tests.conftest import random_affine, tiny_model
-
-D = 32
-
-
-def random_fragments(n: int, length: int, seed: int, holes: bool = True) -> mmzoo.Fragments:
-    g = torch.Generator().manual_seed(seed)
-    features = torch.randn(n, length, D, generator=g)
-    mask = torch.rand(n, length, generator=g) > 0.35 if holes else torch.ones(n, length, dtype=torch.bool)
-    mask[torch.arange(n), torch.randint(0, length, (n,), generator=g)] = True
-    return mmzoo.Fragments(features, mask, mmzoo.l2_normalize(torch.randn(n, D, generator=g)))
 
 
 def fusion_with(**options) -> mmzoo.FusionBlock:
@@ -44,7 +35,7 @@ def both_ways(fusion, images, texts) -> tuple[torch.Tensor, torch.Tensor, torch.
 @pytest.mark.parametrize("holes", [True, False])
 def test_attention_and_tiles_equal_the_reference(attention, tile_tokens, holes):
     fusion = fusion_with(attention=attention, tile_tokens=tile_tokens)
-    images, texts = random_fragments(5, 6, 1, holes), random_fragments(7, 8, 2, holes)
+    images, texts = random_fragments(5, 6, 1, holes=holes), random_fragments(7, 8, 2, holes=holes)
     dense, reference, listed, listed_ref = both_ways(fusion, images, texts)
     torch.testing.assert_close(dense, reference, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(listed, listed_ref, atol=1e-5, rtol=1e-4)

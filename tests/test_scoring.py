@@ -16,19 +16,10 @@ from mmzoo.scoring import (
     scoring_mode,
 )
 from tests.conftest import CAPTIONS, random_affine, tiny_model
+from tests.conftest import masked_fragments as random_fragments
 
-D = 32
 #: eight distinct captions (no ties in the scores)
 EIGHT = CAPTIONS + [" ".join(reversed(c.split())) for c in CAPTIONS]
-
-
-def random_fragments(n: int, length: int, seed: int) -> mmzoo.Fragments:
-    """Random fragments with random holes in the mask (not only right padding); each row keeps one."""
-    g = torch.Generator().manual_seed(seed)
-    features = torch.randn(n, length, D, generator=g)
-    mask = torch.rand(n, length, generator=g) > 0.35
-    mask[torch.arange(n), torch.randint(0, length, (n,), generator=g)] = True
-    return mmzoo.Fragments(features, mask, mmzoo.l2_normalize(torch.randn(n, D, generator=g)))
 
 
 def mmca(**overrides) -> mmzoo.MatchingModel:
