@@ -106,6 +106,17 @@ def captions_of(image_id, n: int = 5) -> list[str]:
     return [f"photo {image_id} caption {c} ." for c in range(n)]
 
 
+def write_cocobu(root: Path, images: dict, att: str = "cocobu_att", box: str = "cocobu_box") -> tuple[Path, Path]:
+    """As ruotianluo's make_bu_data.py: ``{att}/{id}.npz`` (``feat=...``) and ``{box}/{id}.npy``."""
+    att_dir, box_dir = root / att, root / box
+    att_dir.mkdir()
+    box_dir.mkdir()
+    for image_id, (features, boxes) in images.items():
+        np.savez_compressed(att_dir / str(image_id), feat=features)
+        np.save(box_dir / str(image_id), boxes)
+    return att_dir, box_dir
+
+
 def write_karpathy(path: Path, splits: dict, *, dataset: str = "coco", extra_captions: int = 0) -> Path:
     """A Karpathy split file; ``splits`` maps a Karpathy split name to image ids (in file order)."""
     images, sentid = [], 0

@@ -8,26 +8,15 @@ import pytest
 from mmzoo.cli import main
 from mmzoo.data.importing import FolderSource, import_features, read_karpathy_captions
 from mmzoo.errors import DataError
-from tests._import_sources import expected_split, make_images, write_karpathy
+from tests._import_sources import expected_split, make_images, write_cocobu, write_karpathy
 
 SPLITS = {"train": [9, 25, 30], "restval": [36], "val": [49, 61], "test": [73, 77]}
 IDS = [i for ids in SPLITS.values() for i in ids]
 
 
-def cocobu(tmp_path, images):
-    """As ruotianluo's make_bu_data.py: cocobu_att/{id}.npz (feat=...), cocobu_box/{id}.npy."""
-    att, box = tmp_path / "cocobu_att", tmp_path / "cocobu_box"
-    att.mkdir()
-    box.mkdir()
-    for image_id, (features, boxes) in images.items():
-        np.savez_compressed(att / str(image_id), feat=features)
-        np.save(box / str(image_id), boxes)
-    return att, box
-
-
 def test_npz_folder_with_box_folder_bit_for_bit(tmp_path):
     images = make_images(IDS, regions=(10, 40), dim=24, seed=1)
-    att, box = cocobu(tmp_path, images)
+    att, box = write_cocobu(tmp_path, images)
     karpathy = write_karpathy(tmp_path / "dataset_coco.json", SPLITS)
     out = tmp_path / "out"
     manifest = import_features(
@@ -90,7 +79,7 @@ def test_npz_with_several_arrays_needs_a_key(tmp_path):
 
 def test_folder_errors_name_the_file(tmp_path):
     images = make_images([9, 25], regions=5, dim=8)
-    att, box = cocobu(tmp_path, images)
+    att, box = write_cocobu(tmp_path, images)
     (box / "25.npy").unlink()
     with pytest.raises(DataError, match=r"cocobu_att/25.npz has no box file .*25.npy"):
         FolderSource([att], boxes=box).scan()

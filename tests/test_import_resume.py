@@ -17,7 +17,7 @@ from mmzoo.data import PrecomputedDataset
 from mmzoo.data.importing import FolderSource, TsvSource, import_features, read_karpathy_captions
 from mmzoo.data.importing.writer import MARKER_NAME
 from mmzoo.errors import DataError
-from tests._import_sources import make_images, write_generate_tsv, write_karpathy
+from tests._import_sources import make_images, write_cocobu, write_generate_tsv, write_karpathy
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = {"train": list(range(1, 31)), "restval": [31, 32, 33], "val": list(range(40, 46)), "test": list(range(50, 56))}
@@ -51,12 +51,7 @@ def make_sources(tmp_path, kind):
         write_generate_tsv(sources[0], {i: images[i] for i in order[:20]})
         write_generate_tsv(sources[1], {i: images[i] for i in order[20:]})
     else:
-        att, box = tmp_path / "att", tmp_path / "box"
-        att.mkdir()
-        box.mkdir()
-        for i, (features, boxes) in images.items():
-            np.savez_compressed(att / str(i), feat=features)
-            np.save(box / str(i), boxes)
+        att, _ = write_cocobu(tmp_path, images, "att", "box")
         sources = [att]
     return sources, write_karpathy(tmp_path / "dataset_coco.json", SPLITS)
 
