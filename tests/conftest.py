@@ -63,6 +63,15 @@ def tiny_model(recipe: str = "mmca", text: str = "gru", **overrides) -> mmzoo.Ma
     return model
 
 
+def isolate_registries(monkeypatch: pytest.MonkeyPatch, *kinds: str) -> None:
+    """What a test registers in these registries (converters, zoo entries) exists for that test only. The plugins
+    are loaded first, into the snapshot, so that later tests still find the plugins' entries."""
+    mmzoo.registry.plugins.load_plugins()
+    for kind in kinds:
+        registry = mmzoo.registry.get_registry(kind)
+        monkeypatch.setattr(registry, "_entries", registry.snapshot())
+
+
 def masked_fragments(
     n: int, length: int, seed: int, *, dim: int = 32, drop: float = 0.35, holes: bool = True
 ) -> mmzoo.Fragments:

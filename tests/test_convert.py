@@ -16,7 +16,7 @@ import torch
 
 import mmzoo
 from mmzoo.cli import main
-from tests.conftest import CAPTIONS
+from tests.conftest import CAPTIONS, isolate_registries
 from tests.hub_server import fake_hub, go_offline  # noqa: F401  (fake_hub is a fixture)
 
 VOCAB = ["<pad>", "<unk>", "a", "red", "circle", "blue", "square", "green", "triangle", "two", "squares"]
@@ -61,10 +61,7 @@ class ToyConverter(mmzoo.Converter):
 @pytest.fixture(autouse=True)
 def toy_registered(monkeypatch, tmp_path):
     """The toy converter and any entry a test adds exist for that test only; mmzoo's cache lives in tmp_path."""
-    mmzoo.registry.plugins.load_plugins()  # loaded into the snapshot, not into the test's copy only
-    for kind in ("converter", "pretrained"):
-        reg = mmzoo.registry.get_registry(kind)
-        monkeypatch.setattr(reg, "_entries", reg.snapshot())
+    isolate_registries(monkeypatch, "converter", "pretrained")
     mmzoo.registry.converter.register("toy", ToyConverter)
     monkeypatch.setenv("MMZOO_CACHE", str(tmp_path / "mmzoo-cache"))
     ToyConverter.conversions = 0

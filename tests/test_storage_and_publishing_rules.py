@@ -28,7 +28,7 @@ from mmzoo.data import PrecomputedDataset, make_shapes
 from mmzoo.data.importing.writer import MARKER_NAME, ImportWriter, Layout
 from mmzoo.errors import DataError, StorageError
 from mmzoo.hub import cards, push_folder
-from tests.conftest import tiny_model
+from tests.conftest import isolate_registries, tiny_model
 from tests.hub_server import fake_hub  # noqa: F401  (fake_hub is a fixture)
 from tests.test_convert import ToyConverter, research_checkpoint
 
@@ -212,10 +212,7 @@ class ScaledToy(ToyConverter):
 
 @pytest.fixture
 def toys(monkeypatch, tmp_path):
-    mmzoo.registry.plugins.load_plugins()  # loaded into the snapshot, not into the test's copy only
-    for kind in ("converter", "pretrained"):
-        reg = mmzoo.registry.get_registry(kind)
-        monkeypatch.setattr(reg, "_entries", reg.snapshot())
+    isolate_registries(monkeypatch, "converter", "pretrained")
     mmzoo.registry.converter.register("toy-review", ToyConverter)
     mmzoo.registry.converter.register("scaled-toy", ScaledToy)
     monkeypatch.setenv("MMZOO_CACHE", str(tmp_path / "mmzoo-cache"))
