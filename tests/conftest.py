@@ -26,6 +26,18 @@ TINY_MMCA = {
     "fusion.ffn_dim": 64,
     "fusion.channels": 8,
 }
+#: ``--set`` overrides of a tiny MMCA training run on shapes data (seconds per epoch on a CPU)
+TINY_MMCA_RUN = [
+    "embed_dim=16",
+    "text.word_dim=8",
+    "visual.heads=2",
+    "visual.ffn_dim=16",
+    "fusion.heads=2",
+    "fusion.ffn_dim=16",
+    "fusion.channels=4",
+    "training.batch_size=8",
+    "training.hard_negatives=all",
+]
 TINY_BERT = {
     "hidden_size": 32,
     "num_hidden_layers": 1,

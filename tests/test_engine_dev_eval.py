@@ -12,19 +12,9 @@ from mmzoo.data import make_shapes
 from mmzoo.training import prepare_run, read_metrics, train
 from mmzoo.training.config import TrainConfig
 from mmzoo.training.trainer import AUTO_DEV_PAIRS, resolve_dev_eval
-from tests.conftest import tiny_model
+from tests.conftest import TINY_MMCA_RUN, tiny_model
 
-SETS = [
-    "embed_dim=16",
-    "text.word_dim=8",
-    "visual.heads=2",
-    "visual.ffn_dim=16",
-    "fusion.heads=2",
-    "fusion.ffn_dim=16",
-    "fusion.channels=4",
-    "training.batch_size=8",
-    "training.hard_negatives=all",
-]
+SETS = TINY_MMCA_RUN
 
 
 @pytest.fixture(autouse=True, scope="module")

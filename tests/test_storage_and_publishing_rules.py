@@ -28,7 +28,7 @@ from mmzoo.data import PrecomputedDataset, make_shapes
 from mmzoo.data.importing.writer import MARKER_NAME, ImportWriter, Layout
 from mmzoo.errors import DataError, StorageError
 from mmzoo.hub import cards, push_folder
-from tests.conftest import isolate_registries, tiny_model
+from tests.conftest import TINY_MMCA_RUN, isolate_registries, tiny_model
 from tests.hub_server import fake_hub  # noqa: F401  (fake_hub is a fixture)
 from tests.test_convert import ToyConverter, research_checkpoint
 
@@ -268,19 +268,7 @@ def test_manual_entries_sharing_a_file_with_other_options_keep_their_own_convers
 
 
 # -- 5: the run card's dev protocol ----------------------------------------------------------------------------
-SETS = [
-    "embed_dim=16",
-    "text.word_dim=8",
-    "visual.heads=2",
-    "visual.ffn_dim=16",
-    "fusion.heads=2",
-    "fusion.ffn_dim=16",
-    "fusion.channels=4",
-    "training.batch_size=8",
-    "training.hard_negatives=all",
-    "training.dev_eval=subset",
-    "training.dev_subset=5",
-]
+SETS = [*TINY_MMCA_RUN, "training.dev_eval=subset", "training.dev_subset=5"]
 
 
 @pytest.fixture(scope="module")
