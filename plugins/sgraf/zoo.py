@@ -81,14 +81,23 @@ def steps(dataset: str, module: str) -> str:
 def entries() -> list[mmzoo.PretrainedEntry]:
     out = []
     for dataset in ("f30k", "coco"):
+        about = {  # what every entry of this dataset shares
+            "dataset": DATASETS[dataset],
+            "dataset_id": HUB_DATASET[dataset],
+            "status": mmzoo.MANUAL,
+            "license": "apache-2.0",
+            "paper": PAPER,
+            "citation": CITATION,
+            "code": CODE,
+            "inputs": INPUTS,
+            "results_source": SOURCE,
+        }
         for module in ("saf", "sgr"):
             alias = f"{module}-{dataset}"
             out.append(
                 mmzoo.PretrainedEntry(
                     alias=alias,
                     recipe=module,
-                    dataset=DATASETS[dataset],
-                    dataset_id=HUB_DATASET[dataset],
                     weights=mmzoo.Weights(
                         repo=None,
                         filename="model_best.pth.tar",
@@ -96,38 +105,24 @@ def entries() -> list[mmzoo.PretrainedEntry]:
                         options={"vocab": f"{dataset}_precomp_vocab.json"},
                         url=ARCHIVES[dataset],
                     ),
-                    status=mmzoo.MANUAL,
-                    license="apache-2.0",
-                    paper=PAPER,
-                    citation=CITATION,
-                    code=CODE,
-                    inputs=INPUTS,
                     published_results=PUBLISHED[dataset][module],
-                    results_source=SOURCE,
                     notes=steps(dataset, module),
+                    **about,
                 )
             )
         out.append(
             mmzoo.PretrainedEntry(
                 alias=f"sgraf-{dataset}",
                 recipe="sgr",
-                dataset=DATASETS[dataset],
-                dataset_id=HUB_DATASET[dataset],
                 weights=mmzoo.Weights(url=ARCHIVES[dataset]),  # nothing to convert: the members are
-                status=mmzoo.MANUAL,
-                license="apache-2.0",
-                paper=PAPER,
-                citation=CITATION,
-                code=CODE,
-                inputs=INPUTS,
                 published_results=PUBLISHED[dataset]["sgraf"],
-                results_source=SOURCE,
                 members=(f"saf-{dataset}", f"sgr-{dataset}"),
                 notes=(
                     f"SGRAF = the mean of the SAF and SGR similarities. Install both members by hand first "
                     f"(`mmzoo convert saf-{dataset} ...` and `mmzoo convert sgr-{dataset} ...`, see their entries); "
                     f"then mmzoo.from_pretrained('sgraf-{dataset}') loads the ensemble."
                 ),
+                **about,
             )
         )
     return out
