@@ -131,12 +131,9 @@ def score_matrix(
     from tqdm.auto import tqdm
 
     device = model.device
-    rank, world = _group()
-    if not shard or world == 1:
-        start, stop = 0, len(images)
-    else:
-        share = -(-len(images) // world)
-        start, stop = min(rank * share, len(images)), min((rank + 1) * share, len(images))
+    rank, world = _group() if shard else (0, 1)
+    share = -(-len(images) // world)  # rows per process (the last may hold fewer)
+    start, stop = min(rank * share, len(images)), min((rank + 1) * share, len(images))
     out = torch.zeros(stop - start, len(texts), dtype=torch.float32)
     blocks = [(i, j) for i in range(start, stop, block_size) for j in range(0, len(texts), block_size)]
     for i, j in tqdm(blocks, desc="score", disable=not progress, unit="block"):
@@ -145,9 +142,7 @@ def score_matrix(
         out[i - start : i - start + len(img), j : j + block_size] = (
             model.similarity(img, txt, precision=precision).float().cpu()
         )
-    if not shard or world == 1:
-        return out
-    return _gather_rows(out, -(-len(images) // world), device)[: len(images)]
+    return out if world == 1 else _gather_rows(out, share, device)[: len(images)]
 
 
 def _group() -> tuple[int, int]:
