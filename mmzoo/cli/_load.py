@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmzoo.errors import CheckpointError, InputError
+from mmzoo.checkpoint.rundir import model_folder
+from mmzoo.errors import InputError
 from mmzoo.model import Ensemble, MatchingModel, load_pretrained
 from mmzoo.pretrained import from_pretrained
 
@@ -26,15 +27,8 @@ def resolve_device(name: str | None) -> str:
 def load_model(spec: str, device: str | None = None) -> MatchingModel | Ensemble:
     """A saved model folder, a training run folder (``RUNDIR/best``), or a name ``from_pretrained`` knows."""
     path = Path(spec)
-    run_best = path / "best"
-    if (run_best / "config.json").is_file() or (path / ".best.old" / "config.json").is_file():
-        return load_pretrained(run_best, device=device)
-    if (path / "config.json").is_file():
-        return load_pretrained(path, device=device)
-    if path.is_dir():
-        raise CheckpointError(
-            f"{path} is neither a saved model (no config.json) nor a training run (no best/config.json)."
-        )
+    if path.is_dir():  # a run's best/ or a saved folder, else a CheckpointError that says which files are missing
+        return load_pretrained(model_folder(path), device=device)
     return from_pretrained(spec, device=device)
 
 
