@@ -432,6 +432,17 @@ class DataFormat(ABC):
     def open_split(self, root: Path, split: str, manifest: Any | None, **options: Any) -> Split:
         """The split ``split`` of the dataset folder ``root``; options are format-specific."""
 
+    def files(self, root: Path, split: str) -> list[Path]:
+        """The files that hold split ``split`` of ``root``: a training run fingerprints them to notice changed data.
+
+        The default takes every file of ``root`` named ``{split}.*`` or ``{split}_*`` (``train.jsonl``,
+        ``train_ims.npy``); a format that keeps its files elsewhere (sub-folders, shards) overrides it.
+        """
+        root = Path(root)
+        if not root.is_dir():
+            return []
+        return sorted(p for p in root.iterdir() if p.is_file() and p.name.startswith((f"{split}.", f"{split}_")))
+
 
 def masked_mean(features: Tensor, mask: Tensor) -> Tensor:
     """Mean over the valid fragments: (N, L, d), (N, L) -> (N, d)."""

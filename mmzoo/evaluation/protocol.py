@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from mmzoo.contracts import Split
-from mmzoo.data.importing import check_feature_facts
+from mmzoo.data.guard import check_feature_facts
 from mmzoo.errors import InputError, MMZooWarning
 from mmzoo.evaluation.metrics import (
     METRIC_KEYS,

@@ -19,11 +19,14 @@ from mmzoo.checkpoint.rundir import (
     read_run_document,
     write_metrics,
 )
+from mmzoo.data.door import split_files
 from mmzoo.errors import CheckpointError, ConfigError
 from mmzoo.training.runspec import RunSpec
 
 _SAMPLES = 8  # chunks read from inside each feature file for its fingerprint
 _CHUNK = 1 << 16
+#: suffixes of files digested whole (captions, JSON lines): an edit of the same size is found anywhere.
+_TEXT = frozenset({".txt", ".jsonl"})
 
 
 def read_run(run_dir: str | Path) -> RunSpec:
@@ -39,16 +42,19 @@ def read_run(run_dir: str | Path) -> RunSpec:
 
 
 def data_fingerprint(data: str | Path, splits: tuple[str, ...] = ("train", "dev")) -> dict[str, str]:
-    """A digest per data file of the splits: the whole caption files, and size plus sampled chunks of the features.
+    """A digest per data file of the splits, the files their data format lists (:meth:`mmzoo.DataFormat.files`):
+    text files whole, and size plus sampled chunks of the others (features).
 
     Reading a few chunks keeps this fast for COCO's 33 GB of features, and catches other content of the same size.
+    Keys are the files' paths relative to the folder (``train_ims.npy``).
     """
     root = Path(data)
     found = {}
     for split in splits:
-        for path in sorted(root.glob(f"{split}_*")):
+        for path in sorted(split_files(root, split)):
             if path.is_file():
-                found[path.name] = _digest(path, whole=path.suffix == ".txt")
+                key = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+                found[key] = _digest(path, whole=path.suffix in _TEXT)
     return found
 
 

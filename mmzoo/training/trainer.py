@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from mmzoo._atomic import atomic_write_json, is_storage_error, recover_folder, storage_error, writable_dir
 from mmzoo.data import collate_pairs, open_split
-from mmzoo.data.importing import feature_facts
+from mmzoo.data.guard import feature_facts
 from mmzoo.errors import CheckpointError, ConfigError, MMZooWarning, TrainingError
 from mmzoo.evaluation import encode_captions, encode_images, encode_split, rerank_metrics
 from mmzoo.factory import create_model
