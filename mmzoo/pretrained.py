@@ -32,10 +32,10 @@ from mmzoo.hub import zoo
 from mmzoo.hub.cards import model_card
 from mmzoo.hub.names import Source, parse_name
 from mmzoo.hub.transfer import fetch_file, fetch_snapshot, file_digest, verify_file
-from mmzoo.model import Ensemble, MatchingModel, load_pretrained
+from mmzoo.model import Ensemble, MatchingModel, load_folder
 from mmzoo.registry import PretrainedEntry, converter
 
-logger = logging.getLogger("mmzoo.pretrained")
+logger = logging.getLogger(__name__)
 
 
 def from_pretrained(
@@ -65,7 +65,7 @@ def from_pretrained(
         members = [from_pretrained(m, **options) for m in source.entry.members]
         ensemble = Ensemble(members)
         return ensemble.to(device=device, dtype=dtype).eval() if device or dtype else ensemble.eval()
-    return load_pretrained(_folder(source, force=False, check=True, **options), device=device, dtype=dtype)
+    return load_folder(_folder(source, force=False, check=True, **options), device=device, dtype=dtype)
 
 
 def download(

@@ -29,7 +29,7 @@ from mmzoo.data.layout import PRECOMP
 from mmzoo.data.manifest import DataManifest, read_manifest, write_manifest
 from mmzoo.errors import ConfigError, DataError
 
-logger = logging.getLogger("mmzoo.data.extract")
+logger = logging.getLogger(__name__)
 
 
 #: the visual settings that decide the extracted regions (the head's settings do not).

@@ -39,7 +39,7 @@ from mmzoo.data.layout import PRECOMP
 from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, read_manifest
 from mmzoo.errors import DataError
 
-logger = logging.getLogger("mmzoo.data.precomputed")
+logger = logging.getLogger(__name__)
 
 #: rows of features checked per step by :meth:`PrecomputedDataset.validate`.
 VALIDATE_CHUNK_BYTES = 64 * 2**20

@@ -36,7 +36,7 @@ from mmzoo.data.layout import PRECOMP
 from mmzoo.data.manifest import DataManifest, write_manifest
 from mmzoo.errors import DataError, StorageError
 
-logger = logging.getLogger("mmzoo.data.shapes")
+logger = logging.getLogger(__name__)
 
 #: colour names with the RGB a renderer should use.
 COLOURS: dict[str, tuple[int, int, int]] = {

@@ -30,7 +30,7 @@ from mmzoo.evaluation.metrics import (
 from mmzoo.model import Ensemble, MatchingModel
 from mmzoo.scoring import Precision, rerank_rankings, shortlist_recall
 
-logger = logging.getLogger("mmzoo.evaluation")
+logger = logging.getLogger(__name__)
 
 Model = MatchingModel | Ensemble
 

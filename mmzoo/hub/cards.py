@@ -34,7 +34,7 @@ from mmzoo.registry import model as recipes
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
 
-logger = logging.getLogger("mmzoo.cards")
+logger = logging.getLogger(__name__)
 
 #: the flat metric keys of ``mmzoo eval --json`` and their names in a card.
 METRIC_NAMES = {

@@ -39,7 +39,7 @@ from mmzoo.registry import PretrainedEntry
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo, ModelCard
 
-logger = logging.getLogger("mmzoo.hub")
+logger = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: names in a saved folder that are never uploaded, at any depth: dot-files and dot-folders (atomic-write

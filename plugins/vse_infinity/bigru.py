@@ -35,7 +35,7 @@ from mmzoo_plugins.common.vocab import END, START, UNK, Vocabulary
 from mmzoo_plugins.vse_infinity.augment import augment_words
 from mmzoo_plugins.vse_infinity.gpo import GPO
 
-logger = logging.getLogger("mmzoo.vse_infinity.bigru")
+logger = logging.getLogger(__name__)
 
 MASK = "<mask>"
 VOCAB_NAME = "vocab.json"

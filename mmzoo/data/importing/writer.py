@@ -43,7 +43,7 @@ from mmzoo.data.layout import IMPORT_MARKER, PARTIAL, PRECOMP
 from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, write_manifest
 from mmzoo.errors import DataError
 
-logger = logging.getLogger("mmzoo.data.importing")
+logger = logging.getLogger(__name__)
 
 MARKER_NAME = IMPORT_MARKER
 #: the files of a split an import writes, in the order they are renamed into place (the features last).
