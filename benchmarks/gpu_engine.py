@@ -58,7 +58,7 @@ def build(s: dict[str, int], block_pairs: int, device: str) -> mmzoo.FusionBlock
         "fusion.heads": s["heads"],
         "fusion.ffn_dim": s["ffn"],
         "fusion.channels": s["channels"],
-        "fusion.block_pairs": block_pairs,
+        "fusion.pairs_per_block": block_pairs,
     }
     return mmzoo.create_model("mmca", **settings).fusion.to(device).eval()
 

@@ -41,9 +41,7 @@ def main() -> int:
     parser.add_argument("out", help="JSON file to write")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--small", action="store_true", help="tiny sizes (a smoke run of the code path)")
-    parser.add_argument(
-        "--chunk-pairs", type=int, default=4096, help="pairs per block (fusion.block_pairs and chunk_pairs)"
-    )
+    parser.add_argument("--chunk-pairs", type=int, default=4096, help="pairs per block (fusion.pairs_per_block)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     out = Path(args.out)
@@ -66,7 +64,7 @@ def main() -> int:
             "fusion.heads": s["heads"],
             "fusion.ffn_dim": s["ffn"],
             "fusion.channels": s["channels"],
-            "fusion.block_pairs": args.chunk_pairs,
+            "fusion.pairs_per_block": args.chunk_pairs,
             "visual.heads": s["heads"],
         },
     )

@@ -48,7 +48,7 @@ MM = 1024
 
 def build(dim: int, chunk_pairs: int = 4096) -> mmzoo.MatchingModel:
     torch.manual_seed(0)
-    return mmzoo.create_model("mmca", **settings_for(dim), **{"fusion.block_pairs": chunk_pairs}).eval()
+    return mmzoo.create_model("mmca", **settings_for(dim), **{"fusion.pairs_per_block": chunk_pairs}).eval()
 
 
 def clocked(fn: Callable[[], object]) -> tuple[float, float]:
@@ -184,7 +184,7 @@ def hwm():
         if line.startswith("VmHWM"):
             return int(line.split()[1]) * 1024
 torch.manual_seed(0)
-model = mmzoo.create_model("mmca", **settings_for(dim), **{"fusion.block_pairs": chunk}).eval()
+model = mmzoo.create_model("mmca", **settings_for(dim), **{"fusion.pairs_per_block": chunk}).eval()
 images, texts = random_fragments(n_img, 12, dim, seed=1), random_fragments(n_txt, 10, dim, seed=2)
 fused_matrix(model.fusion, images[:2], texts[:2])
 base = hwm()
@@ -253,7 +253,7 @@ def main() -> None:
     parser.add_argument("--dims", default="64,128,256", help="embedding sizes to measure (64 = shapes settings)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=6000, help="pairs per throughput measurement at d=64")
-    parser.add_argument("--chunk-pairs", type=int, default=4096, help="fusion.block_pairs: pairs per engine block")
+    parser.add_argument("--chunk-pairs", type=int, default=4096, help="fusion.pairs_per_block: pairs per engine block")
     parser.add_argument(
         "--mmap-check",
         action="store_true",

@@ -151,9 +151,9 @@ def main() -> None:
     }
     # the saved model runs on image files: check the pixel path against the extracted regions
     model.save_pretrained(out / args.name)
-    from mmzoo.model import load_pretrained
+    from mmzoo.model import load_folder
 
-    loaded = load_pretrained(out / args.name)
+    loaded = load_folder(out / args.name)
     test_images = KarpathyImages(out / "png" / KARPATHY_NAME, out / "png" / "images", "test")
     paths = [r.path for r in test_images.records[:16]]
     with torch.no_grad():

@@ -32,7 +32,7 @@ from _common import machine
 import mmzoo
 from mmzoo.data import make_shapes, open_split
 from mmzoo.evaluation import encode_split, recall_metrics, rerank_metrics
-from mmzoo.model import load_pretrained
+from mmzoo.model import load_folder
 from mmzoo.training import prepare_run, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def train_model(data: str, recipe: str, run_dir: Path, epochs: int, device: str)
     sets = ["training.device=" + ("cuda" if device.startswith("cuda") else "cpu")]
     spec = prepare_run(data, recipe, sets=sets, epochs=epochs)
     train(spec, run_dir, progress=False)
-    return load_pretrained(run_dir / "best").to(device).eval(), spec.to_dict()
+    return load_folder(run_dir / "best").to(device).eval(), spec.to_dict()
 
 
 def sync(device: str) -> None:

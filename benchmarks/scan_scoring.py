@@ -59,7 +59,7 @@ def run_size(direction: str, n_images: int, n_texts: int, args) -> dict:
     images, texts, lengths = fragments(n_images, n_texts, args.dim, args.regions)
     cls = mmzoo.registry.fusion.get(f"scan-{direction}")
     fusion = cls(
-        cls.Config(raw_feature_norm="clipped_l2norm", **SETTINGS[direction], block_pairs=args.block_pairs),
+        cls.Config(raw_feature_norm="clipped_l2norm", **SETTINGS[direction], pairs_per_block=args.block_pairs),
         mmzoo.BuildContext(embed_dim=args.dim),
     ).eval()
     device = args.device

@@ -118,7 +118,7 @@ def main() -> None:
             "sim_dim": SIM,
             "regions": REGIONS,
             "caption_tokens": "10-20",
-            "block_pairs": SGRFusion.Config().block_pairs,
+            "block_pairs": SGRFusion.Config().pairs_per_block,
         },
         "threads": args.threads,
         "load_before": load_before,

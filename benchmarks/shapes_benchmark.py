@@ -108,7 +108,7 @@ def train_and_test(
 
     from mmzoo.data import open_split
     from mmzoo.evaluation import evaluate
-    from mmzoo.model import load_pretrained
+    from mmzoo.model import load_folder
     from mmzoo.training import prepare_run, read_metrics, train
 
     finished = reuse and (run / "best").is_dir() and len(read_metrics(run)) == epochs
@@ -122,7 +122,7 @@ def train_and_test(
     start = time.perf_counter()
     records = read_metrics(run) if finished else train(spec, run, progress=False)
     wall = time.perf_counter() - start
-    test = evaluate(load_pretrained(run / "best"), open_split(data, "test"), progress=False)
+    test = evaluate(load_folder(run / "best"), open_split(data, "test"), progress=False)
     train_seconds = sum(r["seconds"] for r in records)
     pairs = sum(r["pairs_per_s"] * r["seconds"] for r in records)
     return {

@@ -19,6 +19,7 @@ The protocols the core relies on are declared here and nowhere else:
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol, Union, get_args,
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 from torch import Tensor, nn
 
 from mmzoo.errors import InputError
@@ -74,6 +75,26 @@ class ComponentConfig(CheckedModel):
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_fields(cls, data: Any) -> Any:
+        """Old field names still read (saved configs, overrides), with a DeprecationWarning: :data:`RENAMED`."""
+        if not isinstance(data, dict):
+            return data
+        for old, new in RENAMED.items():
+            if old in data and new in cls.model_fields and old not in cls.model_fields:
+                warnings.warn(
+                    f"{cls.__qualname__}: the field {old!r} is now {new!r}; the old name is read until the next release.",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                data = {k: v for k, v in data.items() if k != old} | {new: data[old]}
+        return data
+
+
+#: config fields renamed since 0.2 (old -> new): one block-size name, ``pairs_per_block``, everywhere.
+RENAMED = {"block_pairs": "pairs_per_block"}
 
 
 @dataclass(frozen=True)
@@ -431,6 +452,17 @@ class DataFormat(ABC):
     @abstractmethod
     def open_split(self, root: Path, split: str, manifest: Any | None, **options: Any) -> Split:
         """The split ``split`` of the dataset folder ``root``; options are format-specific."""
+
+    def files(self, root: Path, split: str) -> list[Path]:
+        """The files that hold split ``split`` of ``root``: a training run fingerprints them to notice changed data.
+
+        The default takes every file of ``root`` named ``{split}.*`` or ``{split}_*`` (``train.jsonl``,
+        ``train_ims.npy``); a format that keeps its files elsewhere (sub-folders, shards) overrides it.
+        """
+        root = Path(root)
+        if not root.is_dir():
+            return []
+        return sorted(p for p in root.iterdir() if p.is_file() and p.name.startswith((f"{split}.", f"{split}_")))
 
 
 def masked_mean(features: Tensor, mask: Tensor) -> Tensor:

@@ -32,10 +32,10 @@ from mmzoo.hub import zoo
 from mmzoo.hub.cards import model_card
 from mmzoo.hub.names import Source, parse_name
 from mmzoo.hub.transfer import fetch_file, fetch_snapshot, file_digest, verify_file
-from mmzoo.model import Ensemble, MatchingModel, load_pretrained
+from mmzoo.model import Ensemble, MatchingModel, load_folder
 from mmzoo.registry import PretrainedEntry, converter
 
-logger = logging.getLogger("mmzoo.pretrained")
+logger = logging.getLogger(__name__)
 
 
 def from_pretrained(
@@ -65,7 +65,7 @@ def from_pretrained(
         members = [from_pretrained(m, **options) for m in source.entry.members]
         ensemble = Ensemble(members)
         return ensemble.to(device=device, dtype=dtype).eval() if device or dtype else ensemble.eval()
-    return load_pretrained(_folder(source, force=False, check=True, **options), device=device, dtype=dtype)
+    return load_folder(_folder(source, force=False, check=True, **options), device=device, dtype=dtype)
 
 
 def download(
@@ -126,9 +126,9 @@ def _converted(source: Source, entry: PretrainedEntry, force: bool, options: dic
     folder = zoo.converted_folder(entry.weights.format, config.model_dump(mode="json"), recorded)
     if not force and (folder / "config.json").is_file():
         return folder
-    verify_file(path, recorded, source, entry.weights.sha256)
+    sha256 = verify_file(path, recorded, source, entry.weights.sha256)  # the file is hashed once, here
     logger.info("converting %s (%s) once; the result is cached in %s", entry.alias, entry.weights.filename, folder)
-    return convert_checkpoint(entry.weights.format, path, folder, overwrite=True, entry=entry, **entry.weights.options)
+    return _convert(entry.weights.format, path, folder, True, entry, config, sha256)
 
 
 def _installed(entry: PretrainedEntry) -> Path:
@@ -164,7 +164,7 @@ def convert_checkpoint(
     """
     checkpoint = Path(checkpoint)
     name, entry, options = _converter_for(name, entry, options)
-    cls = converter.get(name)
+    converter.get(name)  # an unknown converter is named before the options are checked
     config = _converter_config(name, options)
     if not checkpoint.is_file():
         raise CheckpointError(f"{checkpoint} is not a file: give the path of the checkpoint to convert.")
@@ -174,7 +174,21 @@ def convert_checkpoint(
             f"{checkpoint} has sha256 {sha256}, but the zoo entry {entry.alias!r} pins {entry.weights.sha256}: "
             "it is another file than the authors published."
         )
-    folder = Path(out) if out is not None else zoo.converted_folder(name, config.model_dump(mode="json"), sha256)
+    return _convert(name, checkpoint, Path(out) if out is not None else None, overwrite, entry, config, sha256)
+
+
+def _convert(
+    name: str,
+    checkpoint: Path,
+    out: Path | None,
+    overwrite: bool,
+    entry: PretrainedEntry | None,
+    config: Any,
+    sha256: str,
+) -> Path:
+    """Convert a checkpoint whose sha256 the caller computed (and checked) into ``out`` or mmzoo's cache."""
+    cls = converter.get(name)
+    folder = out if out is not None else zoo.converted_folder(name, config.model_dump(mode="json"), sha256)
     if folder.exists() and not folder.is_dir():
         raise StorageError(f"{folder} is a file, not a folder: choose another --out.")
     if folder.exists() and any(folder.iterdir()) and not overwrite and out is not None:

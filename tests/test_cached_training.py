@@ -70,7 +70,7 @@ def test_cached_path_in_small_tiles_equals_one_tile():
     fusion = no_dropout_fusion(**{"fusion.block_pairs": 2})
     images, texts = random_fragments(5, 6, seed=6), random_fragments(3, 7, seed=7)
     tiled, g_tiled = gradients(fusion, fusion, images, texts)
-    fusion.config = fusion.config.model_copy(update={"block_pairs": 4096})
+    fusion.config = fusion.config.model_copy(update={"pairs_per_block": 4096})
     whole, g_whole = gradients(fusion, fusion, images, texts)
     torch.testing.assert_close(tiled, whole, atol=1e-6, rtol=1e-5)
     for name in g_whole:

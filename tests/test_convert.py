@@ -222,6 +222,29 @@ def test_a_converted_entry_downloads_verifies_converts_once_then_works_offline(f
     assert isinstance(mmzoo.download("toy-coco"), Path)
 
 
+def test_a_converted_checkpoint_is_hashed_once_on_its_first_load(fake_hub, tmp_path, monkeypatch):  # noqa: F811
+    """Verifying the download and keying the conversion cache share one sha256 of the (possibly GB) file."""
+    import mmzoo.hub.transfer
+    import mmzoo.pretrained
+
+    path = research_checkpoint(tmp_path / "model_best.pth")
+    fake_hub.create_repo("toy-authors/toy")
+    fake_hub.commit("toy-authors/toy", {"coco/model_best.pth": path.read_bytes()})
+    mmzoo.registry.pretrained.register("toy-coco", converted_entry())
+    hashed = []
+    real = mmzoo.hub.transfer.file_digest
+
+    def counting(file, algorithm):
+        hashed.append(Path(file).name)
+        return real(file, algorithm)
+
+    monkeypatch.setattr(mmzoo.hub.transfer, "file_digest", counting)
+    monkeypatch.setattr(mmzoo.pretrained, "file_digest", counting)
+    mmzoo.from_pretrained("toy-coco")
+    assert ToyConverter.conversions == 1
+    assert hashed.count("model_best.pth") == 1, hashed
+
+
 def test_a_converted_entry_refuses_a_file_that_is_not_the_pinned_one(fake_hub, tmp_path):  # noqa: F811
     path = research_checkpoint(tmp_path / "model_best.pth")
     fake_hub.create_repo("toy-authors/toy")

@@ -18,7 +18,7 @@ from mmzoo.data.render import KARPATHY_NAME, render_scene, render_shapes
 from mmzoo.data.shapes import COLOURS
 from mmzoo.errors import DataError
 from mmzoo.evaluation import recall_metrics
-from mmzoo.model import load_pretrained
+from mmzoo.model import load_folder
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -107,7 +107,7 @@ def test_pretrained_backbone_learns_rendered_shapes_from_pixels(tmp_path):
     train_heads(model, train, epochs=12)
 
     model.save_pretrained(tmp_path / "model")
-    loaded = load_pretrained(tmp_path / "model")
+    loaded = load_folder(tmp_path / "model")
     paths = [
         r.path for r in KarpathyImages(tmp_path / "png" / KARPATHY_NAME, tmp_path / "png" / "images", "test").records
     ]

@@ -10,7 +10,7 @@ import torch
 import mmzoo
 from mmzoo import registry
 from mmzoo.scoring import fused_matrix, score_pairs
-from mmzoo_plugins.scan import SCAN_I2T, SCAN_T2I, TRAINING, TRAINING_COCO
+from mmzoo_plugins.scan.recipes import SCAN_I2T, SCAN_T2I, TRAINING, TRAINING_COCO
 from tests.conftest import CAPTIONS
 
 D = 16

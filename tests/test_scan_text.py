@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import mmzoo
+from mmzoo_plugins.common.tokenizer import sentences, word_tokenize
+from mmzoo_plugins.common.vocab import Vocabulary
 from mmzoo_plugins.scan.text import SCANText
-from mmzoo_plugins.scan.tokenizer import sentences, word_tokenize
-from mmzoo_plugins.scan.vocab import Vocabulary
 from tests.reference import scan_reference as ref
 
 #: nltk.word_tokenize(caption.lower()) as printed by NLTK 3.10.4 with Punkt's English model.

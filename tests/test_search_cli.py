@@ -11,7 +11,7 @@ from mmzoo.cli import main
 from mmzoo.cli._contact_sheet import Hit, SheetRow, write_contact_sheet
 from mmzoo.data.render import render_scene
 from mmzoo.errors import InputError
-from mmzoo.model import load_pretrained
+from mmzoo.model import load_folder
 from tests.conftest import CAPTIONS
 
 
@@ -55,7 +55,7 @@ def test_search_ranks_the_folder_by_the_model_score(saved, tmp_path, capsys):
     args = ["search", str(model_dir), "--images", str(folder), CAPTIONS[0], CAPTIONS[2], "--top", "3"]
     assert main([*args, "--sheet", str(sheet)]) == 0
     out = capsys.readouterr().out
-    model = load_pretrained(model_dir)
+    model = load_folder(model_dir)
     paths = sorted(folder.glob("*.png"))
     with torch.no_grad():
         scores = model.similarity(model.encode_images(paths), model.encode_texts([CAPTIONS[0], CAPTIONS[2]]))

@@ -16,8 +16,8 @@ import torch
 
 import mmzoo
 from mmzoo.scoring import fused_matrix
+from mmzoo_plugins.common.vocab import Vocabulary
 from mmzoo_plugins.sgraf.fusion import SAFFusion, SGRFusion
-from mmzoo_plugins.sgraf.vocab import Vocabulary
 from tests.reference import sgraf_reference as ref
 
 IMG_DIM, EMBED, WORD, SIM = 20, 16, 12, 8
@@ -236,7 +236,7 @@ def test_images_with_more_regions_than_slots_are_refused():
     ],
 )
 def test_tokenizer_follows_nltk_word_tokenize(caption, tokens):
-    from mmzoo_plugins.sgraf.tokenize import word_tokenize
+    from mmzoo_plugins.sgraf.text import word_tokenize
 
     assert word_tokenize(caption) == tokens
 

@@ -12,11 +12,11 @@ def test_mmca_trains_one_step():
 
 
 def test_save_and_load_roundtrip(tmp_path):
-    from mmzoo.model import load_pretrained
+    from mmzoo.model import load_folder
 
     model = tiny_model("mmca").eval()
     model.save_pretrained(tmp_path / "m")
-    loaded = load_pretrained(tmp_path / "m")
+    loaded = load_folder(tmp_path / "m")
     x = torch.randn(2, 5, 24)
     with torch.no_grad():
         a = model.similarity(model.encode_images(x), model.encode_texts(CAPTIONS))

@@ -185,7 +185,7 @@ def test_make_shapes_overwrite_leaves_exactly_a_fresh_datasets_files(tmp_path):
 
 
 def test_make_shapes_knows_the_import_marker_by_its_name():
-    from mmzoo.data.shapes import IMPORT_MARKER
+    from mmzoo.data.layout import IMPORT_MARKER
 
     assert IMPORT_MARKER == MARKER_NAME
 

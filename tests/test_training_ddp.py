@@ -170,9 +170,9 @@ def test_killed_distributed_run_resumes_from_its_checkpoint(tmp_path):
     # the sharded dev evaluation (rows split over 2 processes) equals the single-process one
     from mmzoo.data import PrecomputedDataset
     from mmzoo.evaluation import evaluate
-    from mmzoo.model import load_pretrained
+    from mmzoo.model import load_folder
 
-    single = evaluate(load_pretrained(run / "last"), PrecomputedDataset(data, "dev"), progress=False)
+    single = evaluate(load_folder(run / "last"), PrecomputedDataset(data, "dev"), progress=False)
     for key, value in records[-1]["dev"].items():
         assert value == pytest.approx(single[key], abs=1e-6), key
 

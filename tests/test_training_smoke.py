@@ -9,7 +9,7 @@ import torch
 
 from mmzoo.data import PrecomputedDataset, make_shapes
 from mmzoo.evaluation import evaluate, recall_metrics
-from mmzoo.model import load_pretrained
+from mmzoo.model import load_folder
 from mmzoo.training import prepare_run, read_metrics, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,7 +30,7 @@ def test_one_epoch_on_tiny_shapes_is_far_above_chance(tmp_path):
     records = train(prepare_run(data, "vsepp", sets=sets, epochs=1), tmp_path / "run", progress=False)
     assert [m["epoch"] for m in read_metrics(tmp_path / "run")] == [1] and records[0]["loss"] > 0
     test = PrecomputedDataset(data, "test")
-    metrics = evaluate(load_pretrained(tmp_path / "run" / "best"), test, progress=False)
+    metrics = evaluate(load_folder(tmp_path / "run" / "best"), test, progress=False)
     chance = recall_metrics(torch.rand(test.num_images, len(test), generator=torch.Generator().manual_seed(0)))
     assert metrics["rsum"] > 1.5 * chance["rsum"], (metrics, chance)
     assert metrics["t2i_r1"] > 3 * chance["t2i_r1"], (metrics, chance)

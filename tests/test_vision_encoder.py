@@ -14,7 +14,7 @@ from PIL import Image
 
 import mmzoo
 from mmzoo.errors import CheckpointError, ConfigError, InputError
-from mmzoo.model import load_pretrained
+from mmzoo.model import load_folder
 from tests.conftest import CAPTIONS
 
 #: a small pixel model: real EfficientNet-Lite0 architecture, tiny head, 64-pixel images.
@@ -178,7 +178,7 @@ def test_preprocessing_and_weights_round_trip_without_reloading_the_source(tmp_p
 
     monkeypatch.setattr(weights, "offline_state", forbidden)
     monkeypatch.setattr(weights, "read_state", forbidden)
-    loaded = load_pretrained(tmp_path / "m")
+    loaded = load_folder(tmp_path / "m")
     assert loaded.config.visual.params["preprocess"] == model.config.visual.params["preprocess"]
     images = [photo(5), photo(6)]
     assert torch.equal(loaded.preprocess(images), model.preprocess(images))

@@ -12,7 +12,7 @@ import torch
 
 import mmzoo
 from mmzoo import registry
-from mmzoo_plugins.vse_infinity.converters import RegionConverter
+from mmzoo_plugins.vse_infinity.convert import RegionConverter
 from tests.conftest import minilm_path
 from tests.hub_server import fake_hub, go_offline  # noqa: F401  (fake_hub is a fixture)
 from tests.reference import vse_infinity_reference as ref

@@ -152,7 +152,7 @@ def _commit(staging: Path, directory: Path, keep: set[str]) -> None:
     """Rename the staged entries into ``directory``; the ones they replace wait in ``.mmzoo-save.old`` till the end.
 
     The renames hold the folder's exclusive lock (:func:`mmzoo._atomic.folder_lock`, the one swaps take), so a
-    reader (``load_pretrained`` reads under the shared lock) sees the old files or the new ones. The old
+    reader (``load_folder`` reads under the shared lock) sees the old files or the new ones. The old
     ``config.json`` goes first and the new one comes last: a process killed in between leaves a folder without
     ``config.json`` (which no loader takes for a model), never a mix that loads. Any failure puts everything back.
     """

@@ -4,37 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmzoo.errors import CheckpointError, InputError
-from mmzoo.model import Ensemble, MatchingModel, load_pretrained
+from mmzoo import devices
+from mmzoo.checkpoint.rundir import model_folder
+from mmzoo.errors import InputError
+from mmzoo.model import Ensemble, MatchingModel, load_folder
 from mmzoo.pretrained import from_pretrained
 
 
 def resolve_device(name: str | None) -> str:
     """``--device``: CUDA when available unless given; a clear error when CUDA is asked for and absent."""
-    import torch
-
-    device = name or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: CUDA is not available on this machine; use --device cpu.")
-    try:
-        torch.device(device)
-    except RuntimeError:
-        raise InputError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, ...).") from None
-    return device
+    return str(devices.resolve_device(name, option="--device", error=InputError))
 
 
 def load_model(spec: str, device: str | None = None) -> MatchingModel | Ensemble:
     """A saved model folder, a training run folder (``RUNDIR/best``), or a name ``from_pretrained`` knows."""
     path = Path(spec)
-    run_best = path / "best"
-    if (run_best / "config.json").is_file() or (path / ".best.old" / "config.json").is_file():
-        return load_pretrained(run_best, device=device)
-    if (path / "config.json").is_file():
-        return load_pretrained(path, device=device)
-    if path.is_dir():
-        raise CheckpointError(
-            f"{path} is neither a saved model (no config.json) nor a training run (no best/config.json)."
-        )
+    if path.is_dir():  # a run's best/ or a saved folder, else a CheckpointError that says which files are missing
+        return load_folder(model_folder(path), device=device)
     return from_pretrained(spec, device=device)
 
 

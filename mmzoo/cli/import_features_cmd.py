@@ -18,7 +18,7 @@ from mmzoo.cli._table import format_table
 if TYPE_CHECKING:
     from mmzoo.data.importing import CaptionTable, FeatureSource
 
-logger = logging.getLogger("mmzoo.cli")
+logger = logging.getLogger(__name__)
 
 FORMATS = ("tsv", "npy-folder", "hdf5")
 

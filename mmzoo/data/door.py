@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmzoo.contracts import Split
+from mmzoo.contracts import DataFormat, Split
 from mmzoo.data.manifest import read_manifest
 from mmzoo.errors import DataError
 from mmzoo.registry import data_format
@@ -36,4 +36,15 @@ def open_split(root: str | Path, split: str, **options: Any) -> Split:
     return opened
 
 
-__all__ = ["open_split"]
+def split_files(root: str | Path, split: str) -> list[Path]:
+    """The files of split ``split`` of the dataset folder ``root``, as the format its manifest names lists them
+    (:meth:`mmzoo.DataFormat.files`); empty when the folder does not exist."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    manifest = read_manifest(root)
+    fmt: DataFormat = data_format.get(manifest.format if manifest is not None else "precomp")()
+    return [Path(p) for p in fmt.files(root, split)]
+
+
+__all__ = ["open_split", "split_files"]

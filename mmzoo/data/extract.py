@@ -23,12 +23,13 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from mmzoo._atomic import atomic_write_json, atomic_write_text
+from mmzoo._atomic import atomic_write_json
 from mmzoo.data.images import KarpathyImages, collate_images
+from mmzoo.data.layout import PRECOMP
 from mmzoo.data.manifest import DataManifest, read_manifest, write_manifest
 from mmzoo.errors import ConfigError, DataError
 
-logger = logging.getLogger("mmzoo.data.extract")
+logger = logging.getLogger(__name__)
 
 
 #: the visual settings that decide the extracted regions (the head's settings do not).
@@ -81,7 +82,8 @@ def extract_split(
     check_extractor(encoder)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ims, caps, marker = out / f"{split}_ims.npy", out / f"{split}_caps.txt", out / f"{split}_ims.progress.json"
+    ims, caps = PRECOMP.path(out, split, "ims"), PRECOMP.path(out, split, "caps")
+    marker = ims.with_name(f"{split}_ims.progress.json")
     n = len(dataset.records)
     source = source or {}
     if overwrite:
@@ -98,7 +100,7 @@ def extract_split(
     finally:
         encoder.train(was_training)
     captions = [c for i in range(n) for c in dataset.image_captions(i)]
-    atomic_write_text(caps, "\n".join(captions) + "\n")
+    PRECOMP.write_captions(out, split, captions)
     marker.unlink(missing_ok=True)
     _update_manifest(out, split, shape, len(captions) // n, source)
     return ims

@@ -17,6 +17,7 @@ Two feature layouts exist in the wild and are detected as the reference code doe
 caption (``N_rows == N_captions``, the rows of an image's captions repeat it). Either way image
 ``j`` is the logical image of captions ``j*cpi .. j*cpi + cpi - 1`` and ``ds[i][4] == i // cpi``.
 
+The file names have one home, :data:`mmzoo.data.layout.PRECOMP`, shared with every writer of the layout.
 This is the ``precomp`` data format (:class:`PrecomputedFormat`); open folders through
 :func:`mmzoo.data.open_split`, which picks the format the folder's manifest names.
 """
@@ -34,10 +35,11 @@ import torch
 from torch import Tensor
 
 from mmzoo.contracts import DataFormat, Split
+from mmzoo.data.layout import PRECOMP
 from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, read_manifest
 from mmzoo.errors import DataError
 
-logger = logging.getLogger("mmzoo.data.precomputed")
+logger = logging.getLogger(__name__)
 
 #: rows of features checked per step by :meth:`PrecomputedDataset.validate`.
 VALIDATE_CHUNK_BYTES = 64 * 2**20
@@ -132,8 +134,8 @@ class PrecomputedDataset(torch.utils.data.Dataset, Split):
         if isinstance(captions_per_image, bool) or not isinstance(captions_per_image, int) or captions_per_image < 1:
             raise DataError(f"captions_per_image must be an integer >= 1; got {captions_per_image!r}.")
         self.captions_per_image = captions_per_image
-        self.features_path = self.root / f"{split}_ims.npy"
-        self.captions_path = self.root / f"{split}_caps.txt"
+        self.features_path = PRECOMP.path(self.root, split, "ims")
+        self.captions_path = PRECOMP.path(self.root, split, "caps")
         self.captions: list[str] = read_captions(self.captions_path)
         self._features = open_features(self.features_path)
         rows, self.regions, self.region_dim = (int(n) for n in self._features.shape)
@@ -222,7 +224,7 @@ class PrecomputedDataset(torch.utils.data.Dataset, Split):
 
     def boxes(self, indices: Sequence[int] | np.ndarray) -> np.ndarray | None:
         """Boxes (n, k, 4) of the given images' regions when the split has them (``{split}_boxes.npy``), else None."""
-        path = self.root / f"{self.split}_boxes.npy"
+        path = PRECOMP.path(self.root, self.split, "boxes")
         if not path.is_file():
             return None
         boxes = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -235,7 +237,7 @@ class PrecomputedDataset(torch.utils.data.Dataset, Split):
 
     def _read_counts(self, rows: int) -> np.ndarray | None:
         """Valid regions per feature row (``{split}_counts.npy``), None when every row is full."""
-        path = self.root / f"{self.split}_counts.npy"
+        path = PRECOMP.path(self.root, self.split, "counts")
         if not path.is_file():
             return None
         try:
@@ -289,7 +291,7 @@ class PrecomputedDataset(torch.utils.data.Dataset, Split):
 
     def _read_twins(self) -> np.ndarray | None:
         """Twin image of each image (-1 for none) when the split has hard distractors (``{split}_twins.npy``)."""
-        path = self.root / f"{self.split}_twins.npy"
+        path = PRECOMP.path(self.root, self.split, "twins")
         if not path.is_file():
             return None
         try:
@@ -361,6 +363,10 @@ class PrecomputedFormat(DataFormat):
 
     def open_split(self, root: Path, split: str, manifest: DataManifest | None, **options: Any) -> PrecomputedDataset:
         return PrecomputedDataset(root, split, manifest=manifest, **options)
+
+    def files(self, root: Path, split: str) -> list[Path]:
+        """Every file of the split the layout names (features, captions, counts, boxes, ids, twins, scenes)."""
+        return PRECOMP.files(root, split)
 
 
 __all__ = [

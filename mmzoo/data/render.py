@@ -25,6 +25,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from mmzoo._atomic import atomic_write_text
+from mmzoo.data.layout import PRECOMP
 from mmzoo.data.shapes import COLOURS, SIZES, SPLITS, make_scenes
 from mmzoo.errors import DataError
 
@@ -105,7 +106,7 @@ def render_shapes(
             render_scene(scene, size).save(folder / name)
             sentences = [{"raw": c} for c in scene["captions"]]
             entries.append({"filename": name, "filepath": split, "split": split, "sentences": sentences})
-        atomic_write_text(out / f"{split}_scenes.json", json.dumps(scenes, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(PRECOMP.path(out, split, "scenes"), json.dumps(scenes, indent=1, sort_keys=True) + "\n")
         counts[split] = len(scenes)
     document = {"dataset": "shapes", "seed": seed, "image_size": size, "images": entries}
     atomic_write_text(out / KARPATHY_NAME, json.dumps(document, indent=1) + "\n")

@@ -23,8 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-import re
 import shutil
 import zlib
 from dataclasses import dataclass
@@ -33,15 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from mmzoo._atomic import atomic_write_text, fsync_dir, fsync_tree, is_storage_error, storage_error
-from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, write_manifest
+from mmzoo._atomic import atomic_write_text, fsync_tree, is_storage_error, storage_error
+from mmzoo.data.layout import PRECOMP
+from mmzoo.data.manifest import DataManifest, write_manifest
 from mmzoo.errors import DataError, StorageError
 
-#: the marker of an unfinished import (``mmzoo.data.importing.writer.MARKER_NAME``, not imported here: that
-#: package is loaded only by imports), a file of the dataset being replaced too.
-IMPORT_MARKER = ".mmzoo-import.json"
-
-logger = logging.getLogger("mmzoo.data.shapes")
+logger = logging.getLogger(__name__)
 
 #: colour names with the RGB a renderer should use.
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -208,7 +203,7 @@ def make_scenes(split: str, images: int, seed: int = 0) -> list[dict[str, Any]]:
 
 def load_scenes(root: str | Path, split: str) -> list[dict[str, Any]]:
     """Read ``{split}_scenes.json`` written by :func:`make_shapes`."""
-    path = Path(root) / f"{split}_scenes.json"
+    path = PRECOMP.path(root, split, "scenes")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -273,7 +268,10 @@ class RegionMaker:
 def _write_split(out: Path, split: str, scenes: list[dict[str, Any]], maker: RegionMaker, seed: int) -> None:
     rng = _rng(seed, "regions", split)
     features = np.lib.format.open_memmap(
-        out / f"{split}_ims.npy", mode="w+", dtype=np.float32, shape=(len(scenes), maker.regions, maker.region_dim)
+        PRECOMP.path(out, split, "ims"),
+        mode="w+",
+        dtype=np.float32,
+        shape=(len(scenes), maker.regions, maker.region_dim),
     )
     plans: dict[int, dict[str, np.ndarray]] = {}
     for i, scene in enumerate(scenes):
@@ -285,11 +283,11 @@ def _write_split(out: Path, split: str, scenes: list[dict[str, Any]], maker: Reg
     features.flush()
     del features
     lines = [c for scene in scenes for c in scene["captions"]]
-    atomic_write_text(out / f"{split}_caps.txt", "\n".join(lines) + "\n")
-    atomic_write_text(out / f"{split}_scenes.json", json.dumps(scenes, indent=1, sort_keys=True) + "\n")
+    PRECOMP.write_captions(out, split, lines)
+    atomic_write_text(PRECOMP.path(out, split, "scenes"), json.dumps(scenes, indent=1, sort_keys=True) + "\n")
     if split == TWIN_SPLIT:
         twins = np.array([-1 if s["twin"] is None else s["twin"] for s in scenes], dtype=np.int64)
-        np.save(out / f"{split}_twins.npy", twins)
+        np.save(PRECOMP.path(out, split, "twins"), twins)
 
 
 #: model settings the shapes data suggests to the trainer (a setting the user gives wins): the GRU text
@@ -355,9 +353,7 @@ def make_shapes(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out} is a file, not a folder: choose another --out.")
-    existing = sorted(p.name for p in out.glob("*_ims.npy")) + (
-        [MANIFEST_NAME] if (out / MANIFEST_NAME).exists() else []
-    )
+    existing = PRECOMP.holds_dataset(out)
     if existing and not overwrite:
         raise DataError(
             f"{out} already holds a dataset ({', '.join(existing[:4])}); nothing was written. Choose another --out, "
@@ -378,7 +374,7 @@ def make_shapes(
         manifest = _manifest(seed, regions, region_dim, splits)
         write_manifest(staging, manifest)
         fsync_tree(staging)
-        _replace_dataset(staging, out)
+        PRECOMP.replace_dataset(staging, out)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, StorageError) or not is_storage_error(exc):
@@ -392,43 +388,6 @@ def make_shapes(
 
 #: where make_shapes writes a dataset before it replaces the folder's (inside the folder).
 STAGING_NAME = ".mmzoo-shapes.tmp"
-#: the per-split files of a dataset folder (docs/data.md), shapes' own and those an import writes.
-_SPLIT_FILE = re.compile(r"^(?P<split>.+)_(ims|counts|boxes|twins)\.npy$|^(?P<other>.+)_(caps|ids)\.txt$")
-_KIND_FILES = ("ims.npy", "counts.npy", "boxes.npy", "twins.npy", "caps.txt", "ids.txt", "scenes.json")
-
-
-def _dataset_files(out: Path) -> set[str]:
-    """The names of the dataset now in ``out``: every split's files (of its manifest or found), its manifest."""
-    splits: set[str] = set()
-    named: set[str] = {MANIFEST_NAME, IMPORT_MARKER}
-    try:
-        manifest = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        manifest = {}
-    if isinstance(manifest, dict):
-        splits.update(manifest.get("splits") or {})
-        for table in ("scenes", "twins"):
-            if isinstance(manifest.get(table), dict):
-                named.update(str(v) for v in manifest[table].values() if "/" not in str(v))
-    for path in out.iterdir():
-        found = _SPLIT_FILE.match(path.name.removesuffix(".partial"))
-        if found:
-            splits.add(found.group("split") or found.group("other"))
-    named.update(f"{split}_{kind}" for split in splits for kind in _KIND_FILES)
-    return named | {f"{name}.partial" for name in named}
-
-
-def _replace_dataset(staging: Path, out: Path) -> None:
-    """Remove the dataset now in ``out`` and move the staged one in, its manifest last; other files stay."""
-    for name in sorted(_dataset_files(out)):
-        path = out / name
-        if path.is_file() or path.is_symlink():
-            path.unlink()
-    staged = sorted((p.name for p in staging.iterdir()), key=lambda name: (name == MANIFEST_NAME, name))
-    for name in staged:
-        os.replace(staging / name, out / name)
-    fsync_dir(out)
-    staging.rmdir()
 
 
 def _manifest(seed: int, regions: int, region_dim: int, splits: dict[str, dict[str, int]]) -> DataManifest:
@@ -445,8 +404,8 @@ def _manifest(seed: int, regions: int, region_dim: int, splits: dict[str, dict[s
             "region_dim": region_dim,
             "captions_per_image": CAPTIONS_PER_IMAGE,
             "splits": splits,
-            "scenes": {split: f"{split}_scenes.json" for split in SPLITS},
-            "twins": {TWIN_SPLIT: f"{TWIN_SPLIT}_twins.npy"},
+            "scenes": {split: PRECOMP.name(split, "scenes") for split in SPLITS},
+            "twins": {TWIN_SPLIT: PRECOMP.name(TWIN_SPLIT, "twins")},
             "model_overrides": SHAPES_MODEL,
             "training_overrides": SHAPES_TRAINING,
             "vocabulary": {

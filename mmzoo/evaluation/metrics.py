@@ -29,7 +29,7 @@ from torch import Tensor
 
 from mmzoo.errors import InputError
 
-logger = logging.getLogger("mmzoo.evaluation")
+logger = logging.getLogger(__name__)
 
 RECALL_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
 METRIC_KEYS = (

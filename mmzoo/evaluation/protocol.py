@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from mmzoo.contracts import Split
-from mmzoo.data.importing import check_feature_facts
+from mmzoo.data.guard import check_feature_facts
 from mmzoo.errors import InputError, MMZooWarning
 from mmzoo.evaluation.metrics import (
     METRIC_KEYS,
@@ -30,7 +30,7 @@ from mmzoo.evaluation.metrics import (
 from mmzoo.model import Ensemble, MatchingModel
 from mmzoo.scoring import Precision, rerank_rankings, shortlist_recall
 
-logger = logging.getLogger("mmzoo.evaluation")
+logger = logging.getLogger(__name__)
 
 Model = MatchingModel | Ensemble
 

@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmzoo._atomic import atomic_write_text, read_json_lines, read_json_object
+from mmzoo._atomic import atomic_write_text
+from mmzoo.checkpoint.rundir import METRICS_NAME, read_metrics, read_run_document
 from mmzoo.config import ModelConfig
 from mmzoo.errors import DataError
 from mmzoo.hub import zoo
@@ -33,7 +34,7 @@ from mmzoo.registry import model as recipes
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
 
-logger = logging.getLogger("mmzoo.cards")
+logger = logging.getLogger(__name__)
 
 #: the flat metric keys of ``mmzoo eval --json`` and their names in a card.
 METRIC_NAMES = {
@@ -65,11 +66,11 @@ def read_run_metrics(run_dir: str | Path) -> dict[str, Any] | None:
     has no metrics file.
     """
     run_dir = Path(run_dir)
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / METRICS_NAME
     if not path.is_file():
         return None
     epochs = []
-    for record in read_json_lines(path, DataError, "it was not written by mmzoo train"):
+    for record in read_metrics(run_dir):
         values = record.get("dev", record)
         if not isinstance(values, dict):
             raise DataError(f"{path}: epoch {record.get('epoch')} holds no JSON object of dev metrics.")
@@ -121,10 +122,7 @@ def _protocol(mode: str, protocol: Mapping[str, Any]) -> tuple[str, str]:
 
 def read_run_info(run_dir: str | Path) -> dict[str, Any]:
     """``RUNDIR/run.json`` as a dict (empty when absent)."""
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        return {}
-    return read_json_object(path, DataError, "it was not written by mmzoo train")
+    return read_run_document(run_dir)
 
 
 # -- the card ----------------------------------------------------------------------------------------------

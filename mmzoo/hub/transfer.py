@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from mmzoo._atomic import readable_folder
 from mmzoo._version import __version__
 from mmzoo.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_document
+from mmzoo.checkpoint.rundir import METRICS_NAME, RUN_NAME, model_folder
 from mmzoo.errors import CheckpointError, HubError
 from mmzoo.hub import cards, zoo
 from mmzoo.hub.names import HF_PREFIX, REPO_ID, Source
@@ -38,7 +39,7 @@ from mmzoo.registry import PretrainedEntry
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo, ModelCard
 
-logger = logging.getLogger("mmzoo.hub")
+logger = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: names in a saved folder that are never uploaded, at any depth: dot-files and dot-folders (atomic-write
@@ -130,8 +131,11 @@ def fetch_file(
     return path, recorded
 
 
-def verify_file(path: Path, expected: str, source: Source, pinned: str | None = None) -> None:
-    """The file's sha256 must equal the Hub's record (``expected``) and the zoo entry's pin, when it has one."""
+def verify_file(path: Path, expected: str, source: Source, pinned: str | None = None) -> str:
+    """The file's sha256 must equal the Hub's record (``expected``) and the zoo entry's pin, when it has one.
+
+    Returns the sha256, read once, for the caller to reuse (a conversion keys its cache by it).
+    """
     actual = file_digest(path, "sha256")
     for digest in (expected, pinned):
         if digest and actual != digest:
@@ -140,6 +144,7 @@ def verify_file(path: Path, expected: str, source: Source, pinned: str | None = 
                 f"expected {digest}. Delete {os.path.realpath(path)} and download again "
                 f"(`mmzoo download {source.name} --force`)."
             )
+    return actual
 
 
 @contextlib.contextmanager
@@ -399,17 +404,9 @@ def push_run(
     ``run.json`` and ``metrics.jsonl`` travel in the same commit under ``training/``.
     """
     run_dir = Path(run_dir)
-    best = readable_folder(run_dir / "best")  # .best.old when a swap of best/ was cut
-    if (best / CONFIG_NAME).is_file():
-        folder = best
-    elif (run_dir / CONFIG_NAME).is_file():
-        folder = run_dir
-    else:
-        raise CheckpointError(
-            f"{run_dir} is neither a training run (no best/{CONFIG_NAME}) nor a saved model (no {CONFIG_NAME})."
-        )
+    folder = readable_folder(model_folder(run_dir))  # .best.old when a swap of best/ was cut
     measured = cards.read_run_metrics(run_dir)
-    extra = {f"training/{n}": run_dir / n for n in ("run.json", "metrics.jsonl") if (run_dir / n).is_file()}
+    extra = {f"training/{n}": run_dir / n for n in (RUN_NAME, METRICS_NAME) if (run_dir / n).is_file()}
     card = cards.model_card(
         read_document(folder), repo_id=repo_id.removeprefix(HF_PREFIX), entry=entry_for_repo(repo_id), measured=measured
     )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from mmzoo.model.ensemble import Ensemble, EnsembleFragments
+from mmzoo.model.loading import load_folder, offline
 from mmzoo.model.matching import MatchingModel, MatchingOutput, check_pair, check_regions
-from mmzoo.model.saving import load_pretrained, offline
+from mmzoo.model.saving import load_pretrained  # deprecated: load_folder
 
 __all__ = [
     "Ensemble",
@@ -13,6 +14,7 @@ __all__ = [
     "MatchingOutput",
     "check_pair",
     "check_regions",
+    "load_folder",
     "load_pretrained",
     "offline",
 ]

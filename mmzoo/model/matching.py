@@ -29,7 +29,7 @@ from mmzoo.hub.transfer import PushToHubMixin
 from mmzoo.scoring import EmbeddingIndex, Precision, SearchResult, fused_matrix
 from mmzoo.scoring import search as search_index
 
-logger = logging.getLogger("mmzoo.model")
+logger = logging.getLogger(__name__)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from mmzoo.errors import MMZooWarning, PluginError
 from mmzoo.registry import hookspecs, kinds
 from mmzoo.registry.registry import current_plugin, hooks, natural_key
 
-logger = logging.getLogger("mmzoo.plugins")
+logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "mmzoo"
 BUILTIN_DISTRIBUTION = "mmzoo"

@@ -28,21 +28,19 @@ import torch
 from torch import Tensor
 
 from mmzoo.contracts import Fragments, FusionBlock, FusionCache
+from mmzoo.devices import DTYPES, precision_name
 from mmzoo.errors import InputError
 
+#: the one precision vocabulary (mmzoo.devices.PRECISIONS); training's old "off" is accepted as fp32.
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def compute_dtype(device: torch.device | str, precision: Precision = "auto") -> torch.dtype:
     """The dtype the engine computes in: bfloat16 on a GPU and float32 on the CPU for ``"auto"``."""
+    precision = precision_name(precision, "precision", InputError)
     if precision == "auto":
         return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    if precision == "fp32":
-        return torch.float32
-    if precision not in _DTYPES:
-        raise InputError(f"precision must be one of auto, fp32, bf16, fp16; got {precision!r}.")
-    return _DTYPES[precision]
+    return DTYPES[precision]
 
 
 @contextlib.contextmanager

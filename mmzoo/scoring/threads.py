@@ -25,7 +25,7 @@ import torch
 
 from mmzoo.errors import ConfigError
 
-logger = logging.getLogger("mmzoo.scoring.threads")
+logger = logging.getLogger(__name__)
 
 ENV = "MMZOO_NUM_THREADS"
 #: environment variables through which the user already told torch (OpenMP, MKL) how many threads to use

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from mmzoo.contracts import CheckedModel
+from mmzoo.devices import ALIASES
 from mmzoo.errors import ConfigError
 
 
@@ -61,10 +62,10 @@ class TrainConfig(CheckedModel):
     seed: int = Field(0, description="Seeds model initialisation, shuffling, dropout and data-loader workers.")
     num_workers: int = Field(0, ge=0, description="Data-loader worker processes (0 reads in the training process).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' picks CUDA when a GPU is present.")
-    amp: Literal["auto", "bf16", "fp16", "off"] = Field(
+    amp: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
-        description="Mixed precision: 'auto' is bf16 on GPUs that support it, fp16 with a gradient scaler on older "
-        "GPUs, off on the CPU.",
+        description="Mixed precision (mmzoo.devices.PRECISIONS; the old 'off' is 'fp32'): 'auto' is bf16 on GPUs "
+        "that support it, fp16 with a gradient scaler on older GPUs, fp32 on the CPU.",
     )
     grad_accum: int = Field(1, ge=1, description="Micro-batches of batch_size accumulated per optimizer step.")
     eval_batch_size: int = Field(128, ge=1, description="Images or captions encoded at once during evaluation.")
@@ -85,6 +86,11 @@ class TrainConfig(CheckedModel):
         if isinstance(value, bool) or (isinstance(value, int) and value < 1):
             raise ValueError("must be 'all' or a positive integer h (negatives per anchor)")
         return value
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _old_precision_names(cls, value: Any) -> Any:
+        return ALIASES.get(value, value) if isinstance(value, str) else value  # amp='off' (before 0.3) is fp32
 
     @field_validator("lr_groups")
     @classmethod

@@ -23,7 +23,7 @@ from torch import Tensor
 from mmzoo.contracts import Fragments
 from mmzoo.errors import ConfigError
 
-logger = logging.getLogger("mmzoo.training.distributed")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

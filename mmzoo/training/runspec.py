@@ -27,7 +27,7 @@ from mmzoo.errors import ConfigError
 from mmzoo.factory import resolve_config
 from mmzoo.training.config import TrainConfig
 
-logger = logging.getLogger("mmzoo.training.runspec")
+logger = logging.getLogger(__name__)
 
 
 @dataclass

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mmzoo._atomic import atomic_folder, read_folder
+from mmzoo.devices import ALIASES
 from mmzoo.errors import CheckpointError
 
 STATE_NAME = "training_state.pt"
@@ -66,7 +67,7 @@ class TrainingState:
     scheduler: dict[str, Any]
     scaler: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
-    amp: str = "off"
+    amp: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,7 +111,7 @@ def load_training_state(folder: Path) -> TrainingState:
             scheduler=data["scheduler"],
             scaler=data.get("scaler") or {},
             rng=data["rng"],
-            amp=data.get("amp", "off"),
+            amp=ALIASES.get(data.get("amp", "fp32"), data.get("amp", "fp32")),  # "off" in older states
         )
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{path} lacks the field {exc}; it was not written by mmzoo's trainer.") from None

@@ -32,11 +32,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from mmzoo._atomic import atomic_write_json, is_storage_error, recover_folder, storage_error, writable_dir
 from mmzoo.data import collate_pairs, open_split
-from mmzoo.data.importing import feature_facts
+from mmzoo.data.guard import feature_facts
 from mmzoo.errors import CheckpointError, ConfigError, MMZooWarning, TrainingError
 from mmzoo.evaluation import encode_captions, encode_images, encode_split, rerank_metrics
 from mmzoo.factory import create_model
-from mmzoo.model import MatchingModel, load_pretrained
+from mmzoo.model import MatchingModel, load_folder
 from mmzoo.training import health
 from mmzoo.training.config import TrainConfig
 from mmzoo.training.distributed import (
@@ -63,7 +63,7 @@ from mmzoo.training.sharded_eval import evaluate_split
 from mmzoo.training.state import TrainingState, capture_rng, load_training_state, restore_rng, save_checkpoint
 from mmzoo.training.step import TrainingStep
 
-logger = logging.getLogger("mmzoo.training.trainer")
+logger = logging.getLogger(__name__)
 #: dev items encoded after each epoch to measure the embeddings' spread (collapse check).
 PROBE_ITEMS = 256
 
@@ -184,7 +184,7 @@ class Trainer:
     def _build_model(self, checkpoint: Path | None) -> MatchingModel:
         """A new model (its text encoder fitted to the training captions), or the checkpoint's to resume."""
         if checkpoint is not None:
-            model = load_pretrained(checkpoint).train()
+            model = load_folder(checkpoint).train()
         else:
             model = create_model(self.spec.model)
             model.text.fit(list(self.train_set.captions))

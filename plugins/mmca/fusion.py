@@ -39,7 +39,7 @@ class CrossAttentionConfig(mmzoo.ComponentConfig):
         [1, 2, 3], min_length=1, max_length=16, description="CNN window sizes when text_pool is 'cnn'."
     )
     channels: int = Field(512, gt=0, le=1 << 16, description="CNN channels per window when text_pool is 'cnn'.")
-    block_pairs: int = Field(
+    pairs_per_block: int = Field(
         4096,
         gt=0,
         le=1 << 24,
@@ -171,7 +171,7 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
     # -- the scoring-engine protocol -----------------------------------------------------------------
     @property
     def pairs_per_block(self) -> int:
-        return self.config.block_pairs
+        return self.config.pairs_per_block
 
     def prepare_images(self, images: mmzoo.Fragments) -> engine.ModalityCache:
         """Q, K, V of every region and each region's attention over its own image, once per image."""

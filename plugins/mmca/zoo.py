@@ -1,4 +1,7 @@
-"""MMCA's zoo entries: COCO and Flickr30K weights, not trained yet, with the paper's numbers labelled as theirs."""
+"""Who made MMCA, how to cite it, and its zoo entries.
+
+COCO and Flickr30K weights, not trained yet, with the paper's numbers labelled as theirs.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ CITATION = """@inproceedings{wei2020mmca,
   pages     = {10941--10950},
   year      = {2020}
 }"""
+#: the paper has no official code; this port (and the weights it trains) is mmzoo's, Apache-2.0.
+LICENSE = "apache-2.0"
 INPUTS = "(N, 36, 2048) float32 bottom-up-attention region features (Faster R-CNN on Visual Genome, Anderson et al.)"
 #: the paper's own numbers (docs/mmca.md, "Published numbers"), shown only as the paper's, never as ours.
 PAPER_RESULTS: dict[str, dict[str, dict[str, float]]] = {
@@ -58,7 +63,7 @@ def entry(dataset: str, words: str, dataset_id: str) -> mmzoo.PretrainedEntry:
         dataset_id=dataset_id,
         weights=mmzoo.Weights(repo=f"mmzoo/{alias}", format="mmzoo"),
         status=mmzoo.NOT_TRAINED,
-        license="apache-2.0",
+        license=LICENSE,
         paper=PAPER,
         citation=CITATION,
         inputs=INPUTS,

@@ -23,8 +23,8 @@ from pydantic import Field
 
 import mmzoo
 from mmzoo.errors import CheckpointError
+from mmzoo_plugins.common.vocab import Vocabulary
 from mmzoo_plugins.scan.attention import AggFunc, RawFeatureNorm
-from mmzoo_plugins.scan.vocab import Vocabulary
 
 #: opt attributes the architecture is read from (train.py defines them all).
 ARCHITECTURE = (

@@ -4,11 +4,11 @@ The fused score is the whole SCAN similarity (recipes set ``dual_weight: 0``): s
 :mod:`~mmzoo_plugins.scan.attention` for the math and every option. The blocks have no parameters.
 
 * ``forward`` / ``score_pairs``: the straightforward computation (attended vectors formed, as in SCAN's
-  ``func_attention``), differentiable, in chunks of ``block_pairs`` pairs; the training path.
+  ``func_attention``), differentiable, in chunks of ``pairs_per_block`` pairs; the training path.
 * ``prepare_images`` / ``prepare_texts`` / ``score_prepared`` / ``score_prepared_pairs``: the scoring
   engine (``mmzoo.scoring``). Each item's fragments, norms and Gram matrix are cached once; a block of
   images x captions is one matrix product of logits plus element-wise work on it, at most
-  ``block_pairs`` pairs at a time, instead of SCAN's loop over captions (``shard_xattn_t2i``). It
+  ``pairs_per_block`` pairs at a time, instead of SCAN's loop over captions (``shard_xattn_t2i``). It
   equals ``forward`` to float tolerance (``tests/test_scan_engine.py``).
 """
 
@@ -35,7 +35,7 @@ class SCANAttentionConfig(mmzoo.ComponentConfig):
     )
     lambda_softmax: float = Field(9.0, gt=0.0, description="Inverse temperature of the attention softmax (λ1).")
     lambda_lse: float = Field(6.0, gt=0.0, description="Inverse temperature of LogSumExp pooling (λ2).")
-    block_pairs: int = Field(
+    pairs_per_block: int = Field(
         4096, gt=0, le=1 << 24, description="Pairs held at once by the scoring engine and the training path."
     )
 
@@ -113,7 +113,7 @@ class SCANFusion(mmzoo.FusionBlock):
 
     @property
     def pairs_per_block(self) -> int:
-        return self.config.block_pairs
+        return self.config.pairs_per_block
 
     def _options(self) -> dict:
         c = self.config

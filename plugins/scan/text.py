@@ -4,7 +4,7 @@
 padding index), ``rnn`` (a GRU of ``num_layers`` to the joint size d, bidirectional with ``--bi_gru``;
 the forward and backward outputs of each word are averaged), then every word vector is L2-normalised
 unless ``no_txtnorm``. Captions are SCAN's word ids: ``<start>``, the ``nltk.word_tokenize`` tokens of
-the lower-cased caption (:mod:`~mmzoo_plugins.scan.tokenizer`), ``<end>``. Parameter names are theirs
+the lower-cased caption (:mod:`~mmzoo_plugins.common.tokenizer`, NLTK 3.10's rules), ``<end>``. Parameter names are theirs
 (``embed.weight``, ``rnn.weight_ih_l0``...). ``pooled`` (the cheap shortlisting score; SCAN itself has no
 caption vector) is the L2-normalised mean of the word vectors.
 
@@ -24,10 +24,12 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import mmzoo
 from mmzoo.errors import ConfigError
+from mmzoo_plugins.common.vocab import Vocabulary
 from mmzoo_plugins.scan.regions import l2norm
-from mmzoo_plugins.scan.vocab import Vocabulary
 
 VOCAB_FILE = "vocab.json"
+#: SCAN tokenises with the word rules of NLTK 3.10 (mmzoo_plugins.common.tokenizer).
+RULES = "nltk-3.10"
 
 
 class SCANTextConfig(mmzoo.ComponentConfig):
@@ -63,7 +65,7 @@ class SCANText(mmzoo.TextEncoder):
             self.set_vocabulary(Vocabulary.load(context.assets / VOCAB_FILE))
 
     def fit(self, captions: Sequence[str]) -> None:
-        self.set_vocabulary(Vocabulary.build(captions, threshold=self.config.min_count))
+        self.set_vocabulary(Vocabulary.build(captions, self.config.min_count, rules=RULES))
 
     def set_vocabulary(self, vocab: Vocabulary) -> None:
         """Install a vocabulary and a fresh embedding of its size (U(-0.1, 0.1), as SCAN initialises it)."""
@@ -80,7 +82,7 @@ class SCANText(mmzoo.TextEncoder):
 
     def tokenize(self, captions: Sequence[str]) -> mmzoo.TokenBatch:
         vocab = self._require_vocab()
-        ids = [vocab.encode(c) for c in captions]
+        ids = [vocab.encode(c, RULES) for c in captions]
         if self.config.max_tokens is not None:
             ids = [
                 seq if len(seq) <= self.config.max_tokens else seq[: self.config.max_tokens - 1] + seq[-1:]

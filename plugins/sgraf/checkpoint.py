@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from mmzoo.errors import CheckpointError
+from mmzoo_plugins.common.vocab import Vocabulary
 from mmzoo_plugins.sgraf.recipes import model_config
-from mmzoo_plugins.sgraf.vocab import Vocabulary
 
 #: options of their opts.py that decide the architecture (train.py adds vocab_size).
 ARCH_OPTIONS = ("module_name", "img_dim", "word_dim", "embed_size", "sim_dim", "num_layers", "bi_gru")

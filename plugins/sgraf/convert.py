@@ -13,9 +13,9 @@ from pydantic import Field
 
 import mmzoo
 from mmzoo.errors import CheckpointError
+from mmzoo_plugins.common.vocab import Vocabulary
 from mmzoo_plugins.sgraf import checkpoint as ckpt_io
-from mmzoo_plugins.sgraf.recipes import CITATION, CODE, PAPER
-from mmzoo_plugins.sgraf.vocab import Vocabulary
+from mmzoo_plugins.sgraf.zoo import CITATION, CODE, PAPER
 
 
 class SGRAFConverterConfig(mmzoo.ComponentConfig):
@@ -42,7 +42,7 @@ class SGRAFConverter(mmzoo.Converter):
                 "SGRAF checkpoints do not carry their vocabulary: pass --vocab with the JSON from their repository "
                 "(vocab/f30k_precomp_vocab.json or vocab/coco_precomp_vocab.json, as opt.data_name says)."
             )
-        vocab = Vocabulary.read(self.config.vocab)
+        vocab = Vocabulary.load(self.config.vocab)
         states, opt = ckpt_io.split_checkpoint(mmzoo.read_foreign_checkpoint(checkpoint), source)
         config = ckpt_io.architecture(opt, states, source)
         ckpt_io.check_vocabulary(vocab, opt, states, source, self.config.vocab)

@@ -11,7 +11,7 @@ Both build the similarity nodes ``[global; local_1 .. local_n]`` of every image-
 The score is SGRAF's whole similarity: recipes set ``dual_weight`` 0 so that ``S`` is this term alone.
 
 ``forward`` is the training path and the reference: the global vectors of the images and captions of the
-call, then blocks of captions against all images (at most ``block_pairs`` pairs at once). In training
+call, then blocks of captions against all images (at most ``pairs_per_block`` pairs at once). In training
 mode BatchNorm statistics are those of their loop: ``VisualSA``'s over the images of the call, SAF's per
 caption over all images of the call. The engine protocol (``prepare_images`` / ``prepare_texts`` /
 ``score_prepared`` / ``score_prepared_pairs``) caches the fragments and global vectors once and scores a
@@ -47,7 +47,7 @@ class SGRAFConfig(mmzoo.ComponentConfig):
     )
     smooth: float = Field(9.0, gt=0.0, description="Temperature of the word-to-region attention softmax (theirs: 9).")
     dropout: float = Field(0.4, ge=0.0, lt=1.0, description="Dropout in the image and caption self-attention (0.4).")
-    block_pairs: int = Field(
+    pairs_per_block: int = Field(
         1024, gt=0, description="Image-caption pairs held at once, in training and in the scoring engine."
     )
 
@@ -105,11 +105,11 @@ class SGRAFFusion(mmzoo.FusionBlock):
 
     @classmethod
     def test_config(cls) -> dict:
-        return {"sim_dim": 16, "regions": 12, "block_pairs": 16}
+        return {"sim_dim": 16, "regions": 12, "pairs_per_block": 16}
 
     @property
     def pairs_per_block(self) -> int:
-        return self.config.block_pairs
+        return self.config.pairs_per_block
 
     def reduce(self, nodes: Tensor, node_mask: Tensor, train: bool, fast: bool) -> Tensor:
         """Nodes (n_img, n_cap, n, s) and mask -> one similarity vector per pair (n_img, n_cap, s).
@@ -159,7 +159,7 @@ class SGRAFFusion(mmzoo.FusionBlock):
     def forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
         img = self.image_side(images, self.training)
         txt = self.text_side(texts, self.training)
-        cols = max(1, self.config.block_pairs // max(len(img), 1))
+        cols = max(1, self.config.pairs_per_block // max(len(img), 1))
         blocks = [
             self._score(img, txt[j : j + cols].trimmed(), self.training, dense=True) for j in range(0, len(txt), cols)
         ]
@@ -171,7 +171,7 @@ class SGRAFFusion(mmzoo.FusionBlock):
             raise InputError(f"score_pairs needs as many captions as images; got {len(texts)} and {len(images)}.")
         img = self.image_side(images, self.training)
         txt = self.text_side(texts, self.training)
-        step = self.config.block_pairs
+        step = self.config.pairs_per_block
         parts = [
             self._score(img[s : s + step].trimmed(), txt[s : s + step].trimmed(), self.training, dense=False)
             for s in range(0, len(img), step)

@@ -15,18 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import mmzoo
-
-PAPER = "Diao et al., Similarity Reasoning and Filtration for Image-Text Matching, AAAI 2021"
-CITATION = """@inproceedings{Diao2021SGRAF,
-  title={Similarity reasoning and filtration for image-text matching},
-  author={Diao, Haiwen and Zhang, Ying and Ma, Lin and Lu, Huchuan},
-  booktitle={Proceedings of the AAAI conference on artificial intelligence},
-  volume={35},
-  number={2},
-  pages={1218--1226},
-  year={2021}
-}"""
-CODE = "https://github.com/Paranioar/SGRAF/tree/python3.6"
+from mmzoo_plugins.sgraf.zoo import PAPER
 
 
 def model_config(module: str) -> dict[str, Any]:
@@ -54,15 +43,17 @@ def training(epochs: int, lr_update: int) -> dict[str, Any]:
     }
 
 
-SGR_RECIPE = mmzoo.Recipe(
-    model_config("sgr"),
-    "SGRAF's SGR: region FC + bi-GRU, local/global similarity vectors, 3-step graph reasoning, sigmoid score",
-    PAPER,
-    training(40, 30),
-)
-SAF_RECIPE = mmzoo.Recipe(
-    model_config("saf"),
-    "SGRAF's SAF: region FC + bi-GRU, local/global similarity vectors, attention filtration, sigmoid score",
-    PAPER,
-    training(30, 20),
-)
+RECIPES = {
+    "sgr": mmzoo.Recipe(
+        model_config("sgr"),
+        "SGRAF's SGR: region FC + bi-GRU, local/global similarity vectors, 3-step graph reasoning, sigmoid score",
+        PAPER,
+        training(40, 30),
+    ),
+    "saf": mmzoo.Recipe(
+        model_config("saf"),
+        "SGRAF's SAF: region FC + bi-GRU, local/global similarity vectors, attention filtration, sigmoid score",
+        PAPER,
+        training(30, 20),
+    ),
+}

@@ -7,7 +7,7 @@ dropout 0.4 on the embedded words, ``cap_rnn`` = GRU(300 -> 1024, 1 layer, bidir
 attention and similarity graph run over all of them. ``pooled`` (the L2-normalised mean of the word
 fragments) serves mmzoo's cheap shortlisting score only.
 
-The vocabulary is their JSON (:mod:`mmzoo_plugins.sgraf.vocab`): ``fit(captions)`` builds one from training
+The vocabulary is their JSON (:mod:`mmzoo_plugins.common.vocab`, shared with SCAN): ``fit(captions)`` builds one from training
 captions like their ``vocab.py``; ``mmzoo convert sgraf --vocab`` installs theirs; it is saved beside the
 weights as ``vocab.json`` in the same format.
 """
@@ -24,10 +24,23 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import mmzoo
 from mmzoo.errors import ConfigError
+from mmzoo_plugins.common import tokenizer
+from mmzoo_plugins.common.vocab import Vocabulary
 from mmzoo_plugins.sgraf.ops import l2norm, masked_average
-from mmzoo_plugins.sgraf.vocab import Vocabulary
 
 VOCAB_FILE = "vocab.json"
+#: the word rules of NLTK 3.2/3.3, with which SCAN built the vocabularies SGRAF reuses (docs/sgraf.md).
+RULES = "nltk-2018"
+
+
+def word_tokenize(caption: str) -> list[str]:
+    """SGRAF's ``nltk.tokenize.word_tokenize(caption.lower())``: the shared tokenizer with the rules of 2018.
+
+    Example:
+        >>> word_tokenize("boats on the water.. a sign says 'stop'")
+        ['boats', 'on', 'the', 'water..', 'a', 'sign', 'says', "'stop", "'"]
+    """
+    return tokenizer.word_tokenize(caption, RULES)
 
 
 class SGRAFTextConfig(mmzoo.ComponentConfig):
@@ -53,14 +66,14 @@ class SGRAFText(mmzoo.TextEncoder):
             config.word_dim, context.embed_dim, config.layers, batch_first=True, bidirectional=config.bidirectional
         )
         if context.assets is not None:
-            self.set_vocabulary(Vocabulary.read(context.assets / VOCAB_FILE))
+            self.set_vocabulary(Vocabulary.load(context.assets / VOCAB_FILE))
 
     @classmethod
     def test_config(cls) -> dict:
         return {"word_dim": 16, "min_count": 1}
 
     def fit(self, captions: Sequence[str]) -> None:
-        self.set_vocabulary(Vocabulary.build(captions, self.config.min_count))
+        self.set_vocabulary(Vocabulary.build(captions, self.config.min_count, rules=RULES, order="first-seen"))
 
     def set_vocabulary(self, vocab: Vocabulary) -> None:
         """Install a vocabulary and a freshly initialised embedding with one row per word."""
@@ -79,7 +92,7 @@ class SGRAFText(mmzoo.TextEncoder):
 
     def tokenize(self, captions: Sequence[str]) -> mmzoo.TokenBatch:
         vocab = self._require_vocab()
-        ids = [vocab.encode(c) for c in captions]
+        ids = [vocab.encode(c, RULES) for c in captions]
         batch = torch.zeros(len(ids), max(len(i) for i in ids), dtype=torch.long)
         mask = torch.zeros(batch.shape, dtype=torch.bool)
         for row, seq in enumerate(ids):
@@ -103,4 +116,4 @@ class SGRAFText(mmzoo.TextEncoder):
 
     def save_assets(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self._require_vocab().write(directory / VOCAB_FILE)
+        self._require_vocab().save(directory / VOCAB_FILE)

@@ -1,6 +1,6 @@
-"""Zoo entries for the checkpoints the SGRAF authors published (Google Drive, python3.6 branch).
+"""Who made SGRAF, how to cite it, and the zoo entries of the checkpoints its authors published.
 
-Each dataset has one archive with an SAF and an SGR model (their README, "Pre-trained models and evaluation";
+The checkpoints are on Google Drive, for the python3.6 branch. Each dataset has one archive with an SAF and an SGR model (their README, "Pre-trained models and evaluation";
 their evaluation.py loads ``runs/Flickr30K_SGRAF/f30k_SAF/model_best.pth.tar``); SGRAF proper is the two
 averaged, so each dataset also gets an ensemble entry. Nothing is copied to the Hub: the entries are MANUAL,
 and say how to download the archive and convert a model (which installs it under its alias).
@@ -12,10 +12,20 @@ added up. mmzoo has not re-measured them: the features and checkpoints cannot be
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import mmzoo
-from mmzoo_plugins.sgraf.recipes import CITATION, CODE, PAPER
+
+PAPER = "Diao et al., Similarity Reasoning and Filtration for Image-Text Matching, AAAI 2021"
+CITATION = """@inproceedings{Diao2021SGRAF,
+  title={Similarity reasoning and filtration for image-text matching},
+  author={Diao, Haiwen and Zhang, Ying and Ma, Lin and Lu, Huchuan},
+  booktitle={Proceedings of the AAAI conference on artificial intelligence},
+  volume={35},
+  number={2},
+  pages={1218--1226},
+  year={2021}
+}"""
+CODE = "https://github.com/Paranioar/SGRAF/tree/python3.6"
+LICENSE = "apache-2.0"
 
 ARCHIVES = {
     "f30k": "https://drive.google.com/file/d/1OBRIn1-Et49TDu8rk0wgP0wKXlYRk4Uj/view?usp=sharing",
@@ -78,14 +88,14 @@ def steps(dataset: str, module: str) -> str:
     )
 
 
-def entries() -> list[mmzoo.PretrainedEntry]:
+def _entries() -> list[mmzoo.PretrainedEntry]:
     out = []
     for dataset in ("f30k", "coco"):
         about = {  # what every entry of this dataset shares
             "dataset": DATASETS[dataset],
             "dataset_id": HUB_DATASET[dataset],
             "status": mmzoo.MANUAL,
-            "license": "apache-2.0",
+            "license": LICENSE,
             "paper": PAPER,
             "citation": CITATION,
             "code": CODE,
@@ -128,6 +138,4 @@ def entries() -> list[mmzoo.PretrainedEntry]:
     return out
 
 
-def register(registry: ModuleType) -> None:
-    for entry in entries():
-        registry.pretrained.register(entry.alias, entry)
+ENTRIES = _entries()

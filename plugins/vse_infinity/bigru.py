@@ -10,7 +10,7 @@ the embedding has ``len(vocab) + 1`` rows. ``fit(captions)`` builds one the way 
 ``vocab.json`` in SCAN's format beside the weights.
 
 Word tokens are theirs, ``nltk.word_tokenize(caption.lower())`` (Punkt sentences, then the Treebank word
-rules), computed without NLTK by the SCAN family's tokenizer (``mmzoo_plugins.scan.tokenizer``, tested there
+rules), computed without NLTK by the shared SCAN-style tokenizer (``mmzoo_plugins.common.tokenizer``, tested in tests/test_scan_text.py
 against NLTK's recorded outputs): both codebases tokenise with the same call for the same vocabularies.
 In training each token, ``<start>`` and ``<end>`` included, is masked, replaced or deleted with probability 0.2
 (:mod:`mmzoo_plugins.vse_infinity.augment`).
@@ -18,9 +18,7 @@ In training each token, ``<start>`` and ``<end>`` included, is masked, replaced 
 
 from __future__ import annotations
 
-import json
 import logging
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,20 +29,23 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import mmzoo
-from mmzoo.errors import CheckpointError, ConfigError
-from mmzoo_plugins.scan.tokenizer import word_tokenize
+from mmzoo.errors import ConfigError
+from mmzoo_plugins.common.tokenizer import word_tokenize
+from mmzoo_plugins.common.vocab import END, START, UNK, Vocabulary
 from mmzoo_plugins.vse_infinity.augment import augment_words
 from mmzoo_plugins.vse_infinity.gpo import GPO
 
-logger = logging.getLogger("mmzoo.vse_infinity.bigru")
+logger = logging.getLogger(__name__)
 
-PAD, START, END, UNK, MASK = "<pad>", "<start>", "<end>", "<unk>", "<mask>"
+MASK = "<mask>"
 VOCAB_NAME = "vocab.json"
+#: SCAN's tokenizer rules (their bigru branch builds on SCAN's vocabularies and data code).
+RULES = "nltk-3.10"
 
 
 def word_tokens(caption: str) -> list[str]:
     """``nltk.word_tokenize(caption.lower())``, their (and SCAN's) tokeniser."""
-    return word_tokenize(caption)
+    return word_tokenize(caption, RULES)
 
 
 def scan_vocabulary(data: Any, source: str) -> dict[str, int]:
@@ -53,32 +54,13 @@ def scan_vocabulary(data: Any, source: str) -> dict[str, int]:
     Raises:
         CheckpointError: not SCAN's format, indices not 0..n-1, or a special token missing.
     """
-    word2idx = data.get("word2idx") if isinstance(data, Mapping) else None
-    if not isinstance(word2idx, Mapping) or not all(
-        isinstance(w, str) and isinstance(i, int) and not isinstance(i, bool) for w, i in word2idx.items()
-    ):
-        raise CheckpointError(
-            f"{source} is not a SCAN vocabulary: expected a JSON object with 'word2idx' mapping words to ids "
-            "(coco_precomp_vocab.json / f30k_precomp_vocab.json from SCAN's data)."
-        )
-    if sorted(word2idx.values()) != list(range(len(word2idx))):
-        raise CheckpointError(f"{source}: the word ids are not exactly 0 .. {len(word2idx) - 1}.")
-    missing = [t for t in (PAD, START, END, UNK) if t not in word2idx]
-    if missing:
-        raise CheckpointError(f"{source}: the vocabulary lacks {', '.join(missing)}; it is not SCAN's.")
-    vocab = dict(word2idx)
-    vocab.setdefault(MASK, len(vocab))  # their train.py / evaluation.py: vocab.add_word('<mask>')
-    return vocab
+    # their train.py / evaluation.py: vocab.add_word('<mask>')
+    return Vocabulary.from_json(data, source).with_word(MASK).word2idx
 
 
 def read_scan_vocabulary(path: str | Path) -> dict[str, int]:
     """Read and validate a SCAN vocabulary file (see :func:`scan_vocabulary`)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"Cannot read the vocabulary {path}: {exc}") from None
-    return scan_vocabulary(data, str(path))
+    return Vocabulary.load(path).with_word(MASK).word2idx
 
 
 class VseBiGRUConfig(mmzoo.ComponentConfig):
@@ -113,9 +95,8 @@ class VseBiGRUText(mmzoo.TextEncoder):
             self.set_vocabulary(read_scan_vocabulary(context.assets / VOCAB_NAME))
 
     def fit(self, captions: Sequence[str]) -> None:
-        counts = Counter(w for c in captions for w in word_tokens(c))
-        kept = [w for w, n in counts.items() if n >= self.config.min_count and w not in (PAD, START, END, UNK, MASK)]
-        self.set_vocabulary({w: i for i, w in enumerate([PAD, START, END, UNK, *kept, MASK])})
+        vocab = Vocabulary.build(captions, self.config.min_count, rules=RULES, order="first-seen")
+        self.set_vocabulary(vocab.with_word(MASK).word2idx)
 
     def set_vocabulary(self, word2idx: Mapping[str, int]) -> None:
         """Install a vocabulary (word -> id, SCAN's specials and <mask> included) and a fresh embedding."""
@@ -160,6 +141,4 @@ class VseBiGRUText(mmzoo.TextEncoder):
 
     def save_assets(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        idx2word = {str(i): w for w, i in sorted(self.vocab.items(), key=lambda kv: kv[1])}
-        document = {"word2idx": self.vocab, "idx2word": idx2word, "idx": len(self.vocab)}
-        (directory / VOCAB_NAME).write_text(json.dumps(document), encoding="utf-8")
+        Vocabulary(sorted(self.vocab, key=self.vocab.__getitem__)).save(directory / VOCAB_NAME)

@@ -1,7 +1,9 @@
-"""The zoo entries of the weights the VSE-infinity authors published on the Hub (``cccjc/vse-infty``).
+"""Who made VSE-infinity, how to cite it, and the zoo entries of the weights its authors published on the Hub.
+
+The weights are in ``cccjc/vse-infty``.
 
 Each folder there holds the ``model_best.pth`` their ``train.py`` wrote; ``from_pretrained`` downloads it,
-checks it against the Hub's sha256 and converts it once (``converters.py``). The numbers are the authors'
+checks it against the Hub's sha256 and converts it once (``convert.py``). The numbers are the authors'
 (README of woodfrog/vse_infty: R@1 and R@5 of both directions; rsum from the paper where it gives one),
 never ours: mmzoo has not evaluated these weights on COCO or Flickr30K.
 
@@ -13,7 +15,16 @@ which is not in the Hub folders, so they are ``manual``: download both, then ``m
 from __future__ import annotations
 
 import mmzoo
-from mmzoo_plugins.vse_infinity.meta import CITATION, CODE, LICENSE, PAPER
+
+PAPER = "Chen et al., Learning the Best Pooling Strategy for Visual Semantic Embedding, CVPR 2021"
+CODE = "https://github.com/woodfrog/vse_infty"
+LICENSE = "mit"
+CITATION = """@inproceedings{chen2021vseinfty,
+  title={Learning the Best Pooling Strategy for Visual Semantic Embedding},
+  author={Chen, Jiacheng and Hu, Hexiang and Wu, Hao and Jiang, Yuning and Wang, Changhu},
+  booktitle={IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year={2021}
+}"""
 
 REPO = "cccjc/vse-infty"
 SOURCE = "Chen et al. 2021: R@1 / R@5 from the README of woodfrog/vse_infty (29df9d6, bigru branch 8600f89)"
@@ -76,7 +87,7 @@ def entry(alias: str, recipe: str, variant: str, data: str, **extra: object) -> 
     return mmzoo.PretrainedEntry(**fields)
 
 
-def zoo_entries() -> list[mmzoo.PretrainedEntry]:
+def _entries() -> list[mmzoo.PretrainedEntry]:
     entries = []
     for data in ("coco", "f30k"):
         entries.append(
@@ -116,3 +127,6 @@ def zoo_entries() -> list[mmzoo.PretrainedEntry]:
             )
         )
     return entries
+
+
+ENTRIES = _entries()

@@ -192,7 +192,7 @@ def slow_bert_tokenizer(folder):
 def bigru_eval_ids(word2idx, caption):
     """Their bigru process_caption(drop=False). ``nltk.word_tokenize(caption.lower())`` is taken from the SCAN
     family's NLTK-free reproduction (tests/test_scan_text.py checks it against recorded NLTK outputs)."""
-    from mmzoo_plugins.scan.tokenizer import word_tokenize
+    from mmzoo_plugins.common.tokenizer import word_tokenize
 
     unk = word2idx["<unk>"]
     words = word_tokenize(caption)

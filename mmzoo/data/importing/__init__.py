@@ -4,7 +4,7 @@ Sources: bottom-up-attention TSV shards (:class:`TsvSource`), folders of per-ima
 files (:class:`FolderSource`) and HDF5 files (:class:`Hdf5Source`). Captions and splits: a Karpathy
 split file (:func:`read_karpathy_captions`) or per-split caption files (:func:`read_caption_files`).
 :func:`import_features` writes the splits streaming and resumably, with a manifest recording the
-extractor, region policy, dimensions, normalisation, counts and file digests; :mod:`.guard` compares a
+extractor, region policy, dimensions, normalisation, counts and file digests; :mod:`mmzoo.data.guard` compares a
 trained model's feature facts with a dataset's manifest. The command is ``mmzoo import-features``
 (docs/features.md).
 
@@ -16,15 +16,15 @@ Example:
 
 from __future__ import annotations
 
-from mmzoo.data.importing.captions import CaptionTable, read_caption_files, read_karpathy_captions
-from mmzoo.data.importing.folder import FolderSource
-from mmzoo.data.importing.guard import (
+from mmzoo.data.guard import (
     FeatureDifference,
     FeatureMismatchWarning,
     check_feature_facts,
     feature_differences,
     feature_facts,
 )
+from mmzoo.data.importing.captions import CaptionTable, read_caption_files, read_karpathy_captions
+from mmzoo.data.importing.folder import FolderSource
 from mmzoo.data.importing.hdf5 import Hdf5Source
 from mmzoo.data.importing.id_index import read_id_index
 from mmzoo.data.importing.manifest import FEATURE_FACTS, region_policy

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mmzoo.data.layout import PRECOMP
 from mmzoo.data.precomputed import read_captions
 from mmzoo.errors import DataError
 
@@ -203,7 +204,7 @@ def read_caption_files(
     match = "cocoid" if match == "auto" else match
     table = CaptionTable({}, set(), match, folder, None, captions_per_image)
     for split in wanted:
-        caps_path, ids_path = folder / f"{split}_caps.txt", folder / f"{split}_ids.txt"
+        caps_path, ids_path = PRECOMP.path(folder, split, "caps"), PRECOMP.path(folder, split, "ids")
         if not ids_path.is_file():
             raise DataError(f"{ids_path} not found: per-split captions need {split}_caps.txt and {split}_ids.txt.")
         captions = [clean_caption(c) for c in read_captions(caps_path)]

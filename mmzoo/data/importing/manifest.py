@@ -1,7 +1,7 @@
 """The facts an import records in ``mmzoo_data.json``: what the features are and where they came from.
 
 A model trained on these features records the feature facts (``FEATURE_FACTS``); the extractor guard
-(:mod:`.guard`) compares them with the manifest of the data it is later evaluated or fine-tuned on.
+(:mod:`mmzoo.data.guard`) compares them with the manifest of the data it is later evaluated or fine-tuned on.
 The region policy is measured, never assumed: ``fixed-36`` when every image has 36 regions,
 ``adaptive-10-100`` when counts range from 10 to 100.
 """
@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from mmzoo.data.guard import FEATURE_FACTS
+from mmzoo.data.layout import PRECOMP
 from mmzoo.data.manifest import DataManifest
-
-#: the manifest keys that decide whether a trained model fits the features.
-FEATURE_FACTS = ("extractor", "region_dim", "region_policy", "normalisation")
 
 
 def region_policy(counts: Iterable[int]) -> str:
@@ -72,7 +71,7 @@ def build_manifest(
             "regions_min": int(array.min()),
             "regions_max": int(array.max()),
             "regions_mean": round(float(array.mean()), 3),
-            "files": {f: digest for f, digest in sorted(sha256.items()) if f.startswith(f"{split}_")},
+            "files": {f: digest for f, digest in sorted(sha256.items()) if (PRECOMP.kind_of(f) or ("",))[0] == split},
         }
     return DataManifest.model_validate(
         {

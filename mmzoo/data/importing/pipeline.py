@@ -19,7 +19,7 @@ from mmzoo.data.importing.writer import ImportWriter, Layout
 from mmzoo.data.manifest import DataManifest, read_manifest, write_manifest
 from mmzoo.errors import DataError
 
-logger = logging.getLogger("mmzoo.data.importing")
+logger = logging.getLogger(__name__)
 
 #: bytes of features written between two checkpoints (fsync + progress marker).
 CHECKPOINT_BYTES = 256 * 2**20

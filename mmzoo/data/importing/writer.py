@@ -1,5 +1,8 @@
 """The streaming, resumable writer of an import: padded feature rows into ``.npy`` files, row by row.
 
+The file names, the caption writer and the replace policy are the ``precomp`` layout's
+(:data:`mmzoo.data.layout.PRECOMP`).
+
 Files of a split, in the precomputed layout (``docs/data.md``)::
 
     {split}_ims.npy     (N, k_max, D) float32, rows past an image's count are zero
@@ -36,20 +39,20 @@ from typing import Any
 import numpy as np
 
 from mmzoo._atomic import atomic_write_json, atomic_write_text, is_storage_error, replace, storage_error, writable_dir
+from mmzoo.data.layout import IMPORT_MARKER, PARTIAL, PRECOMP
 from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, write_manifest
 from mmzoo.errors import DataError
 
-logger = logging.getLogger("mmzoo.data.importing")
+logger = logging.getLogger(__name__)
 
-MARKER_NAME = ".mmzoo-import.json"
-PARTIAL = ".partial"
-#: the files of a split, in the order they are renamed into place (the features last).
+MARKER_NAME = IMPORT_MARKER
+#: the files of a split an import writes, in the order they are renamed into place (the features last).
 KINDS = ("boxes", "counts", "ids", "caps", "ims")
 
 
 def split_file(split: str, kind: str) -> str:
-    """File name of one of a split's files (``train_ims.npy``, ``dev_caps.txt``, ...)."""
-    return f"{split}_{kind}.npy" if kind in ("ims", "counts", "boxes") else f"{split}_{kind}.txt"
+    """File name of one of a split's files (``train_ims.npy``, ``dev_caps.txt``, ...): the layout's."""
+    return PRECOMP.name(split, kind)
 
 
 @dataclass(frozen=True)
@@ -273,8 +276,9 @@ class ImportWriter:
         return [name for name in self.layout.files() if not (self.out / name).is_file()]
 
     def _clean(self, previous: dict[str, Any]) -> None:
-        """Remove what this import would write and what the previous one (marker or manifest) wrote."""
-        names = set(self.layout.files())
+        """Remove what this import would write and the dataset now in the folder (the layout's replace policy:
+        every split file of the previous import's marker or manifest, or found by name)."""
+        names = set(self.layout.files()) | PRECOMP.dataset_files(self.out)
         old_splits = (previous.get("layout") or {}).get("splits") or previous.get("splits") or {}
         for split in old_splits:
             names.update(split_file(split, kind) for kind in KINDS)
@@ -360,7 +364,7 @@ class ImportWriter:
         if self.stage == "writing":
             self._check_complete()
             for split, (captions, ids) in texts.items():
-                atomic_write_text(self.out / (split_file(split, "caps") + PARTIAL), "\n".join(captions) + "\n")
+                PRECOMP.write_captions(self.out, split, captions, suffix=PARTIAL)
                 atomic_write_text(self.out / (split_file(split, "ids") + PARTIAL), "\n".join(ids) + "\n")
             digests = {}
             for (split, kind), handle in self._files.items():

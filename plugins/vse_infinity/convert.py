@@ -20,7 +20,7 @@ import mmzoo
 from mmzoo.errors import CheckpointError, HubError
 from mmzoo_plugins.vse_infinity import checkpoint as ckpt
 from mmzoo_plugins.vse_infinity.bigru import MASK, read_scan_vocabulary
-from mmzoo_plugins.vse_infinity.meta import CITATION, CODE, LICENSE, PAPER
+from mmzoo_plugins.vse_infinity.zoo import CITATION, CODE, LICENSE, PAPER
 
 
 class ConverterOptions(mmzoo.ComponentConfig):

@@ -1,9 +1,18 @@
-"""SCAN's caption tokenisation, ``nltk.word_tokenize(caption.lower())``, without NLTK.
+"""The NLTK ``word_tokenize(caption.lower())`` that SCAN-style codebases call, without NLTK, by two rule sets.
 
-SCAN's ``data.py`` and ``vocab.py`` lower-case a caption and split it with ``nltk.word_tokenize``: the
-Punkt sentence splitter (its pretrained English model) cuts the text into sentences and NLTK's
-Treebank-style word tokenizer splits each sentence. A converted SCAN model only gives SCAN's scores if
-its captions become the same word ids, so this module reproduces both steps for lower-cased text:
+SCAN's ``data.py`` and ``vocab.py`` (and SGRAF's and VSE-infinity's bi-GRU branch, which reuse its vocabularies)
+lower-case a caption and split it with ``nltk.word_tokenize``: the Punkt sentence splitter (its pretrained
+English model) cuts the text into sentences and NLTK's Treebank-style word tokenizer splits each sentence. A
+converted model only gives its authors' scores if its captions become the same word ids, so this module
+reproduces both steps for lower-cased text. It lives in ``mmzoo_plugins.common`` because three families use
+it; each names its rule set once (``rules=``):
+
+* ``"nltk-3.10"`` (SCAN, VSE-infinity's bi-GRU): the Treebank rules of NLTK 3.10's ``NLTKWordTokenizer``.
+* ``"nltk-2018"`` (SGRAF): the rules of NLTK 3.2/3.3, with which SCAN built the vocabularies SGRAF reuses: a
+  bare ``...`` is split but ``water..`` is not, a leading apostrophe stays on its word (``'stop``), as both
+  published vocabularies show; the rare rules for ``d'ye``, ``'tis``, ``'twas`` and ``more'n`` are absent.
+
+Both rule sets split sentences the same way:
 
 * **Sentences.** Punkt proposes a break after every ``.``, ``?`` and ``!`` followed by whitespace or
   certain punctuation and decides each from the tokens around it. On lower-cased text its
@@ -12,21 +21,23 @@ its captions become the same word ids, so this module reproduces both steps for 
   that it saw starting sentences in lower case and never capitalised (a break after an initial or a
   number when one of them follows). Its orthographic statistics about capitalised words are not
   needed because a lower-cased caption has none.
-* **Words.** Each sentence is split by the Treebank rules of NLTK 3.10's ``NLTKWordTokenizer``:
-  quotes, commas and colons (not inside numbers), ``;@#$%&``, dashes, ``?!``, brackets, ``*``,
-  ellipses, the sentence-final period, and the clitics (``'s``, ``n't``, ``cannot`` -> ``can not``...).
+* **Words** (``"nltk-3.10"``). Each sentence is split by the Treebank rules: quotes, commas and colons (not
+  inside numbers), ``;@#$%&``, dashes, ``?!``, brackets, ``*``, ellipses, the sentence-final period, and the
+  clitics (``'s``, ``n't``, ``cannot`` -> ``can not``...).
 
-Known divergences (documented in docs/scan.md): text that still has capital letters after
+Known divergences (documented in docs/scan.md and docs/sgraf.md): text that still has capital letters after
 ``str.lower()`` (none in practice) is treated as if Punkt knew nothing about the capitalised word;
 SCAN ran Python 2, whose ``str.lower()`` on byte strings lower-cased ASCII letters only (``É`` stayed
 ``É``); and the NLTK of 2018 kept ``..``, ``*`` and Unicode dashes inside words and did not split a
-leading apostrophe, where NLTK 3.10 splits them. NLTK compiles its rules with the ``regex`` engine, this
-module with ``re``: the ASCII separators ``\x1c``-``\x1f`` and combining marks beside an apostrophe split
-differently (never in real captions).
+leading apostrophe, where NLTK 3.10 splits them (``"nltk-2018"`` keeps the old behaviour for ``..`` and the
+apostrophe). NLTK compiles its rules with the ``regex`` engine, this module with ``re``: the ASCII separators
+``\x1c``-``\x1f`` and combining marks beside an apostrophe split differently (never in real captions).
 
 Example:
     >>> word_tokenize("A man, in a red shirt, isn't riding his bike. The dog runs!")
     ['a', 'man', ',', 'in', 'a', 'red', 'shirt', ',', 'is', "n't", 'riding', 'his', 'bike', '.', 'the', 'dog', 'runs', '!']
+    >>> word_tokenize("boats on the water.. a sign says 'stop'", rules="nltk-2018")
+    ['boats', 'on', 'the', 'water..', 'a', 'sign', 'says', "'stop", "'"]
 """
 
 from __future__ import annotations
@@ -34,6 +45,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from itertools import pairwise
+
+from mmzoo.errors import ConfigError
 
 # -- facts of Punkt's pretrained English model (NLTK data, Kiss & Strunk; Apache-2.0) -------------------------
 #: abbreviation types: a word ending in "." whose stem is one of these (or ends in "-" + one) is no break.
@@ -408,21 +421,79 @@ _CONTRACTIONS = _rules(
 )
 
 
-def treebank_words(sentence: str) -> list[str]:
-    """Split one sentence into words by the Treebank rules."""
+# -- the Treebank word rules of 2018 (NLTK 3.2/3.3), with which SCAN built the vocabularies SGRAF reuses ----------
+_OPENING_QUOTES_2018 = _rules((r'^"', "``"), (r"(``)", r" \1 "), (r"([ (\[{<])(\"|'{2})", r"\1 `` "))
+_PUNCTUATION_2018 = _rules(
+    (r"([:,])([^\d])", r" \1 \2"),  # comma or colon, except inside numbers (3,000 / 10:30)
+    (r"([:,])$", r" \1 "),
+    (r"\.\.\.", r" ... "),
+    (r"[;@#$%&]", r" \g<0> "),
+    (r"([^.])(\.)([\])}>\"']*)\s*$", r"\1 \2\3 "),  # the sentence's final period
+    (r"[?!]", r" \g<0> "),
+    (r"([^'])' ", r"\1 ' "),
+    (r"[\]\[(){}<>]", r" \g<0> "),
+    (r"--", r" -- "),
+)
+_CLOSING_2018 = _rules(
+    (r'"', " '' "),
+    (r"(\S)('')", r"\1 \2 "),
+    (r"([^' ])('s|'m|'d|') ", r"\1 \2 "),  # clitics, on lower-cased text
+    (r"([^' ])('ll|'re|'ve|n't) ", r"\1 \2 "),
+)
+_CONTRACTIONS_2018 = _rules(
+    *(
+        (rf"\b({a})({b})\b", r" \1 \2 ")
+        for a, b in (("can", "not"), ("gim", "me"), ("gon", "na"), ("got", "ta"), ("lem", "me"))
+    ),
+    (r"\b(wan)(na)\s", r" \1 \2 "),
+)
+
+#: rule set -> (rules applied to the sentence, rules applied after padding it with a space on each side).
+RULES = {
+    "nltk-3.10": (_OPENING_QUOTES + _PUNCTUATION, _CLOSING_QUOTES + _CONTRACTIONS),
+    "nltk-2018": (_OPENING_QUOTES_2018 + _PUNCTUATION_2018, _CLOSING_2018 + _CONTRACTIONS_2018),
+}
+
+
+def _rule_set(rules: str) -> tuple[list[tuple[re.Pattern[str], str]], list[tuple[re.Pattern[str], str]]]:
+    try:
+        return RULES[rules]
+    except KeyError:
+        raise ConfigError(f"Unknown tokenizer rules {rules!r}; choose one of {', '.join(RULES)}.") from None
+
+
+def treebank_words(sentence: str, rules: str = "nltk-3.10") -> list[str]:
+    """Split one sentence into words by the Treebank rules of ``rules`` (``"nltk-3.10"`` or ``"nltk-2018"``)."""
+    before, after = _rule_set(rules)
     text = sentence
-    for pattern, repl in _OPENING_QUOTES + _PUNCTUATION:
+    for pattern, repl in before:
         text = pattern.sub(repl, text)
     text = f" {text} "
-    for pattern, repl in _CLOSING_QUOTES + _CONTRACTIONS:
+    for pattern, repl in after:
         text = pattern.sub(repl, text)
     return text.split()
 
 
-def word_tokenize(caption: str) -> list[str]:
-    """``nltk.word_tokenize(caption.lower())`` as SCAN calls it, caption stripped first (``line.strip()``)."""
+def word_tokenize(caption: str, rules: str = "nltk-3.10") -> list[str]:
+    """``nltk.word_tokenize(caption.lower())`` as SCAN calls it, caption stripped first (``line.strip()``).
+
+    ``rules`` picks the NLTK release whose word rules apply: ``"nltk-3.10"`` (SCAN, VSE-infinity's bi-GRU) or
+    ``"nltk-2018"`` (SGRAF, whose vocabularies were built with it).
+
+    Raises:
+        ConfigError: unknown ``rules``.
+    """
+    _rule_set(rules)
     text = caption.strip().lower()
-    return [word for sentence in sentences(text) for word in treebank_words(sentence)]
+    return [word for sentence in sentences(text) for word in treebank_words(sentence, rules)]
 
 
-__all__ = ["ABBREVIATIONS", "COLLOCATIONS", "LOWER_CASE_STARTERS", "sentences", "treebank_words", "word_tokenize"]
+__all__ = [
+    "ABBREVIATIONS",
+    "COLLOCATIONS",
+    "LOWER_CASE_STARTERS",
+    "RULES",
+    "sentences",
+    "treebank_words",
+    "word_tokenize",
+]
