@@ -28,6 +28,9 @@ COMMANDS = [
 ]
 #: commands whose extra ``--flags`` go to a plugin (a converter's options).
 OPEN_ENDED = {"convert"}
+#: commands that only print what is registered: they compute nothing, so they leave torch's threads alone (and
+#: need not import torch for it). Every other command applies the thread policy before it runs.
+PRINT_ONLY = {"list", "components", "plugins"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def apply_thread_policy() -> int:
+    """Set torch's thread count by mmzoo's policy (``MMZOO_NUM_THREADS``, else the user's OpenMP/MKL setting, else
+    the cores the load leaves free; :mod:`mmzoo.scoring.threads`), once, before a command computes anything."""
+    from mmzoo.scoring.threads import configure_threads
+
+    count = configure_threads()
+    logging.getLogger("mmzoo.cli").debug("torch intra-op threads: %d", count)
+    return count
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -51,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
+        if args.command not in PRINT_ONLY:
+            apply_thread_policy()
         return int(args.run(args) or 0)
     except MMZooError as exc:
         print(f"mmzoo {args.command}: error: {exc}", file=sys.stderr)
