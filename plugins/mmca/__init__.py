@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import mmzoo
+from mmzoo.plugin import Recipe, hookimpl
 from mmzoo_plugins.mmca.fusion import CrossAttentionFusion
 from mmzoo_plugins.mmca.regions import RegionSelfAttention
 from mmzoo_plugins.mmca.text import BertCNNTextEncoder
@@ -36,14 +36,14 @@ MMCA = {
 }
 
 
-@mmzoo.hookimpl
+@hookimpl
 def mmzoo_register(registry: ModuleType) -> None:
     registry.visual_encoder.register("mmca-regions", RegionSelfAttention)
     registry.text_encoder.register("bert-cnn", BertCNNTextEncoder)
     registry.fusion.register("mmca-cross", CrossAttentionFusion)
     registry.model.register(
         "mmca",
-        mmzoo.Recipe(
+        Recipe(
             MMCA,
             "MMCA: region self-attention + BERT/1D-CNN + cross attention, S = <i0,c0> + alpha <i1,c1>",
             PAPER,
@@ -52,7 +52,7 @@ def mmzoo_register(registry: ModuleType) -> None:
     )
     registry.model.register(
         "mmca-no-cross",
-        mmzoo.Recipe(
+        Recipe(
             {**MMCA, "fusion": None, "alpha": 0.0},
             "MMCA without the cross-attention term (alpha = 0): the two self-attention branches alone",
             PAPER,

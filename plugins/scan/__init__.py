@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import mmzoo
+from mmzoo.plugin import Recipe, hookimpl
 from mmzoo_plugins.scan.convert import SCANConverter
 from mmzoo_plugins.scan.fusion import SCANImageToText, SCANTextToImage
 from mmzoo_plugins.scan.regions import SCANRegions
@@ -69,7 +69,7 @@ SCAN_T2I = scan_config("t2i", "LogSumExp", lambda_softmax=9.0, lambda_lse=6.0)
 SCAN_I2T = scan_config("i2t", "Mean", lambda_softmax=4.0)
 
 
-@mmzoo.hookimpl
+@hookimpl
 def mmzoo_register(registry: ModuleType) -> None:
     registry.visual_encoder.register("scan-regions", SCANRegions)
     registry.text_encoder.register("scan-gru", SCANText)
@@ -77,7 +77,7 @@ def mmzoo_register(registry: ModuleType) -> None:
     registry.fusion.register("scan-i2t", SCANImageToText)
     registry.model.register(
         "scan-t2i",
-        mmzoo.Recipe(
+        Recipe(
             SCAN_T2I,
             "SCAN t-i LSE: words attend to regions (bi-GRU, clipped_l2norm, λ1=9, LogSumExp λ2=6); fused score only",
             PAPER,
@@ -86,7 +86,7 @@ def mmzoo_register(registry: ModuleType) -> None:
     )
     registry.model.register(
         "scan-i2t",
-        mmzoo.Recipe(
+        Recipe(
             SCAN_I2T,
             "SCAN i-t AVG: regions attend to words (bi-GRU, clipped_l2norm, λ1=4, mean pooling); fused score only",
             PAPER,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import mmzoo
+from mmzoo.plugin import hookimpl
 from mmzoo_plugins.sgraf import zoo
 from mmzoo_plugins.sgraf.convert import SGRAFConverter
 from mmzoo_plugins.sgraf.fusion import SAFFusion, SGRFusion
@@ -19,7 +19,7 @@ from mmzoo_plugins.sgraf.text import SGRAFText
 from mmzoo_plugins.sgraf.visual import SGRAFRegions
 
 
-@mmzoo.hookimpl
+@hookimpl
 def mmzoo_register(registry: ModuleType) -> None:
     registry.visual_encoder.register("sgraf-fc", SGRAFRegions)
     registry.text_encoder.register("sgraf-gru", SGRAFText)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import mmzoo
+from mmzoo.plugin import Recipe
 
 PAPER = "Diao et al., Similarity Reasoning and Filtration for Image-Text Matching, AAAI 2021"
 CITATION = """@inproceedings{Diao2021SGRAF,
@@ -54,13 +54,13 @@ def training(epochs: int, lr_update: int) -> dict[str, Any]:
     }
 
 
-SGR_RECIPE = mmzoo.Recipe(
+SGR_RECIPE = Recipe(
     model_config("sgr"),
     "SGRAF's SGR: region FC + bi-GRU, local/global similarity vectors, 3-step graph reasoning, sigmoid score",
     PAPER,
     training(40, 30),
 )
-SAF_RECIPE = mmzoo.Recipe(
+SAF_RECIPE = Recipe(
     model_config("saf"),
     "SGRAF's SAF: region FC + bi-GRU, local/global similarity vectors, attention filtration, sigmoid score",
     PAPER,

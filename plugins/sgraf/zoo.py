@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import mmzoo
+from mmzoo.plugin import MANUAL, PretrainedEntry, Weights
 from mmzoo_plugins.sgraf.recipes import CITATION, CODE, PAPER
 
 ARCHIVES = {
@@ -78,13 +78,13 @@ def steps(dataset: str, module: str) -> str:
     )
 
 
-def entries() -> list[mmzoo.PretrainedEntry]:
+def entries() -> list[PretrainedEntry]:
     out = []
     for dataset in ("f30k", "coco"):
         about = {  # what every entry of this dataset shares
             "dataset": DATASETS[dataset],
             "dataset_id": HUB_DATASET[dataset],
-            "status": mmzoo.MANUAL,
+            "status": MANUAL,
             "license": "apache-2.0",
             "paper": PAPER,
             "citation": CITATION,
@@ -95,10 +95,10 @@ def entries() -> list[mmzoo.PretrainedEntry]:
         for module in ("saf", "sgr"):
             alias = f"{module}-{dataset}"
             out.append(
-                mmzoo.PretrainedEntry(
+                PretrainedEntry(
                     alias=alias,
                     recipe=module,
-                    weights=mmzoo.Weights(
+                    weights=Weights(
                         repo=None,
                         filename="model_best.pth.tar",
                         format="sgraf",
@@ -111,10 +111,10 @@ def entries() -> list[mmzoo.PretrainedEntry]:
                 )
             )
         out.append(
-            mmzoo.PretrainedEntry(
+            PretrainedEntry(
                 alias=f"sgraf-{dataset}",
                 recipe="sgr",
-                weights=mmzoo.Weights(url=ARCHIVES[dataset]),  # nothing to convert: the members are
+                weights=Weights(url=ARCHIVES[dataset]),  # nothing to convert: the members are
                 published_results=PUBLISHED[dataset]["sgraf"],
                 members=(f"saf-{dataset}", f"sgr-{dataset}"),
                 notes=(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import mmzoo
+from mmzoo.plugin import Recipe, hookimpl
 from mmzoo_plugins.vision.encoder import TimmGridEncoder
 
 PAPER = "Grid features as regions: Jiang et al., In Defense of Grid Features for Visual Question Answering, CVPR 2020"
@@ -27,12 +27,12 @@ TRAINING = {
 }
 
 
-@mmzoo.hookimpl
+@hookimpl
 def mmzoo_register(registry: ModuleType) -> None:
     registry.visual_encoder.register("timm-grid", TimmGridEncoder)
     registry.model.register(
         "pixels-lite0",
-        mmzoo.Recipe(
+        Recipe(
             {
                 "visual": {
                     "name": "timm-grid",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import mmzoo
+from mmzoo.plugin import Recipe, hookimpl
 from mmzoo_plugins.vse_infinity.bert import VseBertText
 from mmzoo_plugins.vse_infinity.bigru import VseBiGRUText
 from mmzoo_plugins.vse_infinity.converters import GridConverter, RegionConverter
@@ -60,7 +60,7 @@ def recipe(visual: dict, text: dict) -> dict:
     }
 
 
-@mmzoo.hookimpl
+@hookimpl
 def mmzoo_register(registry: ModuleType) -> None:
     registry.visual_encoder.register("vse-infinity-regions", VseRegions)
     registry.visual_encoder.register("vse-infinity-grid", VseGrid)
@@ -68,7 +68,7 @@ def mmzoo_register(registry: ModuleType) -> None:
     registry.text_encoder.register("vse-infinity-bigru", VseBiGRUText)
     registry.model.register(
         "vse-infinity",
-        mmzoo.Recipe(
+        Recipe(
             recipe(REGIONS, BERT),
             "VSE-infinity: BUTD regions (FC + MLP) and fine-tuned BERT, each pooled by GPO, cosine score",
             PAPER,
@@ -77,7 +77,7 @@ def mmzoo_register(registry: ModuleType) -> None:
     )
     registry.model.register(
         "vse-infinity-bigru",
-        mmzoo.Recipe(
+        Recipe(
             recipe(REGIONS, {"name": "vse-infinity-bigru"}),
             "VSE-infinity with the bi-GRU text encoder (their bigru branch): no BERT, trains on a CPU",
             PAPER,
@@ -86,7 +86,7 @@ def mmzoo_register(registry: ModuleType) -> None:
     )
     registry.model.register(
         "vse-infinity-wsl-grid",
-        mmzoo.Recipe(
+        Recipe(
             recipe({"name": "vse-infinity-grid", "backbone": "resnext101_32x8d"}, BERT),
             "VSE-infinity from pixels: WSL ResNeXt-101 32x8d grid + GPO, BERT + GPO (their WSL grid variant)",
             PAPER,

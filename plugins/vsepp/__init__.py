@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import mmzoo
+from mmzoo.plugin import Recipe, hookimpl
 from mmzoo_plugins.vsepp.text import GRUTextEncoder
 from mmzoo_plugins.vsepp.visual import MeanFC
 
@@ -29,13 +29,13 @@ TRAINING = {
 }
 
 
-@mmzoo.hookimpl
+@hookimpl
 def mmzoo_register(registry: ModuleType) -> None:
     registry.visual_encoder.register("mean-fc", MeanFC)
     registry.text_encoder.register("gru", GRUTextEncoder)
     registry.model.register(
         "vsepp",
-        mmzoo.Recipe(
+        Recipe(
             {
                 "visual": {"name": "mean-fc", "in_dim": 2048},
                 "text": {"name": "gru"},
