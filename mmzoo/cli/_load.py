@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmzoo.errors import CheckpointError, InputError
-from mmzoo.model import Ensemble, MatchingModel, load_pretrained
-from mmzoo.pretrained import from_pretrained
+
+if TYPE_CHECKING:
+    from mmzoo.model import Ensemble, MatchingModel
 
 
 def resolve_device(name: str | None) -> str:
@@ -23,8 +25,17 @@ def resolve_device(name: str | None) -> str:
     return device
 
 
+def from_pretrained(name: str, device: str | None = None) -> MatchingModel | Ensemble:
+    """:func:`mmzoo.from_pretrained`, imported when a command first loads a model (not when ``--help`` runs)."""
+    from mmzoo.pretrained import from_pretrained as load
+
+    return load(name, device=device)
+
+
 def load_model(spec: str, device: str | None = None) -> MatchingModel | Ensemble:
     """A saved model folder, a training run folder (``RUNDIR/best``), or a name ``from_pretrained`` knows."""
+    from mmzoo.model import load_pretrained
+
     path = Path(spec)
     run_best = path / "best"
     if (run_best / "config.json").is_file() or (path / ".best.old" / "config.json").is_file():
