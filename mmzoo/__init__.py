@@ -6,7 +6,7 @@ the contract suite) is in :mod:`mmzoo.plugin`. No module inside mmzoo imports ei
 
 The names are resolved on first use, so ``import mmzoo`` (and ``mmzoo --version``) does not import torch.
 
-Example:
+Examples:
     >>> import mmzoo
     >>> mmzoo.list_models("mmca*")
     ['mmca', 'mmca-no-cross']

@@ -178,7 +178,7 @@ def find_config_file(spec: str | Path) -> Path:
     """``--config``'s file: a path that exists wins; otherwise a shipped config, by name (``mmca-coco``) or by the
     repository path the docs and the zoo print (``configs/mmca-coco.yaml``), found from any folder.
 
-    Example:
+    Examples:
         >>> find_config_file("mmca-coco").name
         'mmca-coco.yaml'
     """

@@ -19,7 +19,7 @@ import contract in ``pyproject.toml`` checks it. Here are
 
 Names load on first use, like :mod:`mmzoo`'s: importing this module imports neither torch nor pytest.
 
-Example:
+Examples:
     >>> from mmzoo.plugin import Recipe, hookimpl
     >>> class MyPlugin:
     ...     @hookimpl
@@ -34,7 +34,46 @@ from typing import TYPE_CHECKING
 from mmzoo._lazy import lazy_face
 
 if TYPE_CHECKING:  # the same names, for type checkers and readers; at run time they load on first use
-    pass
+    from mmzoo.checkpoint import checkpoint_options, load_state_strict, read_foreign_checkpoint
+    from mmzoo.contracts import (
+        BuildContext,
+        Component,
+        ComponentConfig,
+        Converter,
+        DataFormat,
+        Fragments,
+        FusionBlock,
+        FusionCache,
+        Loss,
+        Split,
+        TextEncoder,
+        TokenBatch,
+        VisualEncoder,
+        l2_normalize,
+        masked_mean,
+    )
+    from mmzoo.data import DataManifest, PrecomputedFormat
+    from mmzoo.registry import (
+        CONVERTED,
+        MANUAL,
+        NOT_TRAINED,
+        PUBLISHED,
+        PretrainedEntry,
+        Recipe,
+        Weights,
+        get_registry,
+    )
+    from mmzoo.registry.hookspecs import hookimpl
+    from mmzoo.registry.plugins import plugin_records, register_plugin
+    from mmzoo.testing import (
+        build_component,
+        check_fusion,
+        check_loss,
+        check_recipe,
+        check_text_encoder,
+        check_visual_encoder,
+        random_fragments,
+    )
 
 _CONTRACTS = [
     "BuildContext",
@@ -82,4 +121,44 @@ _EXPORTS = {
 
 __getattr__, __dir__ = lazy_face(__name__, globals(), _EXPORTS)
 
-__all__ = sorted(_EXPORTS)
+#: (a literal list, so that the API reference can read it without running the module)
+__all__ = [
+    "CONVERTED",
+    "MANUAL",
+    "NOT_TRAINED",
+    "PUBLISHED",
+    "BuildContext",
+    "Component",
+    "ComponentConfig",
+    "Converter",
+    "DataFormat",
+    "DataManifest",
+    "Fragments",
+    "FusionBlock",
+    "FusionCache",
+    "Loss",
+    "PrecomputedFormat",
+    "PretrainedEntry",
+    "Recipe",
+    "Split",
+    "TextEncoder",
+    "TokenBatch",
+    "VisualEncoder",
+    "Weights",
+    "build_component",
+    "check_fusion",
+    "check_loss",
+    "check_recipe",
+    "check_text_encoder",
+    "check_visual_encoder",
+    "checkpoint_options",
+    "get_registry",
+    "hookimpl",
+    "l2_normalize",
+    "load_state_strict",
+    "masked_mean",
+    "plugin_records",
+    "random_fragments",
+    "read_foreign_checkpoint",
+    "register_plugin",
+]

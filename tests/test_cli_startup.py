@@ -46,6 +46,7 @@ def test_version_prints_without_torch():
 def test_help_lists_every_command_without_torch():
     heavy, out = _heavy_after("--help")
     assert all(name in out for name in COMMANDS) and heavy == []
+    assert "``" not in out
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -53,6 +54,7 @@ def test_every_command_help_prints_without_torch(command):
     heavy, out = _heavy_after(command, "--help")
     assert f"usage: mmzoo {command}" in out
     assert "torch" not in heavy
+    assert "``" not in out and ":func:`" not in out and ":class:`" not in out  # no raw reST in a terminal
 
 
 def test_both_faces_import_without_torch():
@@ -61,3 +63,13 @@ def test_both_faces_import_without_torch():
         [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True
     )
     assert done.stdout.strip() == "[]", done.stderr[-2000:]
+
+
+def test_plain_text_takes_the_rest_markup_off():
+    from mmzoo.cli import plain_text
+
+    assert plain_text("``OUT/{split}_ims.npy`` and :class:`~mmzoo.plugin.Fragments`") == (
+        "OUT/{split}_ims.npy and mmzoo.plugin.Fragments"
+    )
+    assert plain_text("Examples::\n\n    mmzoo train") == "Examples:\n\n    mmzoo train"
+    assert plain_text(None) is None

@@ -98,3 +98,7 @@ def test_sub_packages_stay_reachable_as_attributes():
 
     assert mmzoo.scoring.configure_threads is configure_threads
     assert "scoring" in dir(mmzoo) and "create_model" in dir(mmzoo)
+
+
+def test_the_plugin_face_lists_exactly_what_it_exports():
+    assert sorted(mmzoo.plugin.__all__) == sorted(mmzoo.plugin._EXPORTS)

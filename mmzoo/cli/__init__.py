@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -33,6 +34,34 @@ OPEN_ENDED = {"convert"}
 PRINT_ONLY = {"list", "components", "plugins"}
 
 
+def plain_text(text: str | None) -> str | None:
+    """A docstring or help string as a terminal shows it: reST markup off (````x````, ``:func:`x```, ``Examples::``).
+
+    The sub-commands' descriptions are their module docstrings, written in reST for the API reference.
+
+    Examples:
+        >>> plain_text("Writes ``OUT/{split}_ims.npy`` (:func:`~mmzoo.data.make_shapes`). Examples::")
+        'Writes OUT/{split}_ims.npy (mmzoo.data.make_shapes). Examples:'
+    """
+    if not text:
+        return text
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    text = re.sub(r"``([^`]+)``", r"\1", text)
+    return re.sub(r"::$", ":", text, flags=re.M)
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    parser.description = plain_text(parser.description)
+    parser.epilog = plain_text(parser.epilog)
+    for action in parser._actions:
+        action.help = plain_text(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                choice.help = plain_text(choice.help)
+            for sub in action.choices.values():
+                _plain_help(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmzoo", description="A plugin-based model zoo for image-text matching.")
     parser.add_argument("--version", action="version", version=f"mmzoo {__version__}")
@@ -41,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f"mmzoo.cli.{name.replace('-', '_')}_cmd")
         module.add_parser(sub)
+    _plain_help(parser)
     return parser
 
 

@@ -150,7 +150,7 @@ def _discover() -> None:
 def register_plugin(plugin: Any, name: str | None = None) -> PluginRecord:
     """Register an in-process plugin object or module (no packaging needed), like pytest's conftest.
 
-    Example:
+    Examples:
         >>> class MyPlugin:
         ...     @mmzoo.plugin.hookimpl
         ...     def mmzoo_register(self, registry):

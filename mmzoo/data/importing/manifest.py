@@ -22,7 +22,7 @@ FEATURE_FACTS = ("extractor", "region_dim", "region_policy", "normalisation")
 def region_policy(counts: Iterable[int]) -> str:
     """``fixed-K`` when every image has K regions, else ``adaptive-MIN-MAX``.
 
-    Example:
+    Examples:
         >>> region_policy([36, 36]), region_policy([10, 57, 100])
         ('fixed-36', 'adaptive-10-100')
     """
