@@ -1,9 +1,12 @@
 """mmzoo: a plugin-based model zoo for image-text matching.
 
-This module is the public face: plugins and users import from here (and from ``mmzoo.errors``); no module
-inside mmzoo imports it.
+This module is the face users call: create, load and list models, evaluate them, search with them. Errors are
+in :mod:`mmzoo.errors`; what a plugin author needs (the contracts, the records, ``hookimpl``, checkpoint reading,
+the contract suite) is in :mod:`mmzoo.plugin`. No module inside mmzoo imports either face.
 
-Example:
+The names are resolved on first use, so ``import mmzoo`` (and ``mmzoo --version``) does not import torch.
+
+Examples:
     >>> import mmzoo
     >>> mmzoo.list_models("mmca*")
     ['mmca', 'mmca-no-cross']
@@ -14,112 +17,120 @@ Example:
 
 from __future__ import annotations
 
-from mmzoo import data, evaluation, hub, registry, scoring
-from mmzoo._version import __version__
-from mmzoo.checkpoint import checkpoint_options, load_state_strict, read_foreign_checkpoint
-from mmzoo.config import ComponentSpec, ModelConfig, apply_overrides
-from mmzoo.contracts import (
-    BuildContext,
-    Component,
-    ComponentConfig,
-    Converter,
-    DataFormat,
-    Fragments,
-    FusionBlock,
-    FusionCache,
-    Loss,
-    Split,
-    TextEncoder,
-    TokenBatch,
-    VisualEncoder,
-    l2_normalize,
-    masked_mean,
-)
-from mmzoo.data import DataManifest, open_split
-from mmzoo.errors import (
-    CheckpointError,
-    ConfigError,
-    DataError,
-    HubError,
-    InputError,
-    MMZooError,
-    MMZooWarning,
-    PluginError,
-    StorageError,
-    TrainingError,
-    UnknownComponentError,
-)
-from mmzoo.factory import create_model, list_components, list_models
-from mmzoo.hub.zoo import list_pretrained
-from mmzoo.model import Ensemble, EnsembleFragments, MatchingModel, MatchingOutput
-from mmzoo.pretrained import convert_checkpoint, download, from_pretrained
-from mmzoo.registry import CONVERTED, MANUAL, NOT_TRAINED, PUBLISHED, PretrainedEntry, Recipe, Weights
-from mmzoo.registry.hookspecs import hookimpl
-from mmzoo.registry.plugins import plugin_records, register_plugin
-from mmzoo.scoring import EmbeddingIndex, SearchResult
+from typing import TYPE_CHECKING
 
-__all__ = [
+from mmzoo._lazy import lazy_face
+from mmzoo._version import __version__
+
+if TYPE_CHECKING:  # the same names, for type checkers and readers; at run time they load on first use
+    from mmzoo.data import open_split
+    from mmzoo.evaluation import evaluate
+    from mmzoo.factory import create_model, list_components, list_models
+    from mmzoo.hub.zoo import list_pretrained
+    from mmzoo.model import Ensemble, MatchingModel
+    from mmzoo.pretrained import convert_checkpoint, download, from_pretrained
+    from mmzoo.scoring import EmbeddingIndex, SearchResult
+
+#: the user face: name -> the module that defines it
+_EXPORTS = {
+    "create_model": "mmzoo.factory",
+    "list_models": "mmzoo.factory",
+    "list_components": "mmzoo.factory",
+    "from_pretrained": "mmzoo.pretrained",
+    "download": "mmzoo.pretrained",
+    "convert_checkpoint": "mmzoo.pretrained",
+    "list_pretrained": "mmzoo.hub.zoo",
+    "evaluate": "mmzoo.evaluation",
+    "open_split": "mmzoo.data",
+    "MatchingModel": "mmzoo.model",
+    "Ensemble": "mmzoo.model",
+    "EmbeddingIndex": "mmzoo.scoring",
+    "SearchResult": "mmzoo.scoring",
+}
+
+_ERRORS = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "HubError",
+    "InputError",
+    "MMZooError",
+    "MMZooWarning",
+    "PluginError",
+    "StorageError",
+    "TrainingError",
+    "UnknownComponentError",
+]
+_FOR_PLUGINS = [
+    "BuildContext",
+    "Component",
+    "ComponentConfig",
+    "Converter",
+    "DataFormat",
+    "DataManifest",
+    "Fragments",
+    "FusionBlock",
+    "FusionCache",
+    "Loss",
+    "Split",
+    "TextEncoder",
+    "TokenBatch",
+    "VisualEncoder",
+    "l2_normalize",
+    "masked_mean",
+    "PretrainedEntry",
+    "Recipe",
+    "Weights",
     "CONVERTED",
     "MANUAL",
     "NOT_TRAINED",
     "PUBLISHED",
-    "BuildContext",
-    "CheckpointError",
-    "Component",
-    "ComponentConfig",
-    "ComponentSpec",
-    "ConfigError",
-    "Converter",
-    "DataError",
-    "DataFormat",
-    "DataManifest",
+    "hookimpl",
+    "checkpoint_options",
+    "load_state_strict",
+    "read_foreign_checkpoint",
+    "plugin_records",
+    "register_plugin",
+]
+#: names this face carried before it was split in two (0.2): they work until the next release, with a warning
+_DEPRECATED = {
+    **dict.fromkeys(_ERRORS, "mmzoo.errors"),
+    **dict.fromkeys(_FOR_PLUGINS, "mmzoo.plugin"),
+    "ModelConfig": "mmzoo.config",
+}
+_SUBMODULES = [
+    "checkpoint",
+    "config",
+    "contracts",
+    "data",
+    "errors",
+    "evaluation",
+    "factory",
+    "hub",
+    "model",
+    "plugin",
+    "pretrained",
+    "registry",
+    "scoring",
+    "testing",
+    "training",
+]
+
+__getattr__, __dir__ = lazy_face(__name__, globals(), _EXPORTS, _DEPRECATED, _SUBMODULES)
+
+__all__ = [
     "EmbeddingIndex",
     "Ensemble",
-    "EnsembleFragments",
-    "Fragments",
-    "FusionBlock",
-    "FusionCache",
-    "HubError",
-    "InputError",
-    "Loss",
-    "MMZooError",
-    "MMZooWarning",
     "MatchingModel",
-    "MatchingOutput",
-    "ModelConfig",
-    "PluginError",
-    "PretrainedEntry",
-    "Recipe",
     "SearchResult",
-    "Split",
-    "StorageError",
-    "TextEncoder",
-    "TokenBatch",
-    "TrainingError",
-    "UnknownComponentError",
-    "VisualEncoder",
-    "Weights",
     "__version__",
-    "apply_overrides",
-    "checkpoint_options",
     "convert_checkpoint",
     "create_model",
-    "data",
     "download",
-    "evaluation",
+    "evaluate",
     "from_pretrained",
-    "hookimpl",
-    "hub",
-    "l2_normalize",
     "list_components",
     "list_models",
     "list_pretrained",
-    "load_state_strict",
-    "masked_mean",
     "open_split",
-    "plugin_records",
-    "read_foreign_checkpoint",
-    "register_plugin",
-    "registry",
-    "scoring",
 ]

@@ -204,7 +204,7 @@ def readable_folder(path: str | Path) -> Path:
 def read_folder(path: str | Path) -> Iterator[Path]:
     """Read the folder ``path`` with no swap in between: yields :func:`readable_folder` under the shared lock.
 
-    Example:
+    Examples:
         >>> with read_folder(run_dir / "best") as folder:  # doctest: +SKIP
         ...     config = json.loads((folder / "config.json").read_text())
     """
@@ -229,7 +229,7 @@ def recover_folder(path: str | Path) -> Path:
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary folder; on success it replaces ``path`` as a whole (one writer per folder).
 
-    Example:
+    Examples:
         >>> with atomic_folder(run_dir / "last") as tmp:  # doctest: +SKIP
         ...     model.save_pretrained(tmp)
     """

@@ -157,13 +157,54 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_YamlLoader)
 
 
+def shipped_folder(name: str) -> Path | None:
+    """A folder of files that ship with mmzoo (``configs``, ``model_cards``): inside the installed package, where
+    the wheel puts them (``mmzoo/_configs``), or beside ``mmzoo/`` in a source checkout (or an editable install)."""
+    package = Path(__file__).resolve().parent
+    if (package / f"_{name}").is_dir():
+        return package / f"_{name}"
+    if (package.parent / name).is_dir() and (package.parent / "pyproject.toml").is_file():
+        return package.parent / name
+    return None
+
+
+def shipped_configs() -> list[str]:
+    """The names of the training configs that ship with mmzoo (``mmca-coco``, ...), for ``--config NAME``."""
+    folder = shipped_folder("configs")
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder else []
+
+
+def find_config_file(spec: str | Path) -> Path:
+    """``--config``'s file: a path that exists wins; otherwise a shipped config, by name (``mmca-coco``) or by the
+    repository path the docs and the zoo print (``configs/mmca-coco.yaml``), found from any folder.
+
+    Examples:
+        >>> find_config_file("mmca-coco").name
+        'mmca-coco.yaml'
+    """
+    path = Path(spec)
+    if path.exists() or len(path.parts) > 2 or (len(path.parts) == 2 and path.parts[0] != "configs"):
+        return path
+    folder = shipped_folder("configs")
+    shipped = (
+        folder / (path.name if path.suffix in (".yaml", ".yml", ".json") else f"{path.name}.yaml") if folder else None
+    )
+    return shipped if shipped is not None and shipped.is_file() else path
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON config file into plain data, with a :class:`ConfigError` naming the file."""
-    path = Path(path)
+    """Read a YAML or JSON config file into plain data, with a :class:`ConfigError` naming the file.
+
+    ``path`` may also name a shipped config (``mmca-coco``; :func:`find_config_file`)."""
+    path = find_config_file(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"Cannot read config file {path}: {exc.strerror}.") from None
+        names = ", ".join(shipped_configs()) or "none found"
+        raise ConfigError(
+            f"Cannot read config file {path}: {exc.strerror}. Give a path, or the name of a config that ships with "
+            f"mmzoo: {names}."
+        ) from None
     try:
         data = json.loads(text) if path.suffix == ".json" else parse_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -188,4 +229,14 @@ def _describe(exc: ValidationError, prefix: str, owner: str) -> str:
     return f"Invalid {owner}:\n" + "\n".join(lines)
 
 
-__all__ = ["SECTIONS", "ComponentSpec", "ModelConfig", "apply_overrides", "load_config_file", "parse_yaml"]
+__all__ = [
+    "SECTIONS",
+    "ComponentSpec",
+    "ModelConfig",
+    "apply_overrides",
+    "find_config_file",
+    "load_config_file",
+    "parse_yaml",
+    "shipped_configs",
+    "shipped_folder",
+]

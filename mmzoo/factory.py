@@ -33,7 +33,7 @@ def create_model(name_or_config: str | Mapping[str, Any] | ModelConfig, **overri
     components; the matching heads start from random weights. For trained weights use
     :func:`mmzoo.from_pretrained`.
 
-    Example:
+    Examples:
         >>> model = mmzoo.create_model("mmca", **{"fusion.heads": 8, "alpha": 0.5})  # doctest: +SKIP
     """
     return MatchingModel(resolve_config(name_or_config, overrides))

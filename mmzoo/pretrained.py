@@ -55,7 +55,7 @@ def from_pretrained(
     provides raises an error naming the distribution to install, before any weight is downloaded. A local
     folder never touches the network and never runs code.
 
-    Example:
+    Examples:
         >>> model = mmzoo.from_pretrained("vse-infinity-coco")  # doctest: +SKIP
         >>> model = mmzoo.from_pretrained("local-dir:runs/mmca/best", device="cuda")  # doctest: +SKIP
     """
@@ -83,7 +83,7 @@ def download(
     and load there with ``HF_HUB_OFFLINE=1``. A converted entry is downloaded and converted; an ensemble
     entry returns its members' folders.
 
-    Example:
+    Examples:
         >>> folder = mmzoo.download("hf-hub:my-org/my-model")  # doctest: +SKIP
     """
     source = parse_name(name, revision)
@@ -159,7 +159,7 @@ def convert_checkpoint(
     atomically: on any error nothing is left behind, and an existing folder is replaced only with
     ``overwrite=True``. ``config.json`` records where the weights came from (``converted_from``).
 
-    Example:
+    Examples:
         >>> mmzoo.convert_checkpoint("vse-infinity", "model_best.pth", "vse-coco", bert="bert-base-uncased")  # doctest: +SKIP
     """
     checkpoint = Path(checkpoint)

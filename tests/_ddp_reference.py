@@ -32,7 +32,7 @@ class _MeanHingePlugin:
 
 
 if "ddp-mean-hinge" not in mmzoo.registry.loss:
-    mmzoo.register_plugin(_MeanHingePlugin(), name="ddp-test-loss")
+    mmzoo.plugin.register_plugin(_MeanHingePlugin(), name="ddp-test-loss")
 
 
 def fixed_batch() -> tuple[torch.Tensor, list[str]]:

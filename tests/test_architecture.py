@@ -6,8 +6,11 @@ library under import-linter, sees every import statement, function-level ones in
 
 from __future__ import annotations
 
+import io
+import re
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
 import grimp
@@ -80,5 +83,41 @@ def test_the_cycle_finder_finds_cycles():
 
 
 def test_no_inner_module_imports_the_public_face(graph):
-    importers = sorted(m for m in graph.find_modules_that_directly_import("mmzoo") if m != "mmzoo")
-    assert importers == [], f"these modules import the public face `mmzoo`; import the floor you need: {importers}"
+    for face in ("mmzoo", "mmzoo.plugin"):
+        importers = sorted(m for m in graph.find_modules_that_directly_import(face) if m != "mmzoo")
+        assert importers == [], f"these modules import the face `{face}`; import the floor you need: {importers}"
+
+
+def test_the_plugin_contract_forbids_every_module_but_the_two_faces_and_errors():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: pytest's own dependency
+        import tomli as tomllib
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (plugins,) = [c for c in contracts if c["type"] == "forbidden" and "mmzoo_plugins" in c["source_modules"]]
+    top = {".".join(m.split(".")[:2]) for m in grimp.build_graph("mmzoo").modules if m != "mmzoo"}
+    assert set(plugins["forbidden_modules"]) == top - {"mmzoo.plugin", "mmzoo.errors"}
+
+
+#: ``import mmzoo`` then ``mmzoo.data.X`` reaches a floor without an import statement the contract could see
+ATTRIBUTE_WALK = re.compile(r"\bmmzoo\.(?!plugin\b|errors\b)([a-z_]+)\.\w")
+
+
+def test_plugins_reach_no_floor_through_a_face_attribute():
+    walks = []
+    for path in sorted((ROOT / "plugins").rglob("*.py")):
+        if "build" in path.parts:
+            continue
+        for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+            if token.type == tokenize.NAME and token.string == "mmzoo":
+                line = token.line[token.start[1] :]
+                if ATTRIBUTE_WALK.match(line):
+                    walks.append(f"{path.relative_to(ROOT)}:{token.start[0]}: {line.strip()}")
+    assert walks == [], "use mmzoo.plugin (or mmzoo) instead:\n" + "\n".join(walks)
+
+
+def test_the_walk_finder_finds_walks():
+    assert ATTRIBUTE_WALK.match("mmzoo.data.PrecomputedFormat)")
+    assert ATTRIBUTE_WALK.match("mmzoo.registry.visual_encoder.get('x')")
+    assert not ATTRIBUTE_WALK.match("mmzoo.plugin.Fragments") and not ATTRIBUTE_WALK.match("mmzoo.errors.X")
+    assert not ATTRIBUTE_WALK.match("mmzoo.create_model('mmca')")

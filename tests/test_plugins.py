@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 GOOD = '''
-import torch, mmzoo
+import torch, mmzoo.plugin
 
-class GoodFusion(mmzoo.FusionBlock):
+class GoodFusion(mmzoo.plugin.FusionBlock):
     """Dot product of the pooled vectors."""
     def forward(self, images, texts):
         return images.pooled @ texts.pooled.t()
 
-@mmzoo.hookimpl
+@mmzoo.plugin.hookimpl
 def mmzoo_register(registry):
     registry.fusion.register("good-fusion", GoodFusion)
 '''
@@ -32,20 +32,20 @@ def mmzoo_register(registry):
 BROKEN_IMPORT = "import this_module_does_not_exist\n"
 
 BROKEN_REGISTER = """
-import mmzoo
+import mmzoo.plugin
 from fakegood import GoodFusion
 
-@mmzoo.hookimpl
+@mmzoo.plugin.hookimpl
 def mmzoo_register(registry):
     registry.fusion.register("half-registered", GoodFusion)
     raise RuntimeError("boom while registering")
 """
 
 CLASH = """
-import mmzoo
+import mmzoo.plugin
 from fakegood import GoodFusion
 
-@mmzoo.hookimpl
+@mmzoo.plugin.hookimpl
 def mmzoo_register(registry):
     registry.fusion.register("mmca-cross", GoodFusion)
 """
@@ -150,19 +150,19 @@ def test_in_process_plugin_object():
     from mmzoo import registry
 
     class Plugin:
-        @mmzoo.hookimpl
+        @mmzoo.plugin.hookimpl
         def mmzoo_register(self, registry):
             registry.model.register(
                 "in-process-recipe",
                 {"visual": {"name": "mean-fc"}, "text": {"name": "gru"}, "loss": {"name": "triplet"}},
             )
 
-    record = mmzoo.register_plugin(Plugin(), name="test-in-process")
+    record = mmzoo.plugin.register_plugin(Plugin(), name="test-in-process")
     try:
         assert record.status == "loaded" and record.components == [("model", "in-process-recipe")]
         assert registry.model.entry("in-process-recipe").plugin == "test-in-process"
         with pytest.raises(mmzoo.PluginError, match="already loaded"):
-            mmzoo.register_plugin(Plugin(), name="test-in-process")
+            mmzoo.plugin.register_plugin(Plugin(), name="test-in-process")
     finally:
         registry.model.unregister("in-process-recipe")
 
@@ -174,7 +174,7 @@ def test_plugin_without_hook_is_reported():
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        record = mmzoo.register_plugin(object(), name="test-no-hook")
+        record = mmzoo.plugin.register_plugin(object(), name="test-no-hook")
     assert record.status == "failed" and "implements no mmzoo hook" in record.error
     assert caught and "test-no-hook" in str(caught[0].message)
 

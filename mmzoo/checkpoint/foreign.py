@@ -34,7 +34,7 @@ def read_foreign_checkpoint(path: str | Path) -> Any:
         CheckpointError: the file is missing, truncated or not a torch checkpoint, or it carries another
             pickled class (named in the message).
 
-    Example:
+    Examples:
         >>> ckpt = mmzoo.read_foreign_checkpoint("model_best.pth")  # doctest: +SKIP
         >>> sorted(ckpt), vars(ckpt["opt"])["embed_size"]  # doctest: +SKIP
         (['Eiters', 'best_rsum', 'epoch', 'model', 'opt'], 1024)

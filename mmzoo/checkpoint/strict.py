@@ -27,7 +27,7 @@ def check_finite(tensors: Mapping[str, Tensor], source: str) -> None:
 def load_state_strict(model: torch.nn.Module, tensors: Mapping[str, Tensor], source: str) -> None:
     """Copy ``tensors`` into ``model``; any missing, unexpected or mis-shaped key is a CheckpointError.
 
-    Example:
+    Examples:
         >>> mmzoo.load_state_strict(model, {"fc.weight": w, "fc.bias": b}, "their checkpoint")  # doctest: +SKIP
     """
     expected = model.state_dict()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -28,6 +29,37 @@ COMMANDS = [
 ]
 #: commands whose extra ``--flags`` go to a plugin (a converter's options).
 OPEN_ENDED = {"convert"}
+#: commands that only print what is registered: they compute nothing, so they leave torch's threads alone (and
+#: need not import torch for it). Every other command applies the thread policy before it runs.
+PRINT_ONLY = {"list", "components", "plugins"}
+
+
+def plain_text(text: str | None) -> str | None:
+    """A docstring or help string as a terminal shows it: reST markup off (````x````, ``:func:`x```, ``Examples::``).
+
+    The sub-commands' descriptions are their module docstrings, written in reST for the API reference.
+
+    Examples:
+        >>> plain_text("Writes ``OUT/{split}_ims.npy`` (:func:`~mmzoo.data.make_shapes`). Examples::")
+        'Writes OUT/{split}_ims.npy (mmzoo.data.make_shapes). Examples:'
+    """
+    if not text:
+        return text
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    text = re.sub(r"``([^`]+)``", r"\1", text)
+    return re.sub(r"::$", ":", text, flags=re.M)
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    parser.description = plain_text(parser.description)
+    parser.epilog = plain_text(parser.epilog)
+    for action in parser._actions:
+        action.help = plain_text(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                choice.help = plain_text(choice.help)
+            for sub in action.choices.values():
+                _plain_help(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f"mmzoo.cli.{name.replace('-', '_')}_cmd")
         module.add_parser(sub)
+    _plain_help(parser)
     return parser
+
+
+def apply_thread_policy() -> int:
+    """Set torch's thread count by mmzoo's policy (``MMZOO_NUM_THREADS``, else the user's OpenMP/MKL setting, else
+    the cores the load leaves free; :mod:`mmzoo.scoring.threads`), once, before a command computes anything."""
+    from mmzoo.scoring.threads import configure_threads
+
+    count = configure_threads()
+    logging.getLogger("mmzoo.cli").debug("torch intra-op threads: %d", count)
+    return count
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
+        if args.command not in PRINT_ONLY:
+            apply_thread_policy()
         return int(args.run(args) or 0)
     except MMZooError as exc:
         print(f"mmzoo {args.command}: error: {exc}", file=sys.stderr)

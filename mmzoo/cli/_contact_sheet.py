@@ -2,7 +2,7 @@
 
 Each row is one query: its text (or its image) followed by the best matches with their scores.
 
-Example:
+Examples:
     >>> rows = [SheetRow("a red circle", [Hit("scenes/000003.png", 0.81), Hit("scenes/000007.png", 0.42)])]
     >>> write_contact_sheet(rows, "search.png")  # doctest: +SKIP
 """

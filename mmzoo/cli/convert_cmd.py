@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
-from mmzoo.config import parse_yaml
 from mmzoo.errors import ConfigError
 
 
@@ -68,6 +65,10 @@ def _scalar(raw: str) -> object:
     Converter options are scalars: what YAML reads as a list, a mapping or null, or cannot read at all, is
     taken as the text the user typed.
     """
+    import yaml
+
+    from mmzoo.config import parse_yaml
+
     try:
         value = parse_yaml(raw)
     except yaml.YAMLError:

@@ -21,8 +21,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mmzoo._atomic import atomic_write_text, writable_file
 from mmzoo.cli._load import load_model, resolve_device
 from mmzoo.cli._table import format_table
@@ -74,6 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from mmzoo.training.distributed import init_distributed, shutdown_distributed
 
     device = resolve_device(args.device)

@@ -11,11 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mmzoo import registry
-from mmzoo.cli._load import load_model
-from mmzoo.contracts import BuildContext
 from mmzoo.errors import ConfigError
-from mmzoo.model import MatchingModel
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def build_extractor(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The visual encoder to run and its config section (recorded with the features)."""
+    from mmzoo import registry
+    from mmzoo.cli._load import load_model
+    from mmzoo.contracts import BuildContext
+    from mmzoo.model import MatchingModel
+
     if args.model:
         model = load_model(args.model)
         if not isinstance(model, MatchingModel):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from mmzoo.cli._table import format_table
-from mmzoo.hub import zoo
-from mmzoo.registry import model as recipes
+
+if TYPE_CHECKING:
+    from mmzoo.registry import PretrainedEntry
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _weights(entry: zoo.PretrainedEntry) -> str:
+def _weights(entry: PretrainedEntry) -> str:
     if entry.members:
         return "ensemble of " + " + ".join(entry.members)
     w = entry.weights
@@ -30,6 +32,9 @@ def _weights(entry: zoo.PretrainedEntry) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmzoo.hub import zoo
+    from mmzoo.registry import model as recipes
+
     if args.pretrained:
         entries = zoo.pretrained_entries(args.pattern)
         rows = [

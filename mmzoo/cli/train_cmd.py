@@ -4,6 +4,8 @@ Examples::
 
     mmzoo train --model mmca --data data/shapes --out runs/mmca
     mmzoo train --model vsepp --data data/f30k_precomp --out runs/vsepp --set training.batch_size=128
+    mmzoo train --model mmca --config mmca-coco --data data/coco_precomp --out runs/mmca-coco   # a shipped config
+    mmzoo train --model mmca --config mmca-coco --data data/coco_precomp --out x --dry-run      # what would run
     mmzoo train --resume runs/mmca                      # continue after the last finished epoch
     torchrun --nproc_per_node 4 -m mmzoo train --model mmca --data data/coco_precomp --out runs/mmca-coco
 """
@@ -11,7 +13,9 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="folder with {train,dev}_ims.npy and {train,dev}_caps.txt")
     p.add_argument("--out", help="run folder to create (run.json, metrics.jsonl, best/, last/)")
     p.add_argument("--epochs", type=int, help="number of epochs (overrides the recipe and the config file)")
-    p.add_argument("--config", help="YAML or JSON file with `model` (overrides or a full config) and `training`")
+    p.add_argument(
+        "--config",
+        help="YAML or JSON file with `model` (overrides or a full config) and `training`, or the name of a config "
+        "that ships with mmzoo (mmca-coco, sgr-f30k, ...)",
+    )
     p.add_argument(
         "--set",
         dest="sets",
@@ -36,6 +44,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--resume", metavar="RUNDIR", help="continue the run in RUNDIR from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved run (model, training, data settings) as JSON; train nothing",
+    )
     p.set_defaults(run=run)
 
 
@@ -55,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
             spec.training = TrainConfig.for_recipe(spec.training.to_dict(), {"epochs": args.epochs})
         if args.data:
             spec.data = args.data
+        if args.dry_run:
+            return _print_spec(spec)
         records = train(spec, args.resume, resume=True, progress=progress)
         out = args.resume
     else:
@@ -62,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             raise ConfigError(f"mmzoo train needs {' and '.join(missing)} (or --resume RUNDIR).")
         spec = prepare_run(args.data, args.model, args.config, args.sets, args.epochs)
+        if args.dry_run:
+            return _print_spec(spec)
         records = train(spec, args.out, progress=progress)
         out = args.out
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
@@ -71,4 +88,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained {records[-1]['epoch']} epoch(s); dev rsum {last.get('rsum', float('nan')):.2f}; run in {out}")
     else:
         print(f"nothing to train: {out} already finished its epochs (give --epochs N to train longer)")
+    return 0
+
+
+def _print_spec(spec: Any) -> int:
+    print(json.dumps(spec.to_dict(), indent=1))
     return 0

@@ -1,7 +1,7 @@
 """Data: the one door to dataset folders (:func:`open_split`), the manifest schema, the ``precomp`` format,
 the synthetic shapes generator, raw-image datasets and feature extraction.
 
-Example:
+Examples:
     >>> from mmzoo.data import make_shapes, open_split
     >>> make_shapes("data/shapes", images=200)  # doctest: +SKIP
     >>> train = open_split("data/shapes", "train")  # doctest: +SKIP

@@ -21,7 +21,7 @@ def open_split(root: str | Path, split: str, **options: Any) -> Split:
 
     Options go to the format (``precomp``: ``captions_per_image``, ``max_images``).
 
-    Example:
+    Examples:
         >>> train = mmzoo.data.open_split("data/shapes", "train")  # doctest: +SKIP
         >>> features, mask, caption, caption_index, image_index = train[0]  # doctest: +SKIP
     """

@@ -6,7 +6,7 @@ captions per image, image order). While a split is being written, ``{split}_ims.
 how many images are done; after an interruption the same call continues from there. The caption file
 is written last and the marker then removed, so a split without a marker is complete.
 
-Example:
+Examples:
     >>> ds = KarpathyImages("dataset_flickr30k.json", "flickr30k-images", "test")  # doctest: +SKIP
     >>> extract_split(model.visual, ds, "f30k_lite0", "test")  # doctest: +SKIP
 """

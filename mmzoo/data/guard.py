@@ -50,7 +50,7 @@ class FeatureDifference:
 def feature_facts(manifest: Mapping[str, Any] | DataManifest | None) -> dict[str, Any]:
     """The feature facts of a dataset manifest (what a model records when trained on it); absent ones are None.
 
-    Example:
+    Examples:
         >>> feature_facts({"extractor": "BUTD R101", "region_dim": 2048, "region_policy": "fixed-36"})
         {'extractor': 'BUTD R101', 'region_dim': 2048, 'region_policy': 'fixed-36', 'normalisation': None}
     """
@@ -106,7 +106,7 @@ def feature_differences(trained: Mapping[str, Any] | None, data: Mapping[str, An
         order. Extractor names compare without case and extra spaces; adaptive region policies compare
         by range (the data's range must lie in the trained one).
 
-    Example:
+    Examples:
         >>> feature_differences({"region_policy": "fixed-36"}, {"region_policy": "adaptive-10-100"})
         [FeatureDifference(fact='region_policy', trained='fixed-36', data='adaptive-10-100')]
     """

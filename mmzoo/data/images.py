@@ -10,7 +10,7 @@ and the image files lie under an image root (``ROOT/filename`` or ``ROOT/filepat
 ``(image, caption, caption index, image index)`` where ``image`` is the PIL image or, with a
 ``transform`` (e.g. ``model.visual.transform()``), its pixels.
 
-Example:
+Examples:
     >>> ds = KarpathyImages("dataset_flickr30k.json", "flickr30k-images", "test",
     ...                     transform=model.visual.transform())  # doctest: +SKIP
     >>> pixels, caption, caption_index, image_index = ds[0]  # doctest: +SKIP

@@ -70,7 +70,7 @@ class DataManifest(CheckedModel):
 def read_manifest(root: str | Path) -> DataManifest | None:
     """The dataset's manifest, or None when the folder has none; a DataError when it is broken.
 
-    Example:
+    Examples:
         >>> read_manifest("data/shapes").region_dim  # doctest: +SKIP
         64
     """

@@ -109,7 +109,7 @@ class PrecomputedDataset(torch.utils.data.Dataset, Split):
         max_images: keep only the first ``max_images`` images and their captions (the reference code
             validates on the first 1,000 COCO dev images); None keeps all.
 
-    Example:
+    Examples:
         >>> ds = PrecomputedDataset("data/shapes", "train")  # doctest: +SKIP
         >>> features, mask, caption, caption_id, image_id = ds[7]  # (k, D) float32, (k,) bool, str, 7, 1
         >>> loader = DataLoader(ds, batch_size=128, shuffle=True, collate_fn=collate_pairs)  # doctest: +SKIP

@@ -10,7 +10,7 @@ writes them in the raw-image layout that :class:`~mmzoo.data.KarpathyImages` rea
 
 so the whole pixel-to-score path (``mmzoo extract-features``, training, ``mmzoo search``) runs here.
 
-Example:
+Examples:
     >>> render_shapes("data/shapes_png", images=200, seed=0, size=128)  # doctest: +SKIP
     >>> ds = KarpathyImages("data/shapes_png/dataset_shapes.json", "data/shapes_png/images", "test")  # doctest: +SKIP
 """

@@ -11,7 +11,7 @@ positions of the focal pair swapped. Caption ``k`` of the twin uses exactly the 
 of the original (in another order), so a bag-of-words model cannot tell them apart, while each caption
 is true of its own scene only. See ``docs/shapes.md``.
 
-Example:
+Examples:
     >>> make_shapes("data/shapes", images=2000, seed=0)  # doctest: +SKIP
     >>> scenes = make_scenes("test", 3, seed=0)  # the structured scenes, e.g. to render them
     >>> scenes[0]["twin"], scenes[1]["twin"]
@@ -342,7 +342,7 @@ def make_shapes(
     Returns:
         The manifest written to ``mmzoo_data.json``.
 
-    Example:
+    Examples:
         >>> manifest = make_shapes("data/shapes", images=200, seed=1)  # doctest: +SKIP
         >>> manifest["splits"]["test"]["images"]  # doctest: +SKIP
         100

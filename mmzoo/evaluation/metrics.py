@@ -104,7 +104,7 @@ def _summary(rank: np.ndarray, prefix: str) -> dict[str, float]:
 def recall_metrics(sims: Tensor | np.ndarray, captions_per_image: int = 5) -> dict[str, float]:
     """R@1/5/10, median and mean rank both ways, and rsum, from an (N_images, N_captions) score matrix.
 
-    Example:
+    Examples:
         >>> sims = torch.eye(2).repeat_interleave(5, dim=1)  # image i scores its 5 captions 1, others 0
         >>> recall_metrics(sims)["rsum"]
         600.0
@@ -154,7 +154,7 @@ def binding_probe(sims: Tensor | np.ndarray, twins: np.ndarray, captions_per_ima
     ``bind_i2t``: fraction of (image, k) with ``s(image, own caption k) > s(image, twin's caption k)``.
     Exact ties count one half.
 
-    Example:
+    Examples:
         >>> sims = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # 2 twin images, 1 caption each
         >>> binding_probe(sims, np.array([1, 0]), captions_per_image=1)
         {'bind_i2t': 100.0, 'bind_t2i': 100.0}

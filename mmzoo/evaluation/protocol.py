@@ -97,7 +97,7 @@ def encode_split(
 
     The split's features are checked against those the model was trained on (:func:`check_features`).
 
-    Example:
+    Examples:
         >>> images, texts = encode_split(model, mmzoo.data.open_split("data/shapes", "test"))  # doctest: +SKIP
     """
     check_dims(model, split)
@@ -258,7 +258,7 @@ def evaluate(
     process gets the same metrics. ``precision``: the engine's (``"auto"``: bfloat16 on a GPU; ``"fp32"`` reproduces
     float32 numbers).
 
-    Example:
+    Examples:
         >>> metrics = evaluate(model, mmzoo.data.open_split("data/shapes", "test"))  # doctest: +SKIP
         >>> metrics["rsum"], metrics["bind_t2i"]  # doctest: +SKIP
     """
@@ -316,7 +316,7 @@ def rerank_metrics(
     ``t2i_shortlist`` (percentage of captions whose image made their shortlist), ``rerank`` and ``pairs_scored``.
     A recall below exhaustive scoring with a shortlist recall below 100 is a shortlist miss, not a model error.
 
-    Example:
+    Examples:
         >>> m = rerank_metrics(model, images, texts, rerank=50)  # doctest: +SKIP
         >>> m["rsum"], m["t2i_shortlist"]  # doctest: +SKIP
     """

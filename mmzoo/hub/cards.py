@@ -10,7 +10,7 @@ What a card says about the method (paper, citation, authors' code), the inputs a
 comes from the zoo entry and the saved config (``converted_from`` for converted checkpoints), never from
 this module: the core names no model.
 
-Example:
+Examples:
     >>> card = model_card(read_document("runs/x/best"), measured=read_run_metrics("runs/x"))  # doctest: +SKIP
     >>> card.data.library_name
     'mmzoo'

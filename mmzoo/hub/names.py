@@ -36,7 +36,7 @@ class Source:
 def parse_name(name: str | os.PathLike, revision: str | None = None) -> Source:
     """Resolve a model name to a :class:`Source` without touching the network.
 
-    Example:
+    Examples:
         >>> parse_name("hf-hub:mmzoo/mmca-coco@v1").repo_id, parse_name("hf-hub:mmzoo/mmca-coco@v1").revision
         ('mmzoo/mmca-coco', 'v1')
     """

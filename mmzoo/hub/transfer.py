@@ -369,7 +369,7 @@ class PushToHubMixin:
     ) -> CommitInfo:
         """Save with the card of ``repo_id`` into a temporary folder and upload it in one commit; the CommitInfo.
 
-        Example:
+        Examples:
             >>> model.push_to_hub("my-org/my-mmca", private=True)  # doctest: +SKIP
         """
         import tempfile

@@ -5,7 +5,7 @@ A recipe (``mmca``) names an architecture; a pretrained entry (``vse-infinity-co
 (``registry.pretrained.register``); this module only reads them. The preprocessing (the features a model
 expects) travels with the weights: in the entry's ``inputs`` and in the saved ``config.json``.
 
-Example:
+Examples:
     >>> import mmzoo
     >>> [alias for alias, _ in mmzoo.list_pretrained("mmca*")]
     ['mmca-coco', 'mmca-f30k']
@@ -44,7 +44,7 @@ def pretrained_entries(pattern: str = "*") -> list[PretrainedEntry]:
 def list_pretrained(pattern: str = "*") -> list[tuple[str, str]]:
     """(alias, recipe) pairs of the zoo table, ready to paste into ``from_pretrained`` / ``create_model``.
 
-    Example:
+    Examples:
         >>> mmzoo.list_pretrained("mmca-f30k")
         [('mmca-f30k', 'mmca')]
     """

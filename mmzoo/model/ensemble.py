@@ -5,7 +5,7 @@ and captions with its own encoders, scores them with its own ``S``, and the ense
 matrices. An ensemble saves as one folder (``config.json`` naming ``member-0/``, ``member-1/``, ...), loads
 with ``from_pretrained`` and pushes as one Hub repository.
 
-Example:
+Examples:
     >>> ensemble = mmzoo.Ensemble([scan_t2i, scan_i2t])  # doctest: +SKIP
     >>> scores = ensemble.similarity(ensemble.encode_images(regions), ensemble.encode_texts(captions))  # doctest: +SKIP
 """

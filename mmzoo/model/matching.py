@@ -43,7 +43,7 @@ class MatchingOutput:
 class MatchingModel(nn.Module, PushToHubMixin):
     """Image-text matching model built from a :class:`~mmzoo.config.ModelConfig`.
 
-    Example:
+    Examples:
         >>> model = mmzoo.create_model("vsepp", **{"visual.in_dim": 16, "embed_dim": 32})
         >>> model.text.fit(["a red circle", "a blue square"])
         >>> images = model.encode_images(torch.randn(2, 4, 16))
@@ -230,7 +230,7 @@ class MatchingModel(nn.Module, PushToHubMixin):
             :class:`mmzoo.scoring.SearchResult` with ``scores`` (Q, top_k) float32 and ``indices``
             (Q, top_k) long into the index, best first, and ``shortlist`` (Q, K) when reranking.
 
-        Example:
+        Examples:
             >>> index = EmbeddingIndex.from_images(model, model.encode_images(features))  # doctest: +SKIP
             >>> hits = model.search(model.encode_texts(["a red circle"]), index, top_k=5, rerank=50)  # doctest: +SKIP
             >>> hits.indices[0]  # doctest: +SKIP

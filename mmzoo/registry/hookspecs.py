@@ -8,6 +8,7 @@ import pluggy
 
 hookspec = pluggy.HookspecMarker("mmzoo")
 hookimpl = pluggy.HookimplMarker("mmzoo")
+"""The marker of a plugin's hook implementation: ``@hookimpl`` above ``def mmzoo_register(registry)``."""
 
 
 @hookspec

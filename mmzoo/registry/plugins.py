@@ -150,12 +150,12 @@ def _discover() -> None:
 def register_plugin(plugin: Any, name: str | None = None) -> PluginRecord:
     """Register an in-process plugin object or module (no packaging needed), like pytest's conftest.
 
-    Example:
+    Examples:
         >>> class MyPlugin:
-        ...     @mmzoo.hookimpl
+        ...     @mmzoo.plugin.hookimpl
         ...     def mmzoo_register(self, registry):
         ...         registry.fusion.register("my-fusion", MyFusion)
-        >>> mmzoo.register_plugin(MyPlugin(), name="my-plugin")  # doctest: +SKIP
+        >>> mmzoo.plugin.register_plugin(MyPlugin(), name="my-plugin")  # doctest: +SKIP
     """
     load_plugins()
     name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
@@ -172,7 +172,7 @@ def _register(plugin: Any, name: str, dist: str | None, version: str | None, mod
         _manager.register(plugin, name=name)
         impls = [i for i in _manager.hook.mmzoo_register.get_hookimpls() if i.plugin is plugin]
         if not impls:
-            raise PluginError(f"plugin {name!r} implements no mmzoo hook (did you forget @mmzoo.hookimpl?)")
+            raise PluginError(f"plugin {name!r} implements no mmzoo hook (did you forget @mmzoo.plugin.hookimpl?)")
         record.hooks = ["mmzoo_register"]
         for impl in impls:
             impl.function(**{arg: kinds for arg in impl.argnames})

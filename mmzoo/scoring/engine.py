@@ -106,7 +106,7 @@ def fused_matrix(
     each outer block is scored in inner blocks of at most ``pairs_per_block`` pairs (default: the
     block's own ``pairs_per_block``), so memory is bounded whatever N and M are.
 
-    Example:
+    Examples:
         >>> fused = fused_matrix(model.fusion, images, texts)  # doctest: +SKIP
     """
     if block_size < 1:

@@ -45,7 +45,7 @@ class EmbeddingIndex:
         cache: the fusion block's prepared cache of all items (None for models without fusion).
         precision: the precision the cache was prepared in (``search`` scores in the same one).
 
-    Example:
+    Examples:
         >>> index = EmbeddingIndex.from_images(model, model.encode_images(features))  # doctest: +SKIP
         >>> hits = model.search(model.encode_texts(["a red circle"]), index, top_k=5, rerank=50)  # doctest: +SKIP
     """
@@ -176,7 +176,7 @@ def cheap_vectors(model: Any, fragments: Any) -> Tensor:
     pooled vectors scaled by the square root of their weights and concatenated, so that one product gives the
     weighted mean of the members' cheap scores.
 
-    Example:
+    Examples:
         >>> cheap = cheap_vectors(vse, vse_images) @ cheap_vectors(vse, vse_texts).t()  # doctest: +SKIP
     """
     parts = getattr(fragments, "parts", None)
@@ -272,7 +272,7 @@ def rerank_rankings(
     (anything with ``score_listed_pairs``). Memory: a few (N_images, N_texts) float32 and float64 matrices plus the
     fusion caches of all items.
 
-    Example:
+    Examples:
         >>> ranking = rerank_rankings(mmca, images, texts, 50, shortlist=vse, shortlist_images=vi, shortlist_texts=vt)  # doctest: +SKIP
     """
     if rerank < 1:

@@ -44,7 +44,7 @@ def default_threads(cores: int | None = None, load: float | None = None) -> int:
     """The cores that the 1-minute load average leaves free, rounded, at least 1 and at most ``cores``
     (default: :func:`usable_cores`).
 
-    Example:
+    Examples:
         >>> default_threads(cores=2, load=0.1), default_threads(cores=2, load=1.6), default_threads(cores=16, load=3.0)
         (2, 1, 13)
     """

@@ -1,6 +1,6 @@
 """Training: ``mmzoo train`` and its pieces (config, loop, checkpoints, negatives, distributed).
 
-Example:
+Examples:
     >>> from mmzoo.training import prepare_run, train
     >>> spec = prepare_run("data/shapes", "mmca", epochs=2)  # doctest: +SKIP
     >>> train(spec, "runs/mmca")  # doctest: +SKIP

@@ -19,7 +19,7 @@ from mmzoo.errors import ConfigError
 class TrainConfig(CheckedModel):
     """How to train a matching model: schedule, negatives, hardware and reproducibility.
 
-    Example:
+    Examples:
         >>> from mmzoo import registry
         >>> cfg = TrainConfig.for_recipe(registry.model.get("vsepp").training, {"epochs": 2})
         >>> cfg.lr, cfg.batch_size, cfg.epochs

@@ -142,7 +142,7 @@ def prepare_run(
 
     ``region_dim`` and ``manifest`` describe the data; when omitted they are read from ``data``.
 
-    Example:
+    Examples:
         >>> spec = prepare_run("data/shapes", "mmca", sets=["training.epochs=2"])  # doctest: +SKIP
     """
     file = load_config_file(config_file) if config_file else {}

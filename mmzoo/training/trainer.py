@@ -91,7 +91,7 @@ class EpochResult:
 class Trainer:
     """Trains one run. Use :func:`train`; the class exists so tests can drive single epochs.
 
-    Example:
+    Examples:
         >>> spec = prepare_run("data/shapes", "vsepp", epochs=2)  # doctest: +SKIP
         >>> Trainer(spec, "runs/vsepp").fit()  # doctest: +SKIP
     """
@@ -519,7 +519,7 @@ def train(
 ) -> list[dict[str, Any]]:
     """Train a new run (``spec``) or continue one (``resume=True``; ``spec`` defaults to ``run_dir/run.json``).
 
-    Example:
+    Examples:
         >>> from mmzoo.training import prepare_run, train
         >>> train(prepare_run("data/shapes", "vsepp", epochs=2), "runs/vsepp")  # doctest: +SKIP
     """

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import mmzoo
+from mmzoo.plugin import hookimpl
 from mmzoo_plugins.losses.triplet import TripletLoss
 
 
-@mmzoo.hookimpl
+@hookimpl
 def mmzoo_register(registry: ModuleType) -> None:
     registry.loss.register("triplet", TripletLoss)

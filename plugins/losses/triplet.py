@@ -18,23 +18,23 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-import mmzoo
 from mmzoo.errors import InputError
+from mmzoo.plugin import BuildContext, ComponentConfig, Loss
 
 
-class TripletConfig(mmzoo.ComponentConfig):
+class TripletConfig(ComponentConfig):
     margin: float = Field(0.2, ge=0.0, description="Hinge margin between a positive and a negative score.")
     hardest_negative: bool = Field(True, description="Count only the hardest negative per anchor (VSE++).")
     reduction: Literal["sum", "mean"] = Field("sum", description="Sum (reference code) or average over anchors.")
 
 
-class TripletLoss(mmzoo.Loss):
+class TripletLoss(Loss):
     """Hinge loss over the (B, B) score matrix; the trainer switches the hardest negative off for warm-up epochs."""
 
     Config = TripletConfig
     supports_hardest_negative = True
 
-    def __init__(self, config: TripletConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: TripletConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         self.margin = config.margin
         self.hardest_negative = config.hardest_negative

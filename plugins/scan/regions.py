@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-import mmzoo
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, VisualEncoder, l2_normalize, masked_mean
 
 
 def l2norm(x: Tensor, eps: float = 1e-8) -> Tensor:
@@ -27,7 +27,7 @@ def l2norm(x: Tensor, eps: float = 1e-8) -> Tensor:
     return x / (x.pow(2).sum(-1, keepdim=True).sqrt() + eps)
 
 
-class SCANRegionsConfig(mmzoo.ComponentConfig):
+class SCANRegionsConfig(ComponentConfig):
     in_dim: int = Field(2048, gt=0, description="Size D of one region feature (SCAN's img_dim; 2048 for bottom-up).")
     precomp_enc_type: Literal["basic", "weight_norm"] = Field(
         "basic", description="'basic': FC layer (SCAN's default); 'weight_norm': weight-normalised FC."
@@ -49,7 +49,7 @@ class WeightNormLinear(nn.Module):
         return F.linear(x, self.weight_v * (self.weight_g / self.weight_v.norm()), self.bias)
 
 
-class SCANRegions(mmzoo.VisualEncoder):
+class SCANRegions(VisualEncoder):
     """Region features (N, k, D) -> FC per region -> L2 norm -> fragments; pooled = normalised mean."""
 
     Config = SCANRegionsConfig
@@ -58,7 +58,7 @@ class SCANRegions(mmzoo.VisualEncoder):
     def test_config(cls) -> dict:
         return {}
 
-    def __init__(self, config: SCANRegionsConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: SCANRegionsConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         self.input_dim = config.in_dim
         d = context.embed_dim
@@ -71,9 +71,9 @@ class SCANRegions(mmzoo.VisualEncoder):
         else:
             self.fc = WeightNormLinear(config.in_dim, d)
 
-    def forward(self, features: Tensor, mask: Tensor) -> mmzoo.Fragments:
+    def forward(self, features: Tensor, mask: Tensor) -> Fragments:
         x = self.fc(features)
         if not self.config.no_imgnorm:
             x = l2norm(x)
         x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
-        return mmzoo.Fragments(x, mask, mmzoo.l2_normalize(mmzoo.masked_mean(x, mask)))
+        return Fragments(x, mask, l2_normalize(masked_mean(x, mask)))

@@ -26,8 +26,8 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-import mmzoo
 from mmzoo.errors import InputError
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, FusionBlock
 from mmzoo_plugins.sgraf.alignment import similarity_nodes
 from mmzoo_plugins.sgraf.modules import (
     AttentionFiltration,
@@ -38,7 +38,7 @@ from mmzoo_plugins.sgraf.modules import (
 )
 
 
-class SGRAFConfig(mmzoo.ComponentConfig):
+class SGRAFConfig(ComponentConfig):
     sim_dim: int = Field(256, gt=0, description="Size s of a similarity vector (their sim_dim: 256).")
     regions: int = Field(
         36,
@@ -87,12 +87,12 @@ class SideCache:
         return SideCache(self.features[:, :length], self.mask[:, :length], self.glo)
 
 
-class SGRAFFusion(mmzoo.FusionBlock):
+class SGRAFFusion(FusionBlock):
     """Shared body of ``sgr`` and ``saf``: self-attention pooling, similarity nodes, the final score."""
 
     Config = SGRAFConfig
 
-    def __init__(self, config: SGRAFConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: SGRAFConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         d, s = context.embed_dim, config.sim_dim
         self.v_global_w = RegionAttentionPool(d, config.dropout, config.regions)
@@ -119,7 +119,7 @@ class SGRAFFusion(mmzoo.FusionBlock):
         raise NotImplementedError
 
     # -- the two sides ------------------------------------------------------------------------------
-    def image_side(self, images: mmzoo.Fragments, train: bool) -> SideCache:
+    def image_side(self, images: Fragments, train: bool) -> SideCache:
         """Regions (at most ``regions`` slots, zero at padding) and the self-attention global image."""
         feats, mask = images.features, images.mask
         slots = self.config.regions
@@ -134,7 +134,7 @@ class SGRAFFusion(mmzoo.FusionBlock):
         feats = feats.masked_fill(~mask.unsqueeze(-1), 0.0)
         return SideCache(feats, mask, self.v_global_w.pool(feats, mask, train))
 
-    def text_side(self, texts: mmzoo.Fragments, train: bool) -> SideCache:
+    def text_side(self, texts: Fragments, train: bool) -> SideCache:
         """Words (zero at padding) and the self-attention global caption."""
         feats = texts.features.masked_fill(~texts.mask.unsqueeze(-1), 0.0)
         return SideCache(feats, texts.mask, self.t_global_w.pool(feats, texts.mask, train))
@@ -156,7 +156,7 @@ class SGRAFFusion(mmzoo.FusionBlock):
         )
         return torch.sigmoid(self.sim_eval_w(self.reduce(nodes, node_mask, train, fast))).squeeze(-1)
 
-    def forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
+    def forward(self, images: Fragments, texts: Fragments) -> Tensor:
         img = self.image_side(images, self.training)
         txt = self.text_side(texts, self.training)
         cols = max(1, self.config.pairs_per_block // max(len(img), 1))
@@ -165,7 +165,7 @@ class SGRAFFusion(mmzoo.FusionBlock):
         ]
         return torch.cat(blocks, dim=1)
 
-    def score_pairs(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
+    def score_pairs(self, images: Fragments, texts: Fragments) -> Tensor:
         """Aligned pairs -> (N,). In training, SAF's BatchNorm statistics cover each chunk of pairs as one batch."""
         if len(images) != len(texts):
             raise InputError(f"score_pairs needs as many captions as images; got {len(texts)} and {len(images)}.")
@@ -179,10 +179,10 @@ class SGRAFFusion(mmzoo.FusionBlock):
         return torch.cat(parts).squeeze(-1)
 
     # -- the scoring-engine protocol (eval-mode scores) ----------------------------------------------
-    def prepare_images(self, images: mmzoo.Fragments) -> SideCache:
+    def prepare_images(self, images: Fragments) -> SideCache:
         return self.image_side(images, train=False)
 
-    def prepare_texts(self, texts: mmzoo.Fragments) -> SideCache:
+    def prepare_texts(self, texts: Fragments) -> SideCache:
         return self.text_side(texts, train=False)
 
     def score_prepared(self, images: SideCache, texts: SideCache) -> Tensor:
@@ -200,7 +200,7 @@ class SGRFusion(SGRAFFusion):
 
     Config = SGRConfig
 
-    def __init__(self, config: SGRConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: SGRConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         self.SGR_module = nn.ModuleList(GraphReasoning(config.sim_dim) for _ in range(config.steps))
 
@@ -219,7 +219,7 @@ class SAFFusion(SGRAFFusion):
 
     Config = SAFConfig
 
-    def __init__(self, config: SAFConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: SAFConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         self.SAF_module = AttentionFiltration(config.sim_dim)
 

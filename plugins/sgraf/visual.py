@@ -13,21 +13,21 @@ import math
 from pydantic import Field
 from torch import Tensor, nn
 
-import mmzoo
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, VisualEncoder, l2_normalize
 from mmzoo_plugins.sgraf.ops import l2norm, masked_average
 
 
-class SGRAFRegionConfig(mmzoo.ComponentConfig):
+class SGRAFRegionConfig(ComponentConfig):
     in_dim: int = Field(2048, gt=0, description="Size D of one region feature (their img_dim: 2048).")
     normalize: bool = Field(True, description="L2-normalise each region embedding (their `not no_imgnorm`).")
 
 
-class SGRAFRegions(mmzoo.VisualEncoder):
+class SGRAFRegions(VisualEncoder):
     """Regions (N, k, D) -> fragments FC(regions), L2-normalised per region; pooled = normalised mean."""
 
     Config = SGRAFRegionConfig
 
-    def __init__(self, config: SGRAFRegionConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: SGRAFRegionConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         self.input_dim = config.in_dim
         self.fc = nn.Linear(config.in_dim, context.embed_dim)
@@ -35,10 +35,10 @@ class SGRAFRegions(mmzoo.VisualEncoder):
         nn.init.uniform_(self.fc.weight, -bound, bound)
         nn.init.zeros_(self.fc.bias)
 
-    def forward(self, features: Tensor, mask: Tensor) -> mmzoo.Fragments:
+    def forward(self, features: Tensor, mask: Tensor) -> Fragments:
         pad = ~mask.unsqueeze(-1)
         x = self.fc(features.masked_fill(pad, 0.0))
         if self.config.normalize:
             # padded rows are set to ones before the norm (then to zero): a zero row's norm has no gradient
             x = l2norm(x.masked_fill(pad, 1.0)).masked_fill(pad, 0.0)
-        return mmzoo.Fragments(x, mask, mmzoo.l2_normalize(masked_average(x, mask)))
+        return Fragments(x, mask, l2_normalize(masked_average(x, mask)))

@@ -27,8 +27,8 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-import mmzoo
 from mmzoo.errors import CheckpointError, ConfigError, HubError, InputError
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, VisualEncoder, l2_normalize, masked_mean
 from mmzoo_plugins.vision.preprocess import AugmentConfig, PreprocessConfig, build_transform, to_pixels
 from mmzoo_plugins.vision.weights import OFFLINE, create_timm, load_backbone_weights
 
@@ -68,7 +68,7 @@ def default_preprocess(backbone: str, weights: str) -> dict[str, Any]:
     }
 
 
-class TimmGridConfig(mmzoo.ComponentConfig):
+class TimmGridConfig(ComponentConfig):
     backbone: str = Field("tf_efficientnet_lite0", description="Any timm model name (timm.list_models()).")
     weights: str = Field(
         "offline:efficientnet_lite0",
@@ -113,13 +113,13 @@ class TimmGridConfig(mmzoo.ComponentConfig):
         return self
 
 
-class TimmGridEncoder(mmzoo.VisualEncoder):
+class TimmGridEncoder(VisualEncoder):
     """Pixels -> timm backbone feature map -> grid regions -> FC -> self-attention -> (fragments, i0)."""
 
     Config = TimmGridConfig
     takes_pixels = True
 
-    def __init__(self, config: TimmGridConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: TimmGridConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         if context.embed_dim % config.heads:
             raise ConfigError(f"visual.heads={config.heads} must divide embed_dim={context.embed_dim}.")
@@ -226,7 +226,7 @@ class TimmGridEncoder(mmzoo.VisualEncoder):
             )
         return (self.row_embed[:side, None, :] + self.col_embed[None, :side, :]).reshape(regions, -1)
 
-    def forward(self, features: Tensor, mask: Tensor | None = None) -> mmzoo.Fragments:
+    def forward(self, features: Tensor, mask: Tensor | None = None) -> Fragments:
         """Pixels (N, 3, H, W), or extracted regions (N, k, C) with their mask -> image Fragments."""
         if features.dim() == 4:
             features = self.regions(features)
@@ -238,4 +238,4 @@ class TimmGridEncoder(mmzoo.VisualEncoder):
             x = x + self.position_embedding(x.shape[1])
         for unit in self.units:
             x = unit(x, src_key_padding_mask=~mask)
-        return mmzoo.Fragments(x, mask, mmzoo.l2_normalize(mmzoo.masked_mean(x, mask)))
+        return Fragments(x, mask, l2_normalize(masked_mean(x, mask)))

@@ -15,13 +15,13 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-import mmzoo
 from mmzoo.errors import InputError
+from mmzoo.plugin import ComponentConfig
 
 Interpolation = Literal["bilinear", "bicubic", "nearest"]
 
 
-class PreprocessConfig(mmzoo.ComponentConfig):
+class PreprocessConfig(ComponentConfig):
     """Evaluation preprocessing; unset fields are filled from the chosen weights when the config is built."""
 
     image_size: int | None = Field(None, gt=0, description="Side of the square crop fed to the backbone.")
@@ -36,7 +36,7 @@ class PreprocessConfig(mmzoo.ComponentConfig):
     interpolation: Interpolation | None = Field(None, description="Resize interpolation.")
 
 
-class AugmentConfig(mmzoo.ComponentConfig):
+class AugmentConfig(ComponentConfig):
     """Training-time augmentation, applied by ``preprocess(images, train=True)`` and ``transform(train=True)``."""
 
     enabled: bool = Field(False, description="Augment training images (random resized crop, flips, jitter).")

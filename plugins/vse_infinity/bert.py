@@ -25,8 +25,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-import mmzoo
 from mmzoo.errors import ConfigError, HubError
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, TextEncoder, TokenBatch, l2_normalize
 from mmzoo_plugins.vse_infinity.augment import augment_words
 from mmzoo_plugins.vse_infinity.gpo import GPO
 
@@ -43,7 +43,7 @@ TINY_BERT = {
 }
 
 
-class VseBertConfig(mmzoo.ComponentConfig):
+class VseBertConfig(ComponentConfig):
     pretrained: str = Field(
         "bert-base-uncased",
         description="BERT weights and tokenizer: a Hub id or a local folder (theirs: bert-base-uncased).",
@@ -85,7 +85,7 @@ def load_bert(config: VseBertConfig, assets: Path | None) -> tuple[nn.Module, An
         ) from None
 
 
-class VseBertText(mmzoo.TextEncoder):
+class VseBertText(TextEncoder):
     """Captions -> BERT -> linear per token (fragments) -> GPO -> L2-normalised c0."""
 
     Config = VseBertConfig
@@ -103,7 +103,7 @@ class VseBertText(mmzoo.TextEncoder):
             "gpo_hidden": 8,
         }
 
-    def __init__(self, config: VseBertConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: VseBertConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         if config.pe_dim % 2:
             raise ConfigError(f"text.pe_dim must be even (sin/cos pairs); got {config.pe_dim}.")
@@ -134,7 +134,7 @@ class VseBertText(mmzoo.TextEncoder):
             result.append(words)
         return result
 
-    def tokenize(self, captions: Sequence[str]) -> mmzoo.TokenBatch:
+    def tokenize(self, captions: Sequence[str]) -> TokenBatch:
         tok = self.tokenizer
         augment = self.training and self.config.word_drop_prob > 0
         rows = []
@@ -155,13 +155,13 @@ class VseBertText(mmzoo.TextEncoder):
         for i, row in enumerate(rows):
             ids[i, : len(row)] = torch.tensor(row)
             mask[i, : len(row)] = True
-        return mmzoo.TokenBatch(ids, mask)
+        return TokenBatch(ids, mask)
 
-    def forward(self, tokens: mmzoo.TokenBatch) -> mmzoo.Fragments:
+    def forward(self, tokens: TokenBatch) -> Fragments:
         attention = (tokens.mask & (tokens.ids != self.tokenizer.pad_token_id)).long()
         hidden = self.bert(input_ids=tokens.ids, attention_mask=attention).last_hidden_state
         words = self.linear(hidden).masked_fill(~tokens.mask[..., None], 0.0)
-        return mmzoo.Fragments(words, tokens.mask, mmzoo.l2_normalize(self.gpool(words, tokens.mask)))
+        return Fragments(words, tokens.mask, l2_normalize(self.gpool(words, tokens.mask)))
 
     def save_assets(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """The converters ``vse-infinity`` (region features) and ``vse-infinity-grid`` (pixels, WSL ResNeXt).
 
 ``mmzoo convert vse-infinity model_best.pth --out DIR [--bert NAME_OR_FOLDER] [--vocab FILE]`` reads a
-checkpoint their ``train.py`` wrote (only through ``mmzoo.read_foreign_checkpoint``: ``torch.load`` with
+checkpoint their ``train.py`` wrote (only through ``mmzoo.plugin.read_foreign_checkpoint``: ``torch.load`` with
 ``weights_only=True`` and ``argparse.Namespace`` the one allowed class), takes the architecture from its
 ``opt`` and its tensors, builds the mmzoo model and loads every tensor strictly (see ``checkpoint.py``).
 BERT's config and tokenizer come from ``--bert`` (its weights come from the checkpoint); a bi-GRU checkpoint
@@ -18,12 +18,13 @@ from pydantic import Field
 
 import mmzoo
 from mmzoo.errors import CheckpointError, HubError
+from mmzoo.plugin import ComponentConfig, Converter, load_state_strict, read_foreign_checkpoint
 from mmzoo_plugins.vse_infinity import checkpoint as ckpt
 from mmzoo_plugins.vse_infinity.bigru import MASK, read_scan_vocabulary
 from mmzoo_plugins.vse_infinity.zoo import CITATION, CODE, LICENSE, PAPER
 
 
-class ConverterOptions(mmzoo.ComponentConfig):
+class ConverterOptions(ComponentConfig):
     bert: str = Field(
         "bert-base-uncased",
         description="BERT config + tokenizer: a Hub id or a local folder (the weights come from the checkpoint).",
@@ -61,11 +62,11 @@ def bert_section(bert: str, txt: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def load_strict(model: mmzoo.MatchingModel, tensors: dict[str, Any], source: str) -> mmzoo.MatchingModel:
-    mmzoo.load_state_strict(model, tensors, source)
+    load_state_strict(model, tensors, source)
     return model.eval()
 
 
-class RegionConverter(mmzoo.Converter):
+class RegionConverter(Converter):
     """VSE-infinity on BUTD region features: their ``basic`` precomp models, BERT or bi-GRU text."""
 
     Config = ConverterOptions
@@ -77,7 +78,7 @@ class RegionConverter(mmzoo.Converter):
 
     def convert(self, checkpoint: Path) -> mmzoo.MatchingModel:
         source = str(checkpoint)
-        opt, img, txt = ckpt.split_checkpoint(mmzoo.read_foreign_checkpoint(checkpoint), source)
+        opt, img, txt = ckpt.split_checkpoint(read_foreign_checkpoint(checkpoint), source)
         ckpt.check_region_opt(opt, source)
         if "fc.weight" not in img or any(k.startswith("backbone.") for k in img):
             raise CheckpointError(f"{source}: the image encoder is not their region encoder: {sorted(img)[:6]}.")
@@ -110,7 +111,7 @@ def install_vocabulary(
     model.text.set_vocabulary(words)
 
 
-class GridConverter(mmzoo.Converter):
+class GridConverter(Converter):
     """VSE-infinity from pixels: their ``backbone`` models whose ResNet is torchvision's (WSL, ImageNet ResNeXt)."""
 
     Config = ConverterOptions
@@ -122,7 +123,7 @@ class GridConverter(mmzoo.Converter):
 
     def convert(self, checkpoint: Path) -> mmzoo.MatchingModel:
         source = str(checkpoint)
-        opt, img, txt = ckpt.split_checkpoint(mmzoo.read_foreign_checkpoint(checkpoint), source)
+        opt, img, txt = ckpt.split_checkpoint(read_foreign_checkpoint(checkpoint), source)
         ckpt.check_grid_opt(opt, source)
         if ckpt.text_kind(txt, source) != "bert":
             raise CheckpointError(f"{source}: bi-GRU grid checkpoints use the BUTD backbone, which does not convert.")

@@ -24,8 +24,8 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-import mmzoo
 from mmzoo.errors import ConfigError
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, VisualEncoder, get_registry, l2_normalize
 from mmzoo_plugins.vse_infinity.gpo import GPO
 
 #: their eval preprocessing for torchvision backbones: resize both sides to 256 * input_scale_factor
@@ -50,7 +50,7 @@ def drop_grid(mask: Tensor, p: float) -> Tensor:
     return torch.where(keep.any(1, keepdim=True), keep, mask)
 
 
-class VseGridConfig(mmzoo.ComponentConfig):
+class VseGridConfig(ComponentConfig):
     backbone: str = Field("resnext101_32x8d", description="timm architecture of the backbone (WSL: resnext101_32x8d).")
     weights: str = Field(
         "none",
@@ -66,7 +66,7 @@ class VseGridConfig(mmzoo.ComponentConfig):
     gpo_hidden: int = Field(32, gt=0, description="GPO bi-GRU hidden size (theirs: 32).")
 
 
-class VseGrid(mmzoo.VisualEncoder):
+class VseGrid(VisualEncoder):
     """Pixels (or extracted grid regions) -> timm-grid fc fragments -> GPO -> L2-normalised i0."""
 
     Config = VseGridConfig
@@ -76,11 +76,11 @@ class VseGrid(mmzoo.VisualEncoder):
     def test_config(cls) -> dict:
         return {"backbone": "resnet18", "image_size": 64, "pe_dim": 8, "gpo_hidden": 8}
 
-    def __init__(self, config: VseGridConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: VseGridConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         if config.pe_dim % 2:
             raise ConfigError(f"visual.pe_dim must be even (sin/cos pairs); got {config.pe_dim}.")
-        grid_cls = mmzoo.registry.visual_encoder.get("timm-grid")
+        grid_cls = get_registry("visual_encoder").get("timm-grid")
         grid_config = grid_cls.Config(
             backbone=config.backbone,
             weights=config.weights,
@@ -108,7 +108,7 @@ class VseGrid(mmzoo.VisualEncoder):
         """PIL images, paths or a (N, 3, H, W) tensor -> pixels, resized and normalised as theirs."""
         return self.grid.preprocess(images, train=False)
 
-    def forward(self, features: Tensor, mask: Tensor | None = None) -> mmzoo.Fragments:
+    def forward(self, features: Tensor, mask: Tensor | None = None) -> Fragments:
         """Pixels (N, 3, H, W), or grid regions (N, k, C) with their mask -> image Fragments."""
         if features.dim() == 4:
             features = self.grid.regions(features)
@@ -118,4 +118,4 @@ class VseGrid(mmzoo.VisualEncoder):
         if self.training and self.config.drop_prob > 0:
             mask = drop_grid(mask, self.config.drop_prob)
         x = self.grid(features, mask).features.masked_fill(~mask[..., None], 0.0)
-        return mmzoo.Fragments(x, mask, mmzoo.l2_normalize(self.gpool(x, mask)))
+        return Fragments(x, mask, l2_normalize(self.gpool(x, mask)))

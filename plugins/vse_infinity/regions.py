@@ -23,8 +23,8 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-import mmzoo
 from mmzoo.errors import ConfigError
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, VisualEncoder, l2_normalize
 from mmzoo_plugins.vse_infinity.gpo import GPO
 
 
@@ -47,7 +47,7 @@ def drop_regions(mask: Tensor, p: float, generator: torch.Generator | None = Non
     return torch.where(keep.any(1, keepdim=True), keep, mask)
 
 
-class VseRegionsConfig(mmzoo.ComponentConfig):
+class VseRegionsConfig(ComponentConfig):
     in_dim: int = Field(2048, gt=0, description="Size D of one region feature (bottom-up attention: 2048).")
     mlp: bool = Field(True, description="Add the 2-layer MLP residual to the linear map (theirs for region features).")
     mlp_hidden: int | None = Field(None, gt=0, description="MLP hidden size; None: embed_dim // 2 (theirs).")
@@ -58,7 +58,7 @@ class VseRegionsConfig(mmzoo.ComponentConfig):
     gpo_hidden: int = Field(32, gt=0, description="GPO bi-GRU hidden size (theirs: 32).")
 
 
-class VseRegions(mmzoo.VisualEncoder):
+class VseRegions(VisualEncoder):
     """Regions -> fc(x) + mlp(x) per region (the fragments) -> GPO -> L2-normalised i0."""
 
     Config = VseRegionsConfig
@@ -67,7 +67,7 @@ class VseRegions(mmzoo.VisualEncoder):
     def test_config(cls) -> dict:
         return {"pe_dim": 8, "gpo_hidden": 8}
 
-    def __init__(self, config: VseRegionsConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: VseRegionsConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         if config.pe_dim % 2:
             raise ConfigError(f"visual.pe_dim must be even (sin/cos pairs); got {config.pe_dim}.")
@@ -80,7 +80,7 @@ class VseRegions(mmzoo.VisualEncoder):
         self.mlp = RegionMLP(config.in_dim, config.mlp_hidden or d // 2, d) if config.mlp else None
         self.gpool = GPO(config.pe_dim, config.gpo_hidden)
 
-    def forward(self, features: Tensor, mask: Tensor) -> mmzoo.Fragments:
+    def forward(self, features: Tensor, mask: Tensor) -> Fragments:
         if self.training and self.config.drop_prob > 0:
             mask = drop_regions(mask, self.config.drop_prob)
         valid = features[mask]  # (regions, D): the MLP's BatchNorm sees real regions only
@@ -89,4 +89,4 @@ class VseRegions(mmzoo.VisualEncoder):
             rows = rows + self.mlp(valid)
         fragments = rows.new_zeros(*mask.shape, rows.shape[-1])
         fragments[mask] = rows
-        return mmzoo.Fragments(fragments, mask, mmzoo.l2_normalize(self.gpool(fragments, mask)))
+        return Fragments(fragments, mask, l2_normalize(self.gpool(fragments, mask)))

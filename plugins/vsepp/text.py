@@ -20,8 +20,8 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-import mmzoo
-from mmzoo.errors import CheckpointError, ConfigError
+from mmzoo.errors import CheckpointError, ConfigError, MMZooWarning
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, TextEncoder, TokenBatch, l2_normalize
 
 PAD, UNK = "<pad>", "<unk>"
 #: scripts written without spaces between words: each character is a token (as BERT's basic tokenizer does).
@@ -37,7 +37,7 @@ def words(caption: str) -> list[str]:
     return _WORD.findall(unicodedata.normalize("NFKC", caption).casefold())
 
 
-class GRUTextConfig(mmzoo.ComponentConfig):
+class GRUTextConfig(ComponentConfig):
     word_dim: int = Field(300, gt=0, le=1 << 16, description="Word embedding size (VSE++/SCAN: 300).")
     layers: int = Field(1, ge=1, le=64, description="Stacked GRU layers.")
     bidirectional: bool = Field(True, description="Run the GRU both ways and average the directions (SCAN).")
@@ -45,7 +45,7 @@ class GRUTextConfig(mmzoo.ComponentConfig):
     max_tokens: int = Field(32, ge=1, le=4096, description="Captions are cut to this many words.")
 
 
-class GRUTextEncoder(mmzoo.TextEncoder):
+class GRUTextEncoder(TextEncoder):
     """Captions -> word ids -> embedding -> GRU -> (word fragments, c0 = final states)."""
 
     Config = GRUTextConfig
@@ -54,7 +54,7 @@ class GRUTextEncoder(mmzoo.TextEncoder):
     def test_config(cls) -> dict:
         return {"word_dim": 16}
 
-    def __init__(self, config: GRUTextConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: GRUTextConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         self.vocab: dict[str, int] = {}
         self.embed: nn.Embedding | None = None
@@ -81,7 +81,7 @@ class GRUTextEncoder(mmzoo.TextEncoder):
         device = next(self.gru.parameters()).device
         self.embed = nn.Embedding(len(itos), self.config.word_dim, padding_idx=0).to(device)
 
-    def tokenize(self, captions: Sequence[str]) -> mmzoo.TokenBatch:
+    def tokenize(self, captions: Sequence[str]) -> TokenBatch:
         if self.embed is None:
             raise ConfigError("The GRU text encoder has no vocabulary yet: call model.text.fit(train_captions) first.")
         ids = [[self.vocab.get(w, 1) for w in words(c)[: self.config.max_tokens]] or [1] for c in captions]
@@ -90,7 +90,7 @@ class GRUTextEncoder(mmzoo.TextEncoder):
         batch = torch.zeros(len(ids), length, dtype=torch.long)
         for row, seq in enumerate(ids):
             batch[row, : len(seq)] = torch.tensor(seq)
-        return mmzoo.TokenBatch(batch, batch != 0)
+        return TokenBatch(batch, batch != 0)
 
     def _check_unknown(self, ids: list[list[int]]) -> None:
         """Warn (once) when most words are unknown: captions in another language or script than the vocabulary's."""
@@ -102,11 +102,11 @@ class GRUTextEncoder(mmzoo.TextEncoder):
                 f"{unknown} of {total} words of these captions are not in the GRU's vocabulary ({len(self.vocab)} "
                 "words) and map to <unk>: the captions differ from the training captions (another language, script "
                 "or domain), so their embeddings carry little. Fit the vocabulary on captions like them.",
-                mmzoo.MMZooWarning,
+                MMZooWarning,
                 stacklevel=4,
             )
 
-    def forward(self, tokens: mmzoo.TokenBatch) -> mmzoo.Fragments:
+    def forward(self, tokens: TokenBatch) -> Fragments:
         if self.embed is None:
             raise ConfigError("The GRU text encoder has no vocabulary yet: call model.text.fit(train_captions) first.")
         lengths = tokens.mask.sum(1)
@@ -119,7 +119,7 @@ class GRUTextEncoder(mmzoo.TextEncoder):
             final = (last[-1] + last[-2]) / 2
         else:
             final = last[-1]
-        return mmzoo.Fragments(out, tokens.mask, mmzoo.l2_normalize(final))
+        return Fragments(out, tokens.mask, l2_normalize(final))
 
     def save_assets(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ extractor, region policy, dimensions, normalisation, counts and file digests; :m
 trained model's feature facts with a dataset's manifest. The command is ``mmzoo import-features``
 (docs/features.md).
 
-Example:
+Examples:
     >>> from mmzoo.data.importing import TsvSource, import_features, read_karpathy_captions
     >>> import_features(TsvSource(["trainval_36"]), read_karpathy_captions("dataset_coco.json"),
     ...                 "data/coco_butd36", extractor="BUTD R101 VG, 36 boxes")  # doctest: +SKIP

@@ -85,7 +85,7 @@ def read_karpathy_captions(
             file's own running index); ``auto`` takes ``cocoid`` when the entries have it, else ``filename``.
         splits: our split names to write (``train``, ``dev``, ``test``); None writes all three.
 
-    Example:
+    Examples:
         >>> table = read_karpathy_captions("dataset_coco.json")  # doctest: +SKIP
         >>> len(table.splits["train"]), table.match
         (113287, 'cocoid')

@@ -76,7 +76,7 @@ class FolderSource(FeatureSource):
         box_key: the box array inside each ``.npz`` (``bbox``), instead of a box folder.
         transpose: the arrays are stored D x k.
 
-    Example:
+    Examples:
         >>> src = FolderSource(["data/cocobu_att"], key="feat", boxes="data/cocobu_box")  # doctest: +SKIP
     """
 

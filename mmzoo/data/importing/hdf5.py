@@ -58,7 +58,7 @@ class Hdf5Source(FeatureSource):
         group: the group that holds the data (default: the file's root).
         transpose: arrays are stored D x k.
 
-    Example:
+    Examples:
         >>> src = Hdf5Source(["data/train36.hdf5"], index=["data/train36_imgid2idx.pkl"])  # doctest: +SKIP
     """
 

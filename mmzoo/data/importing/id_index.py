@@ -87,7 +87,7 @@ def index_from_object(data: Any, source: str) -> dict[str, int]:
 def read_id_index(path: str | Path) -> dict[str, int]:
     """Read an id index file: ``.json``, ``.pkl`` / ``.pickle``, ``.npy``, or text with one id per line.
 
-    Example:
+    Examples:
         >>> read_id_index("data/train36_imgid2idx.pkl")["9"]  # doctest: +SKIP
         0
     """

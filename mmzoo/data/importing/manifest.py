@@ -21,7 +21,7 @@ from mmzoo.data.manifest import DataManifest
 def region_policy(counts: Iterable[int]) -> str:
     """``fixed-K`` when every image has K regions, else ``adaptive-MIN-MAX``.
 
-    Example:
+    Examples:
         >>> region_policy([36, 36]), region_policy([10, 57, 100])
         ('fixed-36', 'adaptive-10-100')
     """

@@ -103,7 +103,7 @@ def import_features(
     Returns:
         The manifest written to ``out/mmzoo_data.json``, as plain data.
 
-    Example:
+    Examples:
         >>> src = TsvSource(["trainval_36/trainval_resnet101_faster_rcnn_genome_36.tsv"])  # doctest: +SKIP
         >>> table = read_karpathy_captions("dataset_coco.json")  # doctest: +SKIP
         >>> import_features(src, table, "data/coco_butd36", extractor="BUTD R101 VG fixed 36")  # doctest: +SKIP

@@ -115,7 +115,7 @@ class TsvSource(FeatureSource):
     Args:
         paths: the shards, read in the order given.
 
-    Example:
+    Examples:
         >>> src = TsvSource(["trainval_36/trainval_resnet101_faster_rcnn_genome_36.tsv"])  # doctest: +SKIP
         >>> entries = src.scan()  # ids, box counts and D, without decoding
     """

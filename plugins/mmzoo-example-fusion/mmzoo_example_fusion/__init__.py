@@ -13,15 +13,15 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-import mmzoo
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, FusionBlock, hookimpl, l2_normalize
 
 
-class WordRegionMaxConfig(mmzoo.ComponentConfig):
+class WordRegionMaxConfig(ComponentConfig):
     proj_dim: int = Field(256, gt=0, description="Size of the space where words and regions are compared.")
     temperature: float = Field(1.0, gt=0.0, description="Scale applied to the word-region cosines before max.")
 
 
-class WordRegionMax(mmzoo.FusionBlock):
+class WordRegionMax(FusionBlock):
     """Mean over words of the best word-region cosine: (N_images, N_texts)."""
 
     Config = WordRegionMaxConfig
@@ -30,14 +30,14 @@ class WordRegionMax(mmzoo.FusionBlock):
     def test_config(cls) -> dict:
         return {"proj_dim": 16}
 
-    def __init__(self, config: WordRegionMaxConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: WordRegionMaxConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         self.region_proj = nn.Linear(context.embed_dim, config.proj_dim)
         self.word_proj = nn.Linear(context.embed_dim, config.proj_dim)
 
-    def forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
-        regions = mmzoo.l2_normalize(self.region_proj(images.features))  # (I, k, p)
-        words = mmzoo.l2_normalize(self.word_proj(texts.features))  # (T, L, p)
+    def forward(self, images: Fragments, texts: Fragments) -> Tensor:
+        regions = l2_normalize(self.region_proj(images.features))  # (I, k, p)
+        words = l2_normalize(self.word_proj(texts.features))  # (T, L, p)
         cos = torch.einsum("ikp,tlp->itlk", regions, words) * self.config.temperature
         cos = cos.masked_fill(~images.mask[:, None, None, :], float("-inf"))
         best = cos.amax(dim=-1)  # (I, T, L): each word's best region
@@ -45,6 +45,6 @@ class WordRegionMax(mmzoo.FusionBlock):
         return (best.masked_fill(valid == 0, 0) * valid).sum(-1) / valid.sum(-1).clamp_min(1)
 
 
-@mmzoo.hookimpl
+@hookimpl
 def mmzoo_register(registry: ModuleType) -> None:
     registry.fusion.register("word-region-max", WordRegionMax)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-import mmzoo
-from mmzoo.testing import build_component, check_fusion, random_fragments
+from mmzoo.plugin import build_component, check_fusion, l2_normalize, random_fragments
 from mmzoo_example_fusion import WordRegionMax
 
 
@@ -18,8 +17,8 @@ def test_each_word_takes_its_best_region():
     images, texts = random_fragments(2, 4, seed=0), random_fragments(3, 5, seed=1)
     with torch.no_grad():
         scores = fusion(images, texts)
-        regions = mmzoo.l2_normalize(fusion.region_proj(images.features))
-        words = mmzoo.l2_normalize(fusion.word_proj(texts.features))
+        regions = l2_normalize(fusion.region_proj(images.features))
+        words = l2_normalize(fusion.word_proj(texts.features))
     for i in range(2):
         for t in range(3):
             cos = words[t][texts.mask[t]] @ regions[i][images.mask[i]].t()
