@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import mmzoo
+from mmzoo.plugin import hookimpl
 from mmzoo_plugins.mmca.fusion import CrossAttentionFusion
 from mmzoo_plugins.mmca.recipes import RECIPES
 from mmzoo_plugins.mmca.regions import RegionSelfAttention
@@ -18,7 +18,7 @@ from mmzoo_plugins.mmca.text import BertCNNTextEncoder
 from mmzoo_plugins.mmca.zoo import ENTRIES
 
 
-@mmzoo.hookimpl
+@hookimpl
 def mmzoo_register(registry: ModuleType) -> None:
     registry.visual_encoder.register("mmca-regions", RegionSelfAttention)
     registry.text_encoder.register("bert-cnn", BertCNNTextEncoder)

@@ -6,7 +6,7 @@ branches; see docs/mmca.md.
 
 from __future__ import annotations
 
-import mmzoo
+from mmzoo.plugin import Recipe
 from mmzoo_plugins.mmca.zoo import PAPER
 
 #: SAEM's schedule (Adam 1e-4, x0.1 every 10 epochs, 30 epochs, batch 64, clip 2), one warm-up epoch.
@@ -30,13 +30,13 @@ MMCA = {
 }
 
 RECIPES = {
-    "mmca": mmzoo.Recipe(
+    "mmca": Recipe(
         MMCA,
         "MMCA: region self-attention + BERT/1D-CNN + cross attention, S = <i0,c0> + alpha <i1,c1>",
         PAPER,
         TRAINING,
     ),
-    "mmca-no-cross": mmzoo.Recipe(
+    "mmca-no-cross": Recipe(
         {**MMCA, "fusion": None, "alpha": 0.0},
         "MMCA without the cross-attention term (alpha = 0): the two self-attention branches alone",
         PAPER,

@@ -5,7 +5,7 @@ COCO and Flickr30K weights, not trained yet, with the paper's numbers labelled a
 
 from __future__ import annotations
 
-import mmzoo
+from mmzoo.plugin import NOT_TRAINED, PretrainedEntry, Weights
 
 PAPER = "Wei et al., Multi-Modality Cross Attention Network for Image and Sentence Matching, CVPR 2020"
 CITATION = """@inproceedings{wei2020mmca,
@@ -54,15 +54,15 @@ PAPER_RESULTS: dict[str, dict[str, dict[str, float]]] = {
 }
 
 
-def entry(dataset: str, words: str, dataset_id: str) -> mmzoo.PretrainedEntry:
+def entry(dataset: str, words: str, dataset_id: str) -> PretrainedEntry:
     alias = f"mmca-{dataset}"
-    return mmzoo.PretrainedEntry(
+    return PretrainedEntry(
         alias=alias,
         recipe="mmca",
         dataset=words,
         dataset_id=dataset_id,
-        weights=mmzoo.Weights(repo=f"mmzoo/{alias}", format="mmzoo"),
-        status=mmzoo.NOT_TRAINED,
+        weights=Weights(repo=f"mmzoo/{alias}", format="mmzoo"),
+        status=NOT_TRAINED,
         license=LICENSE,
         paper=PAPER,
         citation=CITATION,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import mmzoo
+from mmzoo.plugin import hookimpl
 from mmzoo_plugins.scan.convert import SCANConverter
 from mmzoo_plugins.scan.fusion import SCANImageToText, SCANTextToImage
 from mmzoo_plugins.scan.recipes import RECIPES
@@ -22,7 +22,7 @@ from mmzoo_plugins.scan.text import SCANText
 from mmzoo_plugins.scan.zoo import ENTRIES
 
 
-@mmzoo.hookimpl
+@hookimpl
 def mmzoo_register(registry: ModuleType) -> None:
     registry.visual_encoder.register("scan-regions", SCANRegions)
     registry.text_encoder.register("scan-gru", SCANText)

@@ -2,7 +2,7 @@
 
 ``save_checkpoint`` stores ``{'epoch', 'model': [img_enc.state_dict(), txt_enc.state_dict()],
 'best_rsum', 'opt': argparse.Namespace, 'Eiters'}`` (``model_best.pth.tar``; PyTorch 0.3 / Python 2
-wrote it in the legacy, non-zip format). It is read through ``mmzoo.read_foreign_checkpoint``
+wrote it in the legacy, non-zip format). It is read through ``read_foreign_checkpoint``
 (``weights_only``, only ``argparse.Namespace`` allowed). The architecture comes from ``opt``
 (``precomp_enc_type``, ``img_dim``, ``embed_size``, ``word_dim``, ``num_layers``, ``bi_gru``,
 ``no_imgnorm``, ``no_txtnorm``, ``cross_attn``, ``raw_feature_norm``, ``agg_func``, ``lambda_lse``,
@@ -23,6 +23,7 @@ from pydantic import Field
 
 import mmzoo
 from mmzoo.errors import CheckpointError
+from mmzoo.plugin import ComponentConfig, Converter, load_state_strict, read_foreign_checkpoint
 from mmzoo_plugins.common.vocab import Vocabulary
 from mmzoo_plugins.scan.attention import AggFunc, RawFeatureNorm
 
@@ -43,7 +44,7 @@ ARCHITECTURE = (
 )
 
 
-class SCANConverterConfig(mmzoo.ComponentConfig):
+class SCANConverterConfig(ComponentConfig):
     vocab: str = Field(
         description="SCAN's vocabulary JSON the model was trained with (e.g. vocab/f30k_precomp_vocab.json)."
     )
@@ -135,7 +136,7 @@ def _map_tensors(model: mmzoo.MatchingModel, img: dict, txt: dict) -> dict[str, 
     return {k: (v.to(expected[k].dtype) if k in expected else v) for k, v in mapped.items()}
 
 
-class SCANConverter(mmzoo.Converter):
+class SCANConverter(Converter):
     """SCAN checkpoints (kuanghuei/SCAN train.py's ``model_best.pth.tar``) plus their vocabulary JSON."""
 
     Config = SCANConverterConfig
@@ -152,7 +153,7 @@ class SCANConverter(mmzoo.Converter):
 
     def convert(self, checkpoint: Path) -> mmzoo.MatchingModel:
         source = f"The checkpoint {Path(checkpoint).name}"
-        img, txt, opt = _state_dicts(mmzoo.read_foreign_checkpoint(checkpoint), source)
+        img, txt, opt = _state_dicts(read_foreign_checkpoint(checkpoint), source)
         vocab = Vocabulary.load(self.config.vocab)
         rows = txt.get("embed.weight")
         if rows is not None and rows.dim() == 2 and rows.shape[0] != len(vocab):
@@ -163,5 +164,5 @@ class SCANConverter(mmzoo.Converter):
             )
         model = mmzoo.create_model(model_config(opt, source))
         model.text.set_vocabulary(vocab)
-        mmzoo.load_state_strict(model, _map_tensors(model, img, txt), source)
+        load_state_strict(model, _map_tensors(model, img, txt), source)
         return model.eval()

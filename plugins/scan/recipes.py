@@ -5,7 +5,7 @@ SCAN's score is the cross-attention term alone (``dual_weight: 0``); the encoder
 
 from __future__ import annotations
 
-import mmzoo
+from mmzoo.plugin import Recipe
 from mmzoo_plugins.scan.zoo import PAPER
 
 #: train.py's defaults, the Flickr30K schedule: Adam 2e-4, x0.1 at epoch 15, 30 epochs, batch 128, clip 2;
@@ -48,13 +48,13 @@ SCAN_T2I = scan_config("t2i", "LogSumExp", lambda_softmax=9.0, lambda_lse=6.0)
 SCAN_I2T = scan_config("i2t", "Mean", lambda_softmax=4.0)
 
 RECIPES = {
-    "scan-t2i": mmzoo.Recipe(
+    "scan-t2i": Recipe(
         SCAN_T2I,
         "SCAN t-i LSE: words attend to regions (bi-GRU, clipped_l2norm, λ1=9, LogSumExp λ2=6); fused score only",
         PAPER,
         TRAINING,
     ),
-    "scan-i2t": mmzoo.Recipe(
+    "scan-i2t": Recipe(
         SCAN_I2T,
         "SCAN i-t AVG: regions attend to words (bi-GRU, clipped_l2norm, λ1=4, mean pooling); fused score only",
         PAPER,

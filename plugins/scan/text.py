@@ -22,8 +22,8 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-import mmzoo
 from mmzoo.errors import ConfigError
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, TextEncoder, TokenBatch, l2_normalize, masked_mean
 from mmzoo_plugins.common.vocab import Vocabulary
 from mmzoo_plugins.scan.regions import l2norm
 
@@ -32,7 +32,7 @@ VOCAB_FILE = "vocab.json"
 RULES = "nltk-3.10"
 
 
-class SCANTextConfig(mmzoo.ComponentConfig):
+class SCANTextConfig(ComponentConfig):
     word_dim: int = Field(300, gt=0, description="Word embedding size (SCAN's word_dim).")
     layers: int = Field(1, ge=1, description="Stacked GRU layers (SCAN's num_layers).")
     bidirectional: bool = Field(True, description="Bi-GRU with the two directions averaged (SCAN's --bi_gru).")
@@ -45,7 +45,7 @@ class SCANTextConfig(mmzoo.ComponentConfig):
     )
 
 
-class SCANText(mmzoo.TextEncoder):
+class SCANText(TextEncoder):
     """Captions -> SCAN word ids -> embedding -> (bi-)GRU -> L2 norm per word -> fragments."""
 
     Config = SCANTextConfig
@@ -54,7 +54,7 @@ class SCANText(mmzoo.TextEncoder):
     def test_config(cls) -> dict:
         return {"word_dim": 16, "min_count": 1}
 
-    def __init__(self, config: SCANTextConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: SCANTextConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         self.vocab: Vocabulary | None = None
         self.embed: nn.Embedding | None = None
@@ -80,7 +80,7 @@ class SCANText(mmzoo.TextEncoder):
             raise ConfigError("The SCAN text encoder has no vocabulary yet: call model.text.fit(train_captions) first.")
         return self.vocab
 
-    def tokenize(self, captions: Sequence[str]) -> mmzoo.TokenBatch:
+    def tokenize(self, captions: Sequence[str]) -> TokenBatch:
         vocab = self._require_vocab()
         ids = [vocab.encode(c, RULES) for c in captions]
         if self.config.max_tokens is not None:
@@ -94,9 +94,9 @@ class SCANText(mmzoo.TextEncoder):
         for row, seq in enumerate(ids):
             batch[row, : len(seq)] = torch.tensor(seq)
             mask[row, : len(seq)] = True
-        return mmzoo.TokenBatch(batch, mask)
+        return TokenBatch(batch, mask)
 
-    def forward(self, tokens: mmzoo.TokenBatch) -> mmzoo.Fragments:
+    def forward(self, tokens: TokenBatch) -> Fragments:
         self._require_vocab()
         lengths = tokens.mask.sum(1)
         x = self.embed(tokens.ids)
@@ -109,7 +109,7 @@ class SCANText(mmzoo.TextEncoder):
         if not self.config.no_txtnorm:
             out = l2norm(out)
         out = out.masked_fill(~tokens.mask.unsqueeze(-1), 0.0)
-        return mmzoo.Fragments(out, tokens.mask, mmzoo.l2_normalize(mmzoo.masked_mean(out, tokens.mask)))
+        return Fragments(out, tokens.mask, l2_normalize(masked_mean(out, tokens.mask)))
 
     def save_assets(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

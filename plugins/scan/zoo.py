@@ -5,7 +5,7 @@ Their checkpoints, if you trained one with their code, convert with ``mmzoo conv
 
 from __future__ import annotations
 
-import mmzoo
+from mmzoo.plugin import PretrainedEntry
 
 PAPER = "Lee et al., Stacked Cross Attention for Image-Text Matching, ECCV 2018"
 CODE = "https://github.com/kuanghuei/SCAN"
@@ -19,4 +19,4 @@ CITATION = """@inproceedings{lee2018stacked,
 }"""
 
 
-ENTRIES: list[mmzoo.PretrainedEntry] = []
+ENTRIES: list[PretrainedEntry] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import mmzoo
+from mmzoo.plugin import hookimpl
 from mmzoo_plugins.sgraf.convert import SGRAFConverter
 from mmzoo_plugins.sgraf.fusion import SAFFusion, SGRFusion
 from mmzoo_plugins.sgraf.recipes import RECIPES
@@ -20,7 +20,7 @@ from mmzoo_plugins.sgraf.visual import SGRAFRegions
 from mmzoo_plugins.sgraf.zoo import ENTRIES
 
 
-@mmzoo.hookimpl
+@hookimpl
 def mmzoo_register(registry: ModuleType) -> None:
     registry.visual_encoder.register("sgraf-fc", SGRAFRegions)
     registry.text_encoder.register("sgraf-gru", SGRAFText)

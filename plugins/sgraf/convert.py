@@ -1,7 +1,7 @@
 """``mmzoo convert sgraf CHECKPOINT --vocab VOCAB.json --out DIR``: SGRAF's own checkpoints as mmzoo models.
 
 Reads ``model_best.pth.tar`` / ``checkpoint_N.pth.tar`` from their ``train.py`` (python3.6 branch) through
-:func:`mmzoo.read_foreign_checkpoint` (only ``argparse.Namespace`` is unpickled), builds the recipe ``sgr`` or
+:func:`read_foreign_checkpoint` (only ``argparse.Namespace`` is unpickled), builds the recipe ``sgr`` or
 ``saf`` with the sizes their ``opt`` records, installs their vocabulary and loads every tensor strictly.
 """
 
@@ -13,19 +13,20 @@ from pydantic import Field
 
 import mmzoo
 from mmzoo.errors import CheckpointError
+from mmzoo.plugin import ComponentConfig, Converter, load_state_strict, read_foreign_checkpoint
 from mmzoo_plugins.common.vocab import Vocabulary
 from mmzoo_plugins.sgraf import checkpoint as ckpt_io
 from mmzoo_plugins.sgraf.zoo import CITATION, CODE, PAPER
 
 
-class SGRAFConverterConfig(mmzoo.ComponentConfig):
+class SGRAFConverterConfig(ComponentConfig):
     vocab: str | None = Field(
         None,
         description="Their vocabulary JSON, e.g. vocab/f30k_precomp_vocab.json of Paranioar/SGRAF (required).",
     )
 
 
-class SGRAFConverter(mmzoo.Converter):
+class SGRAFConverter(Converter):
     """SGRAF (SGR or SAF) checkpoints written by Paranioar/SGRAF's train.py."""
 
     Config = SGRAFConverterConfig
@@ -43,11 +44,11 @@ class SGRAFConverter(mmzoo.Converter):
                 "(vocab/f30k_precomp_vocab.json or vocab/coco_precomp_vocab.json, as opt.data_name says)."
             )
         vocab = Vocabulary.load(self.config.vocab)
-        states, opt = ckpt_io.split_checkpoint(mmzoo.read_foreign_checkpoint(checkpoint), source)
+        states, opt = ckpt_io.split_checkpoint(read_foreign_checkpoint(checkpoint), source)
         config = ckpt_io.architecture(opt, states, source)
         ckpt_io.check_vocabulary(vocab, opt, states, source, self.config.vocab)
         model = mmzoo.create_model(config)
         model.text.set_vocabulary(vocab)
         mapped = ckpt_io.fill_batch_counters(ckpt_io.map_tensors(states), model.state_dict())
-        mmzoo.load_state_strict(model, mapped, source)
+        load_state_strict(model, mapped, source)
         return model.eval()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import mmzoo
+from mmzoo.plugin import Recipe
 from mmzoo_plugins.sgraf.zoo import PAPER
 
 
@@ -44,13 +44,13 @@ def training(epochs: int, lr_update: int) -> dict[str, Any]:
 
 
 RECIPES = {
-    "sgr": mmzoo.Recipe(
+    "sgr": Recipe(
         model_config("sgr"),
         "SGRAF's SGR: region FC + bi-GRU, local/global similarity vectors, 3-step graph reasoning, sigmoid score",
         PAPER,
         training(40, 30),
     ),
-    "saf": mmzoo.Recipe(
+    "saf": Recipe(
         model_config("saf"),
         "SGRAF's SAF: region FC + bi-GRU, local/global similarity vectors, attention filtration, sigmoid score",
         PAPER,

@@ -22,8 +22,8 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-import mmzoo
 from mmzoo.errors import ConfigError
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, TextEncoder, TokenBatch, l2_normalize
 from mmzoo_plugins.common import tokenizer
 from mmzoo_plugins.common.vocab import Vocabulary
 from mmzoo_plugins.sgraf.ops import l2norm, masked_average
@@ -43,7 +43,7 @@ def word_tokenize(caption: str) -> list[str]:
     return tokenizer.word_tokenize(caption, RULES)
 
 
-class SGRAFTextConfig(mmzoo.ComponentConfig):
+class SGRAFTextConfig(ComponentConfig):
     word_dim: int = Field(300, gt=0, description="Word embedding size (their word_dim: 300).")
     layers: int = Field(1, ge=1, description="Stacked GRU layers (their num_layers: 1).")
     bidirectional: bool = Field(True, description="Bi-GRU with the two directions averaged (their bi_gru: True).")
@@ -52,12 +52,12 @@ class SGRAFTextConfig(mmzoo.ComponentConfig):
     min_count: int = Field(4, ge=1, description="fit() keeps words seen this often (their vocab.py threshold: 4).")
 
 
-class SGRAFText(mmzoo.TextEncoder):
+class SGRAFText(TextEncoder):
     """Captions -> ``<start> words <end>`` ids -> embedding -> (bi-)GRU -> word fragments."""
 
     Config = SGRAFTextConfig
 
-    def __init__(self, config: SGRAFTextConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: SGRAFTextConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         self.vocab: Vocabulary | None = None
         self.embed: nn.Embedding | None = None
@@ -90,7 +90,7 @@ class SGRAFText(mmzoo.TextEncoder):
             )
         return self.vocab
 
-    def tokenize(self, captions: Sequence[str]) -> mmzoo.TokenBatch:
+    def tokenize(self, captions: Sequence[str]) -> TokenBatch:
         vocab = self._require_vocab()
         ids = [vocab.encode(c, RULES) for c in captions]
         batch = torch.zeros(len(ids), max(len(i) for i in ids), dtype=torch.long)
@@ -98,9 +98,9 @@ class SGRAFText(mmzoo.TextEncoder):
         for row, seq in enumerate(ids):
             batch[row, : len(seq)] = torch.tensor(seq)
             mask[row, : len(seq)] = True
-        return mmzoo.TokenBatch(batch, mask)
+        return TokenBatch(batch, mask)
 
-    def forward(self, tokens: mmzoo.TokenBatch) -> mmzoo.Fragments:
+    def forward(self, tokens: TokenBatch) -> Fragments:
         self._require_vocab()
         lengths = tokens.mask.sum(1)
         words = self.dropout(self.embed(tokens.ids.masked_fill(~tokens.mask, 0)))
@@ -112,7 +112,7 @@ class SGRAFText(mmzoo.TextEncoder):
             out = (out[..., :half] + out[..., half:]) / 2
         if self.config.normalize:
             out = l2norm(out)
-        return mmzoo.Fragments(out, tokens.mask, mmzoo.l2_normalize(masked_average(out, tokens.mask)))
+        return Fragments(out, tokens.mask, l2_normalize(masked_average(out, tokens.mask)))
 
     def save_assets(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ added up. mmzoo has not re-measured them: the features and checkpoints cannot be
 
 from __future__ import annotations
 
-import mmzoo
+from mmzoo.plugin import MANUAL, PretrainedEntry, Weights
 
 PAPER = "Diao et al., Similarity Reasoning and Filtration for Image-Text Matching, AAAI 2021"
 CITATION = """@inproceedings{Diao2021SGRAF,
@@ -88,13 +88,13 @@ def steps(dataset: str, module: str) -> str:
     )
 
 
-def _entries() -> list[mmzoo.PretrainedEntry]:
+def _entries() -> list[PretrainedEntry]:
     out = []
     for dataset in ("f30k", "coco"):
         about = {  # what every entry of this dataset shares
             "dataset": DATASETS[dataset],
             "dataset_id": HUB_DATASET[dataset],
-            "status": mmzoo.MANUAL,
+            "status": MANUAL,
             "license": LICENSE,
             "paper": PAPER,
             "citation": CITATION,
@@ -105,10 +105,10 @@ def _entries() -> list[mmzoo.PretrainedEntry]:
         for module in ("saf", "sgr"):
             alias = f"{module}-{dataset}"
             out.append(
-                mmzoo.PretrainedEntry(
+                PretrainedEntry(
                     alias=alias,
                     recipe=module,
-                    weights=mmzoo.Weights(
+                    weights=Weights(
                         repo=None,
                         filename="model_best.pth.tar",
                         format="sgraf",
@@ -121,10 +121,10 @@ def _entries() -> list[mmzoo.PretrainedEntry]:
                 )
             )
         out.append(
-            mmzoo.PretrainedEntry(
+            PretrainedEntry(
                 alias=f"sgraf-{dataset}",
                 recipe="sgr",
-                weights=mmzoo.Weights(url=ARCHIVES[dataset]),  # nothing to convert: the members are
+                weights=Weights(url=ARCHIVES[dataset]),  # nothing to convert: the members are
                 published_results=PUBLISHED[dataset]["sgraf"],
                 members=(f"saf-{dataset}", f"sgr-{dataset}"),
                 notes=(

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import mmzoo
+from mmzoo.plugin import hookimpl
 from mmzoo_plugins.vision.encoder import TimmGridEncoder
 from mmzoo_plugins.vision.recipes import RECIPES
 from mmzoo_plugins.vision.zoo import ENTRIES
 
 
-@mmzoo.hookimpl
+@hookimpl
 def mmzoo_register(registry: ModuleType) -> None:
     registry.visual_encoder.register("timm-grid", TimmGridEncoder)
     for name, recipe in RECIPES.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import mmzoo
+from mmzoo.plugin import Recipe
 from mmzoo_plugins.vision.zoo import PAPER
 
 #: head training on top of a frozen backbone (VSE++ schedule, smaller batches for pixels).
@@ -17,7 +17,7 @@ TRAINING = {
 }
 
 RECIPES = {
-    "pixels-lite0": mmzoo.Recipe(
+    "pixels-lite0": Recipe(
         {
             "visual": {
                 "name": "timm-grid",

@@ -5,7 +5,7 @@ The backbones' ImageNet weights are not zoo entries: they are the timm backbone'
 
 from __future__ import annotations
 
-import mmzoo
+from mmzoo.plugin import PretrainedEntry
 
 PAPER = "Grid features as regions: Jiang et al., In Defense of Grid Features for Visual Question Answering, CVPR 2020"
 CITATION = """@inproceedings{jiang2020defense,
@@ -17,4 +17,4 @@ CITATION = """@inproceedings{jiang2020defense,
 #: nothing is ported: the encoder is mmzoo's own code, Apache-2.0.
 LICENSE = "apache-2.0"
 
-ENTRIES: list[mmzoo.PretrainedEntry] = []
+ENTRIES: list[PretrainedEntry] = []

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import mmzoo
+from mmzoo.plugin import hookimpl
 from mmzoo_plugins.vse_infinity.bert import VseBertText
 from mmzoo_plugins.vse_infinity.bigru import VseBiGRUText
 from mmzoo_plugins.vse_infinity.convert import GridConverter, RegionConverter
@@ -23,7 +23,7 @@ from mmzoo_plugins.vse_infinity.regions import VseRegions
 from mmzoo_plugins.vse_infinity.zoo import ENTRIES
 
 
-@mmzoo.hookimpl
+@hookimpl
 def mmzoo_register(registry: ModuleType) -> None:
     registry.visual_encoder.register("vse-infinity-regions", VseRegions)
     registry.visual_encoder.register("vse-infinity-grid", VseGrid)

@@ -28,8 +28,8 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-import mmzoo
 from mmzoo.errors import ConfigError
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, TextEncoder, TokenBatch, l2_normalize
 from mmzoo_plugins.common.tokenizer import word_tokenize
 from mmzoo_plugins.common.vocab import END, START, UNK, Vocabulary
 from mmzoo_plugins.vse_infinity.augment import augment_words
@@ -63,7 +63,7 @@ def read_scan_vocabulary(path: str | Path) -> dict[str, int]:
     return Vocabulary.load(path).with_word(MASK).word2idx
 
 
-class VseBiGRUConfig(mmzoo.ComponentConfig):
+class VseBiGRUConfig(ComponentConfig):
     word_dim: int = Field(300, gt=0, description="Word embedding size (theirs: 300).")
     layers: int = Field(1, ge=1, description="Stacked GRU layers (their --num_layers, 1).")
     min_count: int = Field(4, ge=1, description="fit(): keep words seen at least this often (SCAN's threshold 4).")
@@ -74,7 +74,7 @@ class VseBiGRUConfig(mmzoo.ComponentConfig):
     gpo_hidden: int = Field(32, gt=0, description="GPO bi-GRU hidden size (theirs: 32).")
 
 
-class VseBiGRUText(mmzoo.TextEncoder):
+class VseBiGRUText(TextEncoder):
     """Captions -> SCAN vocabulary ids -> embedding -> bi-GRU (directions averaged) -> GPO -> c0."""
 
     Config = VseBiGRUConfig
@@ -83,7 +83,7 @@ class VseBiGRUText(mmzoo.TextEncoder):
     def test_config(cls) -> dict:
         return {"word_dim": 16, "min_count": 1, "pe_dim": 8, "gpo_hidden": 8}
 
-    def __init__(self, config: VseBiGRUConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: VseBiGRUConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         if config.pe_dim % 2:
             raise ConfigError(f"text.pe_dim must be even (sin/cos pairs); got {config.pe_dim}.")
@@ -111,7 +111,7 @@ class VseBiGRUText(mmzoo.TextEncoder):
             raise ConfigError("The bi-GRU text encoder has no vocabulary yet: call model.text.fit(train_captions).")
         return self.embed
 
-    def tokenize(self, captions: Sequence[str]) -> mmzoo.TokenBatch:
+    def tokenize(self, captions: Sequence[str]) -> TokenBatch:
         self._require_vocabulary()
         unk = self.vocab[UNK]
         rows = []
@@ -128,16 +128,16 @@ class VseBiGRUText(mmzoo.TextEncoder):
         for i, row in enumerate(rows):
             ids[i, : len(row)] = torch.tensor(row)
             mask[i, : len(row)] = True
-        return mmzoo.TokenBatch(ids, mask)
+        return TokenBatch(ids, mask)
 
-    def forward(self, tokens: mmzoo.TokenBatch) -> mmzoo.Fragments:
+    def forward(self, tokens: TokenBatch) -> Fragments:
         embed = self._require_vocabulary()
         lengths = tokens.mask.sum(1)
         packed = pack_padded_sequence(embed(tokens.ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=tokens.ids.shape[1])
         half = out.shape[-1] // 2
         words = (out[..., :half] + out[..., half:]) / 2
-        return mmzoo.Fragments(words, tokens.mask, mmzoo.l2_normalize(self.gpool(words, tokens.mask)))
+        return Fragments(words, tokens.mask, l2_normalize(self.gpool(words, tokens.mask)))
 
     def save_assets(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

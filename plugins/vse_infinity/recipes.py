@@ -5,7 +5,7 @@ Each is a dual encoder: the cosine of the two GPO vectors (no fusion, alpha 0).
 
 from __future__ import annotations
 
-import mmzoo
+from mmzoo.plugin import Recipe
 from mmzoo_plugins.vse_infinity.zoo import PAPER
 
 #: train_region.sh + lib/vse.py (master): AdamW 5e-4 with BERT at 0.1x, weight decay 1e-4, 25 epochs, x0.1 at
@@ -47,19 +47,19 @@ def recipe(visual: dict, text: dict) -> dict:
 
 
 RECIPES = {
-    "vse-infinity": mmzoo.Recipe(
+    "vse-infinity": Recipe(
         recipe(REGIONS, BERT),
         "VSE-infinity: BUTD regions (FC + MLP) and fine-tuned BERT, each pooled by GPO, cosine score",
         PAPER,
         TRAINING,
     ),
-    "vse-infinity-bigru": mmzoo.Recipe(
+    "vse-infinity-bigru": Recipe(
         recipe(REGIONS, {"name": "vse-infinity-bigru"}),
         "VSE-infinity with the bi-GRU text encoder (their bigru branch): no BERT, trains on a CPU",
         PAPER,
         TRAINING_BIGRU,
     ),
-    "vse-infinity-wsl-grid": mmzoo.Recipe(
+    "vse-infinity-wsl-grid": Recipe(
         recipe({"name": "vse-infinity-grid", "backbone": "resnext101_32x8d"}, BERT),
         "VSE-infinity from pixels: WSL ResNeXt-101 32x8d grid + GPO, BERT + GPO (their WSL grid variant)",
         PAPER,

@@ -14,7 +14,7 @@ which is not in the Hub folders, so they are ``manual``: download both, then ``m
 
 from __future__ import annotations
 
-import mmzoo
+from mmzoo.plugin import CONVERTED, MANUAL, PretrainedEntry, Weights
 
 PAPER = "Chen et al., Learning the Best Pooling Strategy for Visual Semantic Embedding, CVPR 2021"
 CODE = "https://github.com/woodfrog/vse_infty"
@@ -57,7 +57,7 @@ RESULTS = {
 }
 
 
-def entry(alias: str, recipe: str, variant: str, data: str, **extra: object) -> mmzoo.PretrainedEntry:
+def entry(alias: str, recipe: str, variant: str, data: str, **extra: object) -> PretrainedEntry:
     dataset, dataset_id, split = DATASETS[data]
     grid = "grid" in variant
     options = extra.pop("options", {"bert": "bert-base-uncased"})
@@ -67,14 +67,14 @@ def entry(alias: str, recipe: str, variant: str, data: str, **extra: object) -> 
         "recipe": recipe,
         "dataset": f"{dataset}, {'images' if grid else '36x2048 BUTD region features, ' + data + '_precomp'}",
         "dataset_id": dataset_id,
-        "weights": mmzoo.Weights(
+        "weights": Weights(
             repo=REPO,
             filename=f"{data}_{variant}/model_best.pth",
             format="vse-infinity-grid" if grid else "vse-infinity",
             options=options,
             url=url,
         ),
-        "status": mmzoo.CONVERTED,
+        "status": CONVERTED,
         "license": LICENSE,
         "paper": PAPER,
         "citation": CITATION,
@@ -84,10 +84,10 @@ def entry(alias: str, recipe: str, variant: str, data: str, **extra: object) -> 
         "results_source": SOURCE_RSUM if "rsum" in RESULTS[(variant, data)] else SOURCE,
     }
     fields.update(extra)
-    return mmzoo.PretrainedEntry(**fields)
+    return PretrainedEntry(**fields)
 
 
-def _entries() -> list[mmzoo.PretrainedEntry]:
+def _entries() -> list[PretrainedEntry]:
     entries = []
     for data in ("coco", "f30k"):
         entries.append(
@@ -120,7 +120,7 @@ def _entries() -> list[mmzoo.PretrainedEntry]:
                 data,
                 options={},
                 url=f"https://huggingface.co/{REPO}/tree/main/{data}_butd_region_bigru",
-                status=mmzoo.MANUAL,
+                status=MANUAL,
                 notes=f"bi-GRU text (their bigru branch). Needs SCAN's {vocab}, which the Hub folder does not hold: "
                 f"download {data}_butd_region_bigru/model_best.pth from {REPO} and the vocabulary from SCAN's data, "
                 f"then `mmzoo convert vse-infinity-bigru-{data} model_best.pth --vocab {vocab}`.",

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import mmzoo
+from mmzoo.plugin import hookimpl
 from mmzoo_plugins.vsepp.recipes import RECIPES
 from mmzoo_plugins.vsepp.text import GRUTextEncoder
 from mmzoo_plugins.vsepp.visual import MeanFC
 from mmzoo_plugins.vsepp.zoo import ENTRIES
 
 
-@mmzoo.hookimpl
+@hookimpl
 def mmzoo_register(registry: ModuleType) -> None:
     registry.visual_encoder.register("mean-fc", MeanFC)
     registry.text_encoder.register("gru", GRUTextEncoder)

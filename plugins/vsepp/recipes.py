@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import mmzoo
+from mmzoo.plugin import Recipe
 from mmzoo_plugins.vsepp.zoo import PAPER
 
 #: VSE++/SCAN defaults: Adam 2e-4, x0.1 at epoch 15, 30 epochs, batch 128, clip 2; and, unlike VSE++'s code, one
@@ -20,7 +20,7 @@ TRAINING = {
 }
 
 RECIPES = {
-    "vsepp": mmzoo.Recipe(
+    "vsepp": Recipe(
         {
             "visual": {"name": "mean-fc", "in_dim": 2048},
             "text": {"name": "gru"},

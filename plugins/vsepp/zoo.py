@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import mmzoo
+from mmzoo.plugin import PretrainedEntry
 
 PAPER = "Faghri et al., VSE++: Improving Visual-Semantic Embeddings with Hard Negatives, BMVC 2018"
 CODE = "https://github.com/fartashf/vsepp"
@@ -14,4 +14,4 @@ CITATION = """@inproceedings{faghri2018vse++,
   year={2018}
 }"""
 
-ENTRIES: list[mmzoo.PretrainedEntry] = []
+ENTRIES: list[PretrainedEntry] = []
