@@ -116,7 +116,8 @@ _SUBMODULES = [
     "training",
 ]
 
-__getattr__, __dir__ = lazy_face(__name__, globals(), _EXPORTS, _DEPRECATED, _SUBMODULES)
+__getattr__, __dir__ = lazy_face(__name__, globals(), _EXPORTS, _DEPRECATED, _SUBMODULES, package=True)
+
 
 __all__ = [
     "EmbeddingIndex",

@@ -9,6 +9,7 @@ nothing the second time. Deprecated names are resolved on every use, so each use
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -20,6 +21,7 @@ def lazy_face(
     exports: Mapping[str, str],
     deprecated: Mapping[str, str] | None = None,
     submodules: Iterable[str] = (),
+    package: bool = False,
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """The ``__getattr__`` and ``__dir__`` of a face module.
 
@@ -29,10 +31,17 @@ def lazy_face(
         exports: public name -> the module that defines it (``"create_model": "mmzoo.factory"``).
         deprecated: old name -> its new home (``"Fragments": "mmzoo.plugin"``); the object is taken from there,
             with a ``DeprecationWarning`` naming the new spelling.
-        submodules: sub-packages reachable as attributes (``mmzoo.scoring``), imported on first use.
+        submodules: sub-packages reachable as attributes (``mmzoo.scoring``), imported on first use, and listed by
+            ``dir``.
+        package: the face is a package: any of its modules is reachable as an attribute, listed or not.
     """
     deprecated = dict(deprecated or {})
     submodules = frozenset(submodules)
+
+    def is_submodule(name: str) -> bool:
+        if name in submodules:
+            return True
+        return package and not name.startswith("__") and importlib.util.find_spec(f"{module_name}.{name}") is not None
 
     def __getattr__(name: str) -> Any:
         if name in exports:
@@ -47,7 +56,7 @@ def lazy_face(
                 stacklevel=2,
             )
             return getattr(importlib.import_module(home), name)
-        if name in submodules:
+        if is_submodule(name):
             return importlib.import_module(f"{module_name}.{name}")
         raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
 

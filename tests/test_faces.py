@@ -97,6 +97,9 @@ def test_sub_packages_stay_reachable_as_attributes():
     from mmzoo.scoring import configure_threads
 
     assert mmzoo.scoring.configure_threads is configure_threads
+    assert mmzoo.config.load_config_file.__module__ == "mmzoo.config"  # any module, listed or not
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_module'"):
+        mmzoo.no_such_module  # noqa: B018
     assert "scoring" in dir(mmzoo) and "create_model" in dir(mmzoo)
 
 
