@@ -35,6 +35,7 @@ import numpy as np
 
 from mmzoo._atomic import atomic_write_text, fsync_dir, fsync_tree, is_storage_error, storage_error
 from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, write_manifest
+from mmzoo.data.twins import NO_TWIN
 from mmzoo.errors import DataError, StorageError
 
 #: the marker of an unfinished import (``mmzoo.data.importing.writer.MARKER_NAME``, not imported here: that
@@ -290,6 +291,8 @@ def _write_split(out: Path, split: str, scenes: list[dict[str, Any]], maker: Reg
     if split == TWIN_SPLIT:
         twins = np.array([-1 if s["twin"] is None else s["twin"] for s in scenes], dtype=np.int64)
         np.save(out / f"{split}_twins.npy", twins)
+        types = [NO_TWIN if s["twin"] is None else s["swap"] for s in scenes]  # what each twin pair differs in
+        atomic_write_text(out / f"{split}_twin_types.txt", "\n".join(types) + "\n")
 
 
 #: model settings the shapes data suggests to the trainer (a setting the user gives wins): the GRU text
@@ -393,8 +396,20 @@ def make_shapes(
 #: where make_shapes writes a dataset before it replaces the folder's (inside the folder).
 STAGING_NAME = ".mmzoo-shapes.tmp"
 #: the per-split files of a dataset folder (docs/data.md), shapes' own and those an import writes.
-_SPLIT_FILE = re.compile(r"^(?P<split>.+)_(ims|counts|boxes|twins)\.npy$|^(?P<other>.+)_(caps|ids)\.txt$")
-_KIND_FILES = ("ims.npy", "counts.npy", "boxes.npy", "twins.npy", "caps.txt", "ids.txt", "scenes.json")
+_SPLIT_FILE = re.compile(
+    r"^(?P<split>.+)_(ims|counts|boxes|twins)\.npy$|^(?P<other>.+)_(caps|ids|twins|twin_types)\.txt$"
+)
+_KIND_FILES = (
+    "ims.npy",
+    "counts.npy",
+    "boxes.npy",
+    "twins.npy",
+    "twins.txt",
+    "twin_types.txt",
+    "caps.txt",
+    "ids.txt",
+    "scenes.json",
+)
 
 
 def _dataset_files(out: Path) -> set[str]:
@@ -407,7 +422,7 @@ def _dataset_files(out: Path) -> set[str]:
         manifest = {}
     if isinstance(manifest, dict):
         splits.update(manifest.get("splits") or {})
-        for table in ("scenes", "twins"):
+        for table in ("scenes", "twins", "twin_types"):
             if isinstance(manifest.get(table), dict):
                 named.update(str(v) for v in manifest[table].values() if "/" not in str(v))
     for path in out.iterdir():
@@ -447,6 +462,7 @@ def _manifest(seed: int, regions: int, region_dim: int, splits: dict[str, dict[s
             "splits": splits,
             "scenes": {split: f"{split}_scenes.json" for split in SPLITS},
             "twins": {TWIN_SPLIT: f"{TWIN_SPLIT}_twins.npy"},
+            "twin_types": {TWIN_SPLIT: f"{TWIN_SPLIT}_twin_types.txt"},
             "model_overrides": SHAPES_MODEL,
             "training_overrides": SHAPES_TRAINING,
             "vocabulary": {
