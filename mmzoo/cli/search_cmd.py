@@ -13,15 +13,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mmzoo._atomic import writable_file
 from mmzoo.cli._contact_sheet import Hit, SheetRow, write_contact_sheet
 from mmzoo.cli._load import load_model, resolve_device
-from mmzoo.contracts import Fragments
-from mmzoo.data.images import ImageFolder, collate_images
+from mmzoo.data.images import ImageFolder
 from mmzoo.errors import InputError
-from mmzoo.evaluation import encode_captions
+from mmzoo.evaluation import encode_captions, encode_folder  # encode_folder: its home is mmzoo.evaluation
 from mmzoo.model import MatchingModel
 
 
@@ -55,16 +52,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="images or captions encoded at once")
     p.add_argument("--device", default=None, help="e.g. cuda; default cpu")
     p.set_defaults(run=run)
-
-
-@torch.no_grad()
-def encode_folder(model: Any, paths: list[Path], batch_size: int) -> Any:
-    """Images -> Fragments on the model's device, a batch at a time, read and preprocessed with the model's own
-    settings."""
-    from torch.utils.data import DataLoader
-
-    loader = DataLoader(ImageFolder(paths, transform=model.visual.transform()), batch_size, collate_fn=collate_images)
-    return Fragments.cat([model.encode_images(pixels) for pixels, _ in loader])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ from mmzoo._atomic import atomic_write_json, is_storage_error, recover_folder, s
 from mmzoo.data import collate_pairs, open_split
 from mmzoo.data.importing import feature_facts
 from mmzoo.errors import CheckpointError, ConfigError, MMZooWarning, TrainingError
-from mmzoo.evaluation import encode_captions, encode_images, encode_split, rerank_metrics
+from mmzoo.evaluation import encode_captions, encode_images
 from mmzoo.factory import create_model
 from mmzoo.model import MatchingModel, load_pretrained
 from mmzoo.training import health
@@ -378,7 +378,9 @@ class Trainer:
         if mode == "subset":
             dev = evaluate_split(self.model, self.dev_subset, self.ctx, self.cfg.eval_batch_size, self.device)
         else:
-            dev = rerank_dev(self.model, self.dev_set, self.cfg.dev_rerank, self.cfg.eval_batch_size, self.device)
+            dev = evaluate_split(
+                self.model, self.dev_set, self.ctx, self.cfg.eval_batch_size, self.device, rerank=self.cfg.dev_rerank
+            )
         full = (
             evaluate_split(self.model, self.dev_set, self.ctx, self.cfg.eval_batch_size, self.device) if final else None
         )
@@ -480,16 +482,6 @@ def resolve_dev_eval(model: MatchingModel, dev_set: Any, cfg: TrainConfig, devic
     elif mode == "subset":
         protocol["subset_images"] = min(subset, dev_set.num_images)
     return protocol
-
-
-def rerank_dev(model: MatchingModel, dev_set: Any, rerank: int, batch_size: int, device: torch.device) -> dict:
-    """Dev metrics by shortlist-and-rerank (each process computes the same numbers when distributed)."""
-    was_training = model.training
-    try:
-        images, texts = encode_split(model, dev_set, batch_size=batch_size, device=device, progress=False)
-        return dict(rerank_metrics(model, images.to(device), texts.to(device), rerank, dev_set.captions_per_image))
-    finally:
-        model.train(was_training)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
