@@ -42,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mmzoo.errors import ConfigError
     from mmzoo.training import TrainConfig, prepare_run, read_run, train
+    from mmzoo.training.trainer import summary
 
     progress = not args.no_progress
     if args.resume:
@@ -67,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
         return 0
     if records:
-        last = records[-1]["dev"]
-        print(f"trained {records[-1]['epoch']} epoch(s); dev rsum {last.get('rsum', float('nan')):.2f}; run in {out}")
+        print(f"{summary(records)}; run in {out}")
     else:
         print(f"nothing to train: {out} already finished its epochs (give --epochs N to train longer)")
     return 0

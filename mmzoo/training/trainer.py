@@ -141,6 +141,7 @@ class Trainer:
             self.model.loss_fn.supports_hardest_negative and self.model.loss_fn.hardest_negative
         )
         self.epoch, self.step, self.best_rsum = 0, 0, None
+        self.best_epoch: int | None = None
         if resume:
             self._load_state(last)
         if self.ctx.is_main:  # on resume: records changed settings (more --epochs, moved --data)
@@ -151,6 +152,11 @@ class Trainer:
             self.amp,
             self.ctx.world_size,
             sum(p.numel() for p in self.params),
+        )
+        logger.info(
+            "dev evaluation after each epoch on %s (%s); its dev rsum chooses the best checkpoint",
+            self.dev_protocol["scores"],
+            self.dev_protocol["reason"],
         )
 
     def _write_run(self, resume: bool) -> None:
@@ -211,8 +217,10 @@ class Trainer:
             logger.warning("the checkpoint trained with amp=%s, this run uses %s", state.amp, self.amp)
         restore_rng(state.rng)
         self.epoch, self.step, self.best_rsum = state.epoch, state.step, state.best_rsum
+        kept = [m for m in read_metrics(self.run_dir) if m.get("epoch", 0) <= self.epoch]
+        self.best_epoch = kept[-1].get("best_epoch") if kept else None
         if self.ctx.is_main:  # forget epochs logged after the checkpoint was written
-            write_metrics(self.run_dir, [m for m in read_metrics(self.run_dir) if m.get("epoch", 0) <= self.epoch])
+            write_metrics(self.run_dir, kept)
         logger.info("resumed %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
 
     def _state(self) -> TrainingState:
@@ -352,6 +360,7 @@ class Trainer:
                     "seconds": result.seconds,
                     "dev": dev,
                     "dev_eval": self.dev_protocol["mode"],
+                    "dev_scored": self.dev_protocol["scores"],
                     **({"dev_full": dev_full} if dev_full is not None else {}),
                     "collapse": diagnosis.signs if diagnosis.collapsed else [],
                 }
@@ -427,18 +436,30 @@ class Trainer:
     def _write_epoch(self, record: dict[str, Any], dev: dict[str, Any]) -> None:
         rsum = float(dev.get("rsum", float("nan")))
         logger.info(
-            "epoch %d: loss %.4f, dev rsum %.2f (i2t R@1 %.1f, t2i R@1 %.1f), %.0f pairs/s",
+            "epoch %d: loss %.4f, dev rsum %.2f on %s (i2t R@1 %.1f, t2i R@1 %.1f), %.0f pairs/s",
             record["epoch"],
             record["loss"],
             rsum,
+            record["dev_scored"],
             dev.get("i2t_r1", float("nan")),
             dev.get("t2i_r1", float("nan")),
             record["pairs_per_s"],
         )
+        if "dev_full" in record:
+            logger.info(
+                "epoch %d: full dev rsum %.2f on %s (recorded as dev_full; the best checkpoint is chosen on %s)",
+                record["epoch"],
+                float(record["dev_full"].get("rsum", float("nan"))),
+                describe_dev({"mode": "full"}, self.dev_set.num_images),
+                record["dev_scored"],
+            )
+        best = not math.isnan(rsum) and (self.best_rsum is None or rsum > self.best_rsum)
+        if best:
+            self.best_rsum, self.best_epoch = rsum, record["epoch"]
+        record["best_epoch"], record["best_rsum"] = self.best_epoch, self.best_rsum
         try:
             write_metrics(self.run_dir, [*read_metrics(self.run_dir), record])
-            if not math.isnan(rsum) and (self.best_rsum is None or rsum > self.best_rsum):
-                self.best_rsum = rsum
+            if best:
                 save_checkpoint(self.run_dir / "best", self.model)
                 collapsed = " (but the model looks collapsed, see the warning)" if record["collapse"] else ""
                 logger.info("new best dev rsum %.2f -> %s%s", rsum, self.run_dir / "best", collapsed)
@@ -481,7 +502,33 @@ def resolve_dev_eval(model: MatchingModel, dev_set: Any, cfg: TrainConfig, devic
         protocol["rerank"] = cfg.dev_rerank
     elif mode == "subset":
         protocol["subset_images"] = min(subset, dev_set.num_images)
+    protocol["scores"] = describe_dev(protocol, dev_set.num_images)
+    protocol["best_checkpoint"] = f"the epoch with the best dev rsum on {protocol['scores']}"
     return protocol
+
+
+def describe_dev(protocol: dict[str, Any], num_images: int) -> str:
+    """What a dev rsum of this protocol measured, in words: "the first 223 of 500 dev images", ..."""
+    if protocol["mode"] == "subset":
+        return f"the first {protocol['subset_images']} of {num_images} dev images (dev_eval subset)"
+    if protocol["mode"] == "rerank":
+        return f"all {num_images} dev images, shortlist-and-rerank K={protocol['rerank']} (dev_eval rerank)"
+    return f"all {num_images} dev images"
+
+
+def summary(records: list[dict[str, Any]]) -> str:
+    """The run's final line: the last epoch's dev rsum and what it measured, the full dev rsum where the protocol
+    was cheaper, and which number chose the best checkpoint."""
+    last = records[-1]
+    scored = last.get("dev_scored", "the dev split")
+    line = f"trained {last['epoch']} epoch(s); dev rsum {float(last['dev'].get('rsum', float('nan'))):.2f} on {scored}"
+    if "dev_full" in last:
+        line += f" (full dev rsum {float(last['dev_full'].get('rsum', float('nan'))):.2f})"
+    if last.get("best_epoch") is not None:
+        line += (
+            f"; best checkpoint: epoch {last['best_epoch']}, chosen by its dev rsum {last['best_rsum']:.2f} on {scored}"
+        )
+    return line
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -522,4 +569,4 @@ def train(
     return Trainer(spec, run_dir, resume=resume, progress=progress).fit()
 
 
-__all__ = ["METRICS_NAME", "RUN_NAME", "Trainer", "build_optimizer", "read_metrics", "read_run", "train"]
+__all__ = ["METRICS_NAME", "RUN_NAME", "Trainer", "build_optimizer", "read_metrics", "read_run", "summary", "train"]
