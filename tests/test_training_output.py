@@ -44,3 +44,38 @@ def test_a_subset_dev_run_says_what_it_measured(data, tmp_path, capsys, caplog):
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["dev_eval"]["best_checkpoint"] == "the epoch with the best dev rsum on " + run["dev_eval"]["scores"]
     assert run["dev_eval"]["scores"] == "the first 5 of 12 dev images (dev_eval subset)"
+
+
+@pytest.mark.parametrize("recipe", ["saf", "scan-i2t"])
+def test_fused_only_models_get_no_false_collapse_warning_and_each_warning_once(tmp_path, recipe, caplog):
+    """Problem 3: SAF and SCAN i2t (dual_weight 0) warned "the model looks collapsed" in every epoch because the
+    check read pooled embeddings they never score with (here the captions' spread is ~0.002), and every warning
+    was printed twice (a log line and the warning). The check now reads their fused scores."""
+    import warnings
+
+    from mmzoo.training import prepare_run, train
+
+    make_shapes(tmp_path / "d", images=80, dev_images=20, test_images=10, seed=0, regions=8, region_dim=16)
+    sets = ["embed_dim=32", "text.word_dim=16", "training.batch_size=16", "training.warmup_epochs=1"]
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO, logger="mmzoo"):
+        warnings.simplefilter("always")
+        records = train(prepare_run(tmp_path / "d", recipe, sets=sets, epochs=2), tmp_path / "run", progress=False)
+    assert records[-1]["dev"]["rsum"] > 150  # above chance (149.7 for 20 images)
+    assert records[-1]["collapse"] == [], records[-1]["collapse"]  # the pooled spread would have flagged it
+    assert all("spread" not in sign for r in records for sign in r["collapse"])
+    said = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
+    for record in records:  # the warm-up epoch may sit at chance: then it is said once, else never
+        told = [m for m in said if m.startswith(f"Epoch {record['epoch']}: the model looks collapsed")]
+        assert len(told) == (1 if record["collapse"] else 0), told
+
+
+def test_score_spread_sees_a_collapsed_fused_model():
+    import torch
+
+    from mmzoo.training import health
+
+    assert health.score_spread(torch.full((6, 6), 0.7)) == (0.0, 0.0)  # one score for every pair
+    rows, cols = torch.randn(6, 1), torch.randn(1, 6)
+    assert health.score_spread(rows + cols) == (0.0, 0.0)  # f(image) + g(caption): ranks nothing
+    matching = rows + cols + 3 * torch.eye(6)
+    assert min(health.score_spread(matching)) > 0.5

@@ -169,7 +169,6 @@ class Trainer:
                 f"The data in {self.spec.data} changed since this run started ({changed}): the resumed run trains "
                 "on other data than its first epochs did. Point --data at the original data, or start a new run."
             )
-            logger.warning(message)
             warnings.warn(message, MMZooWarning, stacklevel=3)
         self.spec.data_fingerprint = current
         atomic_write_json(
@@ -366,8 +365,7 @@ class Trainer:
                 }
                 records.append(record)
                 if self.ctx.is_main:
-                    if diagnosis.collapsed:
-                        logger.warning(diagnosis.message(self.epoch))
+                    if diagnosis.collapsed:  # one warning (the CLI shows it), not a log line beside it
                         warnings.warn(diagnosis.message(self.epoch), MMZooWarning, stacklevel=2)
                     self._write_epoch(record, dev)
                 barrier(self.ctx)
@@ -397,7 +395,9 @@ class Trainer:
 
     @torch.no_grad()
     def check_health(self, loss: float, dev: dict[str, Any]) -> health.Diagnosis:
-        """Collapse signs after an epoch: the spread of a dev sample's embeddings, the tied loss, chance recall."""
+        """Collapse signs after an epoch: the spread of what the model scores with on a dev sample (its pooled
+        embeddings, or the fused scores of a model that scores with the fused term alone), the tied loss, chance
+        recall."""
         was_training = self.model.training
         self.model.eval()
         try:
@@ -408,6 +408,12 @@ class Trainer:
             texts = encode_captions(
                 self.model, self.dev_set.captions[: n * cpi : cpi], batch_size=self.cfg.eval_batch_size
             )
+            fused_only = self.model.uses_fusion and self.model.dual_weight == 0
+            if fused_only:  # its pooled vectors are never scored: read the scores it ranks with
+                sims = self.model.similarity(images.to(self.device), texts.to(self.device)).float().cpu()
+                image_spread, text_spread = health.score_spread(sims)
+            else:
+                image_spread, text_spread = health.spread(images.pooled), health.spread(texts.pooled)
             tied = self.tied_loss()
         finally:
             self.model.train(was_training)
@@ -417,11 +423,12 @@ class Trainer:
             tied_loss=tied,
             dev_rsum=float(dev.get("rsum", float("nan"))),
             chance=health.chance_rsum(scored.num_images, scored.captions_per_image),
-            image_spread=health.spread(images.pooled),
-            text_spread=health.spread(texts.pooled),
+            image_spread=image_spread,
+            text_spread=text_spread,
             feature_std=float(features[mask].std()) if mask.sum() > 1 else 0.0,
             cfg=self.cfg,
             hardest_negative=bool(self.model.loss_fn.supports_hardest_negative and self.model.loss_fn.hardest_negative),
+            spread_of="fused scores" if fused_only else "embeddings",
         )
 
     def tied_loss(self) -> float:
