@@ -41,6 +41,11 @@ def test_a_subset_dev_run_says_what_it_measured(data, tmp_path, capsys, caplog):
     best = max(records, key=lambda r: r["dev"]["rsum"])
     assert f"best checkpoint: epoch {best['epoch']}, chosen by its dev rsum {best['dev']['rsum']:.2f}" in final
     assert records[-1]["best_epoch"] == best["epoch"] and records[-1]["dev_scored"].startswith("the first 5 of 12")
+    # problem 7: --no-progress printed nothing for a whole epoch; now a line every tenth (25 steps: 10 lines)
+    for epoch in (1, 2):
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"epoch {epoch}/2: step ")]
+        assert len(lines) == 10 and lines[0].startswith(f"epoch {epoch}/2: step 3/25 (12%), loss ")
+        assert lines[-1].startswith(f"epoch {epoch}/2: step 25/25 (100%)") and "pairs/s" in lines[-1]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["dev_eval"]["best_checkpoint"] == "the epoch with the best dev rsum on " + run["dev_eval"]["scores"]
     assert run["dev_eval"]["scores"] == "the first 5 of 12 dev images (dev_eval subset)"

@@ -35,7 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="model override (fusion.heads=8, loss.name=triplet) or training.<field>=VALUE; repeatable",
     )
     p.add_argument("--resume", metavar="RUNDIR", help="continue the run in RUNDIR from its last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar: a log line every tenth of an epoch instead"
+    )
     p.set_defaults(run=run)
 
 

@@ -292,6 +292,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         total_loss, pairs, start = 0.0, 0, time.perf_counter()
+        log_at = {math.ceil(steps * tenth / 10) for tenth in range(1, 11)}
         for done in range(1, steps + 1):
             for micro in range(accum):
                 batch = next(batches)
@@ -329,6 +330,8 @@ class Trainer:
             elapsed = time.perf_counter() - start
             bar.update(1)
             bar.set_postfix(loss=f"{total_loss / (done * accum):.3f}", pairs_s=f"{pairs / max(elapsed, 1e-9):.0f}")
+            if not self.progress and self.ctx.is_main and done in log_at:  # no bar: a log line every tenth
+                log_progress(epoch, self.cfg.epochs, done, steps, total_loss / (done * accum), pairs, elapsed)
         bar.close()
         seconds = time.perf_counter() - start
         mean_loss = all_reduce_mean(total_loss / max(steps * accum, 1), self.ctx, self.device)
@@ -475,6 +478,23 @@ class Trainer:
             if is_storage_error(exc):
                 raise storage_error(exc, self.run_dir, "checkpoint in") from None
             raise
+
+
+def log_progress(epoch: int, epochs: int, done: int, steps: int, loss: float, pairs: int, elapsed: float) -> None:
+    """One progress line of a run without a progress bar (``--no-progress``): where the epoch is, its mean loss so
+    far, the speed and the time the epoch still needs."""
+    remaining = elapsed / done * (steps - done)
+    logger.info(
+        "epoch %d/%d: step %d/%d (%d%%), loss %.4f, %.0f pairs/s, %s left in this epoch",
+        epoch + 1,
+        epochs,
+        done,
+        steps,
+        round(100 * done / steps),
+        loss,
+        pairs / max(elapsed, 1e-9),
+        time.strftime("%H:%M:%S", time.gmtime(remaining)) if remaining < 86_400 else f"{remaining / 3600:.0f} h",
+    )
 
 
 #: dev_eval="auto": the dev pairs a per-epoch evaluation may score, per device type. Measured on shapes
