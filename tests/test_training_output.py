@@ -84,3 +84,35 @@ def test_score_spread_sees_a_collapsed_fused_model():
     assert health.score_spread(rows + cols) == (0.0, 0.0)  # f(image) + g(caption): ranks nothing
     matching = rows + cols + 3 * torch.eye(6)
     assert min(health.score_spread(matching)) > 0.5
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_mmca_without_a_manifest_fails_fast_and_names_the_gru(data, tmp_path, monkeypatch, capsys, offline):
+    """Problem 5: on a data folder without a manifest (nothing suggests the GRU) mmca loads BERT-base; offline
+    that failed after ~33 s of download retries, and the error did not name `--set text.name=gru`."""
+    import shutil
+    import time
+
+    import huggingface_hub
+
+    bare = tmp_path / "bare"
+    shutil.copytree(data, bare)
+    (bare / "mmzoo_data.json").unlink()
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)  # whatever this cache holds
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:  # online but unreachable: the one probe fails at once (no network call from this test)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+        def unreachable(*args, **kwargs):
+            raise OSError("[Errno -2] Name or service not known")
+
+        monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
+    start = time.perf_counter()
+    args = ["train", "--model", "mmca", "--data", str(bare), "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(args) == 2
+    assert time.perf_counter() - start < 10
+    err = capsys.readouterr().err
+    assert "--set text.name=gru" in err and "bert-base-uncased" in err
+    assert ("HF_HUB_OFFLINE is set" if offline else "cannot be reached") in err
