@@ -99,8 +99,27 @@ class Trainer:
     def __init__(self, spec: RunSpec, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> None:
         self.spec = spec
         self.cfg: TrainConfig = spec.training
-        self.run_dir = writable_dir(Path(run_dir), "run folder")
         self.progress = progress
+        last = self._open_run_dir(run_dir, resume)
+        self._place()
+        self._open_data()
+        seed_everything(self.cfg.seed)
+        self.model = self._build_model(last if resume else None)
+        self._plan_dev_eval()
+        self._build_step()
+        self._build_optimization()
+        self.epoch, self.step, self.best_rsum = 0, 0, None
+        self.best_epoch: int | None = None
+        if resume:
+            self._load_state(last)
+        if self.ctx.is_main:  # on resume: records changed settings (more --epochs, moved --data)
+            self._write_run(resume)
+        self._log_start()
+
+    # -- set-up, one concern each ---------------------------------------------------------------------
+    def _open_run_dir(self, run_dir: str | Path, resume: bool) -> Path:
+        """The run folder, checked for what ``resume`` expects, interrupted swaps finished; -> its ``last/``."""
+        self.run_dir = writable_dir(Path(run_dir), "run folder")
         last = self.run_dir / "last"
         if not resume and (last.exists() or (self.run_dir / ".last.old").exists()):
             raise ConfigError(
@@ -111,18 +130,25 @@ class Trainer:
             raise CheckpointError(
                 f"{self.run_dir} has no checkpoint yet (no finished epoch): start it again without --resume."
             )
+        return last
+
+    def _place(self) -> None:
+        """Where and how this process computes: the process group, its device, the mixed precision."""
         self.ctx: DistContext = init_distributed(resolve_device(self.cfg.device).type)
         self.device = resolve_device(self.cfg.device, self.ctx.local_rank)
         self.amp = resolve_amp(self.cfg.amp, self.device)
-        self._open_data()
-        seed_everything(self.cfg.seed)
-        self.model = self._build_model(last if resume else None)
+
+    def _plan_dev_eval(self) -> None:
+        """The dev protocol this model, dev split and device get (``training.dev_eval``), and its subset."""
         self.dev_protocol = resolve_dev_eval(self.model, self.dev_set, self.cfg, self.device)
         self.dev_subset = (
             open_split(self.spec.data, "dev", max_images=self.dev_protocol["subset_images"])
             if self.dev_protocol["mode"] == "subset"
             else None
         )
+
+    def _build_step(self) -> None:
+        """The training step (negatives, loss), wrapped for DistributedDataParallel in a process group."""
         self.training_step = TrainingStep(self.model, self.cfg.hard_negatives, self.ctx, self.cfg.global_negatives)
         self.step_module: torch.nn.Module = self.training_step
         if self.ctx.enabled:
@@ -130,22 +156,21 @@ class Trainer:
 
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.step_module = DistributedDataParallel(self.training_step, device_ids=device_ids)
+        #: the loss's own setting, which warm-up epochs suspend (all negatives) and later epochs restore
+        self.hardest_negative = bool(
+            self.model.loss_fn.supports_hardest_negative and self.model.loss_fn.hardest_negative
+        )
+
+    def _build_optimization(self) -> None:
+        """The trainable parameters, the optimizer, its step schedule and the gradient scaler."""
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(self.model, self.cfg)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=self.cfg.lr_decay_every, gamma=self.cfg.lr_decay
         )
         self.scaler = make_scaler(self.device, self.amp)
-        #: the loss's own setting, which warm-up epochs suspend (all negatives) and later epochs restore
-        self.hardest_negative = bool(
-            self.model.loss_fn.supports_hardest_negative and self.model.loss_fn.hardest_negative
-        )
-        self.epoch, self.step, self.best_rsum = 0, 0, None
-        self.best_epoch: int | None = None
-        if resume:
-            self._load_state(last)
-        if self.ctx.is_main:  # on resume: records changed settings (more --epochs, moved --data)
-            self._write_run(resume)
+
+    def _log_start(self) -> None:
         logger.info(
             "training on %s (amp %s, %d process(es)), %d trainable parameters",
             self.device,
