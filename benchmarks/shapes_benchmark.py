@@ -122,7 +122,7 @@ def train_and_test(
     start = time.perf_counter()
     records = read_metrics(run) if finished else train(spec, run, progress=False)
     wall = time.perf_counter() - start
-    test = evaluate(load_folder(run / "best"), open_split(data, "test"), progress=False)
+    test = evaluate(load_folder(run / "best"), open_split(data, "test"), probe="by_type", progress=False)
     train_seconds = sum(r["seconds"] for r in records)
     pairs = sum(r["pairs_per_s"] * r["seconds"] for r in records)
     return {
@@ -133,6 +133,7 @@ def train_and_test(
         "t2i_r1": test["t2i_r1"],
         "bind_i2t": test.get("bind_i2t", float("nan")),
         "bind_t2i": test.get("bind_t2i", float("nan")),
+        **by_type(test),
         "best_dev_rsum": max(r["dev"]["rsum"] for r in records),
         "train_seconds": train_seconds,
         "wall_seconds": wall,
@@ -147,12 +148,18 @@ def ensemble_row(members: tuple[str, ...], data: Path, out: Path) -> dict[str, A
     from mmzoo.evaluation import evaluate
 
     ensemble = mmzoo.Ensemble([mmzoo.from_pretrained(f"local-dir:{out / m / 'best'}") for m in members])
-    test = evaluate(ensemble, mmzoo.open_split(data, "test"), progress=False)
+    test = evaluate(ensemble, mmzoo.open_split(data, "test"), probe="by_type", progress=False)
     return {
         "model": " + ".join(members) + " (ensemble)",
         "hard_negatives": "-",
         **{k: test.get(k, float("nan")) for k in ("rsum", "i2t_r1", "t2i_r1", "bind_i2t", "bind_t2i")},
+        **by_type(test),
     }
+
+
+def by_type(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The text->image twin accuracy of each twin type (colour, shape, size, position) the data records."""
+    return {k: v for k, v in metrics.items() if k.startswith("bind_t2i_")}
 
 
 def chance_row(data: Path) -> dict[str, Any]:
@@ -160,15 +167,16 @@ def chance_row(data: Path) -> dict[str, Any]:
     import torch
 
     from mmzoo.data import open_split
-    from mmzoo.evaluation import binding_probe, recall_metrics
+    from mmzoo.evaluation import probe_metrics, recall_metrics
 
     ds = open_split(data, "test")
     sims = torch.rand(ds.num_images, len(ds), generator=torch.Generator().manual_seed(0))
-    m = {**recall_metrics(sims, ds.captions_per_image), **binding_probe(sims, ds.twins, ds.captions_per_image)}
+    m = {**recall_metrics(sims, ds.captions_per_image), **probe_metrics(sims, ds, ds.twins, by_type=True)}
     return {
         "model": "random scores",
         "hard_negatives": "-",
         **{k: m.get(k, float("nan")) for k in ("rsum", "i2t_r1", "t2i_r1", "bind_i2t", "bind_t2i")},
+        **by_type(m),
     }
 
 
@@ -185,6 +193,16 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{f(r['bind_i2t'])} | {f(r['bind_t2i'])} | {f(r.get('best_dev_rsum', '-'))} | "
             f"{f(r.get('train_seconds', '-'), '.0f')} | {f(r.get('pairs_per_s', '-'), '.0f')} |"
         )
+    return "\n".join(lines)
+
+
+def table_by_type(rows: list[dict[str, Any]]) -> str:
+    """Text->image twin accuracy per twin type (what the two scenes differ in), one column per type."""
+    types = sorted({k.removeprefix("bind_t2i_") for r in rows for k in r if k.startswith("bind_t2i_")})
+    lines = ["| model | " + " | ".join(f"{t} twins" for t in types) + " |", "|" + "---|" * (len(types) + 1)]
+    for r in rows:
+        cells = [format(r[f"bind_t2i_{t}"], ".1f") if f"bind_t2i_{t}" in r else "-" for t in types]
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -252,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
             "images) that score their own image (caption) above the swapped twin's; 50 % is chance. Ensembles "
             "average the members' scores.",
             table(rows),
+            "Binding by twin type (text->image, % of captions that score their own image above the twin that "
+            "differs from it only in that property; 50 % is chance):",
+            table_by_type(rows),
             "\n".join(f"- {note}" for note in NOTES),
             machine_line(info, os.getloadavg()[0], minutes, args.reuse),
             f"Rerun: `python benchmarks/shapes_benchmark.py --threads {args.threads or info['threads']}`.",

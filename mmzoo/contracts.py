@@ -413,6 +413,8 @@ class Split(ABC):
         regions: the most regions an image has (the padded length ``k``).
         region_dim: size ``D`` of a region feature.
         twins: twin image of each image (-1 for none) when the split has swapped-attribute distractors.
+        twin_types: what each image and its twin differ in (``colour``, ``position``, ...; ``-`` for none), when
+            the data says so; None otherwise.
         manifest: the dataset's manifest (a ``mmzoo.DataManifest`` read from ``mmzoo_data.json``), or None.
     """
 
@@ -423,6 +425,7 @@ class Split(ABC):
     regions: int
     region_dim: int
     twins: np.ndarray | None = None
+    twin_types: list[str] | None = None
     manifest: Any | None = None  # mmzoo.DataManifest (a floor above this one)
 
     @abstractmethod

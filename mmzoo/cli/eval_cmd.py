@@ -65,6 +65,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="the scoring engine's precision (default auto: bf16 on a GPU, fp32 on the CPU); fp32 reproduces the "
         "float32 scores of the authors' code on a GPU",
     )
+    p.add_argument(
+        "--by-type",
+        action="store_true",
+        help="on data that records what each twin pair differs in (shapes: colour, shape, size, position), report "
+        "the binding probe per twin type too (printed and in --json)",
+    )
     p.add_argument("--batch-size", type=int, default=128, help="encoding batch size (default 128)")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -89,31 +95,61 @@ def run(args: argparse.Namespace) -> int:
 
 
 def evaluate_and_report(args: argparse.Namespace, device: str, main: bool = True, shard: bool = False) -> int:
-    from mmzoo.data import open_split
+    """Parse the flags into one :func:`mmzoo.evaluation.evaluate` call, print and write its metrics."""
     from mmzoo.evaluation import evaluate
 
+    check_flags(args)
     if not main:
         args.no_progress = True
     model = build_model(args.model, args.ensemble, device)
-    dataset = open_split(args.data, args.split, max_images=args.max_images)
-    if args.shortlist is not None:
-        metrics = evaluate_rerank(model, dataset, args, device, load_model(args.shortlist, device=device))
-    elif args.rerank is not None:
-        metrics = evaluate_rerank(model, dataset, args, device)
-    else:
-        metrics = evaluate(
-            model,
-            dataset,
-            fold5=args.fold5,
-            batch_size=args.batch_size,
-            device=device,
-            progress=not args.no_progress,
-            strict_features=args.strict_features,
-            shard=shard,
-            precision=args.precision,
-        )
+    shortlist = load_model(args.shortlist, device=device) if args.shortlist is not None else None
+    dataset = open_data(args)
+    metrics = evaluate(model, dataset, shortlist=shortlist, device=device, shard=shard, **evaluate_options(args))
     if not main:
         return 0
+    print(f"{dataset}, protocol {describe_protocol(args)}")
+    print(format_metrics(metrics))
+    types = getattr(dataset, "twin_types", None)
+    if "bind_t2i" in metrics and types is not None and not args.by_type:
+        kinds = sorted({t for t, twin in zip(types, dataset.twins.tolist(), strict=True) if twin >= 0})
+        print(f"(the data records the twin types {', '.join(kinds)}: --by-type reports the probe per type)")
+    if args.json_path:
+        out = Path(args.json_path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=1) + "\n")
+        print(f"wrote {out}")
+    return 0
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Flag combinations that make no sense, refused in the flags' own words before anything loads."""
+    if args.shortlist is not None and args.rerank is None:
+        raise InputError("--shortlist picks rerank candidates: give --rerank K (K >= 1) too.")
+    if args.rerank is not None and args.rerank < 1:
+        raise InputError(f"--rerank must be at least 1; got {args.rerank}.")
+
+
+def open_data(args: argparse.Namespace) -> Any:
+    """The split the flags name (``--data DIR --split NAME [--max-images N]``)."""
+    from mmzoo.data import open_split
+
+    return open_split(args.data, args.split, max_images=args.max_images)
+
+
+def evaluate_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`mmzoo.evaluation.evaluate` the flags set (models and device aside)."""
+    return {
+        "fold5": args.fold5,
+        "rerank": args.rerank,
+        "batch_size": args.batch_size,
+        "progress": not args.no_progress,
+        "strict_features": args.strict_features,
+        "precision": args.precision,
+        "probe": "by_type" if args.by_type else True,
+    }
+
+
+def describe_protocol(args: argparse.Namespace) -> str:
     protocol = "5-fold" if args.fold5 else "all"
     if args.rerank is not None:
         protocol += f", shortlist-and-rerank K={args.rerank}"
@@ -121,14 +157,7 @@ def evaluate_and_report(args: argparse.Namespace, device: str, main: bool = True
         protocol += f", shortlist by {args.shortlist}"
     if args.precision != "auto":
         protocol += f", precision {args.precision}"
-    print(f"{dataset}, protocol {protocol}")
-    print(format_metrics(metrics))
-    if args.json_path:
-        out = Path(args.json_path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=1) + "\n")
-        print(f"wrote {out}")
-    return 0
+    return protocol
 
 
 def build_model(specs: list[str], ensemble: bool, device: str) -> Any:
@@ -141,63 +170,6 @@ def build_model(specs: list[str], ensemble: bool, device: str) -> Any:
         raise InputError("--ensemble needs at least two models.")
     models = [load_model(spec, device=device) for spec in specs]
     return Ensemble(models).to(device) if ensemble else models[0]
-
-
-def evaluate_rerank(
-    model: Any, dataset: Any, args: argparse.Namespace, device: str, shortlist: Any | None = None
-) -> dict[str, Any]:
-    """Recall of shortlist-and-rerank retrieval (per fold with ``--fold5``), its shortlist recall and the binding
-    probe (from MODEL's exact scores). With ``shortlist`` (``--shortlist A``) A's cheap score shortlists."""
-    from mmzoo.evaluation import (
-        average_folds,
-        binding_probe,
-        encode_split,
-        fold_bounds,
-        rerank_metrics,
-        split_twins,
-        twin_scores,
-    )
-
-    if args.rerank is None or args.rerank < 1:
-        if shortlist is not None and args.rerank is None:
-            raise InputError("--shortlist picks rerank candidates: give --rerank K (K >= 1) too.")
-        raise InputError(f"--rerank must be at least 1; got {args.rerank}.")
-    encoding = {
-        "batch_size": args.batch_size,
-        "device": device,
-        "progress": not args.no_progress,
-        "strict_features": args.strict_features,
-    }
-    images, texts = encode_split(model, dataset, **encoding)
-    if shortlist is not None:
-        s_images, s_texts = encode_split(shortlist, dataset, **encoding)
-    cpi = dataset.captions_per_image
-    bounds = fold_bounds(dataset.num_images) if args.fold5 else [(0, dataset.num_images)]
-    folds = []
-    for a, b in bounds:
-        other = {}
-        if shortlist is not None:
-            other = {
-                "shortlist": shortlist,
-                "shortlist_images": s_images[a:b].to(device),
-                "shortlist_texts": s_texts[a * cpi : b * cpi].to(device),
-            }
-        folds.append(
-            rerank_metrics(
-                model,
-                images[a:b].to(device),
-                texts[a * cpi : b * cpi].to(device),
-                args.rerank,
-                cpi,
-                args.precision,
-                **other,
-            )
-        )
-    metrics: dict[str, Any] = average_folds(folds) if args.fold5 else folds[0]
-    twins = split_twins(dataset)  # as evaluate(): no probe where --max-images cut off every twin
-    if twins is not None:
-        metrics.update(binding_probe(twin_scores(model, images, texts, twins, cpi, args.precision), twins, cpi))
-    return metrics
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
@@ -213,7 +185,23 @@ def format_metrics(metrics: dict[str, float]) -> str:
             f"text->image {metrics['t2i_shortlist']:.1f}  ({metrics['pairs_scored']:.0f} pairs fuse-scored)"
         )
     if "bind_t2i" in metrics:
-        lines.append(
-            f"binding probe (50 = chance): text->image {metrics['bind_t2i']:.1f}  image->text {metrics['bind_i2t']:.1f}"
-        )
+        lines.extend(format_probe(metrics))
     return "\n".join(lines)
+
+
+def format_probe(metrics: dict[str, float]) -> list[str]:
+    """The binding probe: overall, then per twin type when the data records the types; image->text only where
+    the twins' captions are word permutations of each other (else it measures words, not binding)."""
+    i2t = "bind_i2t" in metrics
+    i2t_text = f"image->text {metrics['bind_i2t']:.1f}" if i2t else "image->text not measured*"
+    lines = [f"binding probe (50 = chance): text->image {metrics['bind_t2i']:.1f}  {i2t_text}"]
+    types = [k.removeprefix("bind_t2i_") for k in metrics if k.startswith("bind_t2i_")]
+    for kind in types:
+        i2t_kind = f"  image->text {metrics[f'bind_i2t_{kind}']:.1f}" if i2t else ""
+        lines.append(f"  {kind} twins: text->image {metrics[f'bind_t2i_{kind}']:.1f}{i2t_kind}")
+    if not i2t:
+        lines.append(
+            "  * caption k of a twin is not a word permutation of caption k of its image here, so an image->text "
+            "twin win can come from words alone: only text->image probes binding"
+        )
+    return lines

@@ -50,26 +50,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def encode_folder(model: Any, paths: list[Path], batch_size: int) -> Any:
-    """Images -> Fragments on the model's device, a batch at a time, read and preprocessed with the model's own
-    settings."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    from mmzoo.contracts import Fragments
-    from mmzoo.data.images import ImageFolder, collate_images
-
-    loader = DataLoader(ImageFolder(paths, transform=model.visual.transform()), batch_size, collate_fn=collate_images)
-    with torch.no_grad():
-        return Fragments.cat([model.encode_images(pixels) for pixels, _ in loader])
-
-
 def run(args: argparse.Namespace) -> int:
     from mmzoo._atomic import writable_file
     from mmzoo.cli._contact_sheet import Hit, SheetRow, write_contact_sheet
     from mmzoo.cli._load import load_model, resolve_device
     from mmzoo.data.images import ImageFolder
-    from mmzoo.evaluation import encode_captions
+    from mmzoo.evaluation import encode_captions, encode_folder
     from mmzoo.model import MatchingModel
 
     forward = bool(args.images)

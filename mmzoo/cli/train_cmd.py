@@ -43,7 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="model override (fusion.heads=8, loss.name=triplet) or training.<field>=VALUE; repeatable",
     )
     p.add_argument("--resume", metavar="RUNDIR", help="continue the run in RUNDIR from its last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar: a log line every tenth of an epoch instead"
+    )
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -55,6 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mmzoo.errors import ConfigError
     from mmzoo.training import TrainConfig, prepare_run, read_run, train
+    from mmzoo.training.trainer import summary
 
     progress = not args.no_progress
     if args.resume:
@@ -84,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
         return 0
     if records:
-        last = records[-1]["dev"]
-        print(f"trained {records[-1]['epoch']} epoch(s); dev rsum {last.get('rsum', float('nan')):.2f}; run in {out}")
+        print(f"{summary(records)}; run in {out}")
     else:
         print(f"nothing to train: {out} already finished its epochs (give --epochs N to train longer)")
     return 0

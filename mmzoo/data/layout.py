@@ -9,6 +9,7 @@ generator (:mod:`mmzoo.data.shapes`) and the extractor (:mod:`mmzoo.data.extract
     {split}_counts.npy   (N,) valid regions per image           {split}_ids.txt    source image id per image
     {split}_boxes.npy    (N, k, 4) region boxes                 {split}_twins.npy  twin image per image (shapes)
     {split}_scenes.json  the scenes the shapes images were drawn from
+    {split}_twin_types.txt  what each image and its twin differ in (:mod:`mmzoo.data.twins`)
 
 Example:
     >>> PRECOMP.name("train", "ims")
@@ -44,6 +45,7 @@ class PrecomputedLayout:
             "counts": ".npy",
             "boxes": ".npy",
             "twins": ".npy",
+            "twin_types": ".txt",
             "caps": ".txt",
             "ids": ".txt",
             "scenes": ".json",
@@ -93,7 +95,7 @@ class PrecomputedLayout:
             manifest = {}
         if isinstance(manifest, dict):
             splits.update(manifest.get("splits") or {})
-            for table in ("scenes", "twins"):
+            for table in ("scenes", "twins", "twin_types"):
                 if isinstance(manifest.get(table), dict):
                     named.update(str(v) for v in manifest[table].values() if "/" not in str(v))
         for path in root.iterdir() if root.is_dir() else ():

@@ -8,6 +8,7 @@ A dataset folder holds, per split (``train``, ``dev``, ``test``, ``testall``)::
                          (adaptive 10-100 boxes); the rows beyond an image's count are padding, masked out
     {split}_boxes.npy    optional (N, k, 4) float32 boxes (x1, y1, x2, y2) of the regions
     {split}_ids.txt      optional: the source image id of each image, one per line
+    {split}_twins.npy    optional twin tables, as .npy or .txt, and their types (:mod:`mmzoo.data.twins`)
 
 The features are opened with ``np.load(..., mmap_mode="r")`` and one row is copied per item, so
 memory is bounded by the batch, not by the file (COCO's training features are about 33 GB).
@@ -37,6 +38,7 @@ from torch import Tensor
 from mmzoo.contracts import DataFormat, Split
 from mmzoo.data.layout import PRECOMP
 from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, read_manifest
+from mmzoo.data.twins import read_twin_types, read_twins
 from mmzoo.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -164,6 +166,7 @@ class PrecomputedDataset(torch.utils.data.Dataset, Split):
             )
         self.counts = self._read_counts(rows)
         self.twins = self._read_twins()
+        self.twin_types = read_twin_types(self.root, self.split, self.twins)
         if max_images is not None:
             self._truncate(max_images)
 
@@ -178,6 +181,8 @@ class PrecomputedDataset(torch.utils.data.Dataset, Split):
             twins = self.twins[:max_images].copy()
             twins[twins >= max_images] = -1  # a twin cut off is no twin
             self.twins = twins
+        if self.twin_types is not None:
+            self.twin_types = self.twin_types[:max_images]
 
     # -- pickling: DataLoader workers started with "spawn" get the path, never the mapped array ---------
     def __getstate__(self) -> dict[str, Any]:
@@ -290,23 +295,8 @@ class PrecomputedDataset(torch.utils.data.Dataset, Split):
         return f"{first + 1}-{last + 1}" if last > first else str(first + 1)
 
     def _read_twins(self) -> np.ndarray | None:
-        """Twin image of each image (-1 for none) when the split has hard distractors (``{split}_twins.npy``)."""
-        path = PRECOMP.path(self.root, self.split, "twins")
-        if not path.is_file():
-            return None
-        try:
-            twins = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"Cannot read the twin table {path}: {exc}") from None
-        if twins.shape != (self.num_images,) or twins.dtype.kind not in "iu":
-            raise DataError(f"{path} must be an integer array of shape ({self.num_images},); got {twins.shape}.")
-        twins = twins.astype(np.int64)
-        has = twins >= 0
-        if (twins >= self.num_images).any() or (twins[has] == np.flatnonzero(has)).any():
-            raise DataError(f"{path} names an image outside [0, {self.num_images}) or an image as its own twin.")
-        if (twins[twins[has]] != np.flatnonzero(has)).any():
-            raise DataError(f"{path} is not symmetric: the twin of an image's twin must be the image.")
-        return twins
+        """Twin image of each image (-1 for none) when the split has hard distractors (:mod:`mmzoo.data.twins`)."""
+        return read_twins(self.root, self.split, self.num_images)
 
     def __repr__(self) -> str:
         return (

