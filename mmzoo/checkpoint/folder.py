@@ -114,9 +114,8 @@ def write_folder(
     staging = directory / STAGING_NAME
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for leftover in (staging, directory / REPLACED_NAME):  # of a killed save: never trusted
-            if leftover.exists():
-                shutil.rmtree(leftover)
+        for leftover in (staging, directory / REPLACED_NAME):  # of a killed save (or a planted link): never trusted
+            _atomic.remove_entry(leftover)
         staging.mkdir()
         if write_assets is not None:
             write_assets(staging)

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from mmzoo._atomic import atomic_write_json, atomic_write_text
+from mmzoo._atomic import atomic_write_json, atomic_write_text, create_npy
 from mmzoo.data.images import KarpathyImages, collate_images
 from mmzoo.data.manifest import DataManifest, read_manifest, write_manifest
 from mmzoo.errors import ConfigError, DataError
@@ -145,7 +145,8 @@ def _extract(
             with torch.inference_mode():
                 regions = encoder.regions(pixels.to(device)).float().cpu().numpy()
             if features is None:  # the first batch tells the shape (k, D)
-                features = np.lib.format.open_memmap(ims, mode="w+", dtype=np.float32, shape=(n, *regions.shape[1:]))
+                create_npy(ims, np.float32, (n, *regions.shape[1:]))  # fresh: never through a link at the name
+                features = np.lib.format.open_memmap(ims, mode="r+")
             if regions.shape[1:] != features.shape[1:]:
                 raise DataError(f"The backbone gave regions {regions.shape[1:]}, the file holds {features.shape[1:]}.")
             features[index[0] : index[-1] + 1] = regions

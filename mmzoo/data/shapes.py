@@ -33,7 +33,16 @@ from typing import Any
 
 import numpy as np
 
-from mmzoo._atomic import atomic_write_text, fsync_dir, fsync_tree, is_storage_error, storage_error
+from mmzoo._atomic import (
+    atomic_write_text,
+    create_npy,
+    fsync_dir,
+    fsync_tree,
+    is_storage_error,
+    open_fresh,
+    remove_entry,
+    storage_error,
+)
 from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, write_manifest
 from mmzoo.errors import DataError, StorageError
 
@@ -272,9 +281,8 @@ class RegionMaker:
 # -- writing -----------------------------------------------------------------------------------------
 def _write_split(out: Path, split: str, scenes: list[dict[str, Any]], maker: RegionMaker, seed: int) -> None:
     rng = _rng(seed, "regions", split)
-    features = np.lib.format.open_memmap(
-        out / f"{split}_ims.npy", mode="w+", dtype=np.float32, shape=(len(scenes), maker.regions, maker.region_dim)
-    )
+    create_npy(out / f"{split}_ims.npy", np.float32, (len(scenes), maker.regions, maker.region_dim))
+    features = np.lib.format.open_memmap(out / f"{split}_ims.npy", mode="r+")
     plans: dict[int, dict[str, np.ndarray]] = {}
     for i, scene in enumerate(scenes):
         twin = scene["twin"]
@@ -289,7 +297,8 @@ def _write_split(out: Path, split: str, scenes: list[dict[str, Any]], maker: Reg
     atomic_write_text(out / f"{split}_scenes.json", json.dumps(scenes, indent=1, sort_keys=True) + "\n")
     if split == TWIN_SPLIT:
         twins = np.array([-1 if s["twin"] is None else s["twin"] for s in scenes], dtype=np.int64)
-        np.save(out / f"{split}_twins.npy", twins)
+        with open_fresh(out / f"{split}_twins.npy") as handle:
+            np.save(handle, twins)
 
 
 #: model settings the shapes data suggests to the trainer (a setting the user gives wins): the GRU text
@@ -366,8 +375,7 @@ def make_shapes(
     staging = out / STAGING_NAME
     try:
         out.mkdir(parents=True, exist_ok=True)
-        if staging.exists():  # the leftover of a killed run: never trusted
-            shutil.rmtree(staging)
+        remove_entry(staging)  # the leftover of a killed run (or a planted link): never trusted, never followed
         staging.mkdir()
         splits: dict[str, dict[str, int]] = {}
         for split in SPLITS:
