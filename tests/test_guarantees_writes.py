@@ -98,3 +98,32 @@ def test_make_data_never_writes_through_a_planted_staging_link(tmp_path, victim,
     code = main(["make-data", "shapes", "--out", str(out), "--images", "8", "--dev-images", "4", "--test-images", "4"])
     assert code == 0, capsys.readouterr().err
     assert list(elsewhere.iterdir()) == [] and (out / "train_ims.npy").is_file()
+
+
+# -- push: only the folder's own regular files ----------------------------------------------------------------
+from tests.hub_server import fake_hub  # noqa: E402, F401  (a fixture)
+
+
+def test_push_refuses_a_link_to_a_secret_and_names_it(fake_hub, tmp_path, capsys):  # noqa: F811
+    from tests.conftest import tiny_model
+
+    token = tmp_path / "hf-token"
+    token.write_text("hf_secretsecretsecret\n")
+    folder = tmp_path / "M"
+    tiny_model("vsepp").save_pretrained(folder)
+    (folder / "notes.txt").symlink_to(token)
+    assert main(["push", str(folder), "--repo", "org/x"]) == 2
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and "outside the folder" in err
+    assert fake_hub.count() == 0 and "org/x" not in fake_hub.repos  # refused before any request
+    (folder / "notes.txt").unlink()
+    (folder / "same.json").symlink_to(folder / "config.json")  # a link inside the folder is its own content
+    os.mkfifo(folder / "pipe")
+    assert main(["push", str(folder), "--repo", "org/x"]) == 2
+    assert "pipe (not a regular file)" in capsys.readouterr().err
+    (folder / "pipe").unlink()
+    assert main(["push", str(folder), "--repo", "org/x"]) == 0
+    repo = fake_hub.repos["org/x"]
+    files = repo.commits[repo.branches["main"]]
+    assert files["same.json"] == (folder / "config.json").read_bytes()
+    assert not any(b"hf_secret" in data for data in files.values())

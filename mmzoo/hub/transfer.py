@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +50,46 @@ _SKIP_UPLOAD = re.compile(r"^\.|\.tmp\d*$|\.(incomplete|lock|partial)$")
 def _uploaded(relative: str) -> bool:
     """Whether a file of a saved folder (path relative to it, POSIX) belongs in the upload."""
     return not any(_SKIP_UPLOAD.search(part) for part in relative.split("/"))
+
+
+def _upload_files(folder: Path) -> list[tuple[str, Path]]:
+    """The files of ``folder`` an upload may send, as (path in the repository, local file).
+
+    Only regular files inside the folder: a link is followed only when its target is inside the folder too (it
+    travels under the link's name); a link that leaves the folder (``notes.txt -> ~/.cache/huggingface/token``) and
+    anything that is not a regular file (a FIFO, a device) are refused, all named, before any request is made.
+    """
+    root = folder.resolve()
+    files: list[tuple[str, Path]] = []
+    refused: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if _uploaded((here / d).relative_to(folder).as_posix()))
+        for name in sorted(filenames + [d for d in dirnames if (here / d).is_symlink()]):
+            path = here / name
+            relative = path.relative_to(folder).as_posix()
+            if not _uploaded(relative):
+                continue
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                target = path.resolve()
+                if not target.is_relative_to(root):
+                    refused.append(f"{relative} (a link to {os.readlink(path)}, outside the folder)")
+                elif target.is_file():
+                    files.append((relative, target))
+                elif not target.is_dir():  # a dangling link or a special file: nothing to send
+                    refused.append(f"{relative} (a link to {os.readlink(path)}, not a regular file)")
+            elif stat.S_ISREG(mode):
+                files.append((relative, path))
+            elif not stat.S_ISDIR(mode):
+                refused.append(f"{relative} (not a regular file)")
+    if refused:
+        raise HubError(
+            f"{folder} holds entries that are not its own regular files: {'; '.join(refused)}. mmzoo uploads only "
+            "the regular files inside the folder (a link could send a secret such as a token): replace the links "
+            "with copies of the files, or remove them."
+        )
+    return files
 
 
 def _common(source: Source, cache_dir: str | Path | None, token: str | bool | None, **flags: bool) -> dict:
@@ -322,12 +363,13 @@ def push_folder(
         raise HubError(f"{repo_id!r} is not a valid Hub repository id: write ORG/NAME.")
     repo_id = repo_id.removeprefix(HF_PREFIX)
     operations = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        if not _uploaded(relative) or (card is not None and relative == "README.md"):
+    for relative, path in _upload_files(folder):
+        if card is not None and relative == "README.md":
             continue
         operations.append(CommitOperationAdd(path_in_repo=relative, path_or_fileobj=str(path)))
     for relative, path in (extra_files or {}).items():
+        if Path(path).is_symlink() or not Path(path).is_file():
+            raise HubError(f"{path} is not a regular file (a link?); mmzoo uploads only regular files. Copy it in.")
         operations.append(CommitOperationAdd(path_in_repo=relative, path_or_fileobj=str(path)))
     if card is not None:
         operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()))
