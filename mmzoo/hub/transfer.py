@@ -121,13 +121,13 @@ def fetch_snapshot(
     from huggingface_hub import hf_hub_download, snapshot_download
 
     common = _common(source, cache_dir, token, local_files_only=local_files_only, force_download=force_download)
-    with _hub_errors(source, CONFIG_NAME):
+    with _hub_errors(source, CONFIG_NAME, local_only=local_files_only):
         # the config first: it names the plugins the model needs, checked before any weight is fetched
         config_path = Path(hf_hub_download(filename=CONFIG_NAME, revision=source.revision, **common))
     commit = config_path.parent.name
     if check_config is not None:
         check_config(read_document(config_path.parent))
-    with _hub_errors(source, None):
+    with _hub_errors(source, None, local_only=local_files_only):
         folder = Path(snapshot_download(revision=commit, **common))
     if not (folder / WEIGHTS_NAME).is_file() and not (folder / CONFIG_NAME).is_file():
         raise HubError(f"{source.name!r}: the snapshot {folder} holds no mmzoo model.")
@@ -160,7 +160,7 @@ def fetch_file(
     from huggingface_hub import hf_hub_download
 
     common = _common(source, cache_dir, token, local_files_only=local_files_only, force_download=force_download)
-    with _hub_errors(source, filename):
+    with _hub_errors(source, filename, local_only=local_files_only):
         path = Path(hf_hub_download(filename=filename, revision=source.revision, **common))
     recorded = Path(os.path.realpath(path)).name
     if not _SHA256.match(recorded):
@@ -184,7 +184,7 @@ def verify_file(path: Path, expected: str, source: Source, pinned: str | None = 
 
 
 @contextlib.contextmanager
-def _hub_errors(source: Source, filename: str | None) -> Iterator[None]:
+def _hub_errors(source: Source, filename: str | None, *, local_only: bool = False) -> Iterator[None]:
     """Turn huggingface_hub's exceptions into one HubError that says what to do."""
     from huggingface_hub import constants
     from huggingface_hub.utils import (
@@ -227,7 +227,8 @@ def _hub_errors(source: Source, filename: str | None) -> Iterator[None]:
         if isinstance(exc, ValueError) and not constants.HF_HUB_OFFLINE and _cause(exc, Exception) is None:
             raise  # a programming error, not a download failure
         if constants.HF_HUB_OFFLINE or _mentions_local_only(exc):
-            reason = "HF_HUB_OFFLINE=1 is set" if constants.HF_HUB_OFFLINE else "local_files_only=True was passed"
+            asked = local_only or _mentions_local_only(exc)  # mmzoo goes offline itself for local_files_only
+            reason = "local_files_only=True was passed" if asked else "HF_HUB_OFFLINE=1 is set"
         else:
             reason = f"the Hub ({constants.ENDPOINT}) could not be reached"
         raise HubError(
