@@ -8,9 +8,11 @@ files instead of appending to the stale ones.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from mmzoo.training.runspec import RunSpec
 logger = logging.getLogger("mmzoo.training.rundir")
 
 RUN_NAME = "run.json"
+#: the run folder's lock file: held (flock) by the trainer that writes the folder, its pid inside.
+LOCK_NAME = ".lock"
 METRICS_NAME = "metrics.jsonl"
 #: what a run folder holds besides run.json; a new run removes them when no checkpoint exists.
 _RUN_FILES = (METRICS_NAME, "best", ".best.old", ".best.tmp", ".last.tmp", ".last.old")
@@ -62,6 +66,117 @@ def clean_start(run_dir: Path) -> None:
         logger.info("%s: removed %s of an unfinished earlier run", run_dir, ", ".join(p.name for p in stale))
 
 
+class RunLock:
+    """The advisory lock of a run folder, held for the lifetime of the one trainer that writes it.
+
+    ``RUN/.lock`` is locked with ``flock`` (the kernel drops the lock when the process dies, however it dies, so a
+    crash never leaves the folder locked) and holds the holder's pid, which a refused trainer names. Where
+    ``flock`` is missing (Windows, some network file systems) the file alone is the lock: created with ``O_EXCL``,
+    it is taken over when the pid written in it is no longer running (a stale lock), and refused otherwise. Like
+    pip's and huggingface_hub's file locks, the file is removed on release and a lock taken on a file that was
+    removed meanwhile is retried.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            return self._acquire_pid_file()
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        for _ in range(100):
+            fd = os.open(self.path, flags, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise self._refused(self._holder()) from None
+            except OSError as exc:  # no flock on this file system: the pid file alone
+                os.close(fd)
+                if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    return self._acquire_pid_file()
+                raise
+            try:
+                same = os.path.samestat(os.fstat(fd), os.lstat(self.path))
+            except FileNotFoundError:
+                same = False
+            if not same:  # the holder released (removed the file) between our open and our lock: again
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            self._fd = fd
+            return self
+        raise CheckpointError(f"Could not lock {self.path}: it keeps being replaced; is something else writing there?")
+
+    def _acquire_pid_file(self) -> RunLock:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                pid = self._holder()
+                if pid is not None and _running(pid):
+                    raise self._refused(pid) from None
+                logger.warning("%s: removing a stale lock of process %s, which is no longer running", self.path, pid)
+                self.path.unlink(missing_ok=True)
+                continue
+            os.write(fd, f"{os.getpid()}\n".encode())
+            self._fd = fd
+            return self
+        raise self._refused(self._holder())
+
+    def _holder(self) -> int | None:
+        try:
+            return int(self.path.read_text(encoding="utf-8").split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _refused(self, pid: int | None) -> ConfigError:
+        who = f"process {pid}" if pid is not None else "another process"
+        return ConfigError(
+            f"{self.run_dir} is being trained by {who} (it holds {self.path}); two trainers in one run folder would "
+            "interleave their epochs and checkpoints. Wait for it to finish (or stop it), or pick another --out."
+        )
+
+    def release(self) -> None:
+        """Give the lock up (also what the kernel does when the process dies)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            self.path.unlink(missing_ok=True)  # before the unlock: a waiting locker then sees another file and retries
+        finally:
+            os.close(fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (on this machine)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, run by another user
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def lock_run(run_dir: str | Path) -> RunLock:
+    """Lock ``run_dir`` for one trainer; a ConfigError naming the holder's pid when another trainer holds it."""
+    return RunLock(run_dir).acquire()
+
+
 def data_fingerprint(data: str | Path, splits: tuple[str, ...] = ("train", "dev")) -> dict[str, str]:
     """A digest per data file of the splits: the whole caption files, and size plus sampled chunks of the features.
 
@@ -96,11 +211,14 @@ def changed_files(recorded: dict[str, str], current: dict[str, str]) -> list[str
 
 
 __all__ = [
+    "LOCK_NAME",
     "METRICS_NAME",
     "RUN_NAME",
+    "RunLock",
     "changed_files",
     "clean_start",
     "data_fingerprint",
+    "lock_run",
     "read_metrics",
     "read_run",
     "write_metrics",

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 import warnings
+import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,7 @@ from mmzoo.training.rundir import (
     changed_files,
     clean_start,
     data_fingerprint,
+    lock_run,
     read_metrics,
     read_run,
     write_metrics,
@@ -97,6 +100,23 @@ class Trainer:
     """
 
     def __init__(self, spec: RunSpec, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> None:
+        # one trainer per run folder, for the Trainer's lifetime: RUN/.lock (the main process of a distributed run)
+        main_rank = int(os.environ.get("RANK", "0")) == 0
+        self._lock = lock_run(writable_dir(Path(run_dir), "run folder")) if main_rank else None
+        try:
+            self._init(spec, run_dir, resume=resume, progress=progress)
+        except BaseException:
+            self.release_lock()
+            raise
+        if self._lock is not None:
+            weakref.finalize(self, self._lock.release)
+
+    def release_lock(self) -> None:
+        """Let another trainer into the run folder (done when :meth:`fit` returns, and when the process ends)."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def _init(self, spec: RunSpec, run_dir: str | Path, *, resume: bool, progress: bool) -> None:
         self.spec = spec
         self.cfg: TrainConfig = spec.training
         self.run_dir = writable_dir(Path(run_dir), "run folder")
@@ -364,6 +384,7 @@ class Trainer:
                 barrier(self.ctx)
         finally:
             shutdown_distributed(self.ctx)
+            self.release_lock()
         return records
 
     def evaluate_dev(self, final: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
