@@ -87,13 +87,18 @@ def open_fresh(path: str | Path, mode: str = "wb") -> Any:
     return os.fdopen(fd, mode, encoding="utf-8", newline="")
 
 
-def open_regular(path: str | Path, flags: int = os.O_RDONLY) -> int:
-    """A descriptor of the regular file at ``path`` (never a link's target, a FIFO or a device: those would let a
-    planted entry redirect a write or block a read forever); ``OSError`` (``ELOOP``/``EINVAL``) otherwise."""
-    fd = os.open(path, flags | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+def open_regular(path: str | Path, flags: int = os.O_RDONLY, *, follow: bool = False) -> int:
+    """A descriptor of the regular file at ``path``; ``OSError`` (``ELOOP`` or ``EINVAL``) for anything else.
+
+    A FIFO or a device is refused without blocking (``O_NONBLOCK`` for the open, then blocking again): opening one
+    for reading would wait forever for a writer. ``follow=False`` (for writes) also refuses a link at ``path``;
+    readers pass ``follow=True`` (a dataset folder of links to the real files is common).
+    """
+    extra = (0 if follow else _NOFOLLOW) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags | extra | getattr(os, "O_BINARY", 0))
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", str(path))
+        raise OSError(errno.EINVAL, "not a regular file (a FIFO, a device or a folder)", str(path))
     if hasattr(os, "set_blocking"):
         os.set_blocking(fd, True)
     return fd
