@@ -212,11 +212,16 @@ def storage_error(exc: OSError | RuntimeError, path: str | Path, what: str = "fi
     )
 
 
+#: how torch's zip writer reports a write the disk refused (a full disk, a quota, ``ulimit -f``): it checks the
+#: position after each record ("unexpected pos 576 vs 534"), or its stream fails.
+_TORCH_WRITE_FAILURES = ("PytorchStreamWriter", "file write failed", "unexpected pos", "iostream error")
+
+
 def is_storage_error(exc: BaseException) -> bool:
     """An OSError that means the disk refused the write (torch's writer reports those as RuntimeError)."""
     if isinstance(exc, OSError):
         return exc.errno in _STORAGE_ERRNOS
-    return isinstance(exc, RuntimeError) and ("PytorchStreamWriter" in str(exc) or "file write failed" in str(exc))
+    return isinstance(exc, RuntimeError) and any(sign in str(exc) for sign in _TORCH_WRITE_FAILURES)
 
 
 def replace(tmp: str | Path, path: str | Path) -> Path:
