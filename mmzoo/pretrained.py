@@ -34,6 +34,7 @@ from mmzoo.hub.cards import model_card
 from mmzoo.hub.names import Source, parse_name
 from mmzoo.hub.transfer import fetch_file, fetch_snapshot, file_digest, verify_file
 from mmzoo.model import Ensemble, MatchingModel, load_pretrained, offline
+from mmzoo.model.saving import checked_device, checked_dtype
 from mmzoo.registry import PretrainedEntry, converter
 
 logger = logging.getLogger("mmzoo.pretrained")
@@ -60,6 +61,7 @@ def from_pretrained(
         >>> model = mmzoo.from_pretrained("vse-infinity-coco")  # doctest: +SKIP
         >>> model = mmzoo.from_pretrained("local-dir:runs/mmca/best", device="cuda")  # doctest: +SKIP
     """
+    device, dtype = checked_device(device), checked_dtype(dtype)  # named errors before any download
     source = parse_name(name, revision)
     options = {"cache_dir": cache_dir, "token": token, "local_files_only": local_files_only}
     with _no_request(local_files_only):

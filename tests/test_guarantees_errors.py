@@ -133,3 +133,192 @@ def test_a_foreign_checkpoint_carrying_code_is_refused_naming_the_class(tmp_path
     assert not marker.exists() and not (tmp_path / "out").exists()
     with pytest.raises(mmzoo.CheckpointError, match=r"posix\.system"):
         mmzoo.read_foreign_checkpoint(path)
+
+
+# -- the weak rows: each a named error or a documented warning ---------------------------------------------------
+def saved_copy(finished: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(finished / "best", tmp_path / "model"))
+
+
+def eval_cli(model: str, data: Path, *extra: str) -> list[str]:
+    return ["eval", model, "--data", str(data), "--split", "test", "--no-progress", *extra]
+
+
+def test_integer_weights_are_refused_naming_the_tensors(finished, shapes, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    model = saved_copy(finished, tmp_path)
+    tensors = load_file(str(model / "model.safetensors"))
+    name = next(k for k, v in tensors.items() if v.is_floating_point())
+    tensors[name] = tensors[name].round().to(torch.int64)
+    save_file(tensors, str(model / "model.safetensors"))
+    assert main(eval_cli(str(model), shapes)) == 2
+    err = capsys.readouterr().err
+    assert "hold integers" in err and name in err and "int64" in err and "Traceback" not in err
+
+
+def test_a_config_whose_model_is_not_an_object_is_a_checkpoint_error(finished, shapes, tmp_path, capsys):
+    import json
+
+    model = saved_copy(finished, tmp_path)
+    document = json.loads((model / "config.json").read_text())
+    document["model"] = [1, 2]
+    (model / "config.json").write_text(json.dumps(document))
+    assert main(eval_cli(str(model), shapes)) == 2
+    assert "'model' must be a JSON object" in capsys.readouterr().err
+
+
+def test_local_dir_naming_a_file_says_so(finished, shapes, capsys):
+    assert main(eval_cli(f"local-dir:{finished / 'best' / 'config.json'}", shapes)) == 2
+    err = capsys.readouterr().err
+    assert "is a file" in err and f"local-dir:{finished / 'best'}" in err and "does not exist" not in err
+
+
+def test_device_and_dtype_are_checked(finished, shapes, capsys):
+    assert main(eval_cli(str(finished / "best"), shapes, "--device", "nonsense")) == 2
+    assert "'nonsense' is not a torch device" in capsys.readouterr().err
+    with pytest.raises(mmzoo.InputError, match="device='nonsense'"):
+        mmzoo.from_pretrained(finished / "best", device="nonsense")
+    half = mmzoo.from_pretrained(finished / "best", dtype="float16")  # a dtype's name is accepted
+    assert next(half.parameters()).dtype == torch.float16
+    with pytest.raises(mmzoo.InputError, match="not a floating-point dtype"):
+        mmzoo.from_pretrained(finished / "best", dtype="int8")
+
+
+def test_a_config_asking_for_gigabytes_the_weights_do_not_hold_is_refused_before_allocation(finished, shapes, tmp_path):
+    """Each size within its bounds, their product 17+ GB: the header of model.safetensors says the real sizes, and
+    the model is built on the meta device first, so nothing is allocated (the address space is capped at 6 GB)."""
+    import json
+
+    model = saved_copy(finished, tmp_path)
+    document = json.loads((model / "config.json").read_text())
+    document["model"]["embed_dim"] = 65536
+    document["model"]["text"]["word_dim"] = 8192
+    (model / "config.json").write_text(json.dumps(document))
+    code = f"""
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+from mmzoo.cli import main
+sys.exit(main({eval_cli(str(model), shapes)!r}))
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "do not fit this architecture" in done.stderr and "65536" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+
+
+def test_search_refuses_another_models_index_and_top_k_none():
+    from mmzoo.scoring import EmbeddingIndex
+    from tests.conftest import CAPTIONS, tiny_model
+
+    mmca, vsepp = tiny_model("mmca"), tiny_model("vsepp")
+    x = torch.randn(4, 5, 24)
+    with torch.no_grad():
+        index = EmbeddingIndex.from_images(vsepp, vsepp.encode_images(x))
+        with pytest.raises(mmzoo.InputError, match="another model's encodings"):
+            mmca.search(CAPTIONS[:2], index, top_k=2)
+        own = EmbeddingIndex.from_images(mmca, mmca.encode_images(x))
+        with pytest.raises(mmzoo.InputError, match="top_k must be an integer; got None"):
+            mmca.search(CAPTIONS[:2], own, top_k=None)
+        foreign = EmbeddingIndex("images", mmca.encode_images(x).tagged("image", None), None)
+        with pytest.raises(mmzoo.InputError, match="no cache of the model's cross-attention block"):
+            mmca.search(CAPTIONS[:2], foreign, top_k=2)
+
+
+def test_a_hub_file_name_that_climbs_out_is_a_hub_error():
+    from mmzoo.hub.names import parse_name
+    from mmzoo.hub.transfer import fetch_file
+
+    source = parse_name("hf-hub:org/repo")
+    for name in ("../../etc/passwd", "a/../b.pth", "/abs.pth", "a//b.pth", "a\\b.pth"):
+        with pytest.raises(mmzoo.HubError, match="is not a file name inside a repository"):
+            fetch_file(source, name, local_files_only=True)
+
+
+def test_a_truncated_feature_file_is_named_before_it_is_mapped(shapes, tmp_path, capsys):
+    import shutil
+
+    data = Path(shutil.copytree(shapes, tmp_path / "data"))
+    path = data / "train_ims.npy"
+    size = path.stat().st_size
+    with open(path, "r+b") as handle:
+        handle.truncate(size - 1000)
+    assert (
+        main(["train", "--model", "vsepp", "--data", str(data), "--out", str(tmp_path / "run"), "--no-progress", *SETS])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "is truncated" in err and f"{size:,}" in err and "Traceback" not in err
+
+
+def test_twins_of_the_wrong_dtype_say_dtype(shapes, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from mmzoo.data import PrecomputedDataset
+
+    data = Path(shutil.copytree(shapes, tmp_path / "data"))
+    twins = np.load(data / "test_twins.npy")
+    np.save(data / "test_twins.npy", twins.astype(np.float32))
+    with pytest.raises(mmzoo.DataError, match=r"must hold integers .* got dtype float32"):
+        PrecomputedDataset(data, "test").twins  # noqa: B018
+
+
+# -- resuming: run.json, the checkpoint and metrics.jsonl agree -------------------------------------------------
+def edit_run(run: Path, section: str, key: str, value) -> None:
+    import json
+
+    spec = json.loads((run / "run.json").read_text())
+    spec[section][key] = value
+    (run / "run.json").write_text(json.dumps(spec))
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"), [("training", "lr", 0.5), ("model", "embed_dim", 32), ("training", "batch_size", 4)]
+)
+def test_resume_refuses_an_edited_run_json(finished, tmp_path, capsys, section, key, value):
+    run = copy_run(finished, tmp_path / "run")
+    edit_run(run, section, key, value)
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{section}.{key}" in err and "differs from the checkpoint" in err and repr(value) in err, err
+    assert len(read_metrics(run)) == 1
+
+
+def test_resume_accepts_more_epochs_and_another_device(finished, tmp_path):
+    run = copy_run(finished, tmp_path / "run")
+    edit_run(run, "training", "device", "cpu")
+    edit_run(run, "training", "eval_batch_size", 32)
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert [m["epoch"] for m in read_metrics(run)] == [1, 2]
+
+
+def test_metrics_that_disagree_with_the_checkpoint_are_repaired_or_warned(finished, tmp_path):
+    import json
+
+    run = copy_run(finished, tmp_path / "run")
+    record = read_metrics(run)[0]
+    # a crash after metrics.jsonl got epoch 2 but before last/ was swapped: epoch 2 is trained again, once
+    (run / "metrics.jsonl").write_text(json.dumps(record) + "\n" + json.dumps({**record, "epoch": 2}) + "\n")
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert [m["epoch"] for m in read_metrics(run)] == [1, 2]
+    run2 = copy_run(finished, tmp_path / "run2")
+    (run2 / "metrics.jsonl").write_text("")  # a log that lost the checkpoint's epoch
+    with pytest.warns(mmzoo.MMZooWarning, match=r"records epochs \[\], but the checkpoint .* has finished 1"):
+        assert main(["train", "--resume", str(run2), "--epochs", "2", "--no-progress"]) == 0
+
+
+def test_last_as_a_file_gets_advice_that_leads_somewhere(finished, shapes, tmp_path, capsys):
+    import shutil
+
+    run = copy_run(finished, tmp_path / "run")
+    shutil.rmtree(run / "last")
+    (run / "last").write_text("oops")
+    for args in (["--resume", str(run)], ["--model", "vsepp", "--data", str(shapes), "--out", str(run)]):
+        assert main(["train", *args, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "is a file where mmzoo keeps the last checkpoint folder" in err and "Move it away" in err, err

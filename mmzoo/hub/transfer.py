@@ -159,6 +159,7 @@ def fetch_file(
     """
     from huggingface_hub import hf_hub_download
 
+    check_repo_path(filename, source)
     common = _common(source, cache_dir, token, local_files_only=local_files_only, force_download=force_download)
     with _hub_errors(source, filename, local_only=local_files_only):
         path = Path(hf_hub_download(filename=filename, revision=source.revision, **common))
@@ -169,6 +170,17 @@ def fetch_file(
             "mmzoo does not load unverified foreign checkpoints."
         )
     return path, recorded
+
+
+def check_repo_path(filename: object, source: Source) -> None:
+    """A file name inside a Hub repository: a relative POSIX path with no ``..``, ``.`` or empty part (a name that
+    climbs out of the repository would also climb out of the cache folder); a HubError naming it otherwise."""
+    parts = filename.split("/") if isinstance(filename, str) else []
+    if not parts or filename.startswith("/") or "\\" in filename or any(p in ("", ".", "..") for p in parts):
+        raise HubError(
+            f"{source.name!r}: {filename!r} is not a file name inside a repository: write a relative path with '/' "
+            "between folders and no '..', '.' or empty parts (e.g. 'coco_butd_region_bert/model_best.pth')."
+        )
 
 
 def verify_file(path: Path, expected: str, source: Source, pinned: str | None = None) -> None:

@@ -12,14 +12,17 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
-from mmzoo._atomic import atomic_write_text, read_json_lines, read_json_object
-from mmzoo.errors import CheckpointError, ConfigError, DataError
+from mmzoo._atomic import atomic_write_text, read_folder, read_json_lines, read_json_object
+from mmzoo.errors import CheckpointError, ConfigError, DataError, MMZooWarning
 from mmzoo.training.runspec import RunSpec
+from mmzoo.training.state import TrainingState
 
 logger = logging.getLogger("mmzoo.training.rundir")
 
@@ -177,6 +180,80 @@ def lock_run(run_dir: str | Path) -> RunLock:
     return RunLock(run_dir).acquire()
 
 
+#: training settings a resumed run may change: how long it trains, where, and how it reads and evaluates.
+RESUMABLE = frozenset({"epochs", "device", "num_workers", "eval_batch_size", "dev_eval", "dev_rerank", "dev_subset"})
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """``best`` and ``last`` are folders mmzoo writes; a file there (moved or made by hand) is named, with what to
+    do, instead of the circular "it holds a run" / "it has no checkpoint" advice."""
+    for name in ("last", "best"):
+        path = run_dir / name
+        if path.exists() and not path.is_dir():
+            raise CheckpointError(
+                f"{path} is a file where mmzoo keeps the {name} checkpoint folder (mmzoo never writes a file there). "
+                f"Move it away; then {'--resume continues from .last.old if it exists, or ' if name == 'last' else ''}"
+                "start a new run with another --out."
+            )
+
+
+def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    if isinstance(saved, dict) and isinstance(current, dict):
+        found = []
+        for key in sorted(set(saved) | set(current), key=str):
+            found += _differences(saved.get(key), current.get(key), f"{prefix}{key}.")
+        return found
+    return [] if saved == current else [f"{prefix.rstrip('.')}: {saved!r} in the checkpoint, {current!r} in run.json"]
+
+
+def check_resume(run_dir: Path, spec: RunSpec, last: Path, state: TrainingState) -> None:
+    """Refuse to resume when ``run.json`` was edited since the checkpoint: the model must be the checkpoint's
+    (it is what resumes; an edited ``embed_dim`` would be ignored) and the training settings the ones it was
+    trained with (an edited ``lr`` would be ignored, an edited ``batch_size`` applied), except :data:`RESUMABLE`."""
+    with read_folder(last) as folder:
+        document = read_json_object(folder / "config.json", CheckpointError, "it was not written by mmzoo train")
+    found = [f"model.{d}" for d in _differences(document.get("model"), spec.model)]
+    current = spec.training.to_dict()
+    if state.training:
+        saved = {k: v for k, v in state.training.items() if k not in RESUMABLE}
+        found += [f"training.{d}" for d in _differences(saved, {k: current.get(k) for k in saved})]
+    else:  # a checkpoint of an mmzoo that did not record its settings: the learning rate is in the optimizer
+        groups = [g for g in state.optimizer.get("param_groups", []) if g.get("lr_multiplier", 1.0) == 1.0]
+        if groups and "initial_lr" in groups[0] and not math.isclose(groups[0]["initial_lr"], current["lr"]):
+            found.append(f"training.lr: {groups[0]['initial_lr']!r} in the checkpoint, {current['lr']!r} in run.json")
+    if found:
+        raise ConfigError(
+            f"{run_dir / RUN_NAME} differs from the checkpoint in {last}: {'; '.join(found)}. A resumed run goes on "
+            f"with the settings it was trained with (only {', '.join(sorted(RESUMABLE))} may change): undo the "
+            "edits, or start a new run with the new settings."
+        )
+
+
+def reconcile_metrics(run_dir: Path, epoch: int) -> None:
+    """Make ``metrics.jsonl`` agree with a checkpoint of ``epoch`` finished epochs before a resumed run appends.
+
+    Records of later epochs (written just before a crash cut the checkpoint's swap) are dropped: those epochs
+    are trained again. A log that lacks epochs the checkpoint has, or holds others, warns (MMZooWarning).
+    """
+    records = read_metrics(run_dir)
+    kept = [r for r in records if not (isinstance(r.get("epoch"), int) and r["epoch"] > epoch)]
+    if len(kept) < len(records):
+        write_metrics(run_dir, kept)
+        logger.info(
+            "%s: dropped %d record(s) of epochs after the checkpoint (trained again)", run_dir, len(records) - len(kept)
+        )
+    epochs = [r.get("epoch") for r in kept]
+    if epochs != list(range(1, epoch + 1)):
+        message = (
+            f"{run_dir / METRICS_NAME} records epochs {epochs[:10]}{'...' if len(epochs) > 10 else ''}, but the "
+            f"checkpoint in {run_dir / 'last'} has finished {epoch} epoch(s): the log does not belong to this "
+            f"checkpoint (edited, or copied from another run). Training goes on from epoch {epoch + 1}; the log's "
+            "best epoch and the model card may be wrong."
+        )
+        logger.warning(message)
+        warnings.warn(message, MMZooWarning, stacklevel=3)
+
+
 def data_fingerprint(data: str | Path, splits: tuple[str, ...] = ("train", "dev")) -> dict[str, str]:
     """A digest per data file of the splits: the whole caption files, and size plus sampled chunks of the features.
 
@@ -213,13 +290,17 @@ def changed_files(recorded: dict[str, str], current: dict[str, str]) -> list[str
 __all__ = [
     "LOCK_NAME",
     "METRICS_NAME",
+    "RESUMABLE",
     "RUN_NAME",
     "RunLock",
     "changed_files",
+    "check_resume",
+    "check_run_folder",
     "clean_start",
     "data_fingerprint",
     "lock_run",
     "read_metrics",
     "read_run",
+    "reconcile_metrics",
     "write_metrics",
 ]

@@ -68,6 +68,8 @@ class TrainingState:
     scaler: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
     amp: str = "off"
+    #: the run's training settings when the checkpoint was written (``--resume`` compares run.json with them)
+    training: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +82,7 @@ class TrainingState:
             "scaler": self.scaler,
             "rng": self.rng,
             "amp": self.amp,
+            "training": self.training,
         }
 
 
@@ -130,6 +133,7 @@ def load_training_state(folder: Path) -> TrainingState:
             scaler=data.get("scaler") or {},
             rng=data["rng"],
             amp=data.get("amp", "off"),
+            training=dict(data.get("training") or {}),
         )
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{path} lacks the field {exc}; it was not written by mmzoo's trainer.") from None

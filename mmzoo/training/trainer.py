@@ -54,11 +54,14 @@ from mmzoo.training.rundir import (
     METRICS_NAME,
     RUN_NAME,
     changed_files,
+    check_resume,
+    check_run_folder,
     clean_start,
     data_fingerprint,
     lock_run,
     read_metrics,
     read_run,
+    reconcile_metrics,
     write_metrics,
 )
 from mmzoo.training.runspec import RunSpec
@@ -122,6 +125,7 @@ class Trainer:
         self.run_dir = writable_dir(Path(run_dir), "run folder")
         self.progress = progress
         last = self.run_dir / "last"
+        check_run_folder(self.run_dir)
         if not resume and (last.exists() or (self.run_dir / ".last.old").exists()):
             raise ConfigError(
                 f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick a new --out."
@@ -131,6 +135,11 @@ class Trainer:
             raise CheckpointError(
                 f"{self.run_dir} has no checkpoint yet (no finished epoch): start it again without --resume."
             )
+        if resume:  # run.json edited since the checkpoint: refused; a log that disagrees with it: repaired or warned
+            saved_state = load_training_state(last)
+            check_resume(self.run_dir, spec, last, saved_state)
+            if self._lock is not None:
+                reconcile_metrics(self.run_dir, saved_state.epoch)
         self.ctx: DistContext = init_distributed(resolve_device(self.cfg.device).type)
         self.device = resolve_device(self.cfg.device, self.ctx.local_rank)
         self.amp = resolve_amp(self.cfg.amp, self.device)
@@ -245,6 +254,7 @@ class Trainer:
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {},
             rng=capture_rng(),
             amp=self.amp,
+            training=self.cfg.to_dict(),
         )
 
     def base_lr(self) -> float:
