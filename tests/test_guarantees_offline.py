@@ -83,3 +83,26 @@ def test_the_guard_catches_what_it_guards(network_guard, monkeypatch):
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", 9))
     assert len(network_guard.attempts) == 2
+
+
+def test_a_converted_alias_loads_offline_without_any_request(fake_hub, network_guard, monkeypatch, tmp_path):
+    """docs/hub.md: a converted entry, once converted, needs "neither a download nor a conversion" offline."""
+    from tests import test_convert as toy
+    from tests.conftest import isolate_registries
+
+    isolate_registries(monkeypatch, "converter", "pretrained")
+    mmzoo.registry.converter.register("toy", toy.ToyConverter)
+    monkeypatch.setenv("MMZOO_CACHE", str(tmp_path / "mmzoo-cache"))
+    path = toy.research_checkpoint(tmp_path / "model_best.pth")
+    fake_hub.create_repo("toy-authors/toy")
+    fake_hub.commit("toy-authors/toy", {"coco/model_best.pth": path.read_bytes()})
+    mmzoo.registry.pretrained.register("toy-coco", toy.converted_entry())
+    first = mmzoo.from_pretrained("toy-coco")
+    fresh_agent_registry()
+    network_guard.install(monkeypatch)
+    for offline in ({"local_files_only": True}, {}):
+        if not offline:
+            go_offline(monkeypatch)
+        again = mmzoo.from_pretrained("toy-coco", **offline)
+        assert torch.equal(again.visual.fc.weight, first.visual.fc.weight)
+    assert network_guard.attempts == []

@@ -106,6 +106,8 @@ def extract_split(
 
 def _resume_point(ims: Path, caps: Path, marker: Path, n: int, source: dict[str, Any]) -> int | None:
     """Images already written by an interrupted run (0 for a fresh one), or None when the split is complete."""
+    if ims.is_symlink():  # mmzoo writes into files it created; a link there is refused, never followed
+        raise DataError(f"{ims} is a link, not a file mmzoo wrote; remove it or use --overwrite.")
     state = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else None
     if state is None and ims.is_file():
         if caps.is_file():
