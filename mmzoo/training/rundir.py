@@ -92,6 +92,8 @@ class RunLock:
             return self._acquire_pid_file()
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         for _ in range(100):
+            if self.path.is_symlink():  # our name; a link there is removed, never followed
+                self.path.unlink()
             fd = os.open(self.path, flags, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
