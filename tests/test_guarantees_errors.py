@@ -322,3 +322,60 @@ def test_last_as_a_file_gets_advice_that_leads_somewhere(finished, shapes, tmp_p
         assert main(["train", *args, "--no-progress"]) == 2
         err = capsys.readouterr().err
         assert "is a file where mmzoo keeps the last checkpoint folder" in err and "Move it away" in err, err
+
+
+# -- the older promises, through the command line ----------------------------------------------------------------
+def _code_file(model: Path) -> None:
+    (model / "text" / "evil.py").write_text("import os\nos.system('touch /tmp/never')\n")
+
+
+def _auto_map(model: Path) -> None:
+    import json
+
+    document = json.loads((model / "config.json").read_text())
+    document["model"]["text"]["auto_map"] = {"AutoModel": "evil.Model"}
+    (model / "config.json").write_text(json.dumps(document))
+
+
+def _nan_weights(model: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(model / "model.safetensors"))
+    name = next(k for k, v in tensors.items() if v.is_floating_point())
+    tensors[name][0] = float("nan")
+    save_file(tensors, str(model / "model.safetensors"))
+
+
+def _newer_format(model: Path) -> None:
+    import json
+
+    document = json.loads((model / "config.json").read_text())
+    document["format_version"] = 99
+    (model / "config.json").write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize(
+    ("spoil", "said"),
+    [
+        (_code_file, "carries code"),
+        (_auto_map, "'auto_map' (custom code)"),
+        (_nan_weights, "NaN or infinite values"),
+        (_newer_format, "newer than this mmzoo"),
+    ],
+)
+def test_a_spoiled_model_folder_is_refused_by_the_command(finished, shapes, tmp_path, capsys, spoil, said):
+    model = saved_copy(finished, tmp_path)
+    spoil(model)
+    assert main(eval_cli(str(model), shapes)) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err, err
+
+
+def test_make_data_refuses_an_existing_dataset_through_the_command(shapes, tmp_path, capsys):
+    import shutil
+
+    data = Path(shutil.copytree(shapes, tmp_path / "data"))
+    before = (data / "train_ims.npy").read_bytes()
+    assert main(["make-data", "shapes", "--out", str(data), "--images", "8"]) == 2
+    assert "already holds a dataset" in capsys.readouterr().err
+    assert (data / "train_ims.npy").read_bytes() == before
