@@ -228,14 +228,32 @@ def test_search_refuses_another_models_index_and_top_k_none():
             mmca.search(CAPTIONS[:2], foreign, top_k=2)
 
 
-def test_a_hub_file_name_that_climbs_out_is_a_hub_error():
+def test_a_hub_file_name_that_climbs_out_is_a_hub_error(monkeypatch, capsys):
     from mmzoo.hub.names import parse_name
     from mmzoo.hub.transfer import fetch_file
+    from tests.conftest import isolate_registries
 
     source = parse_name("hf-hub:org/repo")
     for name in ("../../etc/passwd", "a/../b.pth", "/abs.pth", "a//b.pth", "a\\b.pth"):
         with pytest.raises(mmzoo.HubError, match="is not a file name inside a repository"):
             fetch_file(source, name, local_files_only=True)
+    isolate_registries(monkeypatch, "pretrained")
+    weights = mmzoo.Weights(repo="toy-authors/toy", filename="../../model_best.pth", format="vse-infinity")
+    entry = mmzoo.PretrainedEntry(
+        alias="climbs-out",
+        recipe="vsepp",
+        dataset="none",
+        weights=weights,
+        status=mmzoo.CONVERTED,
+        license="mit",
+        paper="none",
+        published_results={},
+        results_source="none",
+    )
+    mmzoo.registry.pretrained.register("climbs-out", entry)
+    assert main(["download", "climbs-out"]) == 2
+    err = capsys.readouterr().err
+    assert "'../../model_best.pth' is not a file name inside a repository" in err and "Traceback" not in err
 
 
 def test_a_truncated_feature_file_is_named_before_it_is_mapped(shapes, tmp_path, capsys):
@@ -254,7 +272,7 @@ def test_a_truncated_feature_file_is_named_before_it_is_mapped(shapes, tmp_path,
     assert "is truncated" in err and f"{size:,}" in err and "Traceback" not in err
 
 
-def test_twins_of_the_wrong_dtype_say_dtype(shapes, tmp_path):
+def test_twins_of_the_wrong_dtype_say_dtype(finished, shapes, tmp_path, capsys):
     import shutil
 
     import numpy as np
@@ -266,6 +284,9 @@ def test_twins_of_the_wrong_dtype_say_dtype(shapes, tmp_path):
     np.save(data / "test_twins.npy", twins.astype(np.float32))
     with pytest.raises(mmzoo.DataError, match=r"must hold integers .* got dtype float32"):
         PrecomputedDataset(data, "test").twins  # noqa: B018
+    assert main(eval_cli(str(finished / "best"), data)) == 2
+    err = capsys.readouterr().err
+    assert "must hold integers" in err and "float32" in err and "shape" not in err.split("got dtype")[0][-40:]
 
 
 # -- resuming: run.json, the checkpoint and metrics.jsonl agree -------------------------------------------------
