@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,98 @@ from mmzoo.errors import StorageError
 
 #: OS errors that mean "this cannot be written here", reported as a StorageError that says what to do.
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+
+
+#: ``open`` flags that never follow a link at the last component (0 where the platform has none).
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_FRESH_FLAGS = os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+def remove_entry(path: str | Path) -> None:
+    """Remove whatever is at ``path`` without following a link: a link or a file is unlinked (never its target),
+    a real folder removed with its contents; nothing there is fine."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def open_fresh(path: str | Path, mode: str = "wb") -> Any:
+    """Open a new regular file at ``path`` for writing; every file mmzoo writes is created here.
+
+    Whatever is at ``path`` already (an earlier file, a link someone planted, a FIFO) is unlinked first, never
+    followed, and the file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW``: a link put there in between is an
+    error, never a write into its target (the way git writes objects). A real folder at ``path`` is a
+    :class:`StorageError`. ``mode`` is ``"wb"``, ``"w+b"`` or a text mode (``"w"``, UTF-8).
+
+    Example:
+        >>> with open_fresh(out / "train_twins.npy") as handle:  # doctest: +SKIP
+        ...     np.save(handle, twins)
+    """
+    path = Path(path)
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            raise StorageError(f"Cannot write the file {path}: a folder is there. Remove it or choose another path.")
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    flags = _FRESH_FLAGS | (os.O_RDWR if "+" in mode else os.O_WRONLY)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except FileExistsError:
+        raise StorageError(
+            f"Cannot write the file {path}: something else created it while mmzoo was writing it (another process "
+            "writing the same output?). Nothing was written through it; rerun once the other writer is done."
+        ) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StorageError(
+                f"Cannot write the file {path}: a link was put in its place; nothing was written."
+            ) from None
+        raise
+    if "b" in mode:
+        return os.fdopen(fd, mode)
+    return os.fdopen(fd, mode, encoding="utf-8", newline="")
+
+
+def open_regular(path: str | Path, flags: int = os.O_RDONLY, *, follow: bool = False) -> int:
+    """A descriptor of the regular file at ``path``; ``OSError`` (``ELOOP`` or ``EINVAL``) for anything else.
+
+    A FIFO or a device is refused without blocking (``O_NONBLOCK`` for the open, then blocking again): opening one
+    for reading would wait forever for a writer. ``follow=False`` (for writes) also refuses a link at ``path``;
+    readers pass ``follow=True`` (a dataset folder of links to the real files is common).
+    """
+    extra = (0 if follow else _NOFOLLOW) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags | extra | getattr(os, "O_BINARY", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file (a FIFO, a device or a folder)", str(path))
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return fd
+
+
+def create_npy(path: str | Path, dtype: Any, shape: tuple[int, ...]) -> int:
+    """Create a fresh ``.npy`` file (:func:`open_fresh`) of ``shape`` and ``dtype`` at full size, zero-filled
+    (sparse), and return the byte offset of its data; ``np.lib.format.open_memmap(path, mode="r+")`` maps it.
+    ``np.lib.format.open_memmap(mode="w+")`` would follow a link at ``path``."""
+    import numpy as np
+
+    dtype = np.dtype(dtype)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+    with open_fresh(path, "wb") as handle:
+        try:
+            np.lib.format.write_array_header_1_0(handle, header)
+        except ValueError:  # a header over 64 KiB (a very long shape): version 2.0
+            handle.seek(0)
+            np.lib.format.write_array_header_2_0(handle, header)
+        offset = handle.tell()
+        handle.truncate(offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+    return offset
 
 
 def fsync_dir(path: Path) -> None:
@@ -119,18 +212,33 @@ def storage_error(exc: OSError | RuntimeError, path: str | Path, what: str = "fi
     )
 
 
+#: how torch's zip writer reports a write the disk refused (a full disk, a quota, ``ulimit -f``): it checks the
+#: position after each record ("unexpected pos 576 vs 534"), or its stream fails.
+_TORCH_WRITE_FAILURES = ("PytorchStreamWriter", "file write failed", "unexpected pos", "iostream error")
+
+
 def is_storage_error(exc: BaseException) -> bool:
     """An OSError that means the disk refused the write (torch's writer reports those as RuntimeError)."""
     if isinstance(exc, OSError):
         return exc.errno in _STORAGE_ERRNOS
-    return isinstance(exc, RuntimeError) and ("PytorchStreamWriter" in str(exc) or "file write failed" in str(exc))
+    return isinstance(exc, RuntimeError) and any(sign in str(exc) for sign in _TORCH_WRITE_FAILURES)
 
 
 def replace(tmp: str | Path, path: str | Path) -> Path:
     """Move a fully written ``tmp`` over ``path`` (flushed to disk first): readers see the old or the new file."""
     tmp, path = Path(tmp), Path(path)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
+    try:
+        fd = open_regular(tmp)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EINVAL):
+            raise StorageError(
+                f"{tmp} is not a regular file mmzoo wrote (a link?); it is not moved into place."
+            ) from None
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
     return path
@@ -141,7 +249,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as handle:
+        with open_fresh(tmp) as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -165,8 +273,14 @@ def fsync_tree(folder: Path) -> None:
     """Flush every file below ``folder`` (and the folders themselves) to disk."""
     for root, _dirs, files in os.walk(folder):
         for name in files:
-            with open(Path(root) / name, "rb") as handle:
-                os.fsync(handle.fileno())
+            try:
+                fd = open_regular(Path(root) / name)
+            except OSError:  # a link or a special file: nothing of ours to flush
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         _fsync_dir(Path(root))
 
 
@@ -236,8 +350,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     recover_folder(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    if tmp.exists():  # leftover of a killed writer: never trusted
-        shutil.rmtree(tmp)
+    remove_entry(tmp)  # leftover of a killed writer (or a planted link): never trusted, never followed
     tmp.mkdir(parents=True)
     try:
         yield tmp
@@ -259,13 +372,17 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "create_npy",
     "folder_lock",
     "fsync_dir",
     "fsync_tree",
+    "open_fresh",
+    "open_regular",
     "read_folder",
     "read_json_lines",
     "read_json_object",
     "readable_folder",
     "recover_folder",
+    "remove_entry",
     "replace",
 ]

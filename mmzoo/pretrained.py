@@ -17,6 +17,7 @@ An entry with ``members`` loads as an :class:`~mmzoo.model.Ensemble` of its memb
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -32,7 +33,8 @@ from mmzoo.hub import zoo
 from mmzoo.hub.cards import model_card
 from mmzoo.hub.names import Source, parse_name
 from mmzoo.hub.transfer import fetch_file, fetch_snapshot, file_digest, verify_file
-from mmzoo.model import Ensemble, MatchingModel, load_folder
+from mmzoo.model import Ensemble, MatchingModel, load_folder, offline
+from mmzoo.model.loading import checked_device, checked_dtype
 from mmzoo.registry import PretrainedEntry, converter
 
 logger = logging.getLogger(__name__)
@@ -59,13 +61,21 @@ def from_pretrained(
         >>> model = mmzoo.from_pretrained("vse-infinity-coco")  # doctest: +SKIP
         >>> model = mmzoo.from_pretrained("local-dir:runs/mmca/best", device="cuda")  # doctest: +SKIP
     """
+    device, dtype = checked_device(device), checked_dtype(dtype)  # named errors before any download
     source = parse_name(name, revision)
     options = {"cache_dir": cache_dir, "token": token, "local_files_only": local_files_only}
-    if source.kind == "alias" and source.entry.members:
-        members = [from_pretrained(m, **options) for m in source.entry.members]
-        ensemble = Ensemble(members)
-        return ensemble.to(device=device, dtype=dtype).eval() if device or dtype else ensemble.eval()
-    return load_folder(_folder(source, force=False, check=True, **options), device=device, dtype=dtype)
+    with _no_request(local_files_only):
+        if source.kind == "alias" and source.entry.members:
+            members = [from_pretrained(m, **options) for m in source.entry.members]
+            ensemble = Ensemble(members)
+            return ensemble.to(device=device, dtype=dtype).eval() if device or dtype else ensemble.eval()
+        return load_folder(_folder(source, force=False, check=True, **options), device=device, dtype=dtype)
+
+
+def _no_request(local_files_only: bool) -> contextlib.AbstractContextManager[None]:
+    """``local_files_only=True`` promises no request at all: huggingface_hub goes offline for the call, which also
+    stops its side requests (the agent registry it fetches for its user-agent, a DNS lookup of the Hub)."""
+    return offline() if local_files_only else contextlib.nullcontext()
 
 
 def download(
@@ -88,9 +98,10 @@ def download(
     """
     source = parse_name(name, revision)
     options = {"cache_dir": cache_dir, "token": token, "local_files_only": local_files_only}
-    if source.kind == "alias" and source.entry.members:
-        return [download(m, force_download=force_download, **options) for m in source.entry.members]
-    return _folder(source, force=force_download, check=False, **options)
+    with _no_request(local_files_only):
+        if source.kind == "alias" and source.entry.members:
+            return [download(m, force_download=force_download, **options) for m in source.entry.members]
+        return _folder(source, force=force_download, check=False, **options)
 
 
 def _folder(source: Source, *, force: bool, check: bool, **options: Any) -> Path:

@@ -14,10 +14,11 @@ from mmzoo.checkpoint.folder import (
     read_weights,
     refuse_code,
     requirements,
+    weight_shapes,
     write_folder,
 )
 from mmzoo.checkpoint.foreign import checkpoint_options, read_foreign_checkpoint
-from mmzoo.checkpoint.strict import check_finite, load_state_strict
+from mmzoo.checkpoint.strict import check_finite, check_fit, load_state_strict
 
 __all__ = [
     "CARD_NAME",
@@ -26,6 +27,7 @@ __all__ = [
     "RESERVED",
     "WEIGHTS_NAME",
     "check_finite",
+    "check_fit",
     "check_requirements",
     "checkpoint_options",
     "config_document",
@@ -35,5 +37,6 @@ __all__ = [
     "read_weights",
     "refuse_code",
     "requirements",
+    "weight_shapes",
     "write_folder",
 ]

@@ -114,9 +114,8 @@ def write_folder(
     staging = directory / STAGING_NAME
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for leftover in (staging, directory / REPLACED_NAME):  # of a killed save: never trusted
-            if leftover.exists():
-                shutil.rmtree(leftover)
+        for leftover in (staging, directory / REPLACED_NAME):  # of a killed save (or a planted link): never trusted
+            _atomic.remove_entry(leftover)
         staging.mkdir()
         if write_assets is not None:
             write_assets(staging)
@@ -229,6 +228,12 @@ def read_document(directory: str | Path) -> dict[str, Any]:
     document = _atomic.read_json_object(path, CheckpointError, "it was not written by mmzoo's save_pretrained")
     if not ({"model", "ensemble"} & set(document)):
         raise CheckpointError(f"{path} has no 'model' section; it was not written by mmzoo's save_pretrained.")
+    for section in ("model", "ensemble"):
+        if section in document and not isinstance(document[section], dict):
+            raise CheckpointError(
+                f"{path}: {section!r} must be a JSON object (the config sections), not "
+                f"{type(document[section]).__name__}; it was not written by mmzoo's save_pretrained."
+            )
     version = document.get("format_version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise CheckpointError(f"{path}: format_version must be a positive integer; got {version!r}.")
@@ -248,6 +253,43 @@ def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{weights} is missing: the folder holds a config but no weights.")
     try:
         return load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights} is not a readable safetensors file: {exc}") from None
+
+
+#: safetensors' dtype names (its header) as torch dtypes.
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+def weight_shapes(directory: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors ``model.safetensors`` holds as ``meta`` tensors (shape and dtype from its header; nothing read or
+    allocated), to check a model's sizes against before it is built; a CheckpointError when unreadable."""
+    from safetensors import safe_open
+
+    weights = Path(directory) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing: the folder holds a config but no weights.")
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            return {
+                key: torch.empty(
+                    handle.get_slice(key).get_shape(),
+                    dtype=_SAFETENSORS_DTYPES.get(handle.get_slice(key).get_dtype(), torch.float32),
+                    device="meta",
+                )
+                for key in handle.keys()  # noqa: SIM118  (safe_open is not a mapping)
+            }
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights} is not a readable safetensors file: {exc}") from None
 
@@ -302,5 +344,6 @@ __all__ = [
     "read_weights",
     "refuse_code",
     "requirements",
+    "weight_shapes",
     "write_folder",
 ]

@@ -21,7 +21,45 @@ import torch
 
 from mmzoo.errors import CheckpointError
 
-_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+#: how torch's safe unpickler names what it refused, across torch versions: "Unsupported global: GLOBAL posix.system",
+#: "unsupported GLOBAL posix.system whose module posix is blocked", "... but got <class 'x.Y'>", "unrecognized
+#: function <built-in function system>".
+_REFUSED = (
+    re.compile(r"GLOBAL ([\w.]+)"),
+    re.compile(r"but got <class '([\w.]+)'>"),
+    re.compile(r"unrecognized function <(?:built-in function )?([^>]+)>"),
+)
+
+
+def refused_class(exc: BaseException) -> str | None:
+    """The class or function torch's ``weights_only`` unpickler refused to load, named as in its message."""
+    text = str(exc)
+    for pattern in _REFUSED:
+        found = pattern.search(text)
+        if found:
+            return found.group(1)
+    return None
+
+
+def unpickle_reason(exc: BaseException) -> str:
+    """torch's reason for refusing a file, without its advice to load it with ``weights_only=False`` (which would
+    run whatever the file carries; mmzoo never gives that advice)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    kept = [
+        line
+        for line in lines
+        if "weights_only" not in line and "trusted source" not in line and "add_safe_globals" not in line
+    ]
+    return (kept[0] if kept else type(exc).__name__)[:300]
+
+
+def refused_pickle_message(path: str | Path, name: str, what: str) -> str:
+    """The one message of a file refused for carrying a pickled class or function ``name``."""
+    return (
+        f"{path} carries a pickled {name!r}, which mmzoo never unpickles: {what} is read with "
+        "torch.load(weights_only=True), so that loading it can never run code. Nothing was run. Do not load this "
+        "file another way unless you know who made it and why it holds this object."
+    )
 
 
 def read_foreign_checkpoint(path: str | Path) -> Any:
@@ -61,18 +99,19 @@ def read_foreign_checkpoint(path: str | Path) -> Any:
         except UnicodeDecodeError as exc:  # a Python-2 pickle: try latin1
             last = exc
         except pickle.UnpicklingError as exc:
-            found = _GLOBAL.search(str(exc))
+            found = refused_class(exc)
             if found:
                 raise CheckpointError(
-                    f"{path} carries a pickled {found.group(1)!r}, which mmzoo never unpickles (only tensors, plain "
-                    "containers and argparse.Namespace are read from a foreign checkpoint, so that loading one can "
-                    "never run code). Is this really a checkpoint of the model you are converting?"
+                    refused_pickle_message(
+                        path, found, "a foreign checkpoint (only tensors, plain containers and argparse.Namespace)"
+                    )
+                    + " Is this really a checkpoint of the model you are converting?"
                 ) from None
-            raise CheckpointError(f"{path} is not a readable torch checkpoint ({_first_line(exc)}).") from None
+            raise CheckpointError(f"{path} is not a readable torch checkpoint ({unpickle_reason(exc)}).") from None
         except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile, AttributeError) as exc:
             raise CheckpointError(
                 f"{path} is not a readable torch checkpoint: it is truncated or not a file torch.save wrote "
-                f"({type(exc).__name__}: {_first_line(exc)}). Download it again."
+                f"({type(exc).__name__}: {unpickle_reason(exc)}). Download it again."
             ) from None
     raise CheckpointError(f"{path} is not a readable torch checkpoint ({last}).")
 
@@ -95,4 +134,10 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-__all__ = ["checkpoint_options", "read_foreign_checkpoint"]
+__all__ = [
+    "checkpoint_options",
+    "read_foreign_checkpoint",
+    "refused_class",
+    "refused_pickle_message",
+    "unpickle_reason",
+]

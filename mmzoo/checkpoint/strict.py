@@ -24,13 +24,9 @@ def check_finite(tensors: Mapping[str, Tensor], source: str) -> None:
         )
 
 
-def load_state_strict(model: torch.nn.Module, tensors: Mapping[str, Tensor], source: str) -> None:
-    """Copy ``tensors`` into ``model``; any missing, unexpected or mis-shaped key is a CheckpointError.
-
-    Examples:
-        >>> mmzoo.load_state_strict(model, {"fc.weight": w, "fc.bias": b}, "their checkpoint")  # doctest: +SKIP
-    """
-    expected = model.state_dict()
+def check_fit(expected: Mapping[str, Tensor], tensors: Mapping[str, Tensor], source: str) -> None:
+    """Every key of ``expected`` (a model's state dict) in ``tensors`` with its shape, no other key, and no integer
+    tensor for a floating-point weight; a CheckpointError naming them. Works on ``meta`` tensors too (shapes only)."""
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     mismatched = [
@@ -48,8 +44,29 @@ def load_state_strict(model: torch.nn.Module, tensors: Mapping[str, Tensor], sou
             f"The weights in {source} do not fit this architecture ({'; '.join(p for p in parts if p)}). "
             "Nothing was loaded. Check that the config matches the checkpoint."
         )
+    integers = [
+        f"{k} ({tensors[k].dtype})"
+        for k in sorted(set(expected) & set(tensors))
+        if expected[k].is_floating_point() and not (tensors[k].is_floating_point() or tensors[k].is_complex())
+    ]
+    if integers:
+        raise CheckpointError(
+            f"The weights in {source} hold integers where the model has floating-point weights: "
+            f"{_show(integers)}. Trained weights are never integers (a quantised or a corrupted export?); nothing "
+            "was loaded. Export the floating-point weights."
+        )
+
+
+def load_state_strict(model: torch.nn.Module, tensors: Mapping[str, Tensor], source: str) -> None:
+    """Copy ``tensors`` into ``model``; any missing, unexpected or mis-shaped key, or integers for a floating-point
+    weight, is a CheckpointError.
+
+    Examples:
+        >>> mmzoo.load_state_strict(model, {"fc.weight": w, "fc.bias": b}, "their checkpoint")  # doctest: +SKIP
+    """
+    check_fit(model.state_dict(), tensors, source)
     check_finite(tensors, source)
     model.load_state_dict(dict(tensors), strict=True)
 
 
-__all__ = ["check_finite", "load_state_strict"]
+__all__ = ["check_finite", "check_fit", "load_state_strict"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmzoo._atomic import atomic_write_bytes, atomic_write_text
 from mmzoo.errors import InputError
 
 THUMB = 128
@@ -97,7 +98,9 @@ def _png(rows: list[SheetRow], path: Path) -> None:
                 draw.rectangle([x - 3, top - 3, x + THUMB + 2, top + THUMB + 2], outline=colour, width=3)
             draw.text((x, top + THUMB + 4), f"{i + 1}. {hit.score:+.3f}", fill="black", font=font)
             draw.text((x, top + THUMB + 19), Path(hit.item).name, fill=(90, 90, 90), font=small)
-    sheet.save(path)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format=Image.registered_extensions().get(Path(path).suffix.lower(), "PNG"))
+    atomic_write_bytes(path, buffer.getvalue())  # a fresh file: never through a link at the name
 
 
 def _data_uri(path: str | Path) -> str:
@@ -130,7 +133,7 @@ def _html(rows: list[SheetRow], path: Path) -> None:
                 )
         parts.append(f"<tr><td>{query}</td><td>{''.join(cells)}</td></tr>")
     parts.append("</table>")
-    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(parts) + "\n")
 
 
 def write_contact_sheet(rows: list[SheetRow], path: str | Path) -> Path:

@@ -13,6 +13,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 from typing import Any
@@ -60,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
     from mmzoo.training.trainer import summary
 
     progress = not args.no_progress
+    # a feature file truncated or rewritten while it is memory-mapped kills the process with SIGBUS, which Python
+    # cannot catch: faulthandler at least prints where it happened (docs/guarantees.md, "What is not guaranteed")
+    if not faulthandler.is_enabled():
+        faulthandler.enable()
     if args.resume:
         if args.model or args.config or args.sets or (args.out and args.out != args.resume):
             raise ConfigError(

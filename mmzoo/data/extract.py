@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from mmzoo._atomic import atomic_write_json
+from mmzoo._atomic import atomic_write_json, create_npy
 from mmzoo.data.images import KarpathyImages, collate_images
 from mmzoo.data.layout import PRECOMP
 from mmzoo.data.manifest import DataManifest, read_manifest, write_manifest
@@ -108,6 +108,8 @@ def extract_split(
 
 def _resume_point(ims: Path, caps: Path, marker: Path, n: int, source: dict[str, Any]) -> int | None:
     """Images already written by an interrupted run (0 for a fresh one), or None when the split is complete."""
+    if ims.is_symlink():  # mmzoo writes into files it created; a link there is refused, never followed
+        raise DataError(f"{ims} is a link, not a file mmzoo wrote; remove it or use --overwrite.")
     state = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else None
     if state is None and ims.is_file():
         if caps.is_file():
@@ -147,7 +149,8 @@ def _extract(
             with torch.inference_mode():
                 regions = encoder.regions(pixels.to(device)).float().cpu().numpy()
             if features is None:  # the first batch tells the shape (k, D)
-                features = np.lib.format.open_memmap(ims, mode="w+", dtype=np.float32, shape=(n, *regions.shape[1:]))
+                create_npy(ims, np.float32, (n, *regions.shape[1:]))  # fresh: never through a link at the name
+                features = np.lib.format.open_memmap(ims, mode="r+")
             if regions.shape[1:] != features.shape[1:]:
                 raise DataError(f"The backbone gave regions {regions.shape[1:]}, the file holds {features.shape[1:]}.")
             features[index[0] : index[-1] + 1] = regions

@@ -19,6 +19,7 @@ Examples:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from mmzoo._atomic import open_regular
 from mmzoo.errors import DataError
 
 #: split names accepted besides those found in the file: ``train+restval`` is Karpathy's bigger training set.
@@ -72,8 +74,13 @@ def open_rgb(path: Path) -> Any:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with os.fdopen(open_regular(path, follow=True), "rb") as handle, Image.open(handle) as img:
             return img.convert("RGB")
+    except Image.DecompressionBombError as exc:  # PIL refuses images over 2 x MAX_IMAGE_PIXELS: a memory bomb
+        raise DataError(
+            f"Cannot read image {path}: {exc} It is refused as a decompression bomb (a small file that would "
+            "decode to gigabytes); if it is a real photo this large, raise PIL.Image.MAX_IMAGE_PIXELS."
+        ) from None
     except (OSError, UnidentifiedImageError) as exc:
         raise DataError(f"Cannot read image {path}: {exc}") from None
 
@@ -135,6 +142,13 @@ class KarpathyImages(Dataset):
         return self.captions[self.starts[image] : self.starts[image + 1]]
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a link loop
+        return False
+
+
 class ImageFolder(Dataset):
     """A list of image files (or every image in a folder): ``(image or pixels, image index)``."""
 
@@ -145,7 +159,8 @@ class ImageFolder(Dataset):
             folder = Path(paths)
             if not folder.is_dir():
                 raise DataError(f"{folder} is not a folder of images.")
-            paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in self.SUFFIXES)
+            # regular files only (or links to them): a FIFO named pipe.jpg would block the reader forever
+            paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in self.SUFFIXES and _is_file(p))
             if not paths:
                 raise DataError(f"{folder} holds no images ({', '.join(self.SUFFIXES)}).")
         self.paths = [Path(p) for p in paths]

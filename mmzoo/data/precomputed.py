@@ -26,6 +26,7 @@ This is the ``precomp`` data format (:class:`PrecomputedFormat`); open folders t
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,12 +68,42 @@ def read_captions(path: Path) -> list[str]:
     return captions
 
 
+def npy_sizes(path: Path) -> tuple[int, int] | None:
+    """(the size the ``.npy`` header promises, the file's size), or None when the header is not readable (the
+    caller's loader reports that)."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _fortran, dtype = reader(handle)
+            offset = handle.tell()
+            size = os.fstat(handle.fileno()).st_size
+    except (OSError, ValueError, EOFError):
+        return None
+    if dtype.hasobject:
+        return None
+    return offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, size
+
+
+def _check_size(path: Path) -> None:
+    """A feature file shorter than its header says (a copy or a download cut short, a file being rewritten) is a
+    DataError before it is memory-mapped: reading past the end of a mapping kills the process (SIGBUS)."""
+    sizes = npy_sizes(path)
+    if sizes is not None and sizes[1] < sizes[0]:
+        raise DataError(
+            f"{path} is truncated: its header promises {sizes[0]:,} bytes, the file holds {sizes[1]:,}. It was cut "
+            "short (a copy, a download or an import that did not finish, or it is being rewritten); copy or "
+            "create it again."
+        )
+
+
 def open_features(path: Path) -> np.ndarray:
     """Memory-map ``path`` and check that it is a non-empty (N, k, D) floating-point array."""
     if path.is_dir():
         raise DataError(f"Feature file {path} is a folder; a split needs the file {{split}}_ims.npy.")
     if not path.is_file():
         raise DataError(f"Feature file {path} not found: a split needs {{split}}_ims.npy and {{split}}_caps.txt.")
+    _check_size(path)
     try:
         features = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:

@@ -31,7 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from mmzoo._atomic import atomic_write_text, fsync_tree, is_storage_error, storage_error
+from mmzoo._atomic import (
+    atomic_write_text,
+    create_npy,
+    fsync_tree,
+    is_storage_error,
+    open_fresh,
+    remove_entry,
+    storage_error,
+)
 from mmzoo.data.layout import PRECOMP
 from mmzoo.data.manifest import DataManifest, write_manifest
 from mmzoo.data.twins import NO_TWIN
@@ -268,12 +276,8 @@ class RegionMaker:
 # -- writing -----------------------------------------------------------------------------------------
 def _write_split(out: Path, split: str, scenes: list[dict[str, Any]], maker: RegionMaker, seed: int) -> None:
     rng = _rng(seed, "regions", split)
-    features = np.lib.format.open_memmap(
-        PRECOMP.path(out, split, "ims"),
-        mode="w+",
-        dtype=np.float32,
-        shape=(len(scenes), maker.regions, maker.region_dim),
-    )
+    create_npy(PRECOMP.path(out, split, "ims"), np.float32, (len(scenes), maker.regions, maker.region_dim))
+    features = np.lib.format.open_memmap(PRECOMP.path(out, split, "ims"), mode="r+")
     plans: dict[int, dict[str, np.ndarray]] = {}
     for i, scene in enumerate(scenes):
         twin = scene["twin"]
@@ -288,7 +292,8 @@ def _write_split(out: Path, split: str, scenes: list[dict[str, Any]], maker: Reg
     atomic_write_text(PRECOMP.path(out, split, "scenes"), json.dumps(scenes, indent=1, sort_keys=True) + "\n")
     if split == TWIN_SPLIT:
         twins = np.array([-1 if s["twin"] is None else s["twin"] for s in scenes], dtype=np.int64)
-        np.save(PRECOMP.path(out, split, "twins"), twins)
+        with open_fresh(PRECOMP.path(out, split, "twins")) as handle:
+            np.save(handle, twins)
         types = [NO_TWIN if s["twin"] is None else s["swap"] for s in scenes]  # what each twin pair differs in
         atomic_write_text(PRECOMP.path(out, split, "twin_types"), "\n".join(types) + "\n")
 
@@ -365,8 +370,7 @@ def make_shapes(
     staging = out / STAGING_NAME
     try:
         out.mkdir(parents=True, exist_ok=True)
-        if staging.exists():  # the leftover of a killed run: never trusted
-            shutil.rmtree(staging)
+        remove_entry(staging)  # the leftover of a killed run (or a planted link): never trusted, never followed
         staging.mkdir()
         splits: dict[str, dict[str, int]] = {}
         for split in SPLITS:

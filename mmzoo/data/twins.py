@@ -88,7 +88,12 @@ def _read_npy(path: Path, num_images: int) -> np.ndarray:
         twins = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DataError(f"Cannot read the twin table {path}: {exc}") from None
-    if twins.shape != (num_images,) or twins.dtype.kind not in "iu":
+    if twins.dtype.kind not in "iu":
+        raise DataError(
+            f"{path} must hold integers (image indices, -1 for none); got dtype {twins.dtype}. Save it with "
+            "np.save(path, twins.astype(np.int64))."
+        )
+    if twins.shape != (num_images,):
         raise DataError(f"{path} must be an integer array of shape ({num_images},); got {twins.shape}.")
     return twins.astype(np.int64)
 

@@ -53,6 +53,11 @@ def parse_name(name: str | os.PathLike, revision: str | None = None) -> Source:
         return Source("hub", name, repo_id=repo_id, revision=pinned or revision)
     if name.startswith(LOCAL_PREFIX):
         path = Path(name[len(LOCAL_PREFIX) :]).expanduser()
+        if path.exists() and not path.is_dir():
+            raise CheckpointError(
+                f"{name!r}: {path} is a file; '{LOCAL_PREFIX}' names a saved model's folder (the one holding "
+                f"config.json and model.safetensors){', e.g. ' + repr(LOCAL_PREFIX + str(path.parent)) if path.name == 'config.json' else ''}."
+            )
         if not path.is_dir() and not path.with_name(f".{path.name}.old").is_dir():
             raise CheckpointError(f"{name!r}: the folder {path} does not exist.")
         return Source("local", name, path=path)

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +51,46 @@ _SKIP_UPLOAD = re.compile(r"^\.|\.tmp\d*$|\.(incomplete|lock|partial)$")
 def _uploaded(relative: str) -> bool:
     """Whether a file of a saved folder (path relative to it, POSIX) belongs in the upload."""
     return not any(_SKIP_UPLOAD.search(part) for part in relative.split("/"))
+
+
+def _upload_files(folder: Path) -> list[tuple[str, Path]]:
+    """The files of ``folder`` an upload may send, as (path in the repository, local file).
+
+    Only regular files inside the folder: a link is followed only when its target is inside the folder too (it
+    travels under the link's name); a link that leaves the folder (``notes.txt -> ~/.cache/huggingface/token``) and
+    anything that is not a regular file (a FIFO, a device) are refused, all named, before any request is made.
+    """
+    root = folder.resolve()
+    files: list[tuple[str, Path]] = []
+    refused: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if _uploaded((here / d).relative_to(folder).as_posix()))
+        for name in sorted(filenames + [d for d in dirnames if (here / d).is_symlink()]):
+            path = here / name
+            relative = path.relative_to(folder).as_posix()
+            if not _uploaded(relative):
+                continue
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                target = path.resolve()
+                if not target.is_relative_to(root):
+                    refused.append(f"{relative} (a link to {os.readlink(path)}, outside the folder)")
+                elif target.is_file():
+                    files.append((relative, target))
+                elif not target.is_dir():  # a dangling link or a special file: nothing to send
+                    refused.append(f"{relative} (a link to {os.readlink(path)}, not a regular file)")
+            elif stat.S_ISREG(mode):
+                files.append((relative, path))
+            elif not stat.S_ISDIR(mode):
+                refused.append(f"{relative} (not a regular file)")
+    if refused:
+        raise HubError(
+            f"{folder} holds entries that are not its own regular files: {'; '.join(refused)}. mmzoo uploads only "
+            "the regular files inside the folder (a link could send a secret such as a token): replace the links "
+            "with copies of the files, or remove them."
+        )
+    return files
 
 
 def _common(source: Source, cache_dir: str | Path | None, token: str | bool | None, **flags: bool) -> dict:
@@ -81,13 +122,13 @@ def fetch_snapshot(
     from huggingface_hub import hf_hub_download, snapshot_download
 
     common = _common(source, cache_dir, token, local_files_only=local_files_only, force_download=force_download)
-    with _hub_errors(source, CONFIG_NAME):
+    with _hub_errors(source, CONFIG_NAME, local_only=local_files_only):
         # the config first: it names the plugins the model needs, checked before any weight is fetched
         config_path = Path(hf_hub_download(filename=CONFIG_NAME, revision=source.revision, **common))
     commit = config_path.parent.name
     if check_config is not None:
         check_config(read_document(config_path.parent))
-    with _hub_errors(source, None):
+    with _hub_errors(source, None, local_only=local_files_only):
         folder = Path(snapshot_download(revision=commit, **common))
     if not (folder / WEIGHTS_NAME).is_file() and not (folder / CONFIG_NAME).is_file():
         raise HubError(f"{source.name!r}: the snapshot {folder} holds no mmzoo model.")
@@ -119,8 +160,9 @@ def fetch_file(
     """
     from huggingface_hub import hf_hub_download
 
+    check_repo_path(filename, source)
     common = _common(source, cache_dir, token, local_files_only=local_files_only, force_download=force_download)
-    with _hub_errors(source, filename):
+    with _hub_errors(source, filename, local_only=local_files_only):
         path = Path(hf_hub_download(filename=filename, revision=source.revision, **common))
     recorded = Path(os.path.realpath(path)).name
     if not _SHA256.match(recorded):
@@ -129,6 +171,17 @@ def fetch_file(
             "mmzoo does not load unverified foreign checkpoints."
         )
     return path, recorded
+
+
+def check_repo_path(filename: object, source: Source) -> None:
+    """A file name inside a Hub repository: a relative POSIX path with no ``..``, ``.`` or empty part (a name that
+    climbs out of the repository would also climb out of the cache folder); a HubError naming it otherwise."""
+    parts = filename.split("/") if isinstance(filename, str) else []
+    if not parts or filename.startswith("/") or "\\" in filename or any(p in ("", ".", "..") for p in parts):
+        raise HubError(
+            f"{source.name!r}: {filename!r} is not a file name inside a repository: write a relative path with '/' "
+            "between folders and no '..', '.' or empty parts (e.g. 'coco_butd_region_bert/model_best.pth')."
+        )
 
 
 def verify_file(path: Path, expected: str, source: Source, pinned: str | None = None) -> str:
@@ -148,7 +201,7 @@ def verify_file(path: Path, expected: str, source: Source, pinned: str | None = 
 
 
 @contextlib.contextmanager
-def _hub_errors(source: Source, filename: str | None) -> Iterator[None]:
+def _hub_errors(source: Source, filename: str | None, *, local_only: bool = False) -> Iterator[None]:
     """Turn huggingface_hub's exceptions into one HubError that says what to do."""
     from huggingface_hub import constants
     from huggingface_hub.utils import (
@@ -191,7 +244,8 @@ def _hub_errors(source: Source, filename: str | None) -> Iterator[None]:
         if isinstance(exc, ValueError) and not constants.HF_HUB_OFFLINE and _cause(exc, Exception) is None:
             raise  # a programming error, not a download failure
         if constants.HF_HUB_OFFLINE or _mentions_local_only(exc):
-            reason = "HF_HUB_OFFLINE=1 is set" if constants.HF_HUB_OFFLINE else "local_files_only=True was passed"
+            asked = local_only or _mentions_local_only(exc)  # mmzoo goes offline itself for local_files_only
+            reason = "local_files_only=True was passed" if asked else "HF_HUB_OFFLINE=1 is set"
         else:
             reason = f"the Hub ({constants.ENDPOINT}) could not be reached"
         raise HubError(
@@ -327,12 +381,13 @@ def push_folder(
         raise HubError(f"{repo_id!r} is not a valid Hub repository id: write ORG/NAME.")
     repo_id = repo_id.removeprefix(HF_PREFIX)
     operations = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        if not _uploaded(relative) or (card is not None and relative == "README.md"):
+    for relative, path in _upload_files(folder):
+        if card is not None and relative == "README.md":
             continue
         operations.append(CommitOperationAdd(path_in_repo=relative, path_or_fileobj=str(path)))
     for relative, path in (extra_files or {}).items():
+        if Path(path).is_symlink() or not Path(path).is_file():
+            raise HubError(f"{path} is not a regular file (a link?); mmzoo uploads only regular files. Copy it in.")
         operations.append(CommitOperationAdd(path_in_repo=relative, path_or_fileobj=str(path)))
     if card is not None:
         operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()))

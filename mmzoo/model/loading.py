@@ -14,6 +14,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -21,12 +22,14 @@ from mmzoo._atomic import read_folder
 from mmzoo.checkpoint import (
     RESERVED,
     WEIGHTS_NAME,
+    check_fit,
     check_requirements,
     load_state_strict,
     read_document,
     read_weights,
+    weight_shapes,
 )
-from mmzoo.errors import CheckpointError, InputError
+from mmzoo.errors import CheckpointError, InputError, MMZooError
 from mmzoo.model.ensemble import Ensemble
 from mmzoo.model.matching import MatchingModel
 
@@ -57,6 +60,47 @@ def offline() -> Iterator[None]:
             constants.HF_HUB_OFFLINE = patched
 
 
+#: dtype names a loader accepts besides torch dtypes (``dtype="float16"`` as in transformers' ``torch_dtype``).
+DTYPES = {
+    "float32": torch.float32,
+    "float": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float64": torch.float64,
+    "double": torch.float64,
+}
+
+
+def checked_device(device: Any) -> torch.device | None:
+    """``device`` as a torch device (None stays None); an InputError naming the value when torch has no such one."""
+    if device is None or isinstance(device, torch.device):
+        return device
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(
+            f"device={device!r} is not a device torch knows: write 'cpu', 'cuda', 'cuda:1' or 'mps'."
+        ) from None
+
+
+def checked_dtype(dtype: Any) -> torch.dtype | None:
+    """A floating-point torch dtype from a dtype or its name (``"float16"``, ``"bf16"``); InputError otherwise."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in DTYPES:
+        return DTYPES[dtype.lower().removeprefix("torch.")]
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return dtype
+    raise InputError(
+        f"dtype={dtype!r} is not a floating-point dtype: pass torch.float32, torch.float16, torch.bfloat16 or "
+        f"one of the names {', '.join(sorted(DTYPES))}."
+    )
+
+
 def load_folder(
     directory: str | Path, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None
 ) -> MatchingModel | Ensemble:
@@ -65,6 +109,7 @@ def load_folder(
     A folder whose swap was interrupted (``.NAME.old`` left, ``NAME`` missing) is read from ``.NAME.old``; a
     swap by a writer in the meantime waits until the folder is read (``mmzoo._atomic.read_folder``).
     """
+    device, dtype = checked_device(device), checked_dtype(dtype)
     if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device={device!r}, but torch sees no GPU here; load with device='cpu'.")
     with read_folder(Path(directory)) as directory:
@@ -81,10 +126,27 @@ def load_folder(
 
 def _load_model(directory: Path, document: dict) -> MatchingModel:
     check_requirements(document)
+    _check_sizes(directory, document)
     with offline():
         model = MatchingModel(document["model"], assets=directory)
     load_state_strict(model, read_weights(directory), str(directory / WEIGHTS_NAME))
     return model
+
+
+def _check_sizes(directory: Path, document: dict) -> None:
+    """Check the config's sizes against the weights' header before any memory is allocated: the model is built on
+    the ``meta`` device (shapes, no storage), so a config whose sizes multiply to gigabytes the file does not
+    hold is a CheckpointError at once, not a wait for the allocator. A component that cannot be built on ``meta``
+    is checked by the strict load after the real build, as before."""
+    shapes = weight_shapes(directory)
+    try:
+        with offline(), torch.device("meta"):
+            skeleton = MatchingModel(document["model"], assets=directory)
+    except MMZooError:
+        raise
+    except Exception:
+        return
+    check_fit(skeleton.state_dict(), shapes, str(directory / WEIGHTS_NAME))
 
 
 def _load_ensemble(directory: Path, document: dict) -> Ensemble:
@@ -104,4 +166,4 @@ def _load_ensemble(directory: Path, document: dict) -> Ensemble:
     return Ensemble(members, spec.get("weights"))
 
 
-__all__ = ["load_folder", "offline"]
+__all__ = ["DTYPES", "checked_device", "checked_dtype", "load_folder", "offline"]

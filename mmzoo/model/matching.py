@@ -238,6 +238,13 @@ class MatchingModel(nn.Module, PushToHubMixin):
             >>> index = EmbeddingIndex.from_images(mmca, mmca.encode_images(f), shortlist=(vse, vse.encode_images(f)))  # doctest: +SKIP
             >>> hits = mmca.search(["a red circle"], index, top_k=5, rerank=50, shortlist=vse)  # doctest: +SKIP
         """
+        built_by = getattr(getattr(index, "fragments", None), "origin", None)
+        if built_by is not None and built_by != self.origin:
+            raise InputError(
+                "This index was built from another model's encodings (another model, or another load of this one): "
+                "its vectors mean nothing to this model. Build it with the model that searches it: "
+                "EmbeddingIndex.from_images(model, model.encode_images(...))."
+            )
         if not isinstance(queries, Fragments):
             if shortlist is not None and shortlist_queries is None:
                 shortlist_queries = encode_queries(shortlist, queries, index.side)

@@ -128,9 +128,21 @@ def search(
     for it (:meth:`EmbeddingIndex.with_shortlist`); ``model``'s full score then ranks them.
     """
     n = len(index)
+    if not isinstance(index, EmbeddingIndex):
+        raise InputError(
+            f"index must be an EmbeddingIndex (EmbeddingIndex.from_images / from_texts); got {index!r:.80}."
+        )
     for name, value in (("top_k", top_k), ("rerank", rerank)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        if (value is None and name == "top_k") or (
+            value is not None and (isinstance(value, bool) or not isinstance(value, int))
+        ):
             raise InputError(f"{name} must be an integer; got {value!r}.")
+    if model.uses_fusion and index.cache is None:
+        raise InputError(
+            "This index holds no cache of the model's cross-attention block: it was built by another model (one "
+            "without that block). Build the index with the model that searches it: "
+            "EmbeddingIndex.from_images(model, model.encode_images(...))."
+        )
     wanted = "text" if index.side == "images" else "image"
     if queries.modality not in (None, wanted) or index.fragments.modality == wanted:
         raise InputError(

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmzoo._atomic import atomic_folder, read_folder
+from mmzoo._atomic import atomic_folder, is_storage_error, open_fresh, read_folder, storage_error
+from mmzoo.checkpoint.foreign import refused_class, refused_pickle_message, unpickle_reason
 from mmzoo.devices import ALIASES
-from mmzoo.errors import CheckpointError
+from mmzoo.errors import CheckpointError, MMZooError
 
 STATE_NAME = "training_state.pt"
 
@@ -68,6 +69,8 @@ class TrainingState:
     scaler: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
     amp: str = "fp32"
+    #: the run's training settings when the checkpoint was written (``--resume`` compares run.json with them)
+    training: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +83,7 @@ class TrainingState:
             "scaler": self.scaler,
             "rng": self.rng,
             "amp": self.amp,
+            "training": self.training,
         }
 
 
@@ -88,8 +92,20 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, state: TrainingState |
     with atomic_folder(folder) as tmp:
         model.save_pretrained(tmp)
         if state is not None:
-            torch.save(state.to_dict(), tmp / STATE_NAME)
+            _save_state(state, tmp / STATE_NAME, folder)
     return folder
+
+
+def _save_state(state: TrainingState, path: Path, folder: Path) -> None:
+    """``torch.save`` into a fresh file; a full disk or a file-size limit (torch says ``unexpected pos`` or
+    ``PytorchStreamWriter failed``) is a StorageError naming the checkpoint folder."""
+    try:
+        with open_fresh(path) as handle:
+            torch.save(state.to_dict(), handle)
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, MMZooError) or not is_storage_error(exc):
+            raise
+        raise storage_error(exc, folder, "checkpoint folder") from None
 
 
 def load_training_state(folder: Path) -> TrainingState:
@@ -101,7 +117,13 @@ def load_training_state(folder: Path) -> TrainingState:
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # the unpickler raises many types; all mean the same here
-            raise CheckpointError(f"{path} is not a readable training state: {exc}") from None
+            refused = refused_class(exc)
+            if refused:
+                raise CheckpointError(
+                    refused_pickle_message(path, refused, "a training state (tensors, numbers and plain containers)")
+                    + f" mmzoo train never writes one: remove {folder} and resume from another checkpoint."
+                ) from None
+            raise CheckpointError(f"{path} is not a readable training state: {unpickle_reason(exc)}") from None
     try:
         return TrainingState(
             epoch=int(data["epoch"]),
@@ -112,6 +134,7 @@ def load_training_state(folder: Path) -> TrainingState:
             scaler=data.get("scaler") or {},
             rng=data["rng"],
             amp=ALIASES.get(data.get("amp", "fp32"), data.get("amp", "fp32")),  # "off" in older states
+            training=dict(data.get("training") or {}),
         )
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{path} lacks the field {exc}; it was not written by mmzoo's trainer.") from None

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 import warnings
+import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,10 +54,14 @@ from mmzoo.training.rundir import (
     METRICS_NAME,
     RUN_NAME,
     changed_files,
+    check_resume,
+    check_run_folder,
     clean_start,
     data_fingerprint,
+    lock_run,
     read_metrics,
     read_run,
+    reconcile_metrics,
     write_metrics,
 )
 from mmzoo.training.runspec import RunSpec
@@ -97,6 +103,23 @@ class Trainer:
     """
 
     def __init__(self, spec: RunSpec, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> None:
+        # one trainer per run folder, for the Trainer's lifetime: RUN/.lock (the main process of a distributed run)
+        main_rank = int(os.environ.get("RANK", "0")) == 0
+        self._lock = lock_run(writable_dir(Path(run_dir), "run folder")) if main_rank else None
+        try:
+            self._init(spec, run_dir, resume=resume, progress=progress)
+        except BaseException:
+            self.release_lock()
+            raise
+        if self._lock is not None:
+            weakref.finalize(self, self._lock.release)
+
+    def release_lock(self) -> None:
+        """Let another trainer into the run folder (done when :meth:`fit` returns, and when the process ends)."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def _init(self, spec: RunSpec, run_dir: str | Path, *, resume: bool, progress: bool) -> None:
         self.spec = spec
         self.cfg: TrainConfig = spec.training
         self.progress = progress
@@ -121,6 +144,7 @@ class Trainer:
         """The run folder, checked for what ``resume`` expects, interrupted swaps finished; -> its ``last/``."""
         self.run_dir = writable_dir(Path(run_dir), "run folder")
         last = self.run_dir / "last"
+        check_run_folder(self.run_dir)
         if not resume and (last.exists() or (self.run_dir / ".last.old").exists()):
             raise ConfigError(
                 f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick a new --out."
@@ -130,6 +154,11 @@ class Trainer:
             raise CheckpointError(
                 f"{self.run_dir} has no checkpoint yet (no finished epoch): start it again without --resume."
             )
+        if resume:  # run.json edited since the checkpoint: refused; a log that disagrees with it: repaired or warned
+            saved_state = load_training_state(last)
+            check_resume(self.run_dir, self.spec, last, saved_state)
+            if self._lock is not None:
+                reconcile_metrics(self.run_dir, saved_state.epoch)
         return last
 
     def _place(self) -> None:
@@ -257,6 +286,7 @@ class Trainer:
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {},
             rng=capture_rng(),
             amp=self.amp,
+            training=self.cfg.to_dict(),
         )
 
     def base_lr(self) -> float:
@@ -399,6 +429,7 @@ class Trainer:
                 barrier(self.ctx)
         finally:
             shutdown_distributed(self.ctx)
+            self.release_lock()
         return records
 
     def evaluate_dev(self, final: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:

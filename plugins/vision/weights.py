@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from mmzoo.errors import CheckpointError, ConfigError
-from mmzoo.plugin import load_state_strict
+from mmzoo.plugin import load_state_strict, read_foreign_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +150,10 @@ def read_state(path: Path) -> dict[str, Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
+        state = read_foreign_checkpoint(path)  # torch.load(weights_only=True); a refused class is named
+    except CheckpointError:
+        raise
+    except Exception as exc:  # safetensors raises many types for a bad file
         raise CheckpointError(f"Cannot read backbone weights {path}: {exc}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from mmzoo._atomic import open_regular
 from mmzoo.data.importing.records import Entry, FeatureSource, as_regions, check_boxes, region_shape
 from mmzoo.errors import DataError
 
@@ -110,8 +111,12 @@ class FolderSource(FeatureSource):
     def _files(self) -> list[Path]:
         files = []
         for folder in self.folders:
-            with os.scandir(folder) as it:
-                found = sorted((e for e in it if e.is_file() and e.name.endswith(SUFFIXES)), key=lambda e: e.name)
+            try:
+                with os.scandir(folder) as it:
+                    named = [e for e in it if e.name.endswith(SUFFIXES)]
+                found = sorted((e for e in named if _regular(e)), key=lambda e: e.name)
+            except OSError as exc:  # a folder that is a link loop, unreadable, gone
+                raise DataError(f"Cannot list the feature folder {folder}: {exc.strerror or exc}.") from None
             if not found:
                 raise DataError(f"{folder} holds no .npy or .npz files.")
             for item in found:
@@ -165,7 +170,7 @@ class FolderSource(FeatureSource):
             if self.box_key is not None:
                 raise DataError(f"{where}: --box-key reads boxes inside .npz files; use --boxes DIR for .npy files.")
             try:
-                with open(path, "rb") as handle:
+                with os.fdopen(open_regular(path, follow=True), "rb") as handle:
                     return _read_header(handle, where)
             except OSError as exc:
                 raise DataError(f"Cannot read {where}: {exc}") from None
@@ -197,7 +202,7 @@ class FolderSource(FeatureSource):
         if not box_path.is_file():
             raise DataError(f"{where} has no box file {box_path} (every image needs one when --boxes is given).")
         try:
-            with open(box_path, "rb") as handle:
+            with os.fdopen(open_regular(box_path, follow=True), "rb") as handle:
                 header = _read_header(handle, str(box_path))
         except OSError as exc:
             raise DataError(f"Cannot read {box_path}: {exc}") from None
@@ -252,6 +257,15 @@ class FolderSource(FeatureSource):
             "box_key": self.box_key,
             "transpose": self.transpose,
         }
+
+
+def _regular(entry: os.DirEntry) -> bool:
+    """Whether a folder entry is a regular file (or a link to one): a FIFO or a device is skipped (opening one can
+    block forever); a link loop is a DataError naming it."""
+    try:
+        return entry.is_file()
+    except OSError as exc:
+        raise DataError(f"{entry.path} cannot be read: {exc.strerror or exc} (a symbolic link loop?).") from None
 
 
 def _read_raw(raw: tuple[Any, ...], where: str) -> np.ndarray:

@@ -38,7 +38,16 @@ from typing import Any
 
 import numpy as np
 
-from mmzoo._atomic import atomic_write_json, atomic_write_text, is_storage_error, replace, storage_error, writable_dir
+from mmzoo._atomic import (
+    atomic_write_json,
+    atomic_write_text,
+    create_npy,
+    is_storage_error,
+    open_regular,
+    replace,
+    storage_error,
+    writable_dir,
+)
 from mmzoo.data.layout import IMPORT_MARKER, PARTIAL, PRECOMP
 from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, write_manifest
 from mmzoo.errors import DataError
@@ -121,15 +130,18 @@ class _RowFile:
     def __init__(self, path: Path, dtype: np.dtype, shape: tuple[int, ...], *, create: bool, hasher: _Hasher) -> None:
         self.path, self.dtype, self.shape = path, np.dtype(dtype), shape
         if create:
-            try:
-                array = np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=shape)
+            try:  # a fresh file, never through a link planted at the name; sparse zeros until rows arrive
+                create_npy(path, self.dtype, shape)
             except OSError as exc:  # a full disk or a file-size limit (ulimit -f): nothing half-created stays
-                path.unlink(missing_ok=True)
+                if not path.is_symlink():
+                    path.unlink(missing_ok=True)
                 raise (storage_error(exc, path, "feature file") if is_storage_error(exc) else exc) from None
-            del array  # header and size written; the data are sparse zeros until rows arrive
-        elif not path.is_file():
-            raise DataError(f"{path} is missing: the unfinished import cannot continue; rerun with --overwrite.")
-        with open(path, "rb") as handle:
+        elif not path.is_file() or path.is_symlink():
+            raise DataError(
+                f"{path} is missing or not a regular file (a link?): the unfinished import cannot continue; "
+                "rerun with --overwrite."
+            )
+        with os.fdopen(open_regular(path), "rb") as handle:
             version = np.lib.format.read_magic(handle)
             reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             stored_shape, _fortran, stored_dtype = reader(handle)
@@ -139,7 +151,7 @@ class _RowFile:
         if tuple(stored_shape) != tuple(shape) or stored_dtype != self.dtype:
             raise DataError(f"{path} holds {stored_shape} {stored_dtype}, not {shape} {self.dtype}; use --overwrite.")
         self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        self.fd = os.open(path, os.O_RDWR)
+        self.fd = open_regular(path, os.O_RDWR)
         self._hasher = hasher
         self._digest: Any = hashlib.sha256(header) if create else None
         self._next_row = 0
