@@ -111,7 +111,7 @@ class PrecomputedDataset(torch.utils.data.Dataset, Split):
 
     Example:
         >>> ds = PrecomputedDataset("data/shapes", "train")  # doctest: +SKIP
-        >>> features, mask, caption, caption_id, image_id = ds[7]  # (k, D) float32, (k,) bool, str, 7, 1
+        >>> features, mask, caption, caption_id, image_id = ds[7]  # (k, D), (k,), str, 7, 1  # doctest: +SKIP
         >>> loader = DataLoader(ds, batch_size=128, shuffle=True, collate_fn=collate_pairs)  # doctest: +SKIP
     """
 

@@ -9,7 +9,7 @@ Two packages ship real ImageNet classifiers as plain state dicts under other lib
   follow the same order and shapes as timm's ``mobilenetv2_100``, so :func:`convert_in_order` pairs them.
 
 Every load goes through ``torch.load(weights_only=True)`` and strict key matching
-(:func:`mmzoo.serialization.load_state_strict`): a tensor that does not fit is an error, never ignored.
+(:func:`mmzoo.load_state_strict`): a tensor that does not fit is an error, never ignored.
 
 Example:
     >>> from mmzoo_plugins.vision.weights import imagenet_classifier
