@@ -360,6 +360,8 @@ class PrecomputedFormat(DataFormat):
     """The ``precomp`` layout above; options: ``captions_per_image``, ``max_images``."""
 
     description = "precomputed region features: {split}_ims.npy (+ counts, boxes, ids) and {split}_caps.txt"
+    #: the file names, caption writer and replace policy every writer of this format shares.
+    layout = PRECOMP
 
     def open_split(self, root: Path, split: str, manifest: DataManifest | None, **options: Any) -> PrecomputedDataset:
         return PrecomputedDataset(root, split, manifest=manifest, **options)
