@@ -39,7 +39,7 @@ class Recorder:
 
         class Kind:
             @staticmethod
-            def register(name: str, obj: object) -> None:
+            def register(name: str, obj: object, **options: object) -> None:
                 assert name not in records, f"{kind} {name!r} registered twice"
                 records[name] = obj
 

@@ -47,7 +47,7 @@ def test_one_precision_vocabulary_for_training_and_scoring():
     assert resolve_amp("off", cpu) == resolve_amp("auto", cpu) == "fp32" and resolve_amp("bf16", cpu) == "bf16"
     assert compute_dtype(cpu, "off") == compute_dtype(cpu, "fp32") == torch.float32
     assert compute_dtype(cpu, "fp16") == torch.float16
-    with pytest.raises(ConfigError, match="training.amp"):
+    with pytest.raises(ConfigError, match=r"training\.amp"):
         TrainConfig.for_recipe({}, {"amp": "half"})
     with pytest.raises(InputError, match="precision must be one of auto, fp32, bf16, fp16"):
         compute_dtype(cpu, "half")
@@ -59,7 +59,7 @@ def test_one_resolve_device():
     with pytest.raises(InputError, match="--device 'gpu0' is not a torch device"):
         devices.resolve_device("gpu0", option="--device", error=InputError)
     if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="training.device cuda: CUDA is not available"):
+        with pytest.raises(ConfigError, match=r"training\.device cuda: CUDA is not available"):
             devices.resolve_device("cuda", 0, option="training.device")
 
 

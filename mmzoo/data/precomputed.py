@@ -144,7 +144,7 @@ class PrecomputedDataset(torch.utils.data.Dataset, Split):
 
     Examples:
         >>> ds = PrecomputedDataset("data/shapes", "train")  # doctest: +SKIP
-        >>> features, mask, caption, caption_id, image_id = ds[7]  # (k, D) float32, (k,) bool, str, 7, 1
+        >>> features, mask, caption, caption_id, image_id = ds[7]  # (k, D), (k,), str, 7, 1  # doctest: +SKIP
         >>> loader = DataLoader(ds, batch_size=128, shuffle=True, collate_fn=collate_pairs)  # doctest: +SKIP
     """
 
@@ -381,6 +381,8 @@ class PrecomputedFormat(DataFormat):
     """The ``precomp`` layout above; options: ``captions_per_image``, ``max_images``."""
 
     description = "precomputed region features: {split}_ims.npy (+ counts, boxes, ids) and {split}_caps.txt"
+    #: the file names, caption writer and replace policy every writer of this format shares.
+    layout = PRECOMP
 
     def open_split(self, root: Path, split: str, manifest: DataManifest | None, **options: Any) -> PrecomputedDataset:
         return PrecomputedDataset(root, split, manifest=manifest, **options)

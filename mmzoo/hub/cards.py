@@ -12,7 +12,7 @@ this module: the core names no model.
 
 Examples:
     >>> card = model_card(read_document("runs/x/best"), measured=read_run_metrics("runs/x"))  # doctest: +SKIP
-    >>> card.data.library_name
+    >>> card.data.library_name  # doctest: +SKIP
     'mmzoo'
 """
 

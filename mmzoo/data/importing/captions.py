@@ -87,7 +87,7 @@ def read_karpathy_captions(
 
     Examples:
         >>> table = read_karpathy_captions("dataset_coco.json")  # doctest: +SKIP
-        >>> len(table.splits["train"]), table.match
+        >>> len(table.splits["train"]), table.match  # doctest: +SKIP
         (113287, 'cocoid')
     """
     path = Path(path)

@@ -117,7 +117,7 @@ class TsvSource(FeatureSource):
 
     Examples:
         >>> src = TsvSource(["trainval_36/trainval_resnet101_faster_rcnn_genome_36.tsv"])  # doctest: +SKIP
-        >>> entries = src.scan()  # ids, box counts and D, without decoding
+        >>> entries = src.scan()  # ids, box counts and D, without decoding  # doctest: +SKIP
     """
 
     sequential = True
