@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in previous.get("runs", [])
         if (r["variant"], r["seed"]) not in {(x["variant"], x["seed"]) for x in rows}
     ]
-    RESULTS.write_text(json.dumps({"machine": machine(), "runs": kept + rows}, indent=1) + "\n")
+    RESULTS.write_text(json.dumps({"base": BASE, "machine": machine(), "runs": kept + rows}, indent=1) + "\n")
     return 0
 
 
