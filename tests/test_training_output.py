@@ -116,3 +116,23 @@ def test_mmca_without_a_manifest_fails_fast_and_names_the_gru(data, tmp_path, mo
     err = capsys.readouterr().err
     assert "--set text.name=gru" in err and "bert-base-uncased" in err
     assert ("HF_HUB_OFFLINE is set" if offline else "cannot be reached") in err
+
+
+@pytest.mark.slow
+def test_sgr_trains_at_cpu_size_with_its_shapes_config(tmp_path):
+    """Problem 6: `sgr` did not learn at the shapes benchmark's CPU settings (its loss sat at the all-tied value once
+    the hardest negative started). configs/sgr-shapes.yaml (the hinge over all negatives: their --max_violation off)
+    trains it: at this tiny size (200 images, 4 epochs) the hardest negative stays at chance (dev rsum ~150)."""
+    import warnings
+    from pathlib import Path
+
+    from mmzoo.training import health, prepare_run, train
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "sgr-shapes.yaml"
+    make_shapes(tmp_path / "d", images=200, dev_images=20, test_images=10, seed=0, regions=8, region_dim=16)
+    sets = ["embed_dim=32", "text.word_dim=16", "training.batch_size=16"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        records = train(prepare_run(tmp_path / "d", "sgr", config, sets, epochs=4), tmp_path / "run", progress=False)
+    assert records[-1]["loss"] < 0.8 * records[0]["loss"]  # not at the tied loss
+    assert records[-1]["dev"]["rsum"] > 1.5 * health.chance_rsum(20, 5)

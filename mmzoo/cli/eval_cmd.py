@@ -7,7 +7,11 @@ model A (a dual encoder's cosine, say) and reranks its candidates with MODEL's f
 the models' score matrices are averaged (how SCAN's t2i + i2t and SGRAF's SAF + SGR headline numbers are made).
 
 Each MODEL is a saved model folder (``config.json``), a training run folder (its ``best/`` model is
-evaluated), or a name ``mmzoo.from_pretrained`` knows.
+evaluated), or a name ``mmzoo.from_pretrained`` knows. On data with twins the binding probe is reported;
+``--by-type`` reports it per twin type where the data records the types (``{split}_twin_types.txt``).
+
+The command only turns its flags into one :func:`mmzoo.evaluation.evaluate` call (``open_data`` and
+``evaluate_options`` below are the two places a new flag goes).
 
 Launched by ``torchrun --nproc-per-node N -m mmzoo eval ...`` the exhaustive scoring is split across the N
 processes (each scores its share of the images against every caption, one GPU each) and rank 0 prints and

@@ -202,7 +202,7 @@ def binding_by_type(
         raise InputError(f"binding_by_type needs one type per image ({len(twins)}); got {len(types)}.")
     out: dict[str, float] = {}
     kinds = np.asarray(types, dtype=object)
-    for kind in sorted({t for t, twin in zip(types, twins.tolist(), strict=True) if twin >= 0}, key=types.index):
+    for kind in sorted({t for t, twin in zip(types, twins.tolist(), strict=True) if twin >= 0}):
         these = np.where((kinds == kind) & (twins >= 0), twins, -1)
         probe = binding_probe(sims, these, captions_per_image)
         for key in ("bind_i2t", "bind_t2i") if i2t else ("bind_t2i",):
