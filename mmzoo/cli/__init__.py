@@ -22,6 +22,8 @@ COMMANDS = [
     "extract-features",
     "import-features",
     "search",
+    "index",
+    "serve",
     "convert",
     "push",
     "download",
