@@ -13,7 +13,7 @@ import torch
 
 import mmzoo
 from mmzoo.data import make_shapes, read_captions
-from mmzoo.data.render import render_scene
+from mmzoo.data.render import render_scene, render_shapes
 
 SCENES = [
     [("red", "circle", 0.3, 0.5), ("blue", "square", 0.7, 0.5)],
@@ -28,6 +28,7 @@ TINY_MMCA = {"visual.heads": 4, "visual.ffn_dim": 64, "fusion.heads": 4, "fusion
 def make_world(root: Path) -> dict[str, Path]:
     """A shapes dataset (30 test images), a tiny VSE++ and MMCA on its regions, a tiny pixel model, 5 pictures."""
     make_shapes(root / "shapes", images=40, test_images=15, regions=8, region_dim=24)
+    render_shapes(root / "shapes", images=40, test_images=15, size=32)  # thumbnails of the region rows
     captions = read_captions(root / "shapes" / "train_caps.txt")
     torch.manual_seed(0)
     vse = mmzoo.create_model("vsepp", **{"embed_dim": 32, "visual.in_dim": 24})

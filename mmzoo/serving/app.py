@@ -42,6 +42,12 @@ def create_app(searcher: Searcher, max_upload: int = MAX_UPLOAD) -> Any:
     def error(status: int, message: str) -> Any:
         return JSONResponse({"error": message}, status_code=status)
 
+    exceptions = require("starlette.exceptions", "serve")
+
+    @app.exception_handler(exceptions.HTTPException)
+    async def http_error(request: Any, exc: Any) -> Any:  # 404 and 405 in the same JSON shape as the others
+        return error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+
     @app.middleware("http")
     async def count(request: Any, call_next: Any) -> Any:
         start = time.perf_counter()
@@ -165,6 +171,8 @@ def _json_query(body: bytes) -> dict[str, Any]:
     unknown = set(document) - {"text", "image", "embedding", "k", "rerank"}
     if unknown:
         raise InputError(f"Unknown fields {sorted(unknown)}; use text, image (base64), embedding, k, rerank.")
+    if sum(document.get(key) is not None for key in ("text", "image", "embedding")) != 1:
+        raise InputError('Give exactly one of "text", "image" or "embedding".')
     args = {key: document[key] for key in ("text", "embedding", "k", "rerank") if document.get(key) is not None}
     if document.get("image") is not None:
         try:

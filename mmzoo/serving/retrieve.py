@@ -66,28 +66,33 @@ def check_reranker(index: SavedIndex, reranker: Any, name: str) -> None:
         raise IndexMismatchError(str(exc)) from None
 
 
+def is_text(queries: Any) -> bool:
+    return isinstance(queries, list) and bool(queries) and all(isinstance(q, str) for q in queries)
+
+
 def validate_queries(queries: Any, index_kind: str) -> None:
-    if isinstance(queries, list) and queries and all(isinstance(q, str) for q in queries):
-        if index_kind == "texts":
-            raise InputError("This index holds captions: search it with an image (or an embedding), not text.")
-        for q in queries:
-            if not q.strip():
-                raise InputError("The text query is empty; type what to look for.")
-            if len(q) > MAX_QUERY_CHARS:
-                raise InputError(f"The text query has {len(q)} characters; at most {MAX_QUERY_CHARS} are accepted.")
+    if not is_text(queries):
+        return
+    if index_kind == "texts":
+        raise InputError("This index holds captions: search it with an image (or an embedding), not text.")
+    for q in queries:
+        if not q.strip():
+            raise InputError("The text query is empty; type what to look for.")
+        if len(q) > MAX_QUERY_CHARS:
+            raise InputError(f"The text query has {len(q)} characters; at most {MAX_QUERY_CHARS} are accepted.")
 
 
 @torch.inference_mode()
 def encode(model: Any, queries: Any, index_kind: str) -> Any:
-    """Raw queries -> the model's encodings: captions for an image index, images (or region features) for a
-    caption index."""
+    """Raw queries -> the model's encodings: captions (a list of strings) by the text tower, anything else (images,
+    image paths, region features) by the image tower; an image searches an image index by image similarity."""
     if isinstance(queries, Fragments) or hasattr(queries, "parts"):
         return queries
     validate_queries(queries, index_kind)
-    if index_kind != "texts":
+    if is_text(queries):
         return model.encode_texts(list(queries))
     if model_reads(model) != "images" and not isinstance(queries, torch.Tensor):
-        raise InputError("This index's model reads region features: search it with text or an embedding.")
+        raise InputError("This index's model reads region features, not pictures: search it with text or an embedding.")
     return model.encode_images(queries)
 
 

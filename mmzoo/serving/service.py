@@ -86,7 +86,11 @@ def decode_image(data: bytes) -> Any:
             if img.width * img.height > 64_000_000:
                 raise InputError(f"The uploaded image is {img.width}x{img.height}; at most 64 megapixels are accepted.")
             return img.convert("RGB")
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError:
+        raise InputError(
+            "The upload is not an image: its bytes are in no format this server reads (PNG, JPEG, ...)."
+        ) from None
+    except (OSError, Image.DecompressionBombError) as exc:
         raise InputError(f"The upload is not an image this server can read: {exc}") from None
 
 
