@@ -48,6 +48,7 @@ PAGE = """<!doctype html>
 "use strict";
 const $ = (id) => document.getElementById(id);
 function show(message, isError) { $("status").textContent = message; $("status").className = isError ? "error" : ""; }
+let asked = "";
 function render(data) {
   const grid = $("grid");
   grid.replaceChildren();
@@ -77,7 +78,7 @@ function render(data) {
     grid.append(card);
   }
   const t = data.timings;
-  show(data.results.length + " results of " + data.count + (data.reranked ? " (reranked)" : "") + " in " +
+  show(data.results.length + " results of " + data.count + " for " + asked + (data.reranked ? " (reranked)" : "") + " in " +
        t.total.toFixed(1) + " ms (encode " + t.encode.toFixed(1) + ", ANN " + t.ann.toFixed(1) +
        (t.rerank !== undefined ? ", rerank " + t.rerank.toFixed(1) : "") + ")", false);
   document.body.dataset.state = "done";
@@ -105,11 +106,12 @@ $("form").addEventListener("submit", (event) => {
   const text = $("q").value.trim();
   if (!text) { show("Type what to look for.", true); return; }
   history.replaceState(null, "", "?q=" + encodeURIComponent(text) + ($("rerank").checked ? "&rerank=1" : ""));
+  asked = "\u201c" + text + "\u201d";
   post({text: text}, "application/json");
 });
 $("file").addEventListener("change", () => {
   const file = $("file").files[0];
-  if (file) post(file, file.type || "application/octet-stream");
+  if (file) { asked = "the image " + file.name; post(file, file.type || "application/octet-stream"); }
 });
 fetch("/info").then((r) => r.json()).then((info) => {
   $("info").textContent = info.count + " " + info.kind + " \\u00b7 " + info.model;
