@@ -145,7 +145,7 @@ def test_bad_sources_and_outputs_are_named_errors(world, tmp_path, capsys):
         ),
         (
             ["index", "build", model, str(world["shapes"]), "--split", "test", "--out", str(world["pictures"])],
-            "not empty",
+            "not an empty folder",
         ),
         (["index", "info", str(tmp_path)], "is not a saved index"),
     ]
@@ -153,7 +153,8 @@ def test_bad_sources_and_outputs_are_named_errors(world, tmp_path, capsys):
         assert main([*argv, "--no-progress"] if argv[1] == "build" else argv) == 2, argv
         assert message in capsys.readouterr().err, argv
     with pytest.raises(DataError, match="holds no images"):
-        detect_source(world["shapes"]).items()
+        (tmp_path / "empty").mkdir()
+        detect_source(tmp_path / "empty").items()
 
 
 def test_a_killed_build_resumes_to_the_same_bytes(world, tmp_path, monkeypatch):

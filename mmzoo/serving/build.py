@@ -109,6 +109,22 @@ def build_index(
         "ann": {"kind": kind, "nprobe": nprobe, "ef": ef},
         "segments": [{"source": source.describe(), "first_id": 0, "first_shard": 0, "count": len(items)}],
     }
+    if _rank() == 0:  # one process decides (under torchrun the others wait at the barrier, then follow the plan)
+        _start_or_resume(out, plan)
+    _barrier()
+    if _read_json(out / PLAN) != plan:
+        raise InputError(
+            f"This process cannot see the plan {out / PLAN} or it differs: run the same command on every rank, with an --out folder they all share."
+        )
+    _run_shards(model, model_spec, out, plan, {0: (source, items)}, engine, loader, progress)
+    if _rank() == 0:
+        _publish(out, plan, previous=None)
+    _barrier()
+    return out
+
+
+def _start_or_resume(out: Path, plan: dict[str, Any]) -> None:
+    """Write the plan into a new or empty folder, or accept the same plan of an interrupted build."""
     old = _read_json(out / PLAN) if (out / PLAN).is_file() else None
     if old is not None:
         if (out / MANIFEST).is_file():
@@ -119,17 +135,11 @@ def build_index(
                 "options, or choose another --out."
             )
         logger.info("resuming the build in %s", out)
-    elif out.exists() and any(out.iterdir()):
-        raise InputError(f"{out} exists and is not empty: an index is written into a new or empty folder.")
-    if _rank() == 0 and old is None:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / PLAN, plan)
-    _barrier_after_plan(out)
-    _run_shards(model, model_spec, out, plan, {0: (source, items)}, engine, loader, progress)
-    if _rank() == 0:
-        _publish(out, plan, previous=None)
-    _barrier()
-    return out
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} exists and is not an empty folder: an index is written into a new or empty folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / PLAN, plan)
 
 
 def add_items(
@@ -368,12 +378,6 @@ def _group() -> Any:
 def _barrier() -> None:
     if _world() > 1:
         _group().barrier()
-
-
-def _barrier_after_plan(out: Path) -> None:
-    _barrier()
-    if not (out / PLAN).is_file():
-        raise StorageError(f"{out / PLAN} is not visible on this process: the ranks must share the output folder.")
 
 
 __all__ = ["FORMAT", "MANIFEST", "PLAN", "add_items", "build_index"]
