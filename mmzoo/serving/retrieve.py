@@ -19,7 +19,6 @@ from mmzoo.contracts import Fragments
 from mmzoo.errors import InputError
 from mmzoo.scoring import cheap_vectors, listed_scores
 from mmzoo.serving.errors import IndexMismatchError
-from mmzoo.serving.saved import SavedIndex
 from mmzoo.serving.shard import check_model_fits, model_identity, model_reads
 
 #: the longest text query accepted, in characters.
@@ -38,7 +37,7 @@ class Ranked:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def check_index_model(index: SavedIndex, model: Any, name: str) -> None:
+def check_index_model(index: Any, model: Any, name: str) -> None:
     """The index must have been built by this very model (same weights): else an IndexMismatchError naming both."""
     weights = model_identity(model, name)["weights_sha256"]
     if weights != index.model["weights_sha256"]:
@@ -49,7 +48,7 @@ def check_index_model(index: SavedIndex, model: Any, name: str) -> None:
         )
 
 
-def check_reranker(index: SavedIndex, reranker: Any, name: str) -> None:
+def check_reranker(index: Any, reranker: Any, name: str) -> None:
     """A reranker must read the items the index holds (pixels, region features or captions)."""
     if index.kind == "texts":
         return
@@ -97,7 +96,7 @@ def encode(model: Any, queries: Any, index_kind: str) -> Any:
 
 
 def retrieve(
-    index: SavedIndex,
+    index: Any,
     model: Any | None,
     queries: Any = None,
     *,
@@ -156,7 +155,7 @@ def _one(queries: Any, q: int) -> Any:
 
 
 @torch.inference_mode()
-def _rerank_one(index: SavedIndex, scorer: Any, query: Any, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _rerank_one(index: Any, scorer: Any, query: Any, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The reranker's full scores of one query against the items ``ids`` (read again from their source)."""
     if len(ids) == 0:
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
