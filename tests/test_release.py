@@ -28,7 +28,6 @@ from mmzoo.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-REPO = PYPROJECT["project"]["urls"]["Repository"]
 
 
 def test_license_is_the_apache_2_text_the_metadata_names():
@@ -37,16 +36,16 @@ def test_license_is_the_apache_2_text_the_metadata_names():
     assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
 
 
-def test_readme_links_work_on_the_package_index():
-    """No relative link (they break on PyPI); every link into the repository names a file that exists."""
+def test_readme_links_name_files_that_exist():
+    """Every relative link of the README names a file of the repository. They break on the package index until
+    the repository has a public URL to make them absolute (docs/release.md says so): none is recorded yet."""
     readme = (ROOT / "README.md").read_text()
     targets = re.findall(r"\]\(([^)\s]+)\)", readme)
-    assert targets and [t for t in targets if not re.match(r"https?://", t)] == []
+    assert targets
     for target in targets:
-        if target.startswith(REPO + "/blob/main/") or target.startswith(REPO + "/tree/main/"):
-            path = target.split("/main/", 1)[1].split("#")[0]
-            assert (ROOT / path).exists(), target
-    assert {"Homepage", "Repository", "Documentation", "Changelog", "Issues"} <= set(PYPROJECT["project"]["urls"])
+        if not re.match(r"https?://", target):
+            assert (ROOT / target.split("#")[0]).exists(), target
+    assert "urls" not in PYPROJECT["project"], "a project URL is set: make the README's links absolute to it"
 
 
 def test_a_shipped_config_is_found_by_name_and_by_its_repository_path_from_any_folder(tmp_path, monkeypatch):

@@ -23,6 +23,8 @@ COMMANDS = [
     "extract-features",
     "import-features",
     "search",
+    "index",
+    "serve",
     "convert",
     "push",
     "download",

@@ -238,6 +238,9 @@ class MatchingModel(nn.Module, PushToHubMixin):
             >>> index = EmbeddingIndex.from_images(mmca, mmca.encode_images(f), shortlist=(vse, vse.encode_images(f)))  # doctest: +SKIP
             >>> hits = mmca.search(["a red circle"], index, top_k=5, rerank=50, shortlist=vse)  # doctest: +SKIP
         """
+        search_saved = getattr(index, "search_with", None)
+        if search_saved is not None:  # a saved index (mmzoo.serving.SavedIndex) searches with its own path
+            return search_saved(self, queries, top_k=top_k, rerank=rerank, shortlist=shortlist)
         built_by = getattr(getattr(index, "fragments", None), "origin", None)
         if built_by is not None and built_by != self.origin:
             raise InputError(

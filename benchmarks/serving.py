@@ -1,0 +1,349 @@
+"""Serving benchmarks (docs/serving.md): ANN recall and latency at 1M x 512, resident memory of a served index,
+HTTP overhead and loopback load, build throughput against encoding alone.
+
+    nice python benchmarks/serving.py ann --n 1000000 --out /tmp/bench-1m      # recall@10, ms/query, memory
+    python benchmarks/serving.py http  --work /tmp/bench-http                   # overhead, p50/p99, qps
+    python benchmarks/serving.py build --work /tmp/bench-build --images 512     # build vs encode alone
+
+Each prints one JSON object (and the machine's load, from ``uptime``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def synthetic(n: int, dim: int, clustered: bool, seed: int = 0) -> np.ndarray:
+    """Unit vectors, float16: gaussian blobs around 4,096 random centres (clustered; the centres are the same for
+    every ``seed``, so queries come from the data's clusters) or uniform on the sphere."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), np.float16)
+    centres = np.random.default_rng(12345).standard_normal((4096, dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    for start in range(0, n, 65536):
+        m = min(65536, n - start)
+        x = rng.standard_normal((m, dim), dtype=np.float32)
+        if clustered:
+            x = centres[rng.integers(0, len(centres), m)] + 0.6 / np.sqrt(dim) * x
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out[start : start + m] = x
+    return out
+
+
+def write_index(folder: Path, vectors: np.ndarray, shard_size: int = 65536) -> None:
+    """An index folder of ``vectors`` through the real shard writer and publisher (items are named, not files)."""
+    from mmzoo.serving.build import PLAN, _publish
+    from mmzoo.serving.shard import write_shard
+    from mmzoo.serving.sources import Item
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(vectors)
+    plan = {
+        "format": "mmzoo-index/1",
+        "model": {"name": "synthetic", "config": {}, "config_sha256": "-", "weights_sha256": "-"},
+        "kind": "images",
+        "dtype": "float16",
+        "shard_size": shard_size,
+        "batch_size": 1,
+        "ann": {"kind": None, "nprobe": None, "ef": None},
+        "segments": [{"source": {"type": "synthetic"}, "first_id": 0, "first_shard": 0, "count": n}],
+    }
+    (folder / PLAN).write_text(json.dumps(plan))
+    for shard, start in enumerate(range(0, n, shard_size)):
+        chunk = vectors[start : start + shard_size]
+        items = [Item(key=f"v{start + i}") for i in range(len(chunk))]
+        write_shard(folder, shard, start, chunk, items, [(0, "")] * len(chunk))
+    _publish(folder, plan, previous=None)
+
+
+def rss_mb() -> dict[str, float]:
+    """Resident memory (MB): all, anonymous (the process's own), and file-backed (mapped index pages)."""
+    fields = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile"):
+                fields[key] = int(value.split()[0]) / 1000
+    return fields
+
+
+def ann_bench(args: argparse.Namespace) -> dict:
+    import faiss
+
+    from mmzoo.serving import SavedIndex
+
+    faiss.omp_set_num_threads(1)
+    result = {"n": args.n, "dim": args.dim, "load_before": uptime()}
+    for layout in ("clustered", "random"):
+        folder = Path(args.out) / layout
+        t0 = time.perf_counter()
+        vectors = synthetic(args.n, args.dim, layout == "clustered")
+        queries = synthetic(args.queries, args.dim, layout == "clustered", seed=1).astype(np.float32)
+        built = not (folder / "manifest.json").is_file()
+        if built:
+            write_index(folder, vectors)
+        build_s = time.perf_counter() - t0 if built else None
+        exact = faiss.IndexFlatIP(args.dim)
+        for start in range(0, args.n, 65536):
+            exact.add(vectors[start : start + 65536].astype(np.float32))
+        _, truth = exact.search(queries, 10)
+        del exact
+        index = SavedIndex.open(folder, verify=False)
+        rows = []
+        for nprobe in args.nprobe:
+            index.manifest["ann"]["nprobe"] = nprobe
+            from mmzoo.serving import ann
+
+            ann.tune(index._ann, index.manifest["ann"], nprobe)
+            passes = []
+            for _ in range(2):  # the first pass pages the probed lists in (cold), the second finds them mapped
+                times, hits = [], 0
+                for q in range(len(queries)):
+                    t = time.perf_counter()
+                    _, ids = index.search(queries[q : q + 1], 10)
+                    times.append(time.perf_counter() - t)
+                    hits += len(set(ids[0].tolist()) & set(truth[q].tolist()))
+                passes.append(1000 * statistics.median(times))
+            rows.append(
+                {
+                    "nprobe": nprobe,
+                    "recall@10": hits / (10 * len(queries)),
+                    "median_ms_cold": passes[0],
+                    "median_ms_warm": passes[1],
+                }
+            )
+        size = sum((folder / rel).stat().st_size for rel in index.manifest["files"]) / 1e6
+        result[layout] = {
+            "build_s": build_s and round(build_s, 1),
+            "index_mb": round(size, 1),
+            "ann": index.manifest["ann"],
+            "sweep": rows,
+        }
+        del vectors
+    result["memory"] = memory_probe(Path(args.out) / "clustered", args.queries)
+    result["load_after"] = uptime()
+    return result
+
+
+def memory_probe(folder: Path, queries: int) -> dict:
+    """In a fresh process: resident memory before opening the index, after opening it and after queries."""
+    code = f"""
+import json, numpy as np, faiss
+from benchmarks.serving import rss_mb, synthetic
+faiss.omp_set_num_threads(1)
+from mmzoo.serving import SavedIndex
+q = synthetic({queries}, 512, True, seed=2).astype(np.float32)
+before = rss_mb()
+index = SavedIndex.open({str(folder)!r}, verify=True)
+opened = rss_mb()
+for i in range(len(q)):
+    index.search(q[i:i+1], 10)
+    index.items([int(i)])
+print(json.dumps({{"rss_before_mb": before, "rss_opened_mb": opened, "rss_after_queries_mb": rss_mb()}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    if out.returncode:
+        return {"error": out.stderr[-2000:]}
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    from mmzoo.serving import read_manifest
+
+    size = sum((folder / rel).stat().st_size for rel in read_manifest(folder)["files"]) / 1e6
+    data["index_mb"] = round(size, 1)
+    before, after = data["rss_before_mb"], data["rss_after_queries_mb"]
+    data["anon_growth_fraction"] = round((after["RssAnon"] - before["RssAnon"]) / size, 4)
+    data["file_pages_fraction"] = round((after["RssFile"] - before["RssFile"]) / size, 4)
+    return data
+
+
+def http_bench(args: argparse.Namespace) -> dict:
+    """A tiny real index served by uvicorn on loopback: in-process vs HTTP latency, then load at 1/8/32."""
+    import torch
+
+    import mmzoo
+    from mmzoo.data import make_shapes, read_captions
+    from mmzoo.serving import Client, LiveIndex, Searcher, build_index, detect_source
+
+    torch.set_num_threads(1)
+    work = Path(args.work)
+    if not (work / "idx" / "manifest.json").is_file():
+        make_shapes(work / "shapes", images=100, test_images=500, regions=8, region_dim=24)
+        torch.manual_seed(0)
+        model = mmzoo.create_model("vsepp", **{"embed_dim": 32, "visual.in_dim": 24})
+        model.text.fit(read_captions(work / "shapes" / "train_caps.txt"))
+        model.save_pretrained(work / "vse")
+        model = mmzoo.from_pretrained(str(work / "vse")) if False else model
+        build_index(
+            model.eval(), str(work / "vse"), detect_source(work / "shapes", "test"), work / "idx", progress=False
+        )
+    from mmzoo.model import load_pretrained
+
+    model = load_pretrained(work / "vse").eval()
+    searcher = Searcher(LiveIndex(work / "idx"), model, str(work / "vse"))
+    queries = read_captions(work / "shapes" / "test_caps.txt")[:200]
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    if args.server == "process":  # the server in its own process (as `mmzoo serve` runs), the load from this one
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mmzoo", "serve", str(work / "idx"), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        stop = server.terminate
+    else:  # uvicorn in a thread of this process: no second process to schedule on a loaded machine
+        import uvicorn
+
+        from mmzoo.serving.app import create_app
+
+        app_server = uvicorn.Server(
+            uvicorn.Config(create_app(searcher), host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=app_server.run, daemon=True)
+        thread.start()
+        server = None
+
+        def stop() -> None:
+            app_server.should_exit = True
+            thread.join(timeout=10)
+
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            Client(f"http://127.0.0.1:{port}", timeout=2).health()
+            break
+        except Exception:
+            if time.monotonic() > deadline or (server is not None and server.poll() is not None):
+                raise RuntimeError("the server did not start") from None
+            time.sleep(0.2)
+    client = Client(f"http://127.0.0.1:{port}")
+    for q in queries[:50]:  # warm both paths up (first requests import and cache)
+        client.search(q, k=10)
+        searcher.search(text=q, k=10)
+    inproc, http = [], []
+    for block in range(0, len(queries), 50):  # blocks of each in turn: the machine's load weighs on both alike
+        for q in queries[block : block + 50]:
+            t = time.perf_counter()
+            searcher.search(text=q, k=10)
+            inproc.append(time.perf_counter() - t)
+        for q in queries[block : block + 50]:
+            t = time.perf_counter()
+            client.search(q, k=10)
+            http.append(time.perf_counter() - t)
+    result = {
+        "inprocess_median_ms": 1000 * statistics.median(inproc),
+        "http_median_ms": 1000 * statistics.median(http),
+        "overhead_median_ms": 1000 * (statistics.median(http) - statistics.median(inproc)),
+        "load": [],
+        "uptime": uptime(),
+    }
+    for concurrency in (1, 8, 32):
+        latencies: list[float] = []
+        lock = threading.Lock()
+
+        def one(i: int, latencies: list[float] = latencies, lock: threading.Lock = lock) -> None:
+            t = time.perf_counter()
+            client.search(queries[i % len(queries)], k=10)
+            with lock:
+                latencies.append(time.perf_counter() - t)
+
+        total = 400
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(one, range(total)))
+        wall = time.perf_counter() - t0
+        lat = np.array(latencies) * 1000
+        result["load"].append(
+            {
+                "concurrency": concurrency,
+                "requests": total,
+                "p50_ms": float(np.percentile(lat, 50)),
+                "p99_ms": float(np.percentile(lat, 99)),
+                "qps": total / wall,
+            }
+        )
+    stop()
+    result["server"] = args.server
+    return result
+
+
+def build_bench(args: argparse.Namespace) -> dict:
+    """A pixel model over rendered shapes: full ``build_index`` against reading + encoding the same images alone."""
+    import shutil
+
+    import torch
+
+    import mmzoo
+    from mmzoo.data.render import render_shapes
+    from mmzoo.serving import build_index, detect_source
+    from mmzoo.serving.shard import encode_inputs
+
+    torch.set_num_threads(1)
+    work = Path(args.work)
+    if not (work / "png" / "images" / "train").is_dir():
+        render_shapes(work / "png", images=args.images, dev_images=10, test_images=10, size=128)
+    torch.manual_seed(0)
+    settings = {"embed_dim": 64, "visual.weights": "none", "visual.preprocess.image_size": 64}
+    model = mmzoo.create_model("pixels-lite0", **settings).eval()
+    model.text.fit(["a red circle"])
+    source = detect_source(work / "png" / "images" / "train")
+    items = source.items()
+    rounds = []
+    for _ in range(args.rounds):  # alternate the two, so the shared machine's load weighs on both alike
+        t0 = time.perf_counter()
+        for start in range(0, len(items), 64):
+            inputs, _ = source.read(items[start : start + 64])
+            encode_inputs(model, source.kind, inputs)
+        encode_s = time.perf_counter() - t0
+        shutil.rmtree(work / "idx", ignore_errors=True)
+        t0 = time.perf_counter()
+        build_index(model, "pixels-lite0", source, work / "idx", batch_size=64, shard_size=256, progress=False)
+        build_s = time.perf_counter() - t0
+        rounds.append(
+            {
+                "encode_alone_items_per_s": len(items) / encode_s,
+                "build_items_per_s": len(items) / build_s,
+                "ratio": encode_s / build_s,
+            }
+        )
+    return {"images": len(items), "rounds": rounds, "uptime": uptime()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    a = sub.add_parser("ann")
+    a.add_argument("--n", type=int, default=1_000_000)
+    a.add_argument("--dim", type=int, default=512)
+    a.add_argument("--queries", type=int, default=200)
+    a.add_argument("--nprobe", type=int, nargs="+", default=[16, 32, 64, 128])
+    a.add_argument("--out", default="/tmp/mmzoo-bench-ann")
+    h = sub.add_parser("http")
+    h.add_argument("--work", default="/tmp/mmzoo-bench-http")
+    h.add_argument("--server", choices=["process", "thread"], default="process")
+    b = sub.add_parser("build")
+    b.add_argument("--work", default="/tmp/mmzoo-bench-build")
+    b.add_argument("--images", type=int, default=512)
+    b.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    run = {"ann": ann_bench, "http": http_bench, "build": build_bench}[args.what]
+    print(json.dumps(run(args), indent=1))
+
+
+if __name__ == "__main__":
+    main()
