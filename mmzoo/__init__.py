@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from mmzoo import data, evaluation, hub, registry, scoring
+from mmzoo._optional import require
 from mmzoo._version import __version__
 from mmzoo.checkpoint import checkpoint_options, load_state_strict, read_foreign_checkpoint
 from mmzoo.config import ComponentSpec, ModelConfig, apply_overrides
@@ -42,6 +43,7 @@ from mmzoo.errors import (
     DataError,
     HubError,
     InputError,
+    MissingDependencyError,
     MMZooError,
     MMZooWarning,
     PluginError,
@@ -86,6 +88,7 @@ __all__ = [
     "MMZooWarning",
     "MatchingModel",
     "MatchingOutput",
+    "MissingDependencyError",
     "ModelConfig",
     "PluginError",
     "PretrainedEntry",
@@ -121,5 +124,6 @@ __all__ = [
     "read_foreign_checkpoint",
     "register_plugin",
     "registry",
+    "require",
     "scoring",
 ]

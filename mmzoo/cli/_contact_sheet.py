@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmzoo._optional import require
 from mmzoo.errors import InputError
 
 THUMB = 128
@@ -43,6 +44,7 @@ class SheetRow:
 
 
 def _font(size: int) -> Any:
+    require("PIL", extra="vision", purpose="Drawing a contact sheet")
     from PIL import ImageFont
 
     try:
@@ -52,6 +54,7 @@ def _font(size: int) -> Any:
 
 
 def _thumbnail(path: str | Path) -> Any:
+    require("PIL", extra="vision", purpose="Drawing a contact sheet")
     from PIL import Image, ImageOps
 
     with Image.open(path) as img:
@@ -59,6 +62,7 @@ def _thumbnail(path: str | Path) -> Any:
 
 
 def _png(rows: list[SheetRow], path: Path) -> None:
+    require("PIL", extra="vision", purpose="Drawing a contact sheet")
     from PIL import Image, ImageDraw
 
     font, small = _font(14), _font(12)

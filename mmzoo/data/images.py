@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from mmzoo._optional import require
 from mmzoo.errors import DataError
 
 #: split names accepted besides those found in the file: ``train+restval`` is Karpathy's bigger training set.
@@ -69,6 +70,7 @@ def read_karpathy(json_path: str | Path, image_root: str | Path, split: str) -> 
 
 def open_rgb(path: Path) -> Any:
     """Read an image file as RGB, with a DataError naming the file."""
+    require("PIL", extra="vision", purpose="Reading images")
     from PIL import Image, UnidentifiedImageError
 
     try:

@@ -67,6 +67,7 @@ def resolve_pretrained(name: str) -> str:
 
 def load_bert(config: BertCNNConfig, assets: Path | None) -> tuple[nn.Module, Any]:
     """Build (BERT, tokenizer): from a saved model's files, from BertConfig fields, or from pretrained weights."""
+    mmzoo.require("transformers", extra="mmca", purpose="The MMCA text encoder (BERT)")
     from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig
 
     if assets is None:

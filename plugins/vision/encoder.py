@@ -55,6 +55,7 @@ def default_preprocess(backbone: str, weights: str) -> dict[str, Any]:
             "std": r.std,
             "interpolation": r.interpolation,
         }
+    mmzoo.require("timm", extra="vision", purpose="A timm image backbone")
     import timm
 
     cfg = timm.get_pretrained_cfg(backbone)
@@ -165,6 +166,7 @@ class TimmGridEncoder(mmzoo.VisualEncoder):
     def save_assets(self, directory: Any) -> None:
         if not self.config.backbone.startswith(EXTERNAL_SOURCES):
             return
+        mmzoo.require("timm", extra="vision", purpose="Saving a timm backbone")
         from timm.models._hub import save_config_for_hf
 
         folder = directory / BACKBONE_CONFIG
@@ -177,6 +179,7 @@ class TimmGridEncoder(mmzoo.VisualEncoder):
         if weights == "none":
             return
         if weights == "timm":
+            mmzoo.require("timm", extra="vision", purpose="A timm image backbone")
             import timm
 
             logger.info("Downloading timm's pretrained weights for %s (weights=timm).", self.config.backbone)

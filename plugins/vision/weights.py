@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+import mmzoo
 from mmzoo import load_state_strict
 from mmzoo.errors import CheckpointError, ConfigError
 
@@ -175,6 +176,7 @@ def offline_state(name: str, model: nn.Module) -> dict[str, Tensor]:
 
 def create_timm(architecture: str, num_classes: int | None = None) -> nn.Module:
     """``timm.create_model`` without weights, with an mmzoo error for an unknown name."""
+    mmzoo.require("timm", extra="vision", purpose="A timm image backbone")
     import timm
 
     kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}

@@ -63,6 +63,7 @@ class VseBertConfig(mmzoo.ComponentConfig):
 
 def load_bert(config: VseBertConfig, assets: Path | None) -> tuple[nn.Module, Any]:
     """(BERT without pooler, fast tokenizer) from a saved model's files, BertConfig fields, or pretrained weights."""
+    mmzoo.require("transformers", extra="vse-infinity", purpose="The VSE-infinity BERT text encoder")
     from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig
 
     source = config.tokenizer or config.pretrained

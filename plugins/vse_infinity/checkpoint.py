@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+import mmzoo
 from mmzoo.errors import CheckpointError
 
 REGION_UNUSED = re.compile(r"^mlp\.bns\.1\.")
@@ -185,6 +186,7 @@ def timm_architecture(backbone: Mapping[str, Tensor], source: str) -> str:
         name = f"resnet{depth}" if conv2.shape[0] == 64 else f"wide_resnet{depth}_2"
     else:
         name = f"resnext{depth}_{groups}x{conv2.shape[0] // groups}d"
+    mmzoo.require("timm", extra="vision", purpose="Converting a VSE-infinity grid checkpoint")
     import timm
 
     if not timm.is_model(name):

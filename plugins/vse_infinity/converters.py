@@ -35,6 +35,7 @@ class ConverterOptions(mmzoo.ComponentConfig):
 
 def bert_section(bert: str, txt: dict[str, Any], source: str) -> dict[str, Any]:
     """The text section's BERT fields: the config of ``bert`` checked against the checkpoint's tensors."""
+    mmzoo.require("transformers", extra="vse-infinity", purpose="Converting a VSE-infinity BERT checkpoint")
     from transformers import AutoConfig
 
     try:
