@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -122,12 +123,15 @@ class MatchingModel(nn.Module, PushToHubMixin):
         return Fragments(pooled[:, None, :], mask, pooled, fragments.modality, fragments.origin)
 
     # -- encoding ---------------------------------------------------------------------------------
-    def encode_images(self, features: Any, mask: Tensor | None = None) -> Fragments:
+    def encode_images(self, features: Any, mask: Tensor | np.ndarray | None = None) -> Fragments:
         """Region features (N, k, D) float and an optional validity mask (N, k) bool -> Fragments.
 
-        When the visual encoder takes pixels (``visual.takes_pixels``), ``features`` may also be PIL
-        images, image file paths or preprocessed pixels (N, 3, H, W); see :meth:`preprocess`.
+        Tensors or numpy arrays: ``model.encode_images(*split.image_features(range(8)))`` takes what
+        :meth:`mmzoo.Split.image_features` returns. When the visual encoder takes pixels
+        (``visual.takes_pixels``), ``features`` may also be PIL images, image file paths or preprocessed
+        pixels (N, 3, H, W); see :meth:`preprocess`.
         """
+        features, mask = as_tensor(features), as_tensor(mask)
         if self.visual.takes_pixels and not (isinstance(features, Tensor) and features.dim() == 3):
             return self._tag(self.visual(self.preprocess(features).to(self.device), None), "image")
         features, mask = check_regions(features, mask, self.visual.input_dim)
@@ -290,6 +294,13 @@ def check_pair(images: Fragments, texts: Fragments, origin: str | None = None) -
         raise InputError(f"The images are on {images.device} and the captions on {texts.device}; move one.")
 
 
+def as_tensor(value: Any) -> Any:
+    """A numpy array as a tensor (a read-only one, e.g. memory-mapped features, copied); anything else as is."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value if value.flags.writeable else value.copy())
+    return value
+
+
 def check_regions(features: Tensor, mask: Tensor | None, input_dim: int | None) -> tuple[Tensor, Tensor]:
     """Validate region features and mask; return the mask (all True when none was given)."""
     if not isinstance(features, Tensor):
@@ -316,4 +327,4 @@ def check_regions(features: Tensor, mask: Tensor | None, input_dim: int | None) 
     return features.masked_fill(~mask.unsqueeze(-1), 0.0), mask
 
 
-__all__ = ["MatchingModel", "MatchingOutput", "check_pair", "check_regions"]
+__all__ = ["MatchingModel", "MatchingOutput", "as_tensor", "check_pair", "check_regions"]
