@@ -61,7 +61,9 @@ def test_create_model_pretrained_true_names_the_call():
         mmzoo.create_model("vse-infinity-coco", pretrained=True)
     with pytest.raises(ConfigError, match="no weights for the recipe 'mmca-no-cross'"):
         mmzoo.create_model("mmca-no-cross", pretrained=True)
-    assert isinstance(mmzoo.create_model("vsepp", pretrained=False, embed_dim=8, **{"visual.in_dim": 4}), torch.nn.Module)
+    assert isinstance(
+        mmzoo.create_model("vsepp", pretrained=False, embed_dim=8, **{"visual.in_dim": 4}), torch.nn.Module
+    )
 
 
 @pytest.mark.parametrize(
