@@ -48,7 +48,7 @@ def saved(tmp_path_factory):
 
 def test_push_download_and_load_without_a_network(unreachable_hub, saved):
     model = mmzoo.from_pretrained(saved)
-    with pytest.raises(HubError, match="the upload failed, the Hub .* could not be reached.*run the upload again"):
+    with pytest.raises(HubError, match=r"the upload failed, the Hub .* could not be reached.*run the upload again"):
         model.push_to_hub("me/tiny")
     with pytest.raises(HubError, match="could not be reached"):
         mmzoo.download("hf-hub:me/tiny")
