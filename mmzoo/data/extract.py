@@ -1,8 +1,8 @@
 """Run a visual backbone over an image dataset once and write the precomputed-feature layout.
 
 Output, per split, in ``out_dir``: ``{split}_ims.npy`` (N, k, D) float32 written through a memory map
-(``np.lib.format.open_memmap``, so a split larger than memory is fine) and ``{split}_caps.txt`` (5
-captions per image, image order). While a split is being written, ``{split}_ims.progress.json`` records
+(``np.lib.format.open_memmap``, so a split larger than memory is fine) and ``{split}_caps.txt`` (the
+same number of captions per image, image order). While a split is being written, ``{split}_ims.progress.json`` records
 how many images are done; after an interruption the same call continues from there. The caption file
 is written last and the marker then removed, so a split without a marker is complete.
 
@@ -65,7 +65,7 @@ def extract_split(
 
     Args:
         encoder: a pixel visual encoder (``timm-grid``): its eval transform and ``regions`` are used.
-        dataset: the split's images and captions (5 per image).
+        dataset: the split's images and captions (the same number per image).
         out_dir: the features folder (created).
         split: the name in the file names.
         batch_size: images per backbone call.

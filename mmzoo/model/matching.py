@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from mmzoo.checkpoint import config_document, write_folder
 from mmzoo.config import SECTIONS, ModelConfig
 from mmzoo.contracts import BuildContext, Fragments, FusionBlock, TextEncoder, TokenBatch, VisualEncoder
 from mmzoo.contracts import Loss as LossBase
-from mmzoo.errors import InputError
+from mmzoo.errors import InputError, MMZooWarning
 from mmzoo.hub.cards import model_card
 from mmzoo.hub.transfer import PushToHubMixin
 from mmzoo.scoring import EmbeddingIndex, Precision, SearchResult, fused_matrix
@@ -243,6 +244,8 @@ class MatchingModel(nn.Module, PushToHubMixin):
             >>> hits = mmca.search(["a red circle"], index, top_k=5, rerank=50, shortlist=vse)  # doctest: +SKIP
         """
         if not isinstance(queries, Fragments):
+            if index.side == "images" and isinstance(queries, list | tuple):
+                check_queries(self, queries)
             if shortlist is not None and shortlist_queries is None:
                 shortlist_queries = encode_queries(shortlist, queries, index.side)
             queries = encode_queries(self, queries, index.side)
@@ -260,6 +263,33 @@ class MatchingModel(nn.Module, PushToHubMixin):
             raise InputError(f"The training forward needs one caption per image; got {len(texts)} for {len(images)}.")
         scores = self.similarity(images, texts, block_size=max(len(images), 1))
         return MatchingOutput(self.loss_fn(scores), scores)
+
+
+#: share of a query's words unknown to the text encoder from which its ranking is flagged.
+UNKNOWN_QUERY_SHARE = 0.5
+
+
+def check_queries(model: Any, queries: Sequence[str]) -> list[str]:
+    """Warn about each caption query whose words are mostly unknown to the model's text encoder, however short
+    ("a cat" and "a motorcycle" with neither noun known are both "a <unk>": the same ranking). Text encoders with
+    a fixed vocabulary tell which words they do not know through ``unknown_words(caption) -> (unknown, total)``;
+    others (subword tokenizers) know every word and are not checked. Returns the warnings' texts."""
+    texts = []
+    for member in getattr(model, "members", None) or [model]:
+        unknown_words = getattr(getattr(member, "text", None), "unknown_words", None)
+        if unknown_words is None:
+            continue
+        for query in queries:
+            unknown, total = unknown_words(query)
+            if unknown and len(unknown) >= UNKNOWN_QUERY_SHARE * total:
+                texts.append(
+                    f"{len(unknown)} of the {total} words of the query {query!r} are not in the model's vocabulary "
+                    f"({', '.join(dict.fromkeys(unknown))}) and all read as the same <unk>: its ranking says little. "
+                    "Use words of the training captions."
+                )
+    for text in texts:
+        warnings.warn(text, MMZooWarning, stacklevel=3)
+    return texts
 
 
 def encode_queries(model: Any, queries: Any, index_side: str) -> Any:
@@ -327,4 +357,4 @@ def check_regions(features: Tensor, mask: Tensor | None, input_dim: int | None) 
     return features.masked_fill(~mask.unsqueeze(-1), 0.0), mask
 
 
-__all__ = ["MatchingModel", "MatchingOutput", "as_tensor", "check_pair", "check_regions"]
+__all__ = ["MatchingModel", "MatchingOutput", "as_tensor", "check_pair", "check_queries", "check_regions"]

@@ -434,6 +434,7 @@ class Trainer:
             record["pairs_per_s"],
         )
         try:
+            mark_collapse(self.model, record)  # this epoch's health travels with its best/ and last/ saves
             write_metrics(self.run_dir, [*read_metrics(self.run_dir), record])
             if not math.isnan(rsum) and (self.best_rsum is None or rsum > self.best_rsum):
                 self.best_rsum = rsum
@@ -445,6 +446,16 @@ class Trainer:
             if is_storage_error(exc):
                 raise storage_error(exc, self.run_dir, "checkpoint in") from None
             raise
+
+
+def mark_collapse(model: torch.nn.Module, record: dict[str, Any]) -> None:
+    """Record in the model's ``config.json`` (``training_health``) that the epoch being saved looked collapsed, so
+    that its card and ``from_pretrained`` (hence ``mmzoo eval``, ``search``) say so; a healthy epoch clears it."""
+    extra = model.extra_config
+    if record["collapse"]:
+        extra["training_health"] = {"epoch": record["epoch"], "collapsed": list(record["collapse"])}
+    else:
+        extra.pop("training_health", None)
 
 
 #: dev_eval="auto": the dev pairs a per-epoch evaluation may score, per device type. Measured on shapes
