@@ -18,6 +18,7 @@ COMMANDS = [
     "plugins",
     "make-data",
     "train",
+    "plot",
     "eval",
     "extract-features",
     "import-features",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
+from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,14 +38,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--resume", metavar="RUNDIR", help="continue the run in RUNDIR from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log each epoch's loss, lr and dev metrics for TensorBoard in RUNDIR/tensorboard "
+        '(pip install "mmzoo[tensorboard]"; view with: tensorboard --logdir RUNDIR)',
+    )
     p.set_defaults(run=run)
+
+
+def _train(args: argparse.Namespace, spec: Any, run_dir: str, resume: bool = False) -> list:
+    from mmzoo.training import train
+
+    loggers = callbacks(args, run_dir)
+    try:
+        return train(spec, run_dir, resume=resume, progress=not args.no_progress, callbacks=loggers)
+    finally:
+        for logger in loggers:
+            logger.close()
+
+
+def callbacks(args: argparse.Namespace, run_dir: str) -> list:
+    """The epoch callbacks the flags ask for (rank 0 only: one writer per run)."""
+    if not args.tensorboard or os.environ.get("RANK", "0") != "0":
+        return []
+    from mmzoo.training import TensorBoardLogger
+
+    return [TensorBoardLogger(Path(run_dir) / "tensorboard")]
 
 
 def run(args: argparse.Namespace) -> int:
     from mmzoo.errors import ConfigError
-    from mmzoo.training import TrainConfig, prepare_run, read_run, train
+    from mmzoo.training import TrainConfig, prepare_run, read_run
 
-    progress = not args.no_progress
     if args.resume:
         if args.model or args.config or args.sets or (args.out and args.out != args.resume):
             raise ConfigError(
@@ -55,14 +82,14 @@ def run(args: argparse.Namespace) -> int:
             spec.training = TrainConfig.for_recipe(spec.training.to_dict(), {"epochs": args.epochs})
         if args.data:
             spec.data = args.data
-        records = train(spec, args.resume, resume=True, progress=progress)
+        records = _train(args, spec, args.resume, resume=True)
         out = args.resume
     else:
         missing = [flag for flag, value in (("--data", args.data), ("--out", args.out)) if not value]
         if missing:
             raise ConfigError(f"mmzoo train needs {' and '.join(missing)} (or --resume RUNDIR).")
         spec = prepare_run(args.data, args.model, args.config, args.sets, args.epochs)
-        records = train(spec, args.out, progress=progress)
+        records = _train(args, spec, args.out)
         out = args.out
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
         return 0

@@ -2,7 +2,7 @@
 
 Output, per split, in ``out_dir``: ``{split}_ims.npy`` (N, k, D) float32 written through a memory map
 (``np.lib.format.open_memmap``, so a split larger than memory is fine) and ``{split}_caps.txt`` (the
-same number of captions per image, image order). While a split is being written, ``{split}_ims.progress.json`` records
+same number of captions per image, image order), and ``{split}_images.txt`` (the image file of each row). While a split is being written, ``{split}_ims.progress.json`` records
 how many images are done; after an interruption the same call continues from there. The caption file
 is written last and the marker then removed, so a split without a marker is complete.
 
@@ -30,6 +30,9 @@ from mmzoo.errors import ConfigError, DataError
 
 logger = logging.getLogger("mmzoo.data.extract")
 
+
+#: ``{split}_images.txt``: the image file of each row of ``{split}_ims.npy``, one absolute path a line.
+IMAGES_SUFFIX = "_images.txt"
 
 #: the visual settings that decide the extracted regions (the head's settings do not).
 SOURCE_KEYS = ("name", "backbone", "weights", "grid", "preprocess")
@@ -98,6 +101,9 @@ def extract_split(
     finally:
         encoder.train(was_training)
     captions = [c for i in range(n) for c in dataset.image_captions(i)]
+    # which picture each row came from: contact sheets of retrievals (``mmzoo eval --sheet``) show them
+    paths = [str(Path(r.path).resolve()) for r in dataset.records]
+    atomic_write_text(out / f"{split}{IMAGES_SUFFIX}", "\n".join(paths) + "\n")
     atomic_write_text(caps, "\n".join(captions) + "\n")
     marker.unlink(missing_ok=True)
     _update_manifest(out, split, shape, len(captions) // n, source)
@@ -179,4 +185,4 @@ def _update_manifest(out: Path, split: str, shape: tuple[int, ...], per_image: i
     write_manifest(out, DataManifest.model_validate(data))
 
 
-__all__ = ["SOURCE_KEYS", "check_extractor", "extract_split", "visual_source"]
+__all__ = ["IMAGES_SUFFIX", "SOURCE_KEYS", "check_extractor", "extract_split", "visual_source"]

@@ -21,6 +21,7 @@ import math
 import random
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,8 +97,18 @@ class Trainer:
         >>> Trainer(spec, "runs/vsepp").fit()  # doctest: +SKIP
     """
 
-    def __init__(self, spec: RunSpec, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),
+    ) -> None:
         self.spec = spec
+        #: called with each epoch's metrics record once it is written (main process): TensorBoard, a notebook.
+        self.callbacks = list(callbacks)
         self.cfg: TrainConfig = spec.training
         self.run_dir = writable_dir(Path(run_dir), "run folder")
         self.progress = progress
@@ -361,6 +372,8 @@ class Trainer:
                         logger.warning(diagnosis.message(self.epoch))
                         warnings.warn(diagnosis.message(self.epoch), MMZooWarning, stacklevel=2)
                     self._write_epoch(record, dev)
+                    for callback in self.callbacks:
+                        callback(record)
                 barrier(self.ctx)
         finally:
             shutdown_distributed(self.ctx)
@@ -526,9 +539,17 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
 
 
 def train(
-    spec: RunSpec | None = None, run_dir: str | Path = "run", *, resume: bool = False, progress: bool = True
+    spec: RunSpec | None = None,
+    run_dir: str | Path = "run",
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),
 ) -> list[dict[str, Any]]:
     """Train a new run (``spec``) or continue one (``resume=True``; ``spec`` defaults to ``run_dir/run.json``).
+
+    ``callbacks`` are called with each epoch's ``metrics.jsonl`` record after it is written
+    (:class:`mmzoo.training.TensorBoardLogger` is one).
 
     Example:
         >>> from mmzoo.training import prepare_run, train
@@ -538,7 +559,7 @@ def train(
         spec = spec if spec is not None else read_run(run_dir)
     elif spec is None:
         raise ConfigError("train() needs a RunSpec for a new run (see mmzoo.training.prepare_run).")
-    return Trainer(spec, run_dir, resume=resume, progress=progress).fit()
+    return Trainer(spec, run_dir, resume=resume, progress=progress, callbacks=callbacks).fit()
 
 
 __all__ = ["METRICS_NAME", "RUN_NAME", "Trainer", "build_optimizer", "read_metrics", "read_run", "train"]
