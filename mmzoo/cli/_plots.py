@@ -71,6 +71,20 @@ def plot_run(records: Sequence[Mapping[str, Any]], out: str | Path, *, title: st
     finite = [v for v in losses if v > 0 and math.isfinite(v)]
     if finite and max(finite) > 20 * min(finite):  # a huge first epoch would flatten the rest
         loss_ax.set_yscale("log")
+    hardest = [r.get("hardest_negative") for r in records]
+    if True in hardest and False in hardest:  # a warm-up over all negatives: its loss is on another scale
+        warm = [e for e, h in zip(epochs, hardest, strict=True) if h is False]
+        for e in warm:
+            loss_ax.axvspan(e - 0.5, e + 0.5, color="#ffd27f", alpha=0.35, lw=0)
+        loss_ax.text(
+            warm[0] - 0.45,
+            0.97,
+            "warm-up:\nall negatives",
+            transform=loss_ax.get_xaxis_transform(),
+            va="top",
+            fontsize=8,
+            color="#7a4f00",
+        )
     loss_ax.set(title="training loss", xlabel="epoch", ylabel="loss (epoch mean)")
     lrs = [_number(r.get("lr")) for r in records]
     lr_ax.plot(epochs, lrs, "o-", color="#9467bd", drawstyle="steps-post")
