@@ -52,6 +52,7 @@ def require(module: str, *, extra: str, purpose: str | None = None, package: str
     top = module.split(".")[0]
     pip_name = package or PIP_NAMES.get(top, top)
     try:
+        importlib.import_module(top)  # the package first: a cached submodule must not hide an absent package
         return importlib.import_module(module)
     except ImportError as exc:
         missing = getattr(exc, "name", None)
