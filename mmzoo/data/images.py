@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
+import os
 import stat
 import warnings
 from collections.abc import Callable, Sequence
@@ -35,7 +35,6 @@ from mmzoo._optional import require
 from mmzoo.data.caption_table import is_caption_table, read_caption_rows
 from mmzoo.errors import DataError, MMZooWarning
 
-logger = logging.getLogger("mmzoo.data.images")
 
 #: split names accepted besides those found in the file: ``train+restval`` is Karpathy's bigger training set.
 SPLIT_ALIASES = {"train+restval": ("train", "restval")}
@@ -125,7 +124,8 @@ def skip_unreadable(paths: Sequence[Path], workers: int = 0, what: str = "images
     Each image is decoded once here (threads: Pillow releases the GIL while decoding), so a broken file found
     halfway through a long extraction cannot abort it or shift the rows of the ones after it.
     """
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    threads = max(workers, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         reasons = list(pool.map(unreadable_reason, [Path(p) for p in paths]))
     bad = [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None]
     if bad:
