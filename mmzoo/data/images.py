@@ -35,7 +35,6 @@ from mmzoo._optional import require
 from mmzoo.data.caption_table import is_caption_table, read_caption_rows
 from mmzoo.errors import DataError, MMZooWarning
 
-
 #: split names accepted besides those found in the file: ``train+restval`` is Karpathy's bigger training set.
 SPLIT_ALIASES = {"train+restval": ("train", "restval")}
 
