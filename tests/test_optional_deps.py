@@ -87,6 +87,7 @@ def run_blocked(blocked: list[str], argv: list[str], cwd) -> subprocess.Complete
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_without_pillow_and_without_h5py(tmp_path):
     done = run_blocked(["PIL"], ["make-data", "shapes", "--out", "d", "--images", "8", "--render"], tmp_path)
     assert done.returncode == 2, done.stderr
