@@ -119,6 +119,8 @@ def test_a_wrong_split_name_fails_before_any_image_is_read(own_photos, capsys):
 def test_too_few_captions_for_captions_per_image(own_photos, capsys):
     assert extract(own_photos, "--captions-per-image", "2") == 2
     assert "12 images have fewer than 2 captions" in capsys.readouterr().err
+    assert extract(own_photos, "--captions-per-image", "0") == 2
+    assert "--captions-per-image must be at least 1; got 0" in capsys.readouterr().err
     assert not list((own_photos / "feats").glob("*_ims.npy"))
 
 

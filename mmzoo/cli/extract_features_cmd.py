@@ -114,7 +114,7 @@ def read_splits(args: argparse.Namespace, path: str, splits: list[str]) -> tuple
             raise DataError(f"No image of split {split!r} can be read (from {args.images}); see the warning above.")
         records[split] = kept
     fewest = min(len(r.captions) for items in records.values() for r in items)
-    per_image = args.captions_per_image or fewest
+    per_image = fewest if args.captions_per_image is None else args.captions_per_image
     if per_image < 1:
         raise DataError(f"--captions-per-image must be at least 1; got {per_image}.")
     short = [r for items in records.values() for r in items if len(r.captions) < per_image]

@@ -118,7 +118,7 @@ def read_table(args: argparse.Namespace) -> CaptionTable:
     splits = tuple(args.splits) if args.splits else None
     if args.captions and is_caption_table(args.captions):
         return read_caption_table(args.captions, captions_per_image=args.captions_per_image, splits=splits)
-    per_image = args.captions_per_image or 5
+    per_image = 5 if args.captions_per_image is None else args.captions_per_image
     if args.karpathy:
         return read_karpathy_captions(
             args.karpathy,

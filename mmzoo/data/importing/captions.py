@@ -240,7 +240,7 @@ def read_caption_table(
         raise DataError(f"{path} has no split {', '.join(map(repr, missing))}; its splits are {', '.join(available)}.")
     chosen = [image for image in rows.images if ("dev" if image.split == "val" else image.split) in wanted]
     fewest = min(len(image.captions) for image in chosen)
-    per_image = captions_per_image or fewest
+    per_image = fewest if captions_per_image is None else captions_per_image
     short = [image for image in chosen if len(image.captions) < per_image]
     if per_image < 1 or short:
         named = ", ".join(f"{image.image} ({len(image.captions)})" for image in short[:5])
