@@ -108,7 +108,9 @@ def plot_run(records: Sequence[Mapping[str, Any]], out: str | Path, *, title: st
     rsum_ax.plot(epochs, rsums, "o-", color="#d62728", label="dev rsum")
     collapsed = [(e, v) for e, v, r in zip(epochs, rsums, records, strict=True) if r.get("collapse")]
     if collapsed:
-        rsum_ax.plot(*zip(*collapsed, strict=True), "x", markersize=12, color="red", mew=3, label="looked collapsed")
+        rsum_ax.plot(
+            *zip(*collapsed, strict=True), "x", markersize=12, color="red", mew=3, label="looked collapsed", zorder=6
+        )
     ranked = [(v, -e) for v, e in zip(rsums, epochs, strict=True) if not math.isnan(v)]
     if ranked:
         value, best = max(ranked)
