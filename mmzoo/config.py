@@ -13,9 +13,10 @@ Each section names a registered component; its other keys are validated by that 
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,9 @@ class ModelConfig(CheckedModel):
         try:
             return cls.Config.model_validate(spec.params)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, prefix=f"{section}.", owner=f"{section} {spec.name!r}")) from None
+            raise ConfigError(
+                _describe(exc, prefix=f"{section}.", owner=f"{section} {spec.name!r}", model=cls.Config)
+            ) from None
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | ModelConfig) -> ModelConfig:
@@ -99,7 +102,7 @@ class ModelConfig(CheckedModel):
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, prefix="", owner="model config")) from None
+            raise ConfigError(_describe(exc, prefix="", owner="model config", model=cls)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -119,7 +122,10 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
             result[head] = copy.deepcopy(value)
             continue
         if head not in SECTIONS:
-            raise ConfigError(f"Override {key!r}: {head!r} is not a section; sections are {', '.join(SECTIONS)}.")
+            raise ConfigError(
+                f"Override {key!r}: {head!r} is not a section;{did_you_mean(head, SECTIONS)} "
+                f"Sections are {', '.join(SECTIONS)}."
+            )
         section = result.get(head)
         if rest == "name":
             if not section or section.get("name") != value:
@@ -214,7 +220,23 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _describe(exc: ValidationError, prefix: str, owner: str) -> str:
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` Did you mean 'heads'?`` for a mistyped field, or ``""`` when nothing is close (difflib's ratio >= 0.6)."""
+    close = difflib.get_close_matches(str(name), list(known), n=3)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def known_fields(model: Any, loc: Sequence[Any]) -> list[str]:
+    """The field names a pydantic model accepts at ``loc[:-1]`` (nested config models walked), for did-you-mean."""
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        model = getattr(field, "annotation", None) if field is not None else None
+        if not isinstance(model, type):
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def _describe(exc: ValidationError, prefix: str, owner: str, model: Any = None) -> str:
     lines = []
     for err in exc.errors():
         loc = prefix + ".".join(str(p) for p in err["loc"])
@@ -224,7 +246,8 @@ def _describe(exc: ValidationError, prefix: str, owner: str) -> str:
             lines.append(str(inner))
             continue
         if err["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; `mmzoo components` lists each component's fields)"
+            hint = did_you_mean(err["loc"][-1], known_fields(model, err["loc"])) if model is not None else ""
+            msg = f"unknown field.{hint} (`mmzoo components` lists each component's fields)"
         lines.append(f"  {loc or '<root>'}: {msg}")
     return f"Invalid {owner}:\n" + "\n".join(lines)
 
@@ -234,7 +257,9 @@ __all__ = [
     "ComponentSpec",
     "ModelConfig",
     "apply_overrides",
+    "did_you_mean",
     "find_config_file",
+    "known_fields",
     "load_config_file",
     "parse_yaml",
     "shipped_configs",

@@ -40,6 +40,17 @@ class HubError(MMZooError, RuntimeError):
     """A download, upload or cache lookup on the Hugging Face Hub failed."""
 
 
+class MissingDependencyError(MMZooError, ImportError):
+    """An optional package is not installed; the message names the ``pip install "mmzoo[EXTRA]"`` that adds it.
+
+    ``name`` is the missing import name and ``extra`` the mmzoo extra (see ``mmzoo.require``).
+    """
+
+    def __init__(self, message: str, *, name: str | None = None, extra: str | None = None) -> None:
+        super().__init__(message, name=name)
+        self.extra = extra
+
+
 class StorageError(MMZooError, OSError):
     """A file or folder cannot be written: read-only, a file where a folder belongs, the disk or a quota full."""
 
@@ -60,6 +71,7 @@ __all__ = [
     "InputError",
     "MMZooError",
     "MMZooWarning",
+    "MissingDependencyError",
     "PluginError",
     "StorageError",
     "TrainingError",

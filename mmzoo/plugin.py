@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from mmzoo._lazy import lazy_face
 
 if TYPE_CHECKING:  # the same names, for type checkers and readers; at run time they load on first use
+    from mmzoo._optional import require
     from mmzoo.checkpoint import checkpoint_options, load_state_strict, read_foreign_checkpoint
     from mmzoo.contracts import (
         BuildContext,
@@ -117,6 +118,7 @@ _EXPORTS = {
     "checkpoint_options": "mmzoo.checkpoint",
     "load_state_strict": "mmzoo.checkpoint",
     "read_foreign_checkpoint": "mmzoo.checkpoint",
+    "require": "mmzoo._optional",
 }
 
 __getattr__, __dir__ = lazy_face(__name__, globals(), _EXPORTS)
@@ -161,4 +163,5 @@ __all__ = [
     "random_fragments",
     "read_foreign_checkpoint",
     "register_plugin",
+    "require",
 ]

@@ -108,7 +108,7 @@ def _folder(source: Source, *, force: bool, check: bool, **options: Any) -> Path
     """The local folder of a model name; ``check``: refuse, before any weight is fetched, a model whose plugins
     are missing (a prefetch for another machine does not need them here)."""
     if source.kind == "local":
-        return readable_folder(source.path)  # read, never repaired, by a reader
+        return run_folder_model(source.path)
     check_config = _check_config if check else None
     if source.kind == "hub":
         return fetch_snapshot(source, force_download=force, check_config=check_config, **options)
@@ -122,6 +122,29 @@ def _folder(source: Source, *, force: bool, check: bool, **options: Any) -> Path
     raise HubError(
         f"The zoo entry {entry.alias!r} has no weights to download (status: {entry.status}). {zoo.how_to_get(entry)}"
     )
+
+
+def run_folder_model(path: str | Path) -> Path:
+    """The model folder of ``path``: itself when it holds ``config.json``, a training run's ``best/`` when it is a
+    run (as ``mmzoo eval RUN`` reads it); read, never repaired, by a reader. A run with no ``best/`` yet is an
+    error naming its ``last/``."""
+    path = Path(path)
+    folder = readable_folder(path)
+    if (folder / "config.json").is_file():
+        return folder
+    best = readable_folder(path / "best")
+    if (best / "config.json").is_file():
+        logger.info("%s is a training run: loading its best/ model", path)
+        return best
+    if (path / "run.json").is_file() or (path / "metrics.jsonl").is_file():
+        last = readable_folder(path / "last")
+        hint = (
+            f"; its latest epoch is in {path / 'last'}: from_pretrained('{path / 'last'}')"
+            if (last / "config.json").is_file()
+            else "; no epoch has finished yet"
+        )
+        raise CheckpointError(f"{path} is a training run without a best/ model{hint}.")
+    return folder
 
 
 def _check_config(document: dict[str, Any]) -> None:

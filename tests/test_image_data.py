@@ -194,7 +194,7 @@ def test_extract_features_command(karpathy, tmp_path, capsys):
     with pytest.raises(ConfigError, match="extracted with another backbone"):
         mmzoo.create_model("vsepp", **{**settings, "visual.in_dim": 512})
     assert main([*args, "--splits", "val"]) == 2
-    assert "no images in split 'val'" in capsys.readouterr().err
+    assert "has no split 'val'; its splits are train, restval, test" in capsys.readouterr().err
     assert main([*args[:6], str(tmp_path / "out2"), *args[7:], "--splits", "train+restval"]) == 0
     n = len(KarpathyImages(path, root, "train+restval").records)
     assert np.load(tmp_path / "out2" / "train_ims.npy").shape[0] == n > 2, "train+restval is written as train"

@@ -126,7 +126,10 @@ def test_the_wheel_built_from_the_sdist_installs_and_runs_from_an_unrelated_fold
     assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in inside)
     meta = next(n for n in inside if n.endswith(".dist-info/METADATA"))
     with zipfile.ZipFile(wheel) as zf:
-        assert "License-Expression: Apache-2.0" in zf.read(meta).decode() or "License: Apache-2.0" in zf.read(meta).decode()
+        assert (
+            "License-Expression: Apache-2.0" in zf.read(meta).decode()
+            or "License: Apache-2.0" in zf.read(meta).decode()
+        )
 
     python = _fresh_env(tmp_path / "venv")
     install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)]

@@ -19,6 +19,7 @@ COMMANDS = [
     "plugins",
     "make-data",
     "train",
+    "plot",
     "eval",
     "extract-features",
     "import-features",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mmzoo._atomic import atomic_write_bytes, atomic_write_text
+from mmzoo._optional import require
 from mmzoo.errors import InputError
 
 THUMB = 128
@@ -44,6 +45,7 @@ class SheetRow:
 
 
 def _font(size: int) -> Any:
+    require("PIL", extra="vision", purpose="Drawing a contact sheet")
     from PIL import ImageFont
 
     try:
@@ -53,6 +55,7 @@ def _font(size: int) -> Any:
 
 
 def _thumbnail(path: str | Path) -> Any:
+    require("PIL", extra="vision", purpose="Drawing a contact sheet")
     from PIL import Image, ImageOps
 
     with Image.open(path) as img:
@@ -60,6 +63,7 @@ def _thumbnail(path: str | Path) -> Any:
 
 
 def _png(rows: list[SheetRow], path: Path) -> None:
+    require("PIL", extra="vision", purpose="Drawing a contact sheet")
     from PIL import Image, ImageDraw
 
     font, small = _font(14), _font(12)

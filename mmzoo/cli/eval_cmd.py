@@ -75,6 +75,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="on data that records what each twin pair differs in (shapes: colour, shape, size, position), report "
         "the binding probe per twin type too (printed and in --json)",
     )
+    p.add_argument("--plot", metavar="FILE", help="also draw recall at K = 1, 5, 10 as a chart (.png, .svg, .pdf)")
+    p.add_argument(
+        "--sheet",
+        metavar="FILE",
+        help="also write a contact sheet of the top images for a few test captions (.png or .html; needs the "
+        "image files, which features made by `mmzoo extract-features` record)",
+    )
+    p.add_argument("--sheet-queries", type=int, default=4, help="captions on the contact sheet (default 4)")
     p.add_argument("--batch-size", type=int, default=128, help="encoding batch size (default 128)")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -87,8 +95,13 @@ def run(args: argparse.Namespace) -> int:
     from mmzoo.training.distributed import init_distributed, shutdown_distributed
 
     device = resolve_device(args.device)
-    if args.json_path:
-        writable_file(args.json_path, "--json file")
+    for path, flag in ((args.json_path, "--json"), (args.plot, "--plot"), (args.sheet, "--sheet")):
+        if path:
+            writable_file(path, f"{flag} file")
+    if args.plot:
+        from mmzoo.cli._plots import _pyplot
+
+        _pyplot()  # a missing matplotlib is named before the evaluation runs
     ctx = init_distributed(torch.device(device).type)
     if ctx.enabled and device.startswith("cuda"):
         device = f"cuda:{ctx.local_rank}"
@@ -122,6 +135,14 @@ def evaluate_and_report(args: argparse.Namespace, device: str, main: bool = True
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=1) + "\n")
         print(f"wrote {out}")
+    if args.plot:
+        from mmzoo.cli._plots import plot_recall
+
+        name = " + ".join(args.model)
+        plot = plot_recall({name: metrics}, args.plot, title=f"{args.data} {args.split} ({describe_protocol(args)})")
+        print(f"wrote {plot}")
+    if args.sheet:
+        print(f"wrote {write_sheet(model, dataset, args)}")
     return 0
 
 
@@ -162,6 +183,44 @@ def describe_protocol(args: argparse.Namespace) -> str:
     if args.precision != "auto":
         protocol += f", precision {args.precision}"
     return protocol
+
+
+def write_sheet(model: Any, dataset: Any, args: argparse.Namespace, top: int = 5) -> Path:
+    """A contact sheet of retrievals: for a few captions spread over the split, the best images, the right one
+    marked green (and wrong ones red)."""
+    import torch
+
+    from mmzoo.cli._contact_sheet import Hit, SheetRow, write_contact_sheet
+    from mmzoo.data.extract import IMAGES_SUFFIX
+    from mmzoo.evaluation import encode_captions, encode_images
+
+    listing = Path(args.data) / f"{args.split}{IMAGES_SUFFIX}"
+    if not listing.is_file():
+        raise InputError(
+            f"--sheet needs the image files of {args.data}'s {args.split} split ({listing} is missing): features "
+            "made by `mmzoo extract-features` record them; these were made another way."
+        )
+    paths = [line for line in listing.read_text(encoding="utf-8").splitlines() if line]
+    if args.max_images is None and len(paths) != dataset.num_images:
+        raise InputError(f"{listing} lists {len(paths)} images, the split holds {dataset.num_images}.")
+    if args.sheet_queries < 1:
+        raise InputError(f"--sheet-queries must be at least 1; got {args.sheet_queries}.")
+    n, cpi = dataset.num_images, dataset.captions_per_image
+    picked = sorted({round(i * (n - 1) / max(args.sheet_queries - 1, 1)) for i in range(min(args.sheet_queries, n))})
+    captions = [dataset.captions[i * cpi] for i in picked]
+    with torch.no_grad():
+        images = encode_images(model, dataset, batch_size=args.batch_size)
+        texts = encode_captions(model, captions, batch_size=args.batch_size)
+        scores = model.similarity(images.to(model.device), texts.to(model.device)).t().float().cpu()
+    best = scores.topk(min(top, n), dim=1)
+    rows = []
+    for q, truth in enumerate(picked):
+        hits = [
+            Hit(paths[int(j)], float(s), correct=int(j) == truth)
+            for s, j in zip(best.values[q], best.indices[q], strict=True)
+        ]
+        rows.append(SheetRow(captions[q], hits))
+    return write_contact_sheet(rows, args.sheet)
 
 
 def build_model(specs: list[str], ensemble: bool, device: str) -> Any:

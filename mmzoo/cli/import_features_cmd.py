@@ -2,7 +2,8 @@
 
 Reads region features as they are distributed (bottom-up-attention TSV shards, folders of per-image
 ``.npy`` / ``.npz`` files, HDF5 files) with captions and splits from a Karpathy split file (or SCAN-style
-``{split}_caps.txt`` / ``{split}_ids.txt`` files), and writes memory-mapped ``train``, ``dev`` and
+``{split}_caps.txt`` / ``{split}_ids.txt`` files, or your own CSV / JSON Lines of image,caption[,split] rows,
+matched on the image's file stem), and writes memory-mapped ``train``, ``dev`` and
 ``test`` splits with a manifest. Streaming, so memory stays small for COCO; run the same command again
 after an interruption and it continues. See docs/features.md.
 """
@@ -36,7 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     captions.add_argument(
         "--karpathy", metavar="FILE", help="Karpathy split file: dataset_coco.json, dataset_flickr30k.json"
     )
-    captions.add_argument("--captions", metavar="DIR", help="folder of {split}_caps.txt and {split}_ids.txt files")
+    captions.add_argument(
+        "--captions",
+        metavar="DIR|FILE",
+        help="folder of {split}_caps.txt and {split}_ids.txt files, or a CSV / JSON Lines of image,caption[,split] rows",
+    )
     p.add_argument("--out", required=True, help="dataset folder to write")
     p.add_argument("--extractor", help='the extractor, as you name it: "BUTD Faster R-CNN R101 VG, 36 boxes"')
     p.add_argument("--normalisation", default="none", help="what was done to the features before saving (default none)")
@@ -47,7 +52,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="Karpathy restval: into train (default) or left out",
     )
     p.add_argument("--splits", nargs="+", help="splits to write (default: train dev test, or every caption-file split)")
-    p.add_argument("--captions-per-image", type=int, default=5, help="captions kept per image (default 5)")
+    p.add_argument(
+        "--captions-per-image",
+        type=int,
+        help="captions kept per image (default 5; for a CSV / JSON Lines table the fewest any image has)",
+    )
     p.add_argument(
         "--match",
         choices=("auto", "cocoid", "filename", "imgid"),
@@ -103,20 +112,22 @@ def build_source(args: argparse.Namespace) -> FeatureSource:
 
 
 def read_table(args: argparse.Namespace) -> CaptionTable:
-    from mmzoo.data.importing import read_caption_files, read_karpathy_captions
+    from mmzoo.data.caption_table import is_caption_table
+    from mmzoo.data.importing import read_caption_files, read_caption_table, read_karpathy_captions
 
     splits = tuple(args.splits) if args.splits else None
+    if args.captions and is_caption_table(args.captions):
+        return read_caption_table(args.captions, captions_per_image=args.captions_per_image, splits=splits)
+    per_image = 5 if args.captions_per_image is None else args.captions_per_image
     if args.karpathy:
         return read_karpathy_captions(
             args.karpathy,
             restval=args.restval,
-            captions_per_image=args.captions_per_image,
+            captions_per_image=per_image,
             match=args.match,
             splits=splits,
         )
-    return read_caption_files(
-        args.captions, captions_per_image=args.captions_per_image, match=args.match, splits=splits
-    )
+    return read_caption_files(args.captions, captions_per_image=per_image, match=args.match, splits=splits)
 
 
 def run(args: argparse.Namespace) -> int:

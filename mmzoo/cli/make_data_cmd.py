@@ -35,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
     from mmzoo._atomic import writable_dir
     from mmzoo.data.shapes import make_shapes
 
+    if args.render:  # before anything is written: a missing Pillow must not leave half a dataset behind
+        from mmzoo._optional import require
+
+        require("PIL", extra="vision", purpose="make-data --render")
     writable_dir(args.out, "--out folder")
     manifest = make_shapes(
         args.out,

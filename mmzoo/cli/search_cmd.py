@@ -1,7 +1,8 @@
 """``mmzoo search MODEL --images DIR "query" ...``: the images of a folder that best match each caption.
 
-Prints the top matches and writes a contact sheet (``--sheet``: a PNG grid, or a self-contained HTML
-page when the name ends in .html) with thumbnails and scores. The reverse direction,
+Prints the top matches and, with ``--sheet FILE``, writes a contact sheet (a PNG grid, or a self-contained
+HTML page when the name ends in .html) with thumbnails and scores. Files of the folder that cannot be read as
+images are skipped with a warning that names them. The reverse direction,
 ``mmzoo search MODEL --image PHOTO --captions FILE``, ranks the captions of FILE (one per line) for
 each image. MODEL is a saved model folder (or any name ``mmzoo.from_pretrained`` accepts, when
 available) whose visual encoder takes pixels, e.g. one trained with the ``timm-grid`` encoder.
@@ -44,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", nargs="+", help="reverse direction: image file(s) to find captions for")
     p.add_argument("--captions", help="reverse direction: text file with one candidate caption per line")
     p.add_argument("--top", type=int, default=5, help="matches shown per query (default 5)")
-    p.add_argument("--sheet", default="mmzoo_search.png", help="contact sheet to write (.png or .html)")
+    p.add_argument("--sheet", help="contact sheet to write (.png or .html); none when not given")
     p.add_argument("--batch-size", type=int, default=32, help="images or captions encoded at once")
     p.add_argument("--device", default=None, help="e.g. cuda; default cpu")
     p.set_defaults(run=run)
@@ -54,9 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from mmzoo._atomic import writable_file
     from mmzoo.cli._contact_sheet import Hit, SheetRow, write_contact_sheet
     from mmzoo.cli._load import load_model, resolve_device
-    from mmzoo.data.images import ImageFolder
+    from mmzoo.data.images import ImageFolder, skip_unreadable
     from mmzoo.evaluation import encode_captions, encode_folder
     from mmzoo.model import MatchingModel
+    from mmzoo.model.matching import check_queries
 
     forward = bool(args.images)
     if forward == bool(args.image):
@@ -67,15 +69,20 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--image needs --captions FILE (one candidate caption per line).")
     if args.top < 1:
         raise InputError(f"--top must be at least 1; got {args.top}.")
-    writable_file(args.sheet, "--sheet file")
+    if args.sheet:
+        writable_file(args.sheet, "--sheet file")
     model = load_model(args.model, resolve_device(args.device) if args.device else "cpu")
     if not isinstance(model, MatchingModel) or not model.visual.takes_pixels:
         name = model.config.visual.name if isinstance(model, MatchingModel) else "an ensemble"
         raise InputError(f"{args.model} has a region-feature visual encoder ({name}); it cannot read images.")
 
     if forward:
-        paths = ImageFolder(args.images).paths
+        found = ImageFolder(args.images).paths
+        paths = [found[i] for i in skip_unreadable(found, what=f"files of {args.images}")]
+        if not paths:
+            raise InputError(f"No file in {args.images} can be read as an image; see the warning above.")
         images = encode_folder(model, paths, args.batch_size)
+        check_queries(model, list(args.queries))
         texts = encode_captions(model, list(args.queries), batch_size=args.batch_size, keep_on_device=True)
         scores = model.similarity(images, texts).t()  # (queries, images)
         items: list[Any] = paths
@@ -101,6 +108,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{query}")
         for rank, hit in enumerate(hits, 1):
             print(f"  {rank}. {hit.score:+.4f}  {hit.item}")
-    sheet = write_contact_sheet(rows, args.sheet)
-    print(f"contact sheet: {sheet}")
+    if args.sheet:
+        print(f"contact sheet: {write_contact_sheet(rows, args.sheet)}")
     return 0

@@ -16,6 +16,7 @@ import argparse
 import faulthandler
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 
@@ -48,6 +49,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--no-progress", action="store_true", help="no progress bar: a log line every tenth of an epoch instead"
     )
     p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log each epoch's loss, lr and dev metrics for TensorBoard in RUNDIR/tensorboard "
+        '(pip install "mmzoo[tensorboard]"; view with: tensorboard --logdir RUNDIR)',
+    )
+    p.add_argument(
         "--dry-run",
         action="store_true",
         help="print the resolved run (model, training, data settings) as JSON; train nothing",
@@ -55,12 +62,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _train(args: argparse.Namespace, spec: Any, run_dir: str, resume: bool = False) -> list:
+    from mmzoo.training import train
+
+    loggers = callbacks(args, run_dir)
+    try:
+        return train(spec, run_dir, resume=resume, progress=not args.no_progress, callbacks=loggers)
+    finally:
+        for logger in loggers:
+            logger.close()
+
+
+def callbacks(args: argparse.Namespace, run_dir: str) -> list:
+    """The epoch callbacks the flags ask for (rank 0 only: one writer per run)."""
+    if not args.tensorboard or os.environ.get("RANK", "0") != "0":
+        return []
+    from mmzoo.training import TensorBoardLogger
+
+    return [TensorBoardLogger(Path(run_dir) / "tensorboard")]
+
+
 def run(args: argparse.Namespace) -> int:
     from mmzoo.errors import ConfigError
-    from mmzoo.training import TrainConfig, prepare_run, read_run, train
+    from mmzoo.training import TrainConfig, prepare_run, read_run
     from mmzoo.training.trainer import summary
 
-    progress = not args.no_progress
     # a feature file truncated or rewritten while it is memory-mapped kills the process with SIGBUS, which Python
     # cannot catch: faulthandler at least prints where it happened (docs/guarantees.md, "What is not guaranteed")
     if not faulthandler.is_enabled():
@@ -78,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             spec.data = args.data
         if args.dry_run:
             return _print_spec(spec)
-        records = train(spec, args.resume, resume=True, progress=progress)
+        records = _train(args, spec, args.resume, resume=True)
         out = args.resume
     else:
         missing = [flag for flag, value in (("--data", args.data), ("--out", args.out)) if not value]
@@ -87,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         spec = prepare_run(args.data, args.model, args.config, args.sets, args.epochs)
         if args.dry_run:
             return _print_spec(spec)
-        records = train(spec, args.out, progress=progress)
+        records = _train(args, spec, args.out)
         out = args.out
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
         return 0

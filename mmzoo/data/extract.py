@@ -1,8 +1,8 @@
 """Run a visual backbone over an image dataset once and write the precomputed-feature layout.
 
 Output, per split, in ``out_dir``: ``{split}_ims.npy`` (N, k, D) float32 written through a memory map
-(``np.lib.format.open_memmap``, so a split larger than memory is fine) and ``{split}_caps.txt`` (5
-captions per image, image order). While a split is being written, ``{split}_ims.progress.json`` records
+(``np.lib.format.open_memmap``, so a split larger than memory is fine) and ``{split}_caps.txt`` (the
+same number of captions per image, image order), and ``{split}_images.txt`` (the image file of each row). While a split is being written, ``{split}_ims.progress.json`` records
 how many images are done; after an interruption the same call continues from there. The caption file
 is written last and the marker then removed, so a split without a marker is complete.
 
@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from mmzoo._atomic import atomic_write_json, create_npy
+from mmzoo._atomic import atomic_write_json, atomic_write_text, create_npy
 from mmzoo.data.images import KarpathyImages, collate_images
 from mmzoo.data.layout import PRECOMP
 from mmzoo.data.manifest import DataManifest, read_manifest, write_manifest
@@ -31,6 +31,9 @@ from mmzoo.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
+
+#: ``{split}_images.txt``: the image file of each row of ``{split}_ims.npy``, one absolute path a line.
+IMAGES_SUFFIX = "_images.txt"
 
 #: the visual settings that decide the extracted regions (the head's settings do not).
 SOURCE_KEYS = ("name", "backbone", "weights", "grid", "preprocess")
@@ -66,7 +69,7 @@ def extract_split(
 
     Args:
         encoder: a pixel visual encoder (``timm-grid``): its eval transform and ``regions`` are used.
-        dataset: the split's images and captions (5 per image).
+        dataset: the split's images and captions (the same number per image).
         out_dir: the features folder (created).
         split: the name in the file names.
         batch_size: images per backbone call.
@@ -101,6 +104,9 @@ def extract_split(
         encoder.train(was_training)
     captions = [c for i in range(n) for c in dataset.image_captions(i)]
     PRECOMP.write_captions(out, split, captions)
+    # which picture each row came from: contact sheets of retrievals (``mmzoo eval --sheet``) show them
+    paths = [str(Path(r.path).resolve()) for r in dataset.records]
+    atomic_write_text(PRECOMP.path(out, split, "images"), "\n".join(paths) + "\n")
     marker.unlink(missing_ok=True)
     _update_manifest(out, split, shape, len(captions) // n, source)
     return ims
@@ -184,4 +190,4 @@ def _update_manifest(out: Path, split: str, shape: tuple[int, ...], per_image: i
     write_manifest(out, DataManifest.model_validate(data))
 
 
-__all__ = ["SOURCE_KEYS", "check_extractor", "extract_split", "visual_source"]
+__all__ = ["IMAGES_SUFFIX", "SOURCE_KEYS", "check_extractor", "extract_split", "visual_source"]

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,9 @@ import torch
 from torch.utils.data import Dataset
 
 from mmzoo._atomic import open_regular
-from mmzoo.errors import DataError
+from mmzoo._optional import require
+from mmzoo.data.caption_table import is_caption_table, read_caption_rows
+from mmzoo.errors import DataError, MMZooWarning
 
 #: split names accepted besides those found in the file: ``train+restval`` is Karpathy's bigger training set.
 SPLIT_ALIASES = {"train+restval": ("train", "restval")}
@@ -69,8 +74,70 @@ def read_karpathy(json_path: str | Path, image_root: str | Path, split: str) -> 
     return records
 
 
+def karpathy_splits(json_path: str | Path) -> list[str]:
+    """The split names a Karpathy split file uses, in first-appearance order."""
+    try:
+        images = json.loads(Path(json_path).read_text(encoding="utf-8"))["images"]
+        return list(dict.fromkeys(str(e["split"]) for e in images))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{json_path} is not a readable Karpathy split file (need an 'images' list): {exc}") from None
+
+
+def caption_file_splits(path: str | Path) -> list[str]:
+    """The split names of a caption file: a Karpathy JSON or a CSV / JSON Lines table."""
+    return read_caption_rows(path).splits() if is_caption_table(path) else karpathy_splits(path)
+
+
+def read_records(path: str | Path, image_root: str | Path, split: str) -> list[ImageRecord]:
+    """The images of ``split`` in a caption file (Karpathy JSON, or CSV / JSON Lines rows), paths under
+    ``image_root``."""
+    if not is_caption_table(path):
+        return read_karpathy(path, image_root, split)
+    table = read_caption_rows(path)
+    records = [ImageRecord(Path(image_root) / r.image, tuple(r.captions), r.split) for r in table.of_split(split)]
+    if not records:
+        raise DataError(f"{path} has no images in split {split!r}; its splits are {', '.join(table.splits())}.")
+    return records
+
+
+def unreadable_reason(path: Path) -> str | None:
+    """Why ``path`` cannot be read as an image, or None. Only regular files are opened: a FIFO would block the
+    reader and a device could stream forever, so they are refused by their type, unopened."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    if not stat.S_ISREG(mode):
+        kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a device"}
+        kind = next((name for test, name in kinds.items() if test(mode)), "a device or special file")
+        return f"{kind}, not an image file (never opened)"
+    try:
+        open_rgb(path)
+    except DataError as exc:
+        return str(exc).split(": ", 1)[-1]
+    return None
+
+
+def skip_unreadable(paths: Sequence[Path], workers: int = 0, what: str = "images") -> list[int]:
+    """Indices of the ``paths`` that decode as images; the others are named in one :class:`MMZooWarning`.
+
+    Each image is decoded once here (threads: Pillow releases the GIL while decoding), so a broken file found
+    halfway through a long extraction cannot abort it or shift the rows of the ones after it.
+    """
+    threads = max(workers, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        reasons = list(pool.map(unreadable_reason, [Path(p) for p in paths]))
+    bad = [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None]
+    if bad:
+        listed = "; ".join(f"{p} ({r})" for p, r in bad[:10]) + ("; ..." if len(bad) > 10 else "")
+        message = f"Skipped {len(bad)} of {len(paths)} {what} that cannot be read: {listed}"
+        warnings.warn(message, MMZooWarning, stacklevel=2)
+    return [i for i, r in enumerate(reasons) if r is None]
+
+
 def open_rgb(path: Path) -> Any:
     """Read an image file as RGB, with a DataError naming the file."""
+    require("PIL", extra="vision", purpose="Reading images")
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -89,7 +156,8 @@ class KarpathyImages(Dataset):
     """Captions of a split with their images: ``(image or pixels, caption, caption index, image index)``.
 
     Args:
-        json_path: the Karpathy split file.
+        json_path: the Karpathy split file, or a CSV / JSON Lines table of (image, caption[, split]) rows
+            (:mod:`mmzoo.data.caption_table`).
         image_root: the folder the file's image paths are relative to.
         split: ``train``, ``val``, ``test``, ``restval`` or ``train+restval`` (any split the file uses).
         transform: applied to each PIL image (e.g. ``model.visual.transform(train=True)``); None keeps PIL.
@@ -105,8 +173,9 @@ class KarpathyImages(Dataset):
         *,
         transform: Callable[[Any], Any] | None = None,
         captions_per_image: int | None = 5,
+        records: Sequence[ImageRecord] | None = None,
     ) -> None:
-        self.records = read_karpathy(json_path, image_root, split)
+        self.records = list(records) if records is not None else read_records(json_path, image_root, split)
         self.split = split
         self.transform = transform
         self.captions: list[str] = []
@@ -116,7 +185,10 @@ class KarpathyImages(Dataset):
         for i, record in enumerate(self.records):
             kept = record.captions if captions_per_image is None else record.captions[:captions_per_image]
             if captions_per_image is not None and len(kept) < captions_per_image:
-                raise DataError(f"{record.path.name} has {len(kept)} captions; {captions_per_image} are needed.")
+                raise DataError(
+                    f"{record.path.name} has {len(kept)} captions; {captions_per_image} are needed "
+                    "(--captions-per-image sets how many each image keeps)."
+                )
             self.captions.extend(kept)
             self.image_of.extend([i] * len(kept))
             self.starts.append(len(self.captions))
@@ -180,4 +252,16 @@ def collate_images(items: Sequence[tuple[Any, ...]]) -> list[Any]:
     return [torch.stack(list(c)) if isinstance(c[0], torch.Tensor) else list(c) for c in columns]
 
 
-__all__ = ["ImageFolder", "ImageRecord", "KarpathyImages", "collate_images", "open_rgb", "read_karpathy"]
+__all__ = [
+    "ImageFolder",
+    "ImageRecord",
+    "KarpathyImages",
+    "caption_file_splits",
+    "collate_images",
+    "karpathy_splits",
+    "open_rgb",
+    "read_karpathy",
+    "read_records",
+    "skip_unreadable",
+    "unreadable_reason",
+]

@@ -10,6 +10,7 @@ generator (:mod:`mmzoo.data.shapes`) and the extractor (:mod:`mmzoo.data.extract
     {split}_boxes.npy    (N, k, 4) region boxes                 {split}_twins.npy  twin image per image (shapes)
     {split}_scenes.json  the scenes the shapes images were drawn from
     {split}_twin_types.txt  what each image and its twin differ in (:mod:`mmzoo.data.twins`)
+    {split}_images.txt   the image file of each row, when the features were extracted from pictures
 
 Example:
     >>> PRECOMP.name("train", "ims")
@@ -47,6 +48,7 @@ class PrecomputedLayout:
             "twins": ".npy",
             "twin_types": ".txt",
             "caps": ".txt",
+            "images": ".txt",
             "ids": ".txt",
             "scenes": ".json",
         }

@@ -25,6 +25,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from mmzoo._atomic import atomic_write_text
+from mmzoo._optional import require
 from mmzoo.data.layout import PRECOMP
 from mmzoo.data.shapes import COLOURS, SIZES, SPLITS, make_scenes
 from mmzoo.errors import DataError
@@ -56,6 +57,7 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
 
 def render_scene(scene: dict[str, Any], size: int = 128) -> Any:
     """One scene (``{"objects": [{"colour", "shape", "size", "x", "y"}]}``) -> an RGB PIL image ``size`` x ``size``."""
+    require("PIL", extra="vision", purpose="Rendering the shapes as images")
     from PIL import Image, ImageDraw
 
     big = size * SUPERSAMPLE
@@ -92,6 +94,7 @@ def render_shapes(
     """
     if size < 16:
         raise DataError(f"Rendered images need at least 16 pixels a side; got {size}.")
+    require("PIL", extra="vision", purpose="Rendering the shapes as images")  # before the first folder is made
     default = max(images // 4, 10)
     sizes = {"train": images, "dev": dev_images or default, "test": test_images or default}
     out = Path(out_dir)

@@ -159,6 +159,7 @@ def model_card(
         _use(document, repo_id, entry),
         _architecture(document),
         _results(entry, measured),
+        _health(document),
         _citation(entry, source),
         _safety(),
     ]
@@ -277,6 +278,18 @@ def _architecture(document: Mapping[str, Any]) -> str:
         )
         lines += [f"Needs these plugin distributions: {needs}.", ""]
     return "\n".join(lines)
+
+
+def _health(document: Mapping[str, Any]) -> str:
+    """A warning when the trainer saved these weights from an epoch that looked collapsed."""
+    health = document.get("training_health")
+    if not isinstance(health, dict) or not health.get("collapsed"):
+        return ""
+    signs = "; ".join(str(s) for s in health["collapsed"])
+    return (
+        f"> **Warning:** the training epoch these weights come from (epoch {health.get('epoch')}) looked collapsed: "
+        f"{signs}. Its rankings are probably near chance.\n"
+    )
 
 
 def _results(entry: PretrainedEntry | None, measured: Mapping[str, Any] | None) -> str:

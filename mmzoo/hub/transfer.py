@@ -201,8 +201,13 @@ def verify_file(path: Path, expected: str, source: Source, pinned: str | None = 
 
 
 @contextlib.contextmanager
-def _hub_errors(source: Source, filename: str | None, *, local_only: bool = False) -> Iterator[None]:
-    """Turn huggingface_hub's exceptions into one HubError that says what to do."""
+def _hub_errors(
+    source: Source, filename: str | None, *, local_only: bool = False, upload: bool = False
+) -> Iterator[None]:
+    """Turn huggingface_hub's exceptions, and the HTTP library's below it, into one HubError that says what to do.
+
+    ``local_only``: the caller asked for no request; ``upload``: the block pushes (offline mode forbids it, and a
+    token must be allowed to write)."""
     from huggingface_hub import constants
     from huggingface_hub.utils import (
         GatedRepoError,
@@ -240,7 +245,12 @@ def _hub_errors(source: Source, filename: str | None, *, local_only: bool = Fals
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, ValueError) as exc:
         http = _cause(exc, HfHubHTTPError)
         if http is not None:
-            raise _http_error(label, http) from exc
+            raise _http_error(label, http, upload) from exc
+        if upload and (constants.HF_HUB_OFFLINE or isinstance(exc, OfflineModeIsEnabled)):
+            raise HubError(
+                f"Cannot push {label}: HF_HUB_OFFLINE=1 is set, and offline mode forbids uploads. Unset it "
+                "(or set HF_HUB_OFFLINE=0) on a machine with network and push again; the folder is unchanged."
+            ) from exc
         if isinstance(exc, ValueError) and not constants.HF_HUB_OFFLINE and _cause(exc, Exception) is None:
             raise  # a programming error, not a download failure
         if constants.HF_HUB_OFFLINE or _mentions_local_only(exc):
@@ -258,9 +268,24 @@ def _hub_errors(source: Source, filename: str | None, *, local_only: bool = Fals
         hint = " It is not an mmzoo model (mmzoo saves config.json and model.safetensors)." if filename else ""
         raise HubError(f"{label}: the repository has {what}.{hint}") from exc
     except HfHubHTTPError as exc:
-        raise _http_error(label, exc) from exc
-    except OSError as exc:
-        raise HubError(f"{label}: download failed: {exc}") from exc
+        raise _http_error(label, exc, upload) from exc
+    except Exception as exc:
+        if not (isinstance(exc, OSError) or _is_transport_error(exc)):
+            raise  # a programming error, not a transfer failure
+        verb = "upload" if upload else "download"
+        raise HubError(
+            f"{label}: the {verb} failed, the Hub ({constants.ENDPOINT}) could not be reached: {_first_line(exc)}. "
+            f"Check the network connection (and HF_ENDPOINT, a proxy) and run the {verb} again."
+        ) from exc
+
+
+#: the HTTP libraries huggingface_hub has used below it: their connection and timeout errors are not OSErrors.
+_TRANSPORTS = {"httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3", "h11", "h2"}
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    """A connection, timeout or protocol error of the HTTP library (raised as itself by uploads)."""
+    return any(k.__module__.split(".")[0] in _TRANSPORTS for k in type(exc).__mro__)
 
 
 def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
@@ -279,10 +304,11 @@ def _mentions_local_only(exc: BaseException) -> bool:
     return "local_files_only" in str(exc)
 
 
-def _http_error(label: str, exc: BaseException) -> HubError:
+def _http_error(label: str, exc: BaseException, upload: bool = False) -> HubError:
     response = getattr(exc, "response", None)
     status = response.status_code if response is not None else "?"
-    hint = " Check that your token (token=... or `hf auth login`) may read it." if status in (401, 403) else ""
+    right = "write to" if upload else "read"
+    hint = f" Check that your token (token=... or `hf auth login`) may {right} it." if status in (401, 403) else ""
     return HubError(f"{label}: the Hub answered HTTP {status}: {_first_line(exc)}.{hint}")
 
 
@@ -393,7 +419,7 @@ def push_folder(
         operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()))
     api = HfApi(library_name="mmzoo", library_version=__version__, token=token)
     source = Source("hub", f"{HF_PREFIX}{repo_id}", repo_id=repo_id, revision=revision)
-    with _hub_errors(source, None):
+    with _hub_errors(source, None, upload=True):
         api.create_repo(repo_id, private=private, exist_ok=True)
         if revision is not None:
             api.create_branch(repo_id, branch=revision, exist_ok=True)

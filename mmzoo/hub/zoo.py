@@ -37,8 +37,8 @@ from mmzoo.registry import (
 
 
 def pretrained_entries(pattern: str = "*") -> list[PretrainedEntry]:
-    """The zoo entries whose alias matches ``pattern`` (a glob), in natural order."""
-    return [pretrained.get(alias) for alias in pretrained.names() if fnmatch.fnmatchcase(alias, pattern)]
+    """The zoo entries whose alias matches ``pattern`` (a case-insensitive glob), in natural order."""
+    return [pretrained.get(a) for a in pretrained.names() if fnmatch.fnmatchcase(a.lower(), pattern.lower())]
 
 
 def list_pretrained(pattern: str = "*") -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from mmzoo.checkpoint import (
     read_weights,
     weight_shapes,
 )
-from mmzoo.errors import CheckpointError, InputError, MMZooError
+from mmzoo.errors import CheckpointError, InputError, MMZooError, MMZooWarning
 from mmzoo.model.ensemble import Ensemble
 from mmzoo.model.matching import MatchingModel
 
@@ -119,6 +120,15 @@ def load_folder(
         else:
             model = _load_model(directory, document)
     model.extra_config = {k: v for k, v in document.items() if k not in RESERVED}
+    health = model.extra_config.get("training_health")
+    if isinstance(health, dict) and health.get("collapsed"):
+        warnings.warn(
+            f"The model in {directory} was saved from a training epoch that looked collapsed (epoch "
+            f"{health.get('epoch')}: {'; '.join(map(str, health['collapsed']))}); its rankings are probably near "
+            "chance. Retrain with a warm-up epoch over all negatives (training.warmup_epochs=1).",
+            MMZooWarning,
+            stacklevel=2,
+        )
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)
     return model.eval()

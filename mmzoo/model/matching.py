@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -23,7 +25,7 @@ from mmzoo.checkpoint import config_document, write_folder
 from mmzoo.config import SECTIONS, ModelConfig
 from mmzoo.contracts import BuildContext, Fragments, FusionBlock, TextEncoder, TokenBatch, VisualEncoder
 from mmzoo.contracts import Loss as LossBase
-from mmzoo.errors import InputError
+from mmzoo.errors import InputError, MMZooWarning
 from mmzoo.hub.cards import model_card
 from mmzoo.hub.transfer import PushToHubMixin
 from mmzoo.scoring import EmbeddingIndex, Precision, SearchResult, fused_matrix
@@ -122,12 +124,15 @@ class MatchingModel(nn.Module, PushToHubMixin):
         return Fragments(pooled[:, None, :], mask, pooled, fragments.modality, fragments.origin)
 
     # -- encoding ---------------------------------------------------------------------------------
-    def encode_images(self, features: Any, mask: Tensor | None = None) -> Fragments:
+    def encode_images(self, features: Any, mask: Tensor | np.ndarray | None = None) -> Fragments:
         """Region features (N, k, D) float and an optional validity mask (N, k) bool -> Fragments.
 
-        When the visual encoder takes pixels (``visual.takes_pixels``), ``features`` may also be PIL
-        images, image file paths or preprocessed pixels (N, 3, H, W); see :meth:`preprocess`.
+        Tensors or numpy arrays: ``model.encode_images(*split.image_features(range(8)))`` takes what
+        :meth:`mmzoo.Split.image_features` returns. When the visual encoder takes pixels
+        (``visual.takes_pixels``), ``features`` may also be PIL images, image file paths or preprocessed
+        pixels (N, 3, H, W); see :meth:`preprocess`.
         """
+        features, mask = as_tensor(features), as_tensor(mask)
         if self.visual.takes_pixels and not (isinstance(features, Tensor) and features.dim() == 3):
             return self._tag(self.visual(self.preprocess(features).to(self.device), None), "image")
         features, mask = check_regions(features, mask, self.visual.input_dim)
@@ -249,6 +254,8 @@ class MatchingModel(nn.Module, PushToHubMixin):
                 "EmbeddingIndex.from_images(model, model.encode_images(...))."
             )
         if not isinstance(queries, Fragments):
+            if index.side == "images" and isinstance(queries, list | tuple):
+                check_queries(self, queries)
             if shortlist is not None and shortlist_queries is None:
                 shortlist_queries = encode_queries(shortlist, queries, index.side)
             queries = encode_queries(self, queries, index.side)
@@ -266,6 +273,33 @@ class MatchingModel(nn.Module, PushToHubMixin):
             raise InputError(f"The training forward needs one caption per image; got {len(texts)} for {len(images)}.")
         scores = self.similarity(images, texts, block_size=max(len(images), 1))
         return MatchingOutput(self.loss_fn(scores), scores)
+
+
+#: share of a query's words unknown to the text encoder from which its ranking is flagged.
+UNKNOWN_QUERY_SHARE = 0.5
+
+
+def check_queries(model: Any, queries: Sequence[str]) -> list[str]:
+    """Warn about each caption query whose words are mostly unknown to the model's text encoder, however short
+    ("a cat" and "a motorcycle" with neither noun known are both "a <unk>": the same ranking). Text encoders with
+    a fixed vocabulary tell which words they do not know through ``unknown_words(caption) -> (unknown, total)``;
+    others (subword tokenizers) know every word and are not checked. Returns the warnings' texts."""
+    texts = []
+    for member in getattr(model, "members", None) or [model]:
+        unknown_words = getattr(getattr(member, "text", None), "unknown_words", None)
+        if unknown_words is None:
+            continue
+        for query in queries:
+            unknown, total = unknown_words(query)
+            if unknown and len(unknown) >= UNKNOWN_QUERY_SHARE * total:
+                texts.append(
+                    f"{len(unknown)} of the {total} words of the query {query!r} are not in the model's vocabulary "
+                    f"({', '.join(dict.fromkeys(unknown))}) and all read as the same <unk>: its ranking says little. "
+                    "Use words of the training captions."
+                )
+    for text in texts:
+        warnings.warn(text, MMZooWarning, stacklevel=3)
+    return texts
 
 
 def encode_queries(model: Any, queries: Any, index_side: str) -> Any:
@@ -300,6 +334,13 @@ def check_pair(images: Fragments, texts: Fragments, origin: str | None = None) -
         raise InputError(f"The images are on {images.device} and the captions on {texts.device}; move one.")
 
 
+def as_tensor(value: Any) -> Any:
+    """A numpy array as a tensor (a read-only one, e.g. memory-mapped features, copied); anything else as is."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value if value.flags.writeable else value.copy())
+    return value
+
+
 def check_regions(features: Tensor, mask: Tensor | None, input_dim: int | None) -> tuple[Tensor, Tensor]:
     """Validate region features and mask; return the mask (all True when none was given)."""
     if not isinstance(features, Tensor):
@@ -326,4 +367,4 @@ def check_regions(features: Tensor, mask: Tensor | None, input_dim: int | None) 
     return features.masked_fill(~mask.unsqueeze(-1), 0.0), mask
 
 
-__all__ = ["MatchingModel", "MatchingOutput", "check_pair", "check_regions"]
+__all__ = ["MatchingModel", "MatchingOutput", "as_tensor", "check_pair", "check_queries", "check_regions"]

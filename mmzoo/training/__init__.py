@@ -13,10 +13,12 @@ from mmzoo.training.negatives import candidate_mask, score_rows
 from mmzoo.training.rundir import read_metrics, read_run
 from mmzoo.training.runspec import RunSpec, prepare_run
 from mmzoo.training.step import TrainingStep
+from mmzoo.training.tensorboard import TensorBoardLogger
 from mmzoo.training.trainer import Trainer, train
 
 __all__ = [
     "RunSpec",
+    "TensorBoardLogger",
     "TrainConfig",
     "Trainer",
     "TrainingStep",

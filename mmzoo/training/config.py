@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
+from mmzoo.config import did_you_mean
 from mmzoo.contracts import CheckedModel
 from mmzoo.devices import ALIASES
 from mmzoo.errors import ConfigError
@@ -112,7 +113,8 @@ class TrainConfig(CheckedModel):
                 loc = ".".join(str(p) for p in err["loc"]) or "<root>"
                 msg = err["msg"].removeprefix("Value error, ")
                 if err["type"] == "extra_forbidden":
-                    msg = f"unknown training field (known: {', '.join(cls.model_fields)})"
+                    hint = did_you_mean(err["loc"][-1], cls.model_fields)
+                    msg = f"unknown training field.{hint} Known: {', '.join(cls.model_fields)}"
                 lines.append(f"  training.{loc}: {msg}")
             raise ConfigError("Invalid training config:\n" + "\n".join(lines)) from None
 

@@ -23,6 +23,7 @@ import random
 import time
 import warnings
 import weakref
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,17 @@ class Trainer:
         >>> Trainer(spec, "runs/vsepp").fit()  # doctest: +SKIP
     """
 
-    def __init__(self, spec: RunSpec, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),
+    ) -> None:
+        #: called with each epoch's metrics record once it is written (main process): TensorBoard, a notebook.
+        self.callbacks = list(callbacks)
         # one trainer per run folder, for the Trainer's lifetime: RUN/.lock (the main process of a distributed run)
         main_rank = int(os.environ.get("RANK", "0")) == 0
         self._lock = lock_run(writable_dir(Path(run_dir), "run folder")) if main_rank else None
@@ -426,6 +437,8 @@ class Trainer:
                     if diagnosis.collapsed:  # one warning (the CLI shows it), not a log line beside it
                         warnings.warn(diagnosis.message(self.epoch), MMZooWarning, stacklevel=2)
                     self._write_epoch(record, dev)
+                    for callback in self.callbacks:
+                        callback(record)
                 barrier(self.ctx)
         finally:
             shutdown_distributed(self.ctx)
@@ -524,6 +537,7 @@ class Trainer:
             self.best_rsum, self.best_epoch = rsum, record["epoch"]
         record["best_epoch"], record["best_rsum"] = self.best_epoch, self.best_rsum
         try:
+            mark_collapse(self.model, record)  # this epoch's health travels with its best/ and last/ saves
             write_metrics(self.run_dir, [*read_metrics(self.run_dir), record])
             if best:
                 save_checkpoint(self.run_dir / "best", self.model)
@@ -551,6 +565,16 @@ def log_progress(epoch: int, epochs: int, done: int, steps: int, loss: float, pa
         pairs / max(elapsed, 1e-9),
         time.strftime("%H:%M:%S", time.gmtime(remaining)) if remaining < 86_400 else f"{remaining / 3600:.0f} h",
     )
+
+
+def mark_collapse(model: torch.nn.Module, record: dict[str, Any]) -> None:
+    """Record in the model's ``config.json`` (``training_health``) that the epoch being saved looked collapsed, so
+    that its card and ``from_pretrained`` (hence ``mmzoo eval``, ``search``) say so; a healthy epoch clears it."""
+    extra = model.extra_config
+    if record["collapse"]:
+        extra["training_health"] = {"epoch": record["epoch"], "collapsed": list(record["collapse"])}
+    else:
+        extra.pop("training_health", None)
 
 
 #: dev_eval="auto": the dev pairs a per-epoch evaluation may score, per device type. Measured on shapes
@@ -637,9 +661,17 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
 
 
 def train(
-    spec: RunSpec | None = None, run_dir: str | Path = "run", *, resume: bool = False, progress: bool = True
+    spec: RunSpec | None = None,
+    run_dir: str | Path = "run",
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),
 ) -> list[dict[str, Any]]:
     """Train a new run (``spec``) or continue one (``resume=True``; ``spec`` defaults to ``run_dir/run.json``).
+
+    ``callbacks`` are called with each epoch's ``metrics.jsonl`` record after it is written
+    (:class:`mmzoo.training.TensorBoardLogger` is one).
 
     Examples:
         >>> from mmzoo.training import prepare_run, train
@@ -649,7 +681,7 @@ def train(
         spec = spec if spec is not None else read_run(run_dir)
     elif spec is None:
         raise ConfigError("train() needs a RunSpec for a new run (see mmzoo.training.prepare_run).")
-    return Trainer(spec, run_dir, resume=resume, progress=progress).fit()
+    return Trainer(spec, run_dir, resume=resume, progress=progress, callbacks=callbacks).fit()
 
 
 __all__ = ["METRICS_NAME", "RUN_NAME", "Trainer", "build_optimizer", "read_metrics", "read_run", "summary", "train"]

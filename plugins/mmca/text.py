@@ -18,7 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from mmzoo.errors import ConfigError, HubError
-from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, TextEncoder, TokenBatch, l2_normalize
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, TextEncoder, TokenBatch, l2_normalize, require
 from mmzoo_plugins.mmca.cnn import TextCNN
 
 
@@ -68,6 +68,7 @@ def resolve_pretrained(name: str) -> str:
 
 def load_bert(config: BertCNNConfig, assets: Path | None) -> tuple[nn.Module, Any]:
     """Build (BERT, tokenizer): from a saved model's files, from BertConfig fields, or from pretrained weights."""
+    require("transformers", extra="mmca", purpose="The MMCA text encoder (BERT)")
     from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig
 
     if assets is None:

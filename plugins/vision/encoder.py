@@ -28,7 +28,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from mmzoo.errors import CheckpointError, ConfigError, HubError, InputError
-from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, VisualEncoder, l2_normalize, masked_mean
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, VisualEncoder, l2_normalize, masked_mean, require
 from mmzoo_plugins.vision.preprocess import AugmentConfig, PreprocessConfig, build_transform, to_pixels
 from mmzoo_plugins.vision.weights import OFFLINE, create_timm, load_backbone_weights
 
@@ -55,6 +55,7 @@ def default_preprocess(backbone: str, weights: str) -> dict[str, Any]:
             "std": r.std,
             "interpolation": r.interpolation,
         }
+    require("timm", extra="vision", purpose="A timm image backbone")
     import timm
 
     cfg = timm.get_pretrained_cfg(backbone)
@@ -165,6 +166,7 @@ class TimmGridEncoder(VisualEncoder):
     def save_assets(self, directory: Any) -> None:
         if not self.config.backbone.startswith(EXTERNAL_SOURCES):
             return
+        require("timm", extra="vision", purpose="Saving a timm backbone")
         from timm.models._hub import save_config_for_hf
 
         folder = directory / BACKBONE_CONFIG
@@ -177,6 +179,7 @@ class TimmGridEncoder(VisualEncoder):
         if weights == "none":
             return
         if weights == "timm":
+            require("timm", extra="vision", purpose="A timm image backbone")
             import timm
 
             logger.info("Downloading timm's pretrained weights for %s (weights=timm).", self.config.backbone)

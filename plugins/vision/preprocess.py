@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import Tensor
 
 from mmzoo.errors import InputError
-from mmzoo.plugin import ComponentConfig
+from mmzoo.plugin import ComponentConfig, require
 
 Interpolation = Literal["bilinear", "bicubic", "nearest"]
 
@@ -51,6 +51,7 @@ class AugmentConfig(ComponentConfig):
 
 def build_transform(pre: PreprocessConfig, augment: AugmentConfig, train: bool) -> Callable[[Any], Tensor]:
     """timm's transform for one PIL image -> (3, H, W) normalised tensor."""
+    require("timm", extra="vision", purpose="The pixel preprocessing")
     from timm.data import create_transform
 
     common = {"interpolation": pre.interpolation, "mean": tuple(pre.mean), "std": tuple(pre.std)}
@@ -68,6 +69,7 @@ def build_transform(pre: PreprocessConfig, augment: AugmentConfig, train: bool) 
 
 def open_image(item: Any) -> Any:
     """A PIL image in RGB from a PIL image or a file path; an InputError for anything else."""
+    require("PIL", extra="vision", purpose="Reading images")
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(item, Image.Image):

@@ -28,7 +28,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from mmzoo.errors import CheckpointError, ConfigError
-from mmzoo.plugin import load_state_strict, read_foreign_checkpoint
+from mmzoo.plugin import load_state_strict, read_foreign_checkpoint, require
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +176,7 @@ def offline_state(name: str, model: nn.Module) -> dict[str, Tensor]:
 
 def create_timm(architecture: str, num_classes: int | None = None) -> nn.Module:
     """``timm.create_model`` without weights, with an mmzoo error for an unknown name."""
+    require("timm", extra="vision", purpose="A timm image backbone")
     import timm
 
     kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}

@@ -26,7 +26,7 @@ from pydantic import Field
 from torch import nn
 
 from mmzoo.errors import ConfigError, HubError
-from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, TextEncoder, TokenBatch, l2_normalize
+from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, TextEncoder, TokenBatch, l2_normalize, require
 from mmzoo_plugins.vse_infinity.augment import augment_words
 from mmzoo_plugins.vse_infinity.gpo import GPO
 
@@ -63,6 +63,7 @@ class VseBertConfig(ComponentConfig):
 
 def load_bert(config: VseBertConfig, assets: Path | None) -> tuple[nn.Module, Any]:
     """(BERT without pooler, fast tokenizer) from a saved model's files, BertConfig fields, or pretrained weights."""
+    require("transformers", extra="vse-infinity", purpose="The VSE-infinity BERT text encoder")
     from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig
 
     source = config.tokenizer or config.pretrained

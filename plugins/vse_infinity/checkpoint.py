@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from mmzoo.errors import CheckpointError
+from mmzoo.plugin import require
 
 REGION_UNUSED = re.compile(r"^mlp\.bns\.1\.")
 BERT_UNUSED = re.compile(r"^bert\.(pooler\.|embeddings\.position_ids$)")
@@ -185,6 +186,7 @@ def timm_architecture(backbone: Mapping[str, Tensor], source: str) -> str:
         name = f"resnet{depth}" if conv2.shape[0] == 64 else f"wide_resnet{depth}_2"
     else:
         name = f"resnext{depth}_{groups}x{conv2.shape[0] // groups}d"
+    require("timm", extra="vision", purpose="Converting a VSE-infinity grid checkpoint")
     import timm
 
     if not timm.is_model(name):

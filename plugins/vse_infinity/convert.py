@@ -18,7 +18,7 @@ from pydantic import Field
 
 import mmzoo
 from mmzoo.errors import CheckpointError, HubError
-from mmzoo.plugin import ComponentConfig, Converter, load_state_strict, read_foreign_checkpoint
+from mmzoo.plugin import ComponentConfig, Converter, load_state_strict, read_foreign_checkpoint, require
 from mmzoo_plugins.vse_infinity import checkpoint as ckpt
 from mmzoo_plugins.vse_infinity.bigru import MASK, read_scan_vocabulary
 from mmzoo_plugins.vse_infinity.zoo import CITATION, CODE, LICENSE, PAPER
@@ -36,6 +36,7 @@ class ConverterOptions(ComponentConfig):
 
 def bert_section(bert: str, txt: dict[str, Any], source: str) -> dict[str, Any]:
     """The text section's BERT fields: the config of ``bert`` checked against the checkpoint's tensors."""
+    require("transformers", extra="vse-infinity", purpose="Converting a VSE-infinity BERT checkpoint")
     from transformers import AutoConfig
 
     try:

@@ -106,6 +106,12 @@ class GRUTextEncoder(TextEncoder):
                 stacklevel=4,
             )
 
+    def unknown_words(self, caption: str) -> tuple[list[str], int]:
+        """(the words of ``caption`` this vocabulary does not know, its word count): read by
+        ``MatchingModel.search`` and ``mmzoo search`` to warn about a query that reads as ``<unk>``."""
+        ws = words(caption)[: self.config.max_tokens]
+        return [w for w in ws if w not in self.vocab], len(ws)
+
     def forward(self, tokens: TokenBatch) -> Fragments:
         if self.embed is None:
             raise ConfigError("The GRU text encoder has no vocabulary yet: call model.text.fit(train_captions) first.")

@@ -2,7 +2,8 @@
 
 Sources: bottom-up-attention TSV shards (:class:`TsvSource`), folders of per-image ``.npy`` / ``.npz``
 files (:class:`FolderSource`) and HDF5 files (:class:`Hdf5Source`). Captions and splits: a Karpathy
-split file (:func:`read_karpathy_captions`) or per-split caption files (:func:`read_caption_files`).
+split file (:func:`read_karpathy_captions`), per-split caption files (:func:`read_caption_files`) or a CSV / JSON
+Lines table of (image, caption[, split]) rows (:func:`read_caption_table`).
 :func:`import_features` writes the splits streaming and resumably, with a manifest recording the
 extractor, region policy, dimensions, normalisation, counts and file digests; :mod:`mmzoo.data.guard` compares a
 trained model's feature facts with a dataset's manifest. The command is ``mmzoo import-features``
@@ -23,7 +24,12 @@ from mmzoo.data.guard import (
     feature_differences,
     feature_facts,
 )
-from mmzoo.data.importing.captions import CaptionTable, read_caption_files, read_karpathy_captions
+from mmzoo.data.importing.captions import (
+    CaptionTable,
+    read_caption_files,
+    read_caption_table,
+    read_karpathy_captions,
+)
 from mmzoo.data.importing.folder import FolderSource
 from mmzoo.data.importing.hdf5 import Hdf5Source
 from mmzoo.data.importing.id_index import read_id_index
@@ -47,6 +53,7 @@ __all__ = [
     "feature_facts",
     "import_features",
     "read_caption_files",
+    "read_caption_table",
     "read_id_index",
     "read_karpathy_captions",
     "region_policy",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mmzoo.data.caption_table import read_caption_rows
 from mmzoo.data.layout import PRECOMP
 from mmzoo.data.precomputed import read_captions
 from mmzoo.errors import DataError
@@ -223,6 +224,46 @@ def read_caption_files(
     return table
 
 
+def read_caption_table(
+    path: str | Path, *, captions_per_image: int | None = None, splits: tuple[str, ...] | None = None
+) -> CaptionTable:
+    """Captions from a CSV / TSV / JSON Lines table of (image, caption[, split]) rows (:mod:`mmzoo.data.caption_table`).
+
+    Features are matched on the image's file stem (``photos/beach.jpg`` -> ``beach``), as ``npy-folder``
+    sources name their files. ``val`` is written as ``dev``; other split names are kept. Each image keeps its
+    first ``captions_per_image`` captions (default: the fewest any image of the written splits has).
+    """
+    rows = read_caption_rows(path)
+    available = list(dict.fromkeys("dev" if s == "val" else s for s in rows.splits()))
+    wanted = _wanted_splits(tuple("dev" if s == "val" else s for s in splits) if splits else None, tuple(available))
+    missing = [s for s in wanted if s not in available]
+    if missing:
+        raise DataError(f"{path} has no split {', '.join(map(repr, missing))}; its splits are {', '.join(available)}.")
+    chosen = [image for image in rows.images if ("dev" if image.split == "val" else image.split) in wanted]
+    fewest = min(len(image.captions) for image in chosen)
+    per_image = fewest if captions_per_image is None else captions_per_image
+    short = [image for image in chosen if len(image.captions) < per_image]
+    if per_image < 1 or short:
+        named = ", ".join(f"{image.image} ({len(image.captions)})" for image in short[:5])
+        raise DataError(
+            f"{path}: {len(short)} images have fewer than {per_image} captions ({named}); "
+            f"lower --captions-per-image (at most {fewest} here)."
+        )
+    table = CaptionTable({name: [] for name in wanted}, set(), "filename", Path(path), None, per_image)
+    table.settings = {"caption_table": True, "karpathy_val": "dev"}
+    seen: dict[str, str] = {}
+    for image in rows.images:
+        key = Path(image.image).stem
+        if key in seen and seen[key] != image.image:
+            raise DataError(f"{path}: {seen[key]} and {image.image} have the same file stem {key!r}; rename one.")
+        seen[key] = image.image
+        table.known.add(key)
+        split = "dev" if image.split == "val" else image.split
+        if split in table.splits:
+            table.splits[split].append(CaptionedImage(key, tuple(image.captions[:per_image]), image.image))
+    return table
+
+
 def _one_id_per_image(ids: list[str], images: int, cpi: int, ids_path: Path, caps_path: Path) -> list[str]:
     if len(ids) == images:
         return ids
@@ -262,5 +303,6 @@ __all__ = [
     "clean_caption",
     "normalise_key",
     "read_caption_files",
+    "read_caption_table",
     "read_karpathy_captions",
 ]

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from mmzoo._optional import require
 from mmzoo.data.importing.id_index import index_from_object, read_id_index
 from mmzoo.data.importing.records import Entry, FeatureSource, as_regions, check_boxes, file_stamp, region_shape
-from mmzoo.errors import ConfigError, DataError
+from mmzoo.errors import DataError
 
 #: feature array names tried in the array layout, then the per-image layout's group member names.
 ARRAY_KEYS = ("image_features", "features", "feats")
@@ -38,11 +39,7 @@ BLOCK_BYTES = 32 * 2**20
 
 
 def _h5py() -> Any:
-    try:
-        import h5py
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ConfigError('Reading HDF5 features needs h5py: pip install "mmzoo[features]" (or h5py).') from None
-    return h5py
+    return require("h5py", extra="features", purpose="Reading HDF5 features")
 
 
 class Hdf5Source(FeatureSource):
