@@ -43,7 +43,7 @@ class HubError(MMZooError, RuntimeError):
 class MissingDependencyError(MMZooError, ImportError):
     """An optional package is not installed; the message names the ``pip install "mmzoo[EXTRA]"`` that adds it.
 
-    ``name`` is the missing import name and ``extra`` the mmzoo extra (see ``mmzoo.require``).
+    ``name`` is the missing import name and ``extra`` the mmzoo extra (see ``mmzoo.plugin.require``).
     """
 
     def __init__(self, message: str, *, name: str | None = None, extra: str | None = None) -> None:

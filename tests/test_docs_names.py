@@ -31,7 +31,7 @@ _COMMAND = re.compile(
     re.M,
 )
 _OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*)")
-_DOTTED = re.compile(r"(?<![\w.])(mmzoo(?:_plugins)?(?:\.[A-Za-z_]\w*)+)")
+_DOTTED = re.compile(r"(?<![\w./])(mmzoo(?:_plugins)?(?:\.[A-Za-z_]\w*)+)(?!\.md)")
 
 
 def code_of(text: str) -> list[str]:
@@ -42,8 +42,16 @@ def code_of(text: str) -> list[str]:
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
+    action = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    return dict(action.choices) if action is not None else {}
+
+
+def all_options(parser: argparse.ArgumentParser) -> set[str]:
+    """The options of a command and of its own sub-commands (``mmzoo index build --out``)."""
+    found = options(parser)
+    for child in subcommands(parser).values():
+        found |= all_options(child)
+    return found
 
 
 def options(parser: argparse.ArgumentParser) -> set[str]:
@@ -74,7 +82,7 @@ def test_commands_and_options_exist(page, cli):
             if name not in commands:
                 wrong.append(f"`mmzoo {name}`: no such command")
                 continue
-            allowed = options(parser) | options(commands[name])
+            allowed = options(parser) | all_options(commands[name])
             if name == "convert":
                 allowed |= converter_flags()
             wrong += [f"`mmzoo {name} {o}`: no such option" for o in _OPTION.findall(rest) if o not in allowed]

@@ -83,7 +83,7 @@ def apply_thread_policy() -> int:
     from mmzoo.scoring.threads import configure_threads
 
     count = configure_threads()
-    logging.getLogger("mmzoo.cli").debug("torch intra-op threads: %d", count)
+    logging.getLogger(__name__).debug("torch intra-op threads: %d", count)
     return count
 
 

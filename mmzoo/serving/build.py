@@ -46,7 +46,7 @@ from mmzoo.serving.shard import (
 )
 from mmzoo.serving.sources import Source, open_source
 
-logger = logging.getLogger("mmzoo.serving")
+logger = logging.getLogger(__name__)
 FORMAT = "mmzoo-index/1"
 PLAN, MANIFEST = "build.json", "manifest.json"
 Loader = Callable[[str], Any]
