@@ -118,6 +118,24 @@ def test_image_folder_and_caption_indexes(world, tmp_path, capsys):
     assert hits.indices[0].tolist() == exact[0].topk(3).indices.tolist()
 
 
+def test_karpathy_split_source_and_a_missing_extra(world, tmp_path, capsys, monkeypatch):
+    split_file = world["shapes"] / "dataset_shapes.json"
+    args = ["index", "build", str(world["pixels"]), str(split_file), "--split", "dev", "--out", str(tmp_path / "k")]
+    assert main([*args, "--no-progress"]) == 2
+    assert "give --image-root" in capsys.readouterr().err
+    assert main([*args, "--image-root", str(world["shapes"] / "images"), "--no-progress"]) == 0
+    index = SavedIndex.open(tmp_path / "k")
+    first = index.items([0])[0]
+    assert index.count == 10 and first["key"] == "dev/000000.png" and first["caption"]
+    assert index.image_file(0) == world["shapes"] / "images" / "dev" / "000000.png"
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if mmzoo[serving] were not installed
+    assert (
+        main([*args[:-1], str(tmp_path / "k2"), "--image-root", str(world["shapes"] / "images"), "--no-progress"]) == 2
+    )
+    assert "pip install 'mmzoo[serving]'" in capsys.readouterr().err
+    assert not (tmp_path / "k2").exists()  # refused before any work
+
+
 def test_bad_sources_and_outputs_are_named_errors(world, tmp_path, capsys):
     model = str(world["vse"])
     cases = [
