@@ -207,7 +207,7 @@ def test_a_killed_build_resumes_to_the_same_bytes(world, tmp_path, monkeypatch):
     done_before = (tmp_path / "cut" / "shards" / "00000.npy").stat().st_mtime_ns
     assert main(argv) == 0
     assert (tmp_path / "cut" / "shards" / "00000.npy").stat().st_mtime_ns == done_before  # kept, not redone
-    (tmp_path / "cut" / "shards" / ".00002.npy.tmp123").unlink()
+    assert not (tmp_path / "cut" / "shards" / ".00002.npy.tmp123").exists()  # the resume removed it
     assert folder_bytes(tmp_path / "cut") == folder_bytes(whole)
     other = [*argv[:-5], "--shard-size", "4", "--no-progress"]
     assert main(other) == 2  # a finished index is not rebuilt in place
@@ -333,3 +333,38 @@ def _build_args(world, out: Path) -> list[str]:
         "4",
         "--no-progress",
     ]
+
+
+@pytest.mark.slow
+def test_a_build_killed_with_sigkill_resumes_to_the_same_bytes(world, tmp_path):
+    import signal
+    import time
+
+    lines = [
+        f"a {c} {s} left of a {d} {t}"
+        for c in ("red", "blue", "green", "yellow", "purple")
+        for s in ("circle", "square", "triangle", "star")
+        for d in ("red", "blue", "green")
+        for t in ("circle", "square")
+    ]
+    (tmp_path / "many.txt").write_text("\n".join(lines * 25) + "\n")  # 3,000 captions
+    argv = ["index", "build", str(world["vse"]), str(tmp_path / "many.txt"), "--shard-size", "10", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MMZOO_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmzoo", *argv, "--out", str(tmp_path / "cut")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    shards = tmp_path / "cut" / "shards"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(list(shards.glob("*.done.json"))) < 5:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(shards.glob("*.done.json")))
+    assert 5 <= done < 300 and not (tmp_path / "cut" / "manifest.json").exists()
+    assert main([*argv, "--out", str(tmp_path / "cut")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    assert folder_bytes(tmp_path / "cut") == folder_bytes(tmp_path / "whole")

@@ -138,6 +138,8 @@ def _start_or_resume(out: Path, plan: dict[str, Any]) -> None:
                 "options, or choose another --out."
             )
         logger.info("resuming the build in %s", out)
+        for leftover in (out / SHARDS).glob(".*.tmp*"):  # half-written files of a killed writer: never trusted
+            leftover.unlink()
         return
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not an empty folder: an index is written into a new or empty folder.")
