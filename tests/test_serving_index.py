@@ -368,3 +368,25 @@ def test_a_build_killed_with_sigkill_resumes_to_the_same_bytes(world, tmp_path):
     assert main([*argv, "--out", str(tmp_path / "cut")]) == 0
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
     assert folder_bytes(tmp_path / "cut") == folder_bytes(tmp_path / "whole")
+
+
+def test_an_ensemble_builds_and_reranks_a_saved_index(world, tmp_path):
+    from mmzoo.model import Ensemble
+    from mmzoo.scoring import cheap_vectors
+    from mmzoo.serving import retrieve
+
+    vse, mmca = load_pretrained(world["vse"]).eval(), load_pretrained(world["mmca"]).eval()
+    ensemble = Ensemble([vse, mmca], weights=[0.5, 0.5]).eval()
+    source = detect_source(world["shapes"], "test")
+    index = SavedIndex.open(build_index(ensemble, "ens", source, tmp_path / "ens", shard_size=8, progress=False))
+    from mmzoo.data import PrecomputedDataset
+
+    f, m = (torch.from_numpy(a) for a in PrecomputedDataset(world["shapes"], "test").image_features(range(30)))
+    with torch.no_grad():
+        expected = cheap_vectors(ensemble, ensemble.encode_images(f, m)).numpy()
+    np.testing.assert_allclose(index.vectors(range(30)), expected, atol=2e-3)
+    queries = read_captions(world["shapes"] / "test_caps.txt")[:2]
+    ranked = retrieve(index, ensemble, queries, k=5, rerank=30)  # every item: the ensemble's full score ranks all
+    with torch.no_grad():
+        full = ensemble.similarity(ensemble.encode_images(f, m), ensemble.encode_texts(queries))
+    assert ranked.ids.tolist() == full.t().topk(5, dim=1).indices.tolist()
