@@ -118,6 +118,24 @@ def test_image_folder_and_caption_indexes(world, tmp_path, capsys):
     assert hits.indices[0].tolist() == exact[0].topk(3).indices.tolist()
 
 
+def test_karpathy_split_source_and_a_missing_extra(world, tmp_path, capsys, monkeypatch):
+    split_file = world["shapes"] / "dataset_shapes.json"
+    args = ["index", "build", str(world["pixels"]), str(split_file), "--split", "dev", "--out", str(tmp_path / "k")]
+    assert main([*args, "--no-progress"]) == 2
+    assert "give --image-root" in capsys.readouterr().err
+    assert main([*args, "--image-root", str(world["shapes"] / "images"), "--no-progress"]) == 0
+    index = SavedIndex.open(tmp_path / "k")
+    first = index.items([0])[0]
+    assert index.count == 10 and first["key"] == "dev/000000.png" and first["caption"]
+    assert index.image_file(0) == world["shapes"] / "images" / "dev" / "000000.png"
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if mmzoo[serving] were not installed
+    assert (
+        main([*args[:-1], str(tmp_path / "k2"), "--image-root", str(world["shapes"] / "images"), "--no-progress"]) == 2
+    )
+    assert "pip install 'mmzoo[serving]'" in capsys.readouterr().err
+    assert not (tmp_path / "k2").exists()  # refused before any work
+
+
 def test_bad_sources_and_outputs_are_named_errors(world, tmp_path, capsys):
     model = str(world["vse"])
     cases = [
@@ -189,7 +207,7 @@ def test_a_killed_build_resumes_to_the_same_bytes(world, tmp_path, monkeypatch):
     done_before = (tmp_path / "cut" / "shards" / "00000.npy").stat().st_mtime_ns
     assert main(argv) == 0
     assert (tmp_path / "cut" / "shards" / "00000.npy").stat().st_mtime_ns == done_before  # kept, not redone
-    (tmp_path / "cut" / "shards" / ".00002.npy.tmp123").unlink()
+    assert not (tmp_path / "cut" / "shards" / ".00002.npy.tmp123").exists()  # the resume removed it
     assert folder_bytes(tmp_path / "cut") == folder_bytes(whole)
     other = [*argv[:-5], "--shard-size", "4", "--no-progress"]
     assert main(other) == 2  # a finished index is not rebuilt in place
@@ -315,3 +333,60 @@ def _build_args(world, out: Path) -> list[str]:
         "4",
         "--no-progress",
     ]
+
+
+@pytest.mark.slow
+def test_a_build_killed_with_sigkill_resumes_to_the_same_bytes(world, tmp_path):
+    import signal
+    import time
+
+    lines = [
+        f"a {c} {s} left of a {d} {t}"
+        for c in ("red", "blue", "green", "yellow", "purple")
+        for s in ("circle", "square", "triangle", "star")
+        for d in ("red", "blue", "green")
+        for t in ("circle", "square")
+    ]
+    (tmp_path / "many.txt").write_text("\n".join(lines * 25) + "\n")  # 3,000 captions
+    argv = ["index", "build", str(world["vse"]), str(tmp_path / "many.txt"), "--shard-size", "10", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MMZOO_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmzoo", *argv, "--out", str(tmp_path / "cut")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    shards = tmp_path / "cut" / "shards"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(list(shards.glob("*.done.json"))) < 5:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(shards.glob("*.done.json")))
+    assert 5 <= done < 300 and not (tmp_path / "cut" / "manifest.json").exists()
+    assert main([*argv, "--out", str(tmp_path / "cut")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    assert folder_bytes(tmp_path / "cut") == folder_bytes(tmp_path / "whole")
+
+
+def test_an_ensemble_builds_and_reranks_a_saved_index(world, tmp_path):
+    from mmzoo.model import Ensemble
+    from mmzoo.scoring import cheap_vectors
+    from mmzoo.serving import retrieve
+
+    vse, mmca = load_pretrained(world["vse"]).eval(), load_pretrained(world["mmca"]).eval()
+    ensemble = Ensemble([vse, mmca], weights=[0.5, 0.5]).eval()
+    source = detect_source(world["shapes"], "test")
+    index = SavedIndex.open(build_index(ensemble, "ens", source, tmp_path / "ens", shard_size=8, progress=False))
+    from mmzoo.data import PrecomputedDataset
+
+    f, m = (torch.from_numpy(a) for a in PrecomputedDataset(world["shapes"], "test").image_features(range(30)))
+    with torch.no_grad():
+        expected = cheap_vectors(ensemble, ensemble.encode_images(f, m)).numpy()
+    np.testing.assert_allclose(index.vectors(range(30)), expected, atol=2e-3)
+    queries = read_captions(world["shapes"] / "test_caps.txt")[:2]
+    ranked = retrieve(index, ensemble, queries, k=5, rerank=30)  # every item: the ensemble's full score ranks all
+    with torch.no_grad():
+        full = ensemble.similarity(ensemble.encode_images(f, m), ensemble.encode_texts(queries))
+    assert ranked.ids.tolist() == full.t().topk(5, dim=1).indices.tolist()

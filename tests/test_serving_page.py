@@ -64,5 +64,8 @@ def test_the_page_searches_and_shows_the_result_grid(tmp_path):
         shot = tmp_path / "page.png"
         done = browse(page, f"--screenshot={shot}", "--window-size=1000,700", "--hide-scrollbars")
         assert done.returncode == 0 and shot.stat().st_size > 5000
+        reranked = browse(page + "&rerank=1", "--dump-dom").stdout  # the rerank toggle, set from the link
+        assert "(reranked)" in reranked and "rerank " in reranked
+        assert re.findall(r'<div class="card" data-id="(\d+)">', reranked)
         empty = browse(f"{url}/?q=%20", "--dump-dom").stdout
         assert 'class="error"' in empty and "Type what to look for." in empty

@@ -33,6 +33,7 @@ import numpy as np
 from mmzoo._atomic import atomic_write_json
 from mmzoo.errors import InputError, StorageError
 from mmzoo.serving import ann
+from mmzoo.serving._deps import require
 from mmzoo.serving.errors import IndexMismatchError
 from mmzoo.serving.shard import (
     DTYPES,
@@ -97,6 +98,8 @@ def build_index(
         raise InputError(f"--dtype must be float16 or float32; got {dtype!r}.")
     if shard_size < 1 or batch_size < 1:
         raise InputError(f"--shard-size and --batch-size must be at least 1; got {shard_size}, {batch_size}.")
+    for module in ("pyarrow", "pyarrow.parquet", "faiss"):  # before any work, not after the first shard
+        require(module, "serving")
     check_model_fits(model, source.kind)
     items = source.items()
     plan = {
@@ -135,6 +138,8 @@ def _start_or_resume(out: Path, plan: dict[str, Any]) -> None:
                 "options, or choose another --out."
             )
         logger.info("resuming the build in %s", out)
+        for leftover in (out / SHARDS).glob(".*.tmp*"):  # half-written files of a killed writer: never trusted
+            leftover.unlink()
         return
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not an empty folder: an index is written into a new or empty folder.")
@@ -265,8 +270,6 @@ class _RayShardEmbedder:
 
 
 def _run_on_ray(model_spec: str, out: Path, plan: dict[str, Any], todo: list[Any], loader: Loader | None) -> None:
-    from mmzoo.serving._deps import require
-
     ray = require("ray", "ray")
     require("ray.data", "ray")
     if loader is None:

@@ -76,6 +76,7 @@ class SavedIndex:
         self._groups: OrderedDict[tuple[int, int], list[dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
         self._sources: dict[int, Source] = {}
+        self._checked: set[int] = set()
 
     @classmethod
     def open(
@@ -164,7 +165,9 @@ class SavedIndex:
         from mmzoo.serving.retrieve import check_index_model, retrieve
 
         index_model = shortlist if shortlist is not None else model
-        check_index_model(self, index_model, "the model given")
+        if id(index_model) not in self._checked:  # hashing the weights once per model object, not per query
+            check_index_model(self, index_model, "the model given")
+            self._checked.add(id(index_model))
         reranker = model if shortlist is not None else None
         ranked = retrieve(self, index_model, queries, k=top_k, reranker=reranker, rerank=rerank)
         shortlisted = None if ranked.shortlist is None else torch.from_numpy(ranked.shortlist)
