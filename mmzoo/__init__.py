@@ -112,6 +112,7 @@ _SUBMODULES = [
     "pretrained",
     "registry",
     "scoring",
+    "serving",
     "testing",
     "training",
 ]

@@ -1,28 +1,20 @@
-"""Optional packages of the serving extras, imported on first use with an error that names the extra to install.
-
-(A project-wide ``mmzoo._optional.require`` is on its way; this is the same idea, local until it lands.)
-"""
+"""Optional packages of the serving extras (``serving``: faiss, pyarrow; ``serve``: FastAPI, uvicorn; ``ray``),
+imported on first use through :func:`mmzoo._optional.require`, whose error names the extra to install."""
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
-from mmzoo.errors import MMZooError
+from mmzoo._optional import require as _require
+from mmzoo.errors import MissingDependencyError
 
-
-class MissingExtraError(MMZooError, ImportError):
-    """An optional package is not installed; the message names the ``pip install 'mmzoo[EXTRA]'`` that brings it."""
+#: the serving modules' name for the one missing-dependency error (kept for their callers).
+MissingExtraError = MissingDependencyError
 
 
 def require(module: str, extra: str) -> ModuleType:
-    """``import module``, or a :class:`MissingExtraError` saying ``pip install 'mmzoo[extra]'``."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingExtraError(
-            f"{module} is needed here but is not installed ({exc}); install it with: pip install 'mmzoo[{extra}]'"
-        ) from None
+    """``import module``, or a :class:`~mmzoo.errors.MissingDependencyError` saying ``pip install "mmzoo[extra]"``."""
+    return _require(module, extra=extra, purpose="Serving an index")
 
 
 __all__ = ["MissingExtraError", "require"]
