@@ -23,10 +23,10 @@ def block(monkeypatch, *names: str) -> None:
 
 
 def test_require_returns_the_module_and_names_the_extra(monkeypatch):
-    assert mmzoo.require("json", extra="core").dumps([1]) == "[1]"
+    assert mmzoo.plugin.require("json", extra="core").dumps([1]) == "[1]"
     block(monkeypatch, "PIL")
     with pytest.raises(MissingDependencyError) as info:
-        mmzoo.require("PIL.Image", extra="vision", purpose="Reading images")
+        mmzoo.plugin.require("PIL.Image", extra="vision", purpose="Reading images")
     message = str(info.value)
     assert 'pip install "mmzoo[vision]"' in message and "pillow" in message and "not installed" in message
     assert isinstance(info.value, ImportError) and isinstance(info.value, MMZooError)
@@ -40,7 +40,7 @@ def test_a_broken_install_says_why(tmp_path, monkeypatch):
     (package / "__init__.py").write_text("import mmzoo_missing_subdependency_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(MissingDependencyError, match=r"failed to import .*mmzoo_missing_subdependency_xyz"):
-        mmzoo.require("mmzoo_broken_pkg", extra="x")
+        mmzoo.plugin.require("mmzoo_broken_pkg", extra="x")
 
 
 def test_create_model_mmca_without_transformers(monkeypatch):

@@ -132,7 +132,7 @@ def test_karpathy_split_source_and_a_missing_extra(world, tmp_path, capsys, monk
     assert (
         main([*args[:-1], str(tmp_path / "k2"), "--image-root", str(world["shapes"] / "images"), "--no-progress"]) == 2
     )
-    assert "pip install 'mmzoo[serving]'" in capsys.readouterr().err
+    assert 'pip install "mmzoo[serving]"' in capsys.readouterr().err
     assert not (tmp_path / "k2").exists()  # refused before any work
 
 
