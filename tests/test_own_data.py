@@ -194,8 +194,8 @@ def test_pixels_lite0_warms_up_like_vsepp():
 
 
 def test_a_collapsed_best_epoch_is_recorded_and_said(tmp_path):
-    from mmzoo.hub import cards
     from mmzoo.checkpoint import read_document
+    from mmzoo.hub import cards
     from mmzoo.training.trainer import mark_collapse
 
     model = tiny_model("vsepp")
