@@ -85,10 +85,15 @@ class BuildContext:
         assets: folder of a saved model holding this component's files (tokenizer, vocabulary,
             backbone config). When set, the component builds from it and downloads nothing:
             its weights come from the saved ``model.safetensors`` afterwards.
+        native: ``assets`` is not an mmzoo folder but the weights' own folder in their library's layout (a zoo
+            entry whose ``Weights.format`` is :data:`~mmzoo.registry.records.NATIVE_FORMATS`, e.g. a transformers
+            repository): every component gets that one folder and reads its architecture, preprocessing and
+            weights from it, strictly, with the network off.
     """
 
     embed_dim: int
     assets: Path | None = None
+    native: bool = False
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mmzoo.model.ensemble import Ensemble, EnsembleFragments
 from mmzoo.model.matching import MatchingModel, MatchingOutput, check_pair, check_regions
-from mmzoo.model.saving import load_pretrained, offline
+from mmzoo.model.saving import load_native, load_pretrained, offline
 
 __all__ = [
     "Ensemble",
@@ -13,6 +13,7 @@ __all__ = [
     "MatchingOutput",
     "check_pair",
     "check_regions",
+    "load_native",
     "load_pretrained",
     "offline",
 ]
