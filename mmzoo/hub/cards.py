@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmzoo._atomic import atomic_write_text, read_json_lines, read_json_object
-from mmzoo.config import ModelConfig
+from mmzoo.config import ModelConfig, apply_overrides
 from mmzoo.errors import DataError
 from mmzoo.hub import zoo
-from mmzoo.registry import PretrainedEntry, get_registry
+from mmzoo.registry import NATIVE_FORMATS, PretrainedEntry, get_registry
 from mmzoo.registry import model as recipes
 
 if TYPE_CHECKING:
@@ -338,7 +338,10 @@ def zoo_card(entry: PretrainedEntry) -> ModelCard:
         configs = [ModelConfig.parse(recipes.get(zoo.get_pretrained(m).recipe).config).to_dict() for m in entry.members]
         document: dict[str, Any] = {"ensemble": {"members": list(entry.members), "configs": configs}}
     else:
-        document = {"model": ModelConfig.parse(recipes.get(entry.recipe).config).to_dict()}
+        config = recipes.get(entry.recipe).config
+        if entry.weights.format in NATIVE_FORMATS:  # the entry's options complete the recipe (its embed_dim, source)
+            config = apply_overrides(config, entry.weights.options)
+        document = {"model": ModelConfig.parse(config).to_dict()}
     repo = entry.weights.repo if entry.weights.format == "mmzoo" else None
     return model_card(document, repo_id=repo, entry=entry)
 
