@@ -72,3 +72,26 @@ def write_siglip(folder: Path) -> Path:
 
 def hub_files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def write_siglip2(folder: Path) -> Path:
+    """SigLIP 2's fixed-resolution layout: SigLIP's architecture (model_type 'siglip') with a Gemma tokenizer
+    (``tokenizer.json``: byte-fallback BPE, here with single characters and no merges)."""
+    from transformers import GemmaTokenizer, SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    torch.manual_seed(1)
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+    pieces = specials + [f"<0x{b:02X}>" for b in range(256)] + ["▁", *"abcdefghijklmnopqrstuvwxyz"]
+    vocab = {piece: i for i, piece in enumerate(pieces)}
+    data = tiny_architecture("siglip")
+    data["text_config"]["vocab_size"] = len(vocab)
+    config = SiglipConfig(text_config=data["text_config"], vision_config=data["vision_config"])
+    model = SiglipModel(config).eval()
+    with torch.no_grad():
+        model.logit_scale.fill_(2.3)
+        model.logit_bias.fill_(-1.5)
+    model.save_pretrained(str(folder))
+    GemmaTokenizer(vocab=vocab, merges=[]).save_pretrained(str(folder))
+    size = config.vision_config.image_size
+    SiglipImageProcessor(size={"height": size, "width": size}).save_pretrained(str(folder))
+    return folder

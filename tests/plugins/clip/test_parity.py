@@ -13,7 +13,7 @@ import mmzoo
 from mmzoo import registry
 from mmzoo_plugins.clip.calibration import logits, probabilities
 from tests.hub_server import fake_hub, go_offline  # noqa: F401  (fake_hub is a fixture)
-from tests.plugins.clip.checkpoints import CAPTIONS, hub_files, images, write_clip, write_siglip
+from tests.plugins.clip.checkpoints import CAPTIONS, hub_files, images, write_clip, write_siglip, write_siglip2
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 
@@ -28,8 +28,9 @@ def transformers_scores(folder, family):
         inputs = processor(text=CAPTIONS, images=images(), padding=True, return_tensors="pt")
     else:
         model = SiglipModel.from_pretrained(str(folder)).eval()
-        # as the SigLIP model card says: padding="max_length"; big_vision ran the text without a mask
-        inputs = processor(text=CAPTIONS, images=images(), padding="max_length", return_tensors="pt")
+        # as the SigLIP model cards say: lower-cased, padding="max_length" (64); big_vision ran the text without a mask
+        lower = [c.lower() for c in CAPTIONS]
+        inputs = processor(text=lower, images=images(), padding="max_length", max_length=64, return_tensors="pt")
         inputs.pop("attention_mask", None)
     with torch.no_grad():
         out = model(**inputs)
@@ -55,7 +56,11 @@ def no_network(*args, **kwargs):
 
 @pytest.mark.parametrize(
     ("alias", "family", "write"),
-    [("clip-vit-base-patch32", "clip", write_clip), ("siglip-base-patch16-224", "siglip", write_siglip)],
+    [
+        ("clip-vit-base-patch32", "clip", write_clip),
+        ("siglip-base-patch16-224", "siglip", write_siglip),
+        ("siglip2-base-patch16-224", "siglip", write_siglip2),
+    ],
 )
 def test_from_pretrained_gives_transformers_scores_then_works_offline(
     tmp_path,

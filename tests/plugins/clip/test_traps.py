@@ -151,7 +151,20 @@ def test_every_image_mode_gives_the_pixels_the_processor_gives_for_the_image_a_p
 def test_unreadable_images_are_named_errors(tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")
-    with pytest.raises(mmzoo.InputError, match="broken.jpg"):
+    with pytest.raises(mmzoo.InputError, match=r"broken\.jpg"):
         processing.to_rgb(bad)
     with pytest.raises(mmzoo.InputError, match="PIL image"):
         processing.to_rgb(42)
+
+
+def test_siglip2_gemma_tokenizer_keeps_capitals_so_the_tower_lower_cases(tmp_path):
+    """SigLIP 2 was trained on lower-cased text, but the Gemma tokenizer its repository names keeps capitals."""
+    from transformers import AutoTokenizer
+
+    from tests.plugins.clip.checkpoints import write_siglip2
+
+    folder = write_siglip2(tmp_path / "siglip2")
+    gemma = AutoTokenizer.from_pretrained(str(folder))
+    assert gemma("A Dog")["input_ids"] != gemma("a dog")["input_ids"]
+    model = tower_model(folder)
+    assert torch.equal(model.tokenize(["A Dog"]).ids, model.tokenize(["a dog"]).ids)
