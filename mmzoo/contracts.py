@@ -398,6 +398,9 @@ class Split(ABC):
         region_dim: size ``D`` of a region feature.
         twins: twin image of each image (-1 for none) when the split has swapped-attribute distractors.
         manifest: the dataset's manifest (a ``mmzoo.DataManifest`` read from ``mmzoo_data.json``), or None.
+        pixels: True for a split of raw images (``mmzoo.data.open_image_split``): it has no region features and
+            gives its images with ``load_images(indices) -> list of PIL images``, which a model that reads pixels
+            preprocesses itself.
     """
 
     name: str
@@ -408,6 +411,7 @@ class Split(ABC):
     region_dim: int
     twins: np.ndarray | None = None
     manifest: Any | None = None  # mmzoo.DataManifest (a floor above this one)
+    pixels: bool = False
 
     @abstractmethod
     def image_features(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,7 @@
 """``mmzoo eval MODEL [MODEL ...] --data DIR --split test [--fold5] [--rerank K] [--ensemble] [--json FILE]``.
 
-Recall metrics by the standard protocol. With ``--rerank K`` retrieval is shortlist-and-rerank
+Recall metrics by the standard protocol, on a dataset folder (``--data``) or from pixels (``--images ROOT --karpathy
+dataset_coco.json`` or ``--csv FILE``, for models that read images; ``--dtype bf16`` on a GPU). With ``--rerank K`` retrieval is shortlist-and-rerank
 (``mmzoo.scoring``): the cheap <i0,c0> score keeps K candidates per query and only those get the full score;
 the shortlist recall is reported beside recall. ``--shortlist A --rerank K`` takes the cheap score from another
 model A (a dual encoder's cosine, say) and reranks its candidates with MODEL's full score. With ``--ensemble``,
@@ -33,7 +34,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a model by the standard retrieval protocol", description=__doc__)
     p.add_argument("model", nargs="+", help="saved model folder, run folder (uses RUNDIR/best) or pretrained name")
     p.add_argument("--ensemble", action="store_true", help="average the score matrices of the given models")
-    p.add_argument("--data", required=True, help="dataset folder in the precomputed layout")
+    p.add_argument("--data", default=None, help="dataset folder in the precomputed layout (or use --images)")
+    p.add_argument(
+        "--images",
+        default=None,
+        metavar="ROOT",
+        help="evaluate from pixels: the image root of --karpathy FILE (dataset_coco.json, dataset_flickr30k.json) "
+        "or --csv FILE (columns image,caption), for models that read images",
+    )
+    p.add_argument("--karpathy", default=None, metavar="FILE", help="with --images: a Karpathy split file")
+    p.add_argument("--csv", default=None, metavar="FILE", help="with --images: a CSV of image,caption rows")
+    p.add_argument(
+        "--dtype",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="the models' weights and encoding (bf16 / fp16 halve a GPU's memory and time; default fp32)",
+    )
     p.add_argument("--split", default="test", help="split to evaluate (default test; testall for COCO)")
     p.add_argument("--fold5", action="store_true", help="COCO 1K: average over 5 folds of N/5 images")
     p.add_argument(
@@ -89,15 +105,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def evaluate_and_report(args: argparse.Namespace, device: str, main: bool = True, shard: bool = False) -> int:
-    from mmzoo.data import open_split
     from mmzoo.evaluation import evaluate
 
     if not main:
         args.no_progress = True
     model = build_model(args.model, args.ensemble, device)
-    dataset = open_split(args.data, args.split, max_images=args.max_images)
+    dataset = open_data(args)
+    if args.dtype != "fp32":
+        model.to(dtype=DTYPES[args.dtype])
     if args.shortlist is not None:
-        metrics = evaluate_rerank(model, dataset, args, device, load_model(args.shortlist, device=device))
+        shortlist = load_model(args.shortlist, device=device)
+        shortlist.to(dtype=DTYPES[args.dtype])
+        metrics = evaluate_rerank(model, dataset, args, device, shortlist)
     elif args.rerank is not None:
         metrics = evaluate_rerank(model, dataset, args, device)
     else:
@@ -129,6 +148,24 @@ def evaluate_and_report(args: argparse.Namespace, device: str, main: bool = True
         atomic_write_text(out, json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=1) + "\n")
         print(f"wrote {out}")
     return 0
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def open_data(args: argparse.Namespace) -> Any:
+    """The split to evaluate: a dataset folder (``--data``) or images with their captions (``--images``)."""
+    from mmzoo.data import open_image_split, open_split
+
+    if (args.data is None) == (args.images is None):
+        raise InputError(
+            "Give the data to evaluate on: --data DIR (features) or --images ROOT (with --karpathy/--csv)."
+        )
+    if args.images is None:
+        return open_split(args.data, args.split, max_images=args.max_images)
+    return open_image_split(
+        args.images, karpathy=args.karpathy, csv_path=args.csv, split=args.split, max_images=args.max_images
+    )
 
 
 def build_model(specs: list[str], ensemble: bool, device: str) -> Any:
