@@ -202,11 +202,14 @@ def check_features(model: Model, split: Split, *, strict: bool = False, name: st
 
 def check_dims(model: Model, split: Split) -> None:
     expected = model.input_dim
-    if expected is not None and split.pixels:
-        raise InputError(
-            f"The model takes region features of size {expected}, but the {split.name} split holds images: evaluate "
-            "a model that reads pixels, or extract features first (`mmzoo extract-features`)."
-        )
+    if split.pixels:
+        members = model.members if isinstance(model, Ensemble) else [model]
+        if not all(m.visual.takes_pixels for m in members):
+            raise InputError(
+                f"The model takes region features, but the {split.name} split holds images: evaluate a model that "
+                "reads pixels, or extract features first (`mmzoo extract-features`)."
+            )
+        return
     if expected is not None and expected != split.region_dim:
         raise InputError(
             f"The model expects region features of size {expected} (visual.in_dim) but the {split.name} split holds "

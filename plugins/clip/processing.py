@@ -157,17 +157,24 @@ CORPUS = [
 ]
 
 
-def write_sentencepiece(folder: Path, vocab_size: int = 64, name: str = "spiece.model") -> Path:
-    """A small unigram sentencepiece model trained on :data:`CORPUS` (deterministic), as ``folder/name``."""
+def write_sentencepiece(
+    folder: Path,
+    vocab_size: int = 64,
+    name: str = "spiece.model",
+    corpus: Sequence[str] | None = None,
+    model_type: str = "unigram",
+) -> Path:
+    """A small sentencepiece model (``unigram``, or ``word``: one piece per word of the corpus) trained on ``corpus``
+    (default :data:`CORPUS`; deterministic), as ``folder/name``. ``vocab_size`` is an upper bound."""
     import sentencepiece as spm
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(CORPUS * 4),
+        sentence_iterator=iter(list(corpus or CORPUS) * 4),
         model_writer=model,
         vocab_size=vocab_size,
         hard_vocab_limit=False,
-        model_type="unigram",
+        model_type=model_type,
         character_coverage=1.0,
         pad_id=0,
         eos_id=1,
@@ -182,15 +189,17 @@ def write_sentencepiece(folder: Path, vocab_size: int = 64, name: str = "spiece.
     return path
 
 
-def make_tokenizer(family: str, folder: Path) -> Any:
-    """A tokenizer for a randomly initialised tower of ``family``, written to ``folder`` and read back."""
+def make_tokenizer(family: str, folder: Path, corpus: Sequence[str] | None = None) -> Any:
+    """A tokenizer for a randomly initialised tower of ``family``, written to ``folder`` and read back (SigLIP's
+    sentencepiece model is trained on ``corpus``, default :data:`CORPUS`)."""
     from transformers import AutoTokenizer, CLIPTokenizer, SiglipTokenizer
 
     if family == "clip":
         write_clip_vocabulary(folder)
         CLIPTokenizer.from_pretrained(str(folder)).save_pretrained(str(folder))
     else:
-        write_sentencepiece(folder)
+        # a corpus of the data's own captions: one piece per word, so captions are as short as their words
+        write_sentencepiece(folder, vocab_size=4000, corpus=corpus, model_type="word" if corpus else "unigram")
         SiglipTokenizer.from_pretrained(str(folder), model_max_length=SIGLIP_MAX_LENGTH).save_pretrained(str(folder))
     return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
 

@@ -70,6 +70,11 @@ class TowerConfig(mmzoo.ComponentConfig):
         "when there is no source.",
     )
     frozen: bool = Field(True, description="Keep the tower fixed (eval mode, no gradients).")
+    head: bool = Field(
+        False,
+        description="A trainable linear map (d -> d) over the tower's outputs, pooled and fragments: a projection "
+        "head trained over a frozen tower (the dual-encoder baseline of benchmarks/mmca_modern.py).",
+    )
 
     @model_validator(mode="after")
     def _one_origin(self) -> TowerConfig:
@@ -78,6 +83,25 @@ class TowerConfig(mmzoo.ComponentConfig):
         if self.architecture is not None and self.architecture.get("model_type") not in MODEL_TYPES:
             raise ValueError(f"architecture.model_type must be one of {', '.join(MODEL_TYPES)}")
         return self
+
+
+class VisionTowerConfig(TowerConfig):
+    in_dim: int | None = Field(
+        None,
+        gt=0,
+        description="Size of the cached tower outputs (`mmzoo extract-features` with this encoder: row 0 the pooled "
+        "embedding, then the patch tokens) that the trainer sets from the data; must be the tower's embedding size.",
+    )
+
+
+class TextTowerConfig(TowerConfig):
+    cache_captions: int = Field(
+        0,
+        ge=0,
+        le=10_000_000,
+        description="With a frozen tower: keep the outputs of up to this many distinct captions in memory, so "
+        "that each caption runs through the tower once in training (0: off). Costs its real tokens x d floats.",
+    )
 
 
 def tiny_architecture(model_type: str) -> dict[str, Any]:
@@ -102,6 +126,29 @@ def tiny_architecture(model_type: str) -> dict[str, Any]:
         text.update({"bos_token_id": 512, "eos_token_id": 513, "pad_token_id": 513})
         return {"model_type": "clip", "projection_dim": 32, "vision_config": vision, "text_config": text}
     return {"model_type": "siglip", "vision_config": vision, "text_config": text}
+
+
+def save_random_tower(folder: Path, architecture: dict[str, Any], corpus: Any = None, seed: int = 0) -> Path:
+    """A randomly initialised checkpoint in the transformers layout (weights, image processor, a tokenizer trained
+    on ``corpus``): a tower to train fusion blocks over offline, loaded like an official one (``source=folder``)."""
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    config = config_from_data(architecture)
+    tokenizer = processing.make_tokenizer(MODEL_TYPES[config.model_type], folder, corpus)
+    config.text_config.vocab_size = max(int(config.text_config.vocab_size), len(tokenizer))
+    build_model(config, None).save_pretrained(str(folder))
+    default_processor(config).save_pretrained(str(folder))
+    return folder
+
+
+def default_processor(hf_config: Any) -> Any:
+    """The image processor of a tower with no files: the family's defaults at the tower's resolution."""
+    from transformers import CLIPImageProcessor, SiglipImageProcessor
+
+    size = int(hf_config.vision_config.image_size)
+    if hf_config.model_type == "clip":
+        return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    return SiglipImageProcessor(size={"height": size, "width": size})
 
 
 # -- building ---------------------------------------------------------------------------------------------------
@@ -224,11 +271,11 @@ class _Tower:
 class TowerVisual(mmzoo.VisualEncoder, _Tower):
     """Pixels -> the vision tower -> patch tokens as fragments and the pooled embedding, L2-normalised."""
 
-    Config = TowerConfig
+    Config = VisionTowerConfig
     takes_pixels = True
     side = "vision"
 
-    def __init__(self, config: TowerConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: VisionTowerConfig, context: mmzoo.BuildContext) -> None:
         super().__init__(config, context)
         folder = self._build(config, context)
         del self._calibration  # the text tower keeps it
@@ -236,9 +283,16 @@ class TowerVisual(mmzoo.VisualEncoder, _Tower):
         vc = self.hf_config.vision_config
         self._check_dim(self.hf_config.projection_dim if self.family == "clip" else vc.hidden_size, context.embed_dim)
         self._freeze(config.frozen)
+        self.input_dim = context.embed_dim  # cached tower outputs (regions) have the embedding's size
+        if config.in_dim is not None and config.in_dim != context.embed_dim:
+            raise ConfigError(
+                f"visual.in_dim={config.in_dim}, but this tower's outputs have size {context.embed_dim}: the features "
+                "were extracted with another tower."
+            )
+        self.head = nn.Linear(context.embed_dim, context.embed_dim) if config.head else None
 
     def _processor(self, folder: Path | None) -> Any:
-        from transformers import AutoImageProcessor, CLIPImageProcessor, SiglipImageProcessor
+        from transformers import AutoImageProcessor
 
         if folder is not None and any(
             (folder / n).is_file() for n in ("preprocessor_config.json", "processor_config.json")
@@ -246,10 +300,7 @@ class TowerVisual(mmzoo.VisualEncoder, _Tower):
             return AutoImageProcessor.from_pretrained(str(folder), trust_remote_code=False)
         if folder is not None:
             raise CheckpointError(f"{folder} has no preprocessor_config.json: the weights' preprocessing is unknown.")
-        size = int(self.hf_config.vision_config.image_size)
-        if self.family == "clip":
-            return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
-        return SiglipImageProcessor(size={"height": size, "width": size})
+        return default_processor(self.hf_config)
 
     @classmethod
     def test_config(cls) -> dict[str, Any]:
@@ -277,27 +328,46 @@ class TowerVisual(mmzoo.VisualEncoder, _Tower):
         processor = self.image_processor
         return lambda image: processing.preprocess_images(processor, [image])[0]
 
-    def forward(self, features: Tensor, mask: Tensor | None = None) -> mmzoo.Fragments:
-        dtype = next(self.parameters()).dtype
-        out = self.vision_model(pixel_values=features.to(dtype))
-        if self.family == "clip":
-            tokens = self.visual_projection(self.vision_model.post_layernorm(out.last_hidden_state[:, 1:]))
-            pooled = self.visual_projection(out.pooler_output)
-        else:
+    def tower(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, 3, H, W) -> the tower's patch tokens (N, P, d) and pooled embedding (N, d), unnormalised."""
+        dtype = next(self.vision_model.parameters()).dtype
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.frozen):
+            out = self.vision_model(pixel_values=pixels.to(dtype))
+            if self.family == "clip":
+                tokens = self.visual_projection(self.vision_model.post_layernorm(out.last_hidden_state[:, 1:]))
+                return tokens, self.visual_projection(out.pooler_output)
             if out.pooler_output is None:
                 raise CheckpointError("This SigLIP vision tower has no pooling head (vision_use_head=False).")
-            tokens, pooled = out.last_hidden_state, out.pooler_output
-        valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        return mmzoo.Fragments(tokens, valid, mmzoo.l2_normalize(pooled))
+            return out.last_hidden_state, out.pooler_output
+
+    def regions(self, pixels: Tensor) -> Tensor:
+        """What `mmzoo extract-features` caches per image: (N, 1 + P, d), row 0 the pooled embedding, then the
+        patch tokens; :meth:`forward` takes these rows back as they are."""
+        tokens, pooled = self.tower(pixels)
+        return torch.cat([pooled[:, None], tokens], dim=1)
+
+    def forward(self, features: Tensor, mask: Tensor | None = None) -> mmzoo.Fragments:
+        """Pixels (N, 3, H, W), or cached tower outputs (N, 1 + P, d) from :meth:`regions` with their mask."""
+        if features.dim() == 3:
+            pooled, tokens = features[:, 0], features[:, 1:]
+            valid = mask[:, 1:] if mask is not None else None
+        else:
+            tokens, pooled = self.tower(features)
+            valid = None
+        if valid is None:
+            valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        if self.head is not None:
+            tokens, pooled = self.head(tokens), self.head(pooled)
+        return mmzoo.Fragments(tokens.masked_fill(~valid[..., None], 0.0), valid, mmzoo.l2_normalize(pooled))
 
 
 class TowerText(mmzoo.TextEncoder, _Tower):
     """Captions -> the checkpoint's tokenizer -> the text tower -> token states and the pooled embedding."""
 
-    Config = TowerConfig
+    Config = TextTowerConfig
     side = "text"
 
-    def __init__(self, config: TowerConfig, context: mmzoo.BuildContext) -> None:
+    def __init__(self, config: TextTowerConfig, context: mmzoo.BuildContext) -> None:
         super().__init__(config, context)
         folder = self._build(config, context)
         self.tokenizer = self._tokenizer(folder)
@@ -307,6 +377,9 @@ class TowerText(mmzoo.TextEncoder, _Tower):
         self._check_dim(int(dim or tc.hidden_size), context.embed_dim)
         self._keep_calibration()
         self._freeze(config.frozen)
+        self.head = nn.Linear(context.embed_dim, context.embed_dim) if config.head else None
+        #: token ids of a caption -> its tower outputs (states of its real tokens, pooled), on the CPU
+        self._cache: dict[bytes, tuple[Tensor, Tensor]] = {}
 
     def _tokenizer(self, folder: Path | None) -> Any:
         from transformers import AutoTokenizer
@@ -340,17 +413,63 @@ class TowerText(mmzoo.TextEncoder, _Tower):
         return processing.tokenize(self.tokenizer, self.family, captions, self.max_length)
 
     def forward(self, tokens: mmzoo.TokenBatch) -> mmzoo.Fragments:
+        if self.config.frozen and self.config.cache_captions > 0:
+            states, pooled = self._cached(tokens)
+        else:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.frozen):
+                states, pooled = self.tower(tokens)
+        # SigLIP's ids are padded to 64 for the tower; the fragments keep only the columns some caption uses, so a
+        # fusion block over them pays for the real tokens (ten or so), not for 64
+        keep = tokens.mask.any(dim=0)
+        states, mask = states[:, keep], tokens.mask[:, keep]
+        if self.head is not None:
+            states, pooled = self.head(states), self.head(pooled)
+        states = states.masked_fill(~mask[..., None], 0.0)
+        return mmzoo.Fragments(states, mask, mmzoo.l2_normalize(pooled))
+
+    def _cached(self, tokens: mmzoo.TokenBatch) -> tuple[Tensor, Tensor]:
+        """The tower's outputs, each distinct caption computed once (up to ``cache_captions`` kept)."""
+        keys = [ids[valid].cpu().numpy().tobytes() for ids, valid in zip(tokens.ids, tokens.mask, strict=True)]
+        todo = sorted({i for i, k in enumerate(keys) if k not in self._cache})
+        fresh: dict[bytes, tuple[Tensor, Tensor]] = {}
+        if todo:
+            with torch.no_grad():
+                states, pooled = self.tower(tokens[torch.tensor(todo, device=tokens.ids.device)])
+            for row, i in enumerate(todo):
+                kept = (states[row][tokens.mask[i]].cpu(), pooled[row].cpu())
+                fresh[keys[i]] = kept
+                if len(self._cache) < self.config.cache_captions:
+                    self._cache[keys[i]] = kept
+        device, length = tokens.ids.device, tokens.ids.shape[1]
+        out_states = torch.zeros(len(keys), length, self.context.embed_dim, device=device)
+        out_pooled = torch.zeros(len(keys), self.context.embed_dim, device=device)
+        for i, key in enumerate(keys):
+            states_i, pooled_i = self._cache.get(key) or fresh[key]
+            out_states[i, tokens.mask[i]] = states_i.to(device, out_states.dtype)
+            out_pooled[i] = pooled_i.to(device, out_pooled.dtype)
+        return out_states, out_pooled
+
+    def tower(self, tokens: mmzoo.TokenBatch) -> tuple[Tensor, Tensor]:
+        """Token ids -> the tower's token states (N, L, d) and pooled embedding (N, d), projected, unnormalised."""
         # SigLIP was trained without an attention mask (big_vision): its pooled token, the last position, reads
         # the padding; transformers 5's processor returns a mask that would change the scores, so it is not passed.
         if self.family == "clip":
             out = self.text_model(input_ids=tokens.ids, attention_mask=tokens.mask.long())
-            states = self.text_projection(out.last_hidden_state)
-            pooled = self.text_projection(out.pooler_output)
-        else:
-            out = self.text_model(input_ids=tokens.ids)
-            states, pooled = self.text_model.head(out.last_hidden_state), out.pooler_output
-        states = states.masked_fill(~tokens.mask[..., None], 0.0)
-        return mmzoo.Fragments(states, tokens.mask, mmzoo.l2_normalize(pooled))
+            return self.text_projection(out.last_hidden_state), self.text_projection(out.pooler_output)
+        out = self.text_model(input_ids=tokens.ids)
+        return self.text_model.head(out.last_hidden_state), out.pooler_output
 
 
-__all__ = ["FAMILIES", "TowerConfig", "TowerText", "TowerVisual", "build_model", "read_config", "tiny_architecture"]
+__all__ = [
+    "FAMILIES",
+    "TextTowerConfig",
+    "TowerConfig",
+    "TowerText",
+    "TowerVisual",
+    "VisionTowerConfig",
+    "build_model",
+    "default_processor",
+    "read_config",
+    "save_random_tower",
+    "tiny_architecture",
+]

@@ -90,3 +90,12 @@ def test_eval_from_a_csv_and_bad_image_data_are_named_errors(tmp_path, karpathy,
     (tmp_path / "short.csv").write_text("image,caption\nim1.jpg,a dog\n")
     assert main([*base, "--csv", str(tmp_path / "short.csv")]) == 2
     assert "fewer than 5 captions" in capsys.readouterr().err
+
+
+def test_a_region_model_on_images_is_a_named_error(karpathy):
+    from mmzoo.evaluation import evaluate
+    from tests.conftest import tiny_model
+
+    root, split_file = karpathy
+    with pytest.raises(mmzoo.InputError, match="takes region features"):
+        evaluate(tiny_model("vsepp"), open_image_split(root, karpathy=split_file, split="test"), progress=False)

@@ -137,3 +137,25 @@ def test_native_entries_have_nothing_to_convert(capsys):
     assert main(["list", "--pretrained", "siglip*"]) == 0
     out = capsys.readouterr().out
     assert "google/siglip-so400m-patch14-384" in out and "Flickr30K 1K test i2t R@1 94.3" in out
+
+
+def test_cached_tower_outputs_give_what_the_towers_give(tmp_path):
+    """The image cache (`regions`: what extract-features writes) and the caption cache give the towers' outputs;
+    the caption cache holds at most cache_captions captions and is used once filled."""
+    folder = write_siglip(tmp_path / "siglip")
+    model = from_folder(folder, **{"text.cache_captions": 2}).eval()
+    plain = from_folder(folder).eval()
+    with torch.no_grad():
+        pixels = model.preprocess(images())
+        cached = model.encode_images(model.visual.regions(pixels))
+        direct = model.encode_images(pixels)
+        torch.testing.assert_close(cached.pooled, direct.pooled)
+        torch.testing.assert_close(cached.features, direct.features)
+        first = model.encode_texts(CAPTIONS)
+        assert len(model.text._cache) == 2
+        again = model.encode_texts(CAPTIONS[::-1])
+        reference = plain.encode_texts(CAPTIONS)
+    torch.testing.assert_close(first.pooled, reference.pooled)
+    torch.testing.assert_close(first.features, reference.features)
+    torch.testing.assert_close(again.pooled, reference.pooled.flip(0))
+    assert first.features.shape[1] < 64, "SigLIP's padding to 64 is not handed to the fusion block"
