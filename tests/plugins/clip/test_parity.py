@@ -5,6 +5,7 @@ and scores as transformers' model run directly with its own processor (1e-5); th
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,3 +100,36 @@ def test_from_pretrained_gives_transformers_scores_then_works_offline(
     assert fake_hub.requests == [], "offline: nothing is requested"
     with torch.no_grad():
         torch.testing.assert_close(again.similarity(again.encode_images(images()), again.encode_texts(CAPTIONS)), ours)
+
+
+def test_a_corrupted_cached_weights_file_is_refused(tmp_path, fake_hub, tiny_entry, monkeypatch):  # noqa: F811
+    import os
+
+    entry = tiny_entry("clip-vit-base-patch32")
+    fake_hub.create_repo(entry.weights.repo)
+    fake_hub.commit(entry.weights.repo, hub_files(write_clip(tmp_path / "official")))
+    folder = mmzoo.download("clip-vit-base-patch32")
+    assert (folder / "model.safetensors").is_file() and (folder / "vocab.json").is_file()
+    blob = Path(os.path.realpath(folder / "model.safetensors"))
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF  # same size, one byte flipped
+    blob.write_bytes(bytes(data))
+    go_offline(monkeypatch)
+    with pytest.raises(mmzoo.HubError, match="corrupted"):
+        mmzoo.from_pretrained("clip-vit-base-patch32")
+
+
+def test_a_repository_that_carries_code_is_refused(tmp_path, fake_hub, tiny_entry):  # noqa: F811
+    entry = tiny_entry("siglip-base-patch16-224")
+    files = hub_files(write_siglip(tmp_path / "official"))
+    fake_hub.create_repo(entry.weights.repo)
+    fake_hub.commit(
+        entry.weights.repo,
+        {
+            **files,
+            "preprocessor_config.json": files["preprocessor_config.json"][:-2]
+            + b', "auto_map": {"AutoImageProcessor": "evil.Processor"}}',
+        },
+    )
+    with pytest.raises(mmzoo.CheckpointError, match="carries code"):
+        mmzoo.from_pretrained("siglip-base-patch16-224")
