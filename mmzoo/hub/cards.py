@@ -162,7 +162,7 @@ def model_card(
         _architecture(document),
         _results(entry, measured),
         _citation(entry, source),
-        _safety(),
+        _safety(entry),
     ]
     body = "\n".join(s for s in sections if s)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
@@ -316,7 +316,20 @@ def _citation(entry: PretrainedEntry | None, source: Mapping[str, Any]) -> str:
     return "\n".join(["## Citation", "", "```bibtex", citation.strip(), "```", ""])
 
 
-def _safety() -> str:
+def _safety(entry: PretrainedEntry | None = None) -> str:
+    if entry is not None and entry.weights.format in NATIVE_FORMATS:
+        return "\n".join(
+            [
+                "## Files and safety",
+                "",
+                f"The authors' own folder in the {entry.weights.format} layout (`config.json`, `model.safetensors`, "
+                "the processor and tokenizer files), loaded natively: no conversion. mmzoo downloads those files only "
+                "(never pickled weights), verifies each against the Hub's record, refuses a folder that carries code "
+                "(a `.py` file or an `auto_map`), and loads every tensor strictly; `save_pretrained` then writes an "
+                "ordinary mmzoo folder.",
+                "",
+            ]
+        )
     return "\n".join(
         [
             "## Files and safety",
