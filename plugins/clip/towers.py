@@ -441,8 +441,9 @@ class TowerText(mmzoo.TextEncoder, _Tower):
                 if len(self._cache) < self.config.cache_captions:
                     self._cache[keys[i]] = kept
         device, length = tokens.ids.device, tokens.ids.shape[1]
-        out_states = torch.zeros(len(keys), length, self.context.embed_dim, device=device)
-        out_pooled = torch.zeros(len(keys), self.context.embed_dim, device=device)
+        dtype = next(self.text_model.parameters()).dtype
+        out_states = torch.zeros(len(keys), length, self.context.embed_dim, device=device, dtype=dtype)
+        out_pooled = torch.zeros(len(keys), self.context.embed_dim, device=device, dtype=dtype)
         for i, key in enumerate(keys):
             states_i, pooled_i = self._cache.get(key) or fresh[key]
             out_states[i, tokens.mask[i]] = states_i.to(device, out_states.dtype)
