@@ -1,7 +1,7 @@
 """The recipes of the clip family: a dual encoder of a CLIP or SigLIP checkpoint, and MMCA's fusion over one.
 
 ``clip`` and ``siglip`` build the official towers (downloaded through their zoo entries) and score with the
-cosine of the pooled embeddings. ``mmca-clip`` and ``mmca-siglip`` put MMCA's cross-attention fusion block
+cosine of the pooled embeddings. ``clip-mmca`` and ``siglip-mmca`` put MMCA's cross-attention fusion block
 (registered by the mmca family as ``mmca-cross``) over the frozen towers' patch and token states: only the fusion
 trains, so the towers' outputs can be computed once per image and caption (docs/clip.md).
 """
@@ -68,7 +68,7 @@ def register(registry: Any) -> None:
         ),
     )
     registry.model.register(
-        "mmca-clip",
+        "clip-mmca",
         mmzoo.Recipe(
             with_mmca("clip-vit-base-patch32", 512, 8),
             "MMCA's cross-attention fusion over frozen CLIP ViT-B/32 patch and token states",
@@ -77,7 +77,7 @@ def register(registry: Any) -> None:
         ),
     )
     registry.model.register(
-        "mmca-siglip",
+        "siglip-mmca",
         mmzoo.Recipe(
             with_mmca("siglip-base-patch16-224", 768, 12),
             "MMCA's cross-attention fusion over frozen SigLIP ViT-B/16 patch and token states",

@@ -1,5 +1,5 @@
 """MMCA over frozen towers, the user's path: render shapes, save a tower, cache its outputs with
-``mmzoo extract-features``, ``mmzoo train --model mmca-siglip`` (only the fusion trains), then evaluate the run from
+``mmzoo extract-features``, ``mmzoo train --model siglip-mmca`` (only the fusion trains), then evaluate the run from
 the images, reranking its own tower's shortlist."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def test_mmca_siglip_trains_from_images_over_cached_tower_outputs(tmp_path, caps
     sets += ["fusion.heads=4", "fusion.ffn_dim=64", "fusion.channels=32", "text.cache_captions=1000"]
     sets += ["training.epochs=1", "training.batch_size=16", "training.device=cpu"]
     run = tmp_path / "run"
-    args = ["train", "--model", "mmca-siglip", "--data", str(feats), "--out", str(run), "--no-progress"]
+    args = ["train", "--model", "siglip-mmca", "--data", str(feats), "--out", str(run), "--no-progress"]
     assert main([*args, *(x for s in sets for x in ("--set", s))]) == 0
     model = mmzoo.from_pretrained(f"local-dir:{run / 'best'}")
     assert not any(p.requires_grad for p in model.visual.vision_model.parameters())
