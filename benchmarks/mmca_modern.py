@@ -12,7 +12,7 @@ Run:  python benchmarks/mmca_modern.py --out /tmp/mmca_modern [--images 800 --ep
 4. For each seed, with the same data, epochs and schedule, both trained with ``mmzoo.training.train``:
    ``siglip-mmca`` (MMCA's fusion over the frozen patch and token states; S = <i0, c0> + <i1, c1>) and
    the dual encoder ``siglip`` with a trainable linear projection head on each side (``visual.head`` /
-   ``text.head``), scored by the cosine of the projected pooled embeddings.
+   ``text.head``), scored by the cosine of the mean of the projected tokens (``pool: mean``).
 5. Test recall and the binding probe (``bind_i2t`` / ``bind_t2i``: how often an image's own caption outscores its
    twin's, and back; 50 is chance) of each; the means over seeds.
 
@@ -40,15 +40,24 @@ from mmzoo.evaluation import evaluate
 from mmzoo.training import prepare_run, train
 from mmzoo_plugins.clip.towers import save_random_tower
 
+#: transformer layers of the random tower. A randomly initialised transformer maps every token to nearly the same
+#: direction (cosine ~0.9 after one layer: the random MLPs add one shared vector), which leaves neither model
+#: anything to learn from; with none, a token is its layer-normed patch (or word) embedding plus its position,
+#: a random but faithful code of the pixels and words (and the pooled embedding still goes through the
+#: attention-pooling head).
+LAYERS = 0
+#: the dual baseline: a trainable projection on each side over the same frozen outputs, pooled by the mean of the
+#: projected tokens (a random tower's own pooled text vector reads only the padding: the same for every caption)
+DUAL = {"visual.head": True, "text.head": True, "visual.pool": "mean", "text.pool": "mean"}
 KEYS = ("rsum", "i2t_r1", "t2i_r1", "bind_i2t", "bind_t2i")
 
 
 def architecture(family: str, dim: int, size: int) -> dict[str, Any]:
-    """A small tower: one layer of width ``dim``, 8-pixel patches of ``size``-pixel images."""
+    """A small random tower of width ``dim`` (:data:`LAYERS` layers), 8-pixel patches of ``size``-pixel images."""
     vision = {
         "hidden_size": dim,
         "intermediate_size": 2 * dim,
-        "num_hidden_layers": 1,
+        "num_hidden_layers": LAYERS,
         "num_attention_heads": 4,
         "image_size": size,
         "patch_size": 8,
@@ -56,7 +65,7 @@ def architecture(family: str, dim: int, size: int) -> dict[str, Any]:
     text = {
         "hidden_size": dim,
         "intermediate_size": 2 * dim,
-        "num_hidden_layers": 1,
+        "num_hidden_layers": LAYERS,
         "num_attention_heads": 4,
         "vocab_size": 256,
         "max_position_embeddings": 64 if family == "siglip" else 77,
@@ -144,7 +153,7 @@ def main() -> None:
     fusion = {"fusion.heads": 4, "fusion.ffn_dim": 2 * args.dim, "fusion.channels": args.dim}
     models = {
         f"{args.family}-mmca": (f"{args.family}-mmca", {**base, **fusion}),
-        f"dual encoder + heads ({args.family})": (args.family, {**base, "visual.head": True, "text.head": True}),
+        f"dual encoder + heads ({args.family})": (args.family, {**base, **DUAL}),
     }
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in models}
     for seed in args.seeds:

@@ -27,7 +27,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -74,6 +74,11 @@ class TowerConfig(mmzoo.ComponentConfig):
         False,
         description="A trainable linear map (d -> d) over the tower's outputs, pooled and fragments: a projection "
         "head trained over a frozen tower (the dual-encoder baseline of benchmarks/mmca_modern.py).",
+    )
+    pool: Literal["tower", "mean"] = Field(
+        "tower",
+        description="The pooled embedding: the tower's own (CLIP's projected class / end token, SigLIP's "
+        "attention-pooling head / last position) or the mean of the fragments (after the head).",
     )
 
     @model_validator(mode="after")
@@ -358,6 +363,8 @@ class TowerVisual(mmzoo.VisualEncoder, _Tower):
             valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         if self.head is not None:
             tokens, pooled = self.head(tokens), self.head(pooled)
+        if self.config.pool == "mean":
+            pooled = mmzoo.masked_mean(tokens, valid)
         return mmzoo.Fragments(tokens.masked_fill(~valid[..., None], 0.0), valid, mmzoo.l2_normalize(pooled))
 
 
@@ -424,6 +431,8 @@ class TowerText(mmzoo.TextEncoder, _Tower):
         states, mask = states[:, keep], tokens.mask[:, keep]
         if self.head is not None:
             states, pooled = self.head(states), self.head(pooled)
+        if self.config.pool == "mean":
+            pooled = mmzoo.masked_mean(states, mask)
         states = states.masked_fill(~mask[..., None], 0.0)
         return mmzoo.Fragments(states, mask, mmzoo.l2_normalize(pooled))
 
