@@ -106,10 +106,15 @@ class BuildContext:
         assets: folder of a saved model holding this component's files (tokenizer, vocabulary,
             backbone config). When set, the component builds from it and downloads nothing:
             its weights come from the saved ``model.safetensors`` afterwards.
+        native: ``assets`` is not an mmzoo folder but the weights' own folder in their library's layout (a zoo
+            entry whose ``Weights.format`` is :data:`~mmzoo.registry.records.NATIVE_FORMATS`, e.g. a transformers
+            repository): every component gets that one folder and reads its architecture, preprocessing and
+            weights from it, strictly, with the network off.
     """
 
     embed_dim: int
     assets: Path | None = None
+    native: bool = False
 
 
 @dataclass
@@ -416,6 +421,9 @@ class Split(ABC):
         twin_types: what each image and its twin differ in (``colour``, ``position``, ...; ``-`` for none), when
             the data says so; None otherwise.
         manifest: the dataset's manifest (a ``mmzoo.DataManifest`` read from ``mmzoo_data.json``), or None.
+        pixels: True for a split of raw images (``mmzoo.data.open_image_split``): it has no region features and
+            gives its images with ``load_images(indices) -> list of PIL images``, which a model that reads pixels
+            preprocesses itself.
     """
 
     name: str
@@ -427,6 +435,7 @@ class Split(ABC):
     twins: np.ndarray | None = None
     twin_types: list[str] | None = None
     manifest: Any | None = None  # mmzoo.DataManifest (a floor above this one)
+    pixels: bool = False
 
     @abstractmethod
     def image_features(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,9 @@ How a zoo entry's weights arrive depends on its status:
   ``model_best.pth``), downloaded, checked against the Hub's sha256, converted once by the family's registered
   converter, and kept in mmzoo's cache keyed by the source file's sha256: later loads, and
   ``HF_HUB_OFFLINE=1``, need neither a download nor a conversion;
+* **native formats** (``Weights.format="transformers"``): the authors' own folder in their library's layout,
+  downloaded (configs, tokenizer files and safetensors only) and verified, then built directly by the recipe's
+  components (:func:`mmzoo.model.load_native`): no conversion, nothing cached twice, offline from the Hub cache;
 * **download manually, then convert**: the checkpoint lives outside the Hub (a download page);
   ``mmzoo convert ALIAS FILE`` converts it into the cache, after which the alias loads offline;
 * **not trained**: the error says how to train the weights.
@@ -28,14 +31,16 @@ import torch
 
 from mmzoo._atomic import atomic_folder, atomic_write_json, readable_folder, writable_dir
 from mmzoo.checkpoint import check_requirements, config_document, read_document
+from mmzoo.config import ModelConfig, apply_overrides
 from mmzoo.errors import CheckpointError, ConfigError, HubError, StorageError
 from mmzoo.hub import zoo
 from mmzoo.hub.cards import model_card
 from mmzoo.hub.names import Source, parse_name
-from mmzoo.hub.transfer import fetch_file, fetch_snapshot, file_digest, verify_file
-from mmzoo.model import Ensemble, MatchingModel, load_folder, offline
+from mmzoo.hub.transfer import fetch_file, fetch_native, fetch_snapshot, file_digest, verify_file
+from mmzoo.model import Ensemble, MatchingModel, load_folder, load_native, offline
 from mmzoo.model.loading import checked_device, checked_dtype
-from mmzoo.registry import PretrainedEntry, converter
+from mmzoo.registry import NATIVE_FORMATS, PretrainedEntry, converter
+from mmzoo.registry import model as recipes
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +74,32 @@ def from_pretrained(
             members = [from_pretrained(m, **options) for m in source.entry.members]
             ensemble = Ensemble(members)
             return ensemble.to(device=device, dtype=dtype).eval() if device or dtype else ensemble.eval()
-        return load_folder(_folder(source, force=False, check=True, **options), device=device, dtype=dtype)
+        folder = _folder(source, force=False, check=True, **options)
+        if source.kind == "alias" and source.entry.weights.format in NATIVE_FORMATS:
+            return _load_native(folder, source, device=device, dtype=dtype)
+        return load_folder(folder, device=device, dtype=dtype)
 
 
 def _no_request(local_files_only: bool) -> contextlib.AbstractContextManager[None]:
     """``local_files_only=True`` promises no request at all: huggingface_hub goes offline for the call, which also
     stops its side requests (the agent registry it fetches for its user-agent, a DNS lookup of the Hub)."""
     return offline() if local_files_only else contextlib.nullcontext()
+
+
+def _load_native(folder: Path, source: Source, **placement: Any) -> MatchingModel:
+    """The entry's recipe built from its native folder; the entry's options are dotted overrides of the recipe."""
+    entry = source.entry
+    config = ModelConfig.parse(apply_overrides(recipes.get(entry.recipe).config, entry.weights.options))
+    model = load_native(folder, config.to_dict(), **placement)
+    model.extra_config["loaded_from"] = {
+        "alias": entry.alias,
+        "repo": entry.weights.repo,
+        "revision": folder.name,
+        "format": entry.weights.format,
+        "license": entry.license,
+        "paper": entry.paper,
+    }
+    return model
 
 
 def download(
@@ -113,6 +137,8 @@ def _folder(source: Source, *, force: bool, check: bool, **options: Any) -> Path
     if source.kind == "hub":
         return fetch_snapshot(source, force_download=force, check_config=check_config, **options)
     entry = source.entry
+    if entry.weights.format in NATIVE_FORMATS and entry.status == zoo.PUBLISHED:
+        return fetch_native(source, force_download=force, pinned=entry.weights.sha256, **options)
     if entry.status == zoo.PUBLISHED:
         return fetch_snapshot(source, force_download=force, check_config=check_config, **options)
     if entry.status == zoo.CONVERTED:
@@ -265,8 +291,11 @@ def _converter_for(
     """A zoo alias stands for its entry's converter and options (the user's options win)."""
     if entry is None and zoo.is_alias(name) and name not in converter:
         entry = zoo.get_pretrained(name)
-        if entry.weights.format == "mmzoo" or entry.members:
-            raise ConfigError(f"The zoo entry {name!r} is not a converted checkpoint; there is nothing to convert.")
+        if entry.weights.format in ("mmzoo", *NATIVE_FORMATS) or entry.members:
+            raise ConfigError(
+                f"The zoo entry {name!r} is not a converted checkpoint; there is nothing to convert "
+                f"(`mmzoo download {name}` fetches it, `mmzoo.from_pretrained({name!r})` loads it)."
+            )
         return entry.weights.format, entry, {**entry.weights.options, **options}
     return name, entry, options
 

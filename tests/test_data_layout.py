@@ -92,7 +92,9 @@ def write_jsonl(root: Path, fmt: str, where: str = "", seed: int = 0) -> Path:
 def test_precomp_names_have_one_home(tmp_path):
     mmzoo.data.make_shapes(tmp_path, images=10, dev_images=10, test_images=10, regions=8, region_dim=8)
     files = mmzoo.registry.data_format.get("precomp")().files(tmp_path, "test")
-    assert [p.name for p in files] == [PRECOMP.name("test", k) for k in ("ims", "twins", "twin_types", "caps", "scenes")]
+    assert [p.name for p in files] == [
+        PRECOMP.name("test", k) for k in ("ims", "twins", "twin_types", "caps", "scenes")
+    ]
     assert PRECOMP.kind_of("test_twins.npy") == ("test", "twins") and PRECOMP.kind_of("notes.txt") is None
     assert set(data_fingerprint(tmp_path)) == {"train_ims.npy", "train_caps.txt", "train_scenes.json"} | {
         "dev_ims.npy",

@@ -1,6 +1,7 @@
 """``mmzoo eval MODEL [MODEL ...] --data DIR --split test [--fold5] [--rerank K] [--ensemble] [--json FILE]``.
 
-Recall metrics by the standard protocol. With ``--rerank K`` retrieval is shortlist-and-rerank
+Recall metrics by the standard protocol, on a dataset folder (``--data``) or from pixels (``--images ROOT --karpathy
+dataset_coco.json`` or ``--csv FILE``, for models that read images; ``--dtype bf16`` on a GPU). With ``--rerank K`` retrieval is shortlist-and-rerank
 (``mmzoo.scoring``): the cheap <i0,c0> score keeps K candidates per query and only those get the full score;
 the shortlist recall is reported beside recall. ``--shortlist A --rerank K`` takes the cheap score from another
 model A (a dual encoder's cosine, say) and reranks its candidates with MODEL's full score. With ``--ensemble``,
@@ -35,7 +36,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a model by the standard retrieval protocol", description=__doc__)
     p.add_argument("model", nargs="+", help="saved model folder, run folder (uses RUNDIR/best) or pretrained name")
     p.add_argument("--ensemble", action="store_true", help="average the score matrices of the given models")
-    p.add_argument("--data", required=True, help="dataset folder in the precomputed layout")
+    p.add_argument("--data", default=None, help="dataset folder in the precomputed layout (or use --images)")
+    p.add_argument(
+        "--images",
+        default=None,
+        metavar="ROOT",
+        help="evaluate from pixels: the image root of --karpathy FILE (dataset_coco.json, dataset_flickr30k.json) "
+        "or --csv FILE (columns image,caption), for models that read images",
+    )
+    p.add_argument("--karpathy", default=None, metavar="FILE", help="with --images: a Karpathy split file")
+    p.add_argument("--csv", default=None, metavar="FILE", help="with --images: a CSV of image,caption rows")
+    p.add_argument(
+        "--dtype",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="the models' weights and encoding (bf16 / fp16 halve a GPU's memory and time; default fp32)",
+    )
     p.add_argument("--split", default="test", help="split to evaluate (default test; testall for COCO)")
     p.add_argument("--fold5", action="store_true", help="COCO 1K: average over 5 folds of N/5 images")
     p.add_argument(
@@ -121,6 +137,10 @@ def evaluate_and_report(args: argparse.Namespace, device: str, main: bool = True
     model = build_model(args.model, args.ensemble, device)
     shortlist = load_model(args.shortlist, device=device) if args.shortlist is not None else None
     dataset = open_data(args)
+    if args.dtype != "fp32":  # the weights and the encoding in half precision (a GPU's memory and time)
+        for member in (model, shortlist):
+            if member is not None:
+                member.to(dtype=torch_dtype(args.dtype))
     metrics = evaluate(model, dataset, shortlist=shortlist, device=device, shard=shard, **evaluate_options(args))
     if not main:
         return 0
@@ -152,13 +172,6 @@ def check_flags(args: argparse.Namespace) -> None:
         raise InputError("--shortlist picks rerank candidates: give --rerank K (K >= 1) too.")
     if args.rerank is not None and args.rerank < 1:
         raise InputError(f"--rerank must be at least 1; got {args.rerank}.")
-
-
-def open_data(args: argparse.Namespace) -> Any:
-    """The split the flags name (``--data DIR --split NAME [--max-images N]``)."""
-    from mmzoo.data import open_split
-
-    return open_split(args.data, args.split, max_images=args.max_images)
 
 
 def evaluate_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -221,6 +234,28 @@ def write_sheet(model: Any, dataset: Any, args: argparse.Namespace, top: int = 5
         ]
         rows.append(SheetRow(captions[q], hits))
     return write_contact_sheet(rows, args.sheet)
+
+
+def torch_dtype(name: str) -> Any:
+    """``--dtype``'s torch dtype (torch is imported when a command runs, not for ``--help``)."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def open_data(args: argparse.Namespace) -> Any:
+    """The split to evaluate: a dataset folder (``--data``) or images with their captions (``--images``)."""
+    from mmzoo.data import open_image_split, open_split
+
+    if (args.data is None) == (args.images is None):
+        raise InputError(
+            "Give the data to evaluate on: --data DIR (features) or --images ROOT (with --karpathy/--csv)."
+        )
+    if args.images is None:
+        return open_split(args.data, args.split, max_images=args.max_images)
+    return open_image_split(
+        args.images, karpathy=args.karpathy, csv_path=args.csv, split=args.split, max_images=args.max_images
+    )
 
 
 def build_model(specs: list[str], ensemble: bool, device: str) -> Any:

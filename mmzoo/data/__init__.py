@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from mmzoo.data.door import open_split
 from mmzoo.data.images import ImageFolder, ImageRecord, KarpathyImages, collate_images, read_karpathy
+from mmzoo.data.karpathy_images import ImageSplit, open_image_split
 from mmzoo.data.manifest import MANIFEST_NAME, DataManifest, SplitInfo, read_manifest, write_manifest
 from mmzoo.data.precomputed import (
     PairBatch,
@@ -27,6 +28,7 @@ __all__ = [
     "DataManifest",
     "ImageFolder",
     "ImageRecord",
+    "ImageSplit",
     "KarpathyImages",
     "PairBatch",
     "PrecomputedDataset",
@@ -37,6 +39,7 @@ __all__ = [
     "load_scenes",
     "make_scenes",
     "make_shapes",
+    "open_image_split",
     "open_split",
     "read_captions",
     "read_karpathy",

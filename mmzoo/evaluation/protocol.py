@@ -54,8 +54,11 @@ def encode_images(
     indices = np.arange(split.num_images) if indices is None else np.asarray(indices, dtype=np.int64)
     device, parts = model.device, []
     for a in tqdm(range(0, len(indices), batch_size), desc="encode images", disable=not progress, unit="batch"):
-        features, mask = split.image_features(indices[a : a + batch_size])
-        frags = model.encode_images(torch.from_numpy(features).to(device), torch.from_numpy(mask).to(device))
+        if split.pixels:  # raw images (mmzoo.data.open_image_split): the model preprocesses them itself
+            frags = model.encode_images(split.load_images(indices[a : a + batch_size]))
+        else:
+            features, mask = split.image_features(indices[a : a + batch_size])
+            frags = model.encode_images(torch.from_numpy(features).to(device), torch.from_numpy(mask).to(device))
         parts.append(model.compact(frags).to("cpu"))
     if not parts:
         raise InputError("encode_images got no images to encode.")
@@ -223,6 +226,14 @@ def check_features(model: Model, split: Split, *, strict: bool = False, name: st
 
 def check_dims(model: Model, split: Split) -> None:
     expected = model.input_dim
+    if split.pixels:
+        members = model.members if isinstance(model, Ensemble) else [model]
+        if not all(m.visual.takes_pixels for m in members):
+            raise InputError(
+                f"The model takes region features, but the {split.name} split holds images: evaluate a model that "
+                "reads pixels, or extract features first (`mmzoo extract-features`)."
+            )
+        return
     if expected is not None and expected != split.region_dim:
         raise InputError(
             f"The model expects region features of size {expected} (visual.in_dim) but the {split.name} split holds "

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from mmzoo._atomic import atomic_write_text
 from mmzoo.checkpoint.rundir import METRICS_NAME, read_metrics, read_run_document
-from mmzoo.config import ModelConfig
+from mmzoo.config import ModelConfig, apply_overrides
 from mmzoo.errors import DataError
 from mmzoo.hub import zoo
-from mmzoo.registry import PretrainedEntry, get_registry
+from mmzoo.registry import NATIVE_FORMATS, PretrainedEntry, get_registry
 from mmzoo.registry import model as recipes
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ def model_card(
         _results(entry, measured),
         _health(document),
         _citation(entry, source),
-        _safety(),
+        _safety(entry),
     ]
     body = "\n".join(s for s in sections if s)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
@@ -327,7 +327,20 @@ def _citation(entry: PretrainedEntry | None, source: Mapping[str, Any]) -> str:
     return "\n".join(["## Citation", "", "```bibtex", citation.strip(), "```", ""])
 
 
-def _safety() -> str:
+def _safety(entry: PretrainedEntry | None = None) -> str:
+    if entry is not None and entry.weights.format in NATIVE_FORMATS:
+        return "\n".join(
+            [
+                "## Files and safety",
+                "",
+                f"The authors' own folder in the {entry.weights.format} layout (`config.json`, `model.safetensors`, "
+                "the processor and tokenizer files), loaded natively: no conversion. mmzoo downloads those files only "
+                "(never pickled weights), verifies each against the Hub's record, refuses a folder that carries code "
+                "(a `.py` file or an `auto_map`), and loads every tensor strictly; `save_pretrained` then writes an "
+                "ordinary mmzoo folder.",
+                "",
+            ]
+        )
     return "\n".join(
         [
             "## Files and safety",
@@ -349,7 +362,10 @@ def zoo_card(entry: PretrainedEntry) -> ModelCard:
         configs = [ModelConfig.parse(recipes.get(zoo.get_pretrained(m).recipe).config).to_dict() for m in entry.members]
         document: dict[str, Any] = {"ensemble": {"members": list(entry.members), "configs": configs}}
     else:
-        document = {"model": ModelConfig.parse(recipes.get(entry.recipe).config).to_dict()}
+        config = recipes.get(entry.recipe).config
+        if entry.weights.format in NATIVE_FORMATS:  # the entry's options complete the recipe (its embed_dim, source)
+            config = apply_overrides(config, entry.weights.options)
+        document = {"model": ModelConfig.parse(config).to_dict()}
     repo = entry.weights.repo if entry.weights.format == "mmzoo" else None
     return model_card(document, repo_id=repo, entry=entry)
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from mmzoo._atomic import readable_folder
 from mmzoo._version import __version__
-from mmzoo.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_document
+from mmzoo.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_document, refuse_code
 from mmzoo.checkpoint.rundir import METRICS_NAME, RUN_NAME, model_folder
 from mmzoo.errors import CheckpointError, HubError
 from mmzoo.hub import cards, zoo
@@ -141,6 +141,46 @@ def fetch_snapshot(
             f"`mmzoo download {source.name}`; offline, copy a complete cache over."
         )
     verify_snapshot(folder, source)
+    return folder
+
+
+#: the files of a folder in the transformers layout that a native load reads (the other frameworks' weights,
+#: ``pytorch_model.bin``, ``tf_model.h5``, ``flax_model.msgpack``, are never fetched: gigabytes, and pickle).
+NATIVE_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model")
+
+
+def fetch_native(
+    source: Source,
+    *,
+    cache_dir: str | Path | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+    force_download: bool = False,
+    pinned: str | None = None,
+) -> Path:
+    """Fetch a folder in another library's layout (configs, safetensors, tokenizer files) and verify it.
+
+    Every file is checked against the Hub's record of it (sha256 of the weights, git sha1 of the rest) and
+    ``model.safetensors`` against ``pinned`` when the zoo entry pins its sha256; a folder that carries code
+    (a ``.py`` file, an ``auto_map``) is refused before anything builds from it.
+    """
+    from huggingface_hub import snapshot_download
+
+    common = _common(source, cache_dir, token, local_files_only=local_files_only, force_download=force_download)
+    with _hub_errors(source, None):
+        folder = Path(snapshot_download(revision=source.revision, allow_patterns=list(NATIVE_PATTERNS), **common))
+    if not (folder / CONFIG_NAME).is_file():
+        raise HubError(f"{source.name!r}: the snapshot {folder} has no {CONFIG_NAME}; it is not a model folder.")
+    if not list(folder.glob("*.safetensors")):
+        raise HubError(
+            f"{source.name!r}: the snapshot {folder} holds no safetensors weights (mmzoo never unpickles "
+            "pytorch_model.bin): the cache holds only part of the folder, or the repository has no safetensors."
+        )
+    refuse_code(folder)
+    verify_snapshot(folder, source)
+    weights = folder / WEIGHTS_NAME
+    if pinned and weights.is_file():
+        verify_file(weights, pinned, source)
     return folder
 
 
@@ -512,10 +552,12 @@ def entry_for_repo(repo_id: str) -> PretrainedEntry | None:
 
 
 __all__ = [
+    "NATIVE_PATTERNS",
     "PushToHubMixin",
     "entry_for_repo",
     "expected_digests",
     "fetch_file",
+    "fetch_native",
     "fetch_snapshot",
     "file_digest",
     "push_folder",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mmzoo.model.ensemble import Ensemble, EnsembleFragments
-from mmzoo.model.loading import load_folder, offline
+from mmzoo.model.loading import load_folder, load_native, offline
 from mmzoo.model.matching import MatchingModel, MatchingOutput, check_pair, check_regions
 from mmzoo.model.saving import load_pretrained  # deprecated: load_folder
 
@@ -15,6 +15,7 @@ __all__ = [
     "check_pair",
     "check_regions",
     "load_folder",
+    "load_native",
     "load_pretrained",
     "offline",
 ]

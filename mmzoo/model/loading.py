@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from mmzoo.checkpoint import (
     load_state_strict,
     read_document,
     read_weights,
+    refuse_code,
     weight_shapes,
 )
 from mmzoo.errors import CheckpointError, InputError, MMZooError, MMZooWarning
@@ -134,6 +135,31 @@ def load_folder(
     return model.eval()
 
 
+def load_native(
+    directory: str | Path,
+    config: Mapping[str, Any],
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> MatchingModel:
+    """Build ``config`` (a recipe's model config) from a folder in the weights' own library layout, in eval mode.
+
+    Every component gets the folder (``BuildContext.native``) and reads its architecture, preprocessing and
+    weights from it, strictly; the network is off and a folder that carries code is refused. Saving the model
+    afterwards writes an ordinary mmzoo folder.
+    """
+    device, dtype = checked_device(device), checked_dtype(dtype)
+    if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device={device!r}, but torch sees no GPU here; load with device='cpu'.")
+    directory = Path(directory)
+    refuse_code(directory)
+    with offline():
+        model = MatchingModel(config, assets=directory, native=True)
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
+    return model.eval()
+
+
 def _load_model(directory: Path, document: dict) -> MatchingModel:
     check_requirements(document)
     _check_sizes(directory, document)
@@ -176,4 +202,4 @@ def _load_ensemble(directory: Path, document: dict) -> Ensemble:
     return Ensemble(members, spec.get("weights"))
 
 
-__all__ = ["DTYPES", "checked_device", "checked_dtype", "load_folder", "offline"]
+__all__ = ["DTYPES", "checked_device", "checked_dtype", "load_folder", "load_native", "offline"]

@@ -54,7 +54,11 @@ class MatchingModel(nn.Module, PushToHubMixin):
         torch.Size([2, 2])
     """
 
-    def __init__(self, config: ModelConfig | Mapping[str, Any], assets: Path | str | None = None) -> None:
+    def __init__(
+        self, config: ModelConfig | Mapping[str, Any], assets: Path | str | None = None, *, native: bool = False
+    ) -> None:
+        """``assets``: a saved folder (each section builds from ``assets/SECTION``); with ``native=True``, the
+        weights' own folder in their library's layout, which every section builds from, weights included."""
         super().__init__()
         self.config = ModelConfig.parse(config)
         assets = Path(assets) if assets is not None else None
@@ -64,7 +68,10 @@ class MatchingModel(nn.Module, PushToHubMixin):
             if spec is None:
                 return None
             cls = registry.get_registry(SECTIONS[section]).get(spec.name)
-            context = BuildContext(self.config.embed_dim, assets / section if assets else None)
+            if native:
+                context = BuildContext(self.config.embed_dim, assets, native=True)
+            else:
+                context = BuildContext(self.config.embed_dim, assets / section if assets else None)
             return cls(self.config.component_config(section), context)
 
         self.visual: VisualEncoder = build("visual")

@@ -21,7 +21,16 @@ from mmzoo.registry.kinds import (
     text_encoder,
     visual_encoder,
 )
-from mmzoo.registry.records import CONVERTED, MANUAL, NOT_TRAINED, PUBLISHED, PretrainedEntry, Recipe, Weights
+from mmzoo.registry.records import (
+    CONVERTED,
+    MANUAL,
+    NATIVE_FORMATS,
+    NOT_TRAINED,
+    PUBLISHED,
+    PretrainedEntry,
+    Recipe,
+    Weights,
+)
 from mmzoo.registry.registry import Entry, Registry, natural_key
 
 __all__ = [
@@ -29,6 +38,7 @@ __all__ = [
     "CONVERTED",
     "KINDS",
     "MANUAL",
+    "NATIVE_FORMATS",
     "NOT_TRAINED",
     "PUBLISHED",
     "Entry",

@@ -20,6 +20,10 @@ CONVERTED = "published by the authors, converted"  #: the authors' checkpoint on
 MANUAL = "download manually, then convert"  #: the authors' checkpoint outside the Hub (a download page)
 NOT_TRAINED = "not trained"  #: no weights exist yet
 STATUSES = (PUBLISHED, CONVERTED, MANUAL, NOT_TRAINED)
+#: weights formats loaded natively from the authors' own folder (no conversion): the recipe's components build
+#: from the folder itself (``BuildContext.native``). ``transformers``: config.json, model.safetensors (or its
+#: shards), the processor and tokenizer files, as transformers' ``save_pretrained`` writes them.
+NATIVE_FORMATS = ("transformers",)
 
 
 @dataclass(frozen=True)
@@ -45,12 +49,14 @@ class Weights:
 
     Attributes:
         repo: the Hugging Face Hub repository (None when the weights are not on the Hub).
-        format: ``"mmzoo"`` for a saved mmzoo folder, else the name of the registered converter that reads
-            the file (``"vse-infinity"``).
+        format: ``"mmzoo"`` for a saved mmzoo folder, one of :data:`NATIVE_FORMATS` (``"transformers"``) for a
+            folder in another library's layout that the recipe's components read directly, else the name of the
+            registered converter that reads the file (``"vse-infinity"``).
         filename: the file inside ``repo`` for a foreign format (``coco_butd_region_bert/model_best.pth``).
         revision: the commit pinned for these weights (None: the default branch).
         sha256: the expected sha256 of the source file, when known (checked besides the Hub's own record).
-        options: the converter's options (``{"bert": "bert-base-uncased"}``).
+        options: the converter's options (``{"bert": "bert-base-uncased"}``); for a native format, dotted
+            overrides of the recipe (``{"embed_dim": 768}``).
         url: the authors' download page, for weights that must be fetched by hand.
     """
 
@@ -148,4 +154,14 @@ def _headline(results: dict[str, float]) -> str:
     return ", ".join(r1)
 
 
-__all__ = ["CONVERTED", "MANUAL", "NOT_TRAINED", "PUBLISHED", "STATUSES", "PretrainedEntry", "Recipe", "Weights"]
+__all__ = [
+    "CONVERTED",
+    "MANUAL",
+    "NATIVE_FORMATS",
+    "NOT_TRAINED",
+    "PUBLISHED",
+    "STATUSES",
+    "PretrainedEntry",
+    "Recipe",
+    "Weights",
+]

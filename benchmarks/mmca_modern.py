@@ -1,0 +1,184 @@
+"""MMCA's cross attention over a frozen modern tower vs. a dual encoder over the same frozen outputs (shapes).
+
+Run:  python benchmarks/mmca_modern.py --out /tmp/mmca_modern [--images 800 --epochs 5 --seeds 0 1 2]
+
+1. ``mmzoo make-data shapes --render``: the shapes scenes as PNG images (with their twins: the same objects with
+   two attributes swapped) and the Karpathy split file.
+2. A tower: a randomly initialised SigLIP (``--family siglip``; ``clip`` works too) saved in the transformers layout,
+   its sentencepiece tokenizer trained on the training captions (a tiny random tower, as the issue allows).
+3. The image cache: the frozen vision tower runs once per image (``mmzoo extract-features``: row 0 the pooled
+   embedding, then the patch tokens); the text tower runs once per caption (``text.cache_captions``). An epoch
+   then costs only what trains.
+4. For each seed, with the same data, epochs and schedule, both trained with ``mmzoo.training.train``:
+   ``siglip-mmca`` (MMCA's fusion over the frozen patch and token states; S = <i0, c0> + <i1, c1>) and
+   the dual encoder ``siglip`` with a trainable linear projection head on each side (``visual.head`` /
+   ``text.head``), scored by the cosine of the mean of the projected tokens (``pool: mean``).
+5. Test recall and the binding probe (``bind_i2t`` / ``bind_t2i``: how often an image's own caption outscores its
+   twin's, and back; 50 is chance) of each; the means over seeds.
+
+Results are written to OUT/mmca_modern.json and printed as a table (docs/clip.md quotes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import mmzoo
+from mmzoo.cli import main as mmzoo_main
+from mmzoo.data import KarpathyImages, open_split
+from mmzoo.data.extract import extract_split
+from mmzoo.data.render import KARPATHY_NAME
+from mmzoo.evaluation import evaluate
+from mmzoo.training import prepare_run, train
+from mmzoo_plugins.clip.towers import save_random_tower
+
+#: transformer layers of the random tower. A randomly initialised transformer maps every token to nearly the same
+#: direction (cosine ~0.9 after one layer: the random MLPs add one shared vector), which leaves neither model
+#: anything to learn from; with none, a token is its layer-normed patch (or word) embedding plus its position,
+#: a random but faithful code of the pixels and words (and the pooled embedding still goes through the
+#: attention-pooling head).
+LAYERS = 0
+#: the dual baseline: a trainable projection on each side over the same frozen outputs, pooled by the mean of the
+#: projected tokens (a random tower's own pooled text vector reads only the padding: the same for every caption)
+DUAL = {"visual.head": True, "text.head": True, "visual.pool": "mean", "text.pool": "mean"}
+KEYS = ("rsum", "i2t_r1", "t2i_r1", "bind_i2t", "bind_t2i")
+
+
+def architecture(family: str, dim: int, size: int) -> dict[str, Any]:
+    """A small random tower of width ``dim`` (:data:`LAYERS` layers), 8-pixel patches of ``size``-pixel images."""
+    vision = {
+        "hidden_size": dim,
+        "intermediate_size": 2 * dim,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": 4,
+        "image_size": size,
+        "patch_size": 8,
+    }
+    text = {
+        "hidden_size": dim,
+        "intermediate_size": 2 * dim,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": 4,
+        "vocab_size": 256,
+        "max_position_embeddings": 64 if family == "siglip" else 77,
+    }
+    if family == "clip":
+        text.update({"vocab_size": 520, "bos_token_id": 512, "eos_token_id": 513, "pad_token_id": 513})
+        return {"model_type": "clip", "projection_dim": dim, "vision_config": vision, "text_config": text}
+    return {"model_type": "siglip", "vision_config": vision, "text_config": text}
+
+
+def prepare_data(out: Path, images: int, size: int, family: str, dim: int) -> tuple[Path, Path]:
+    """Render the scenes, save the tower, cache the frozen vision tower's outputs; (tower folder, features folder)."""
+    shapes = out / "shapes"
+    if not (shapes / KARPATHY_NAME).is_file():
+        code = mmzoo_main(
+            [
+                "make-data",
+                "shapes",
+                "--out",
+                str(shapes),
+                "--images",
+                str(images),
+                "--render",
+                "--image-size",
+                str(size),
+            ]
+        )
+        if code != 0:
+            raise SystemExit("make-data failed")
+    tower = out / f"tower-{family}"
+    if not (tower / "config.json").is_file():
+        captions = open_split(shapes, "train").captions
+        save_random_tower(tower, architecture(family, dim, size), corpus=sorted(set(captions)))
+    feats = out / f"features-{family}"
+    model = mmzoo.create_model(family, **sources(tower, dim))
+    start = time.perf_counter()
+    for split in ("train", "dev", "test"):
+        dataset = KarpathyImages(shapes / KARPATHY_NAME, shapes / "images", split)
+        extract_split(model.visual, dataset, feats, split, batch_size=64, progress=False)
+        twins = shapes / f"{split}_twins.npy"
+        if twins.is_file():  # the same scenes: the twin table of the region data holds for the images
+            shutil.copy(twins, feats / twins.name)
+    print(f"image cache: {time.perf_counter() - start:.1f} s for every split")
+    return tower, feats
+
+
+def sources(tower: Path, dim: int) -> dict[str, Any]:
+    return {"visual.source": str(tower), "text.source": str(tower), "embed_dim": dim}
+
+
+def run_one(
+    recipe: str, sets: dict[str, Any], feats: Path, run_dir: Path, epochs: int, seed: int, batch: int
+) -> dict[str, Any]:
+    # the shapes benchmark's settings (docs/benchmarks.md): lr 1e-3 decayed after epoch 4, one warm-up epoch over all
+    # negatives, then the fused term for the 8 hardest candidates per anchor
+    training = {"epochs": epochs, "batch_size": batch, "lr": 1e-3, "lr_decay_every": 4, "grad_clip": 2.0}
+    training["hard_negatives"] = 8
+    training.update({"warmup_epochs": 1, "seed": seed, "device": "cpu", "amp": "off"})
+    items = [f"{k}={json.dumps(v)}" for k, v in sets.items()]
+    items += [f"training.{k}={json.dumps(v)}" for k, v in training.items()]
+    spec = prepare_run(feats, recipe, sets=items)
+    start = time.perf_counter()
+    train(spec, run_dir, progress=False)
+    seconds = time.perf_counter() - start
+    model = mmzoo.from_pretrained(f"local-dir:{run_dir / 'best'}")
+    metrics = evaluate(model, open_split(feats, "test"), progress=False, device="cpu")
+    return {**{k: round(float(metrics[k]), 2) for k in KEYS if k in metrics}, "train_seconds": round(seconds, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="/tmp/mmca_modern")
+    parser.add_argument("--images", type=int, default=800, help="training scenes (dev and test: a quarter)")
+    parser.add_argument("--size", type=int, default=32, help="image side in pixels")
+    parser.add_argument("--dim", type=int, default=64, help="the tower's width (and the embedding size)")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--family", choices=["siglip", "clip"], default="siglip")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    tower, feats = prepare_data(out, args.images, args.size, args.family, args.dim)
+    base = {**sources(tower, args.dim), "text.cache_captions": 1_000_000}
+    fusion = {"fusion.heads": 4, "fusion.ffn_dim": 2 * args.dim, "fusion.channels": args.dim}
+    models = {
+        f"{args.family}-mmca": (f"{args.family}-mmca", {**base, **fusion}),
+        f"dual encoder + heads ({args.family})": (args.family, {**base, **DUAL}),
+    }
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in models}
+    for seed in args.seeds:
+        for name, (recipe, sets) in models.items():
+            run_dir = out / "runs" / f"{recipe}-seed{seed}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            results[name].append(run_one(recipe, sets, feats, run_dir, args.epochs, seed, args.batch_size))
+            print(name, f"seed {seed}:", results[name][-1])
+    summary = {
+        name: {k: round(statistics.mean(r[k] for r in runs), 2) for k in (*KEYS, "train_seconds") if k in runs[0]}
+        for name, runs in results.items()
+    }
+    report = {
+        "settings": vars(args),
+        "test_images": open_split(feats, "test").num_images,
+        "per_seed": results,
+        "mean": summary,
+        "machine": {"torch": torch.__version__, "threads": torch.get_num_threads()},
+    }
+    (out / "mmca_modern.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\n{'model':40s} " + " ".join(f"{k:>9s}" for k in KEYS))
+    for name, mean in summary.items():
+        print(f"{name:40s} " + " ".join(f"{mean.get(k, float('nan')):9.2f}" for k in KEYS))
+    print(f"\nwrote {out / 'mmca_modern.json'}")
+
+
+if __name__ == "__main__":
+    main()

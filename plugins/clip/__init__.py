@@ -1,0 +1,23 @@
+"""CLIP, SigLIP and SigLIP 2: transformers' dual encoders as mmzoo towers, with the official weights in the zoo.
+
+Registers the encoders ``clip-vision`` and ``clip-text`` (either family: the checkpoint's config says which), the
+recipes ``clip``, ``siglip``, ``clip-mmca`` and ``siglip-mmca``, and the zoo entries of the official weights
+(``clip-vit-base-patch32`` ... ``siglip2-base-patch16-224``), loaded natively from their Hub repositories.
+``transformers`` is imported only when a tower is built. See docs/clip.md.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from mmzoo.plugin import hookimpl
+from mmzoo_plugins.clip import recipes, zoo
+from mmzoo_plugins.clip.towers import TowerText, TowerVisual
+
+
+@hookimpl
+def mmzoo_register(registry: ModuleType) -> None:
+    registry.visual_encoder.register("clip-vision", TowerVisual)
+    registry.text_encoder.register("clip-text", TowerText)
+    recipes.register(registry)
+    zoo.register(registry)

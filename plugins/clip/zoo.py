@@ -1,0 +1,136 @@
+"""Zoo entries for the official CLIP, SigLIP and SigLIP 2 weights, loaded natively from their Hub repositories.
+
+The repositories hold what transformers' ``save_pretrained`` writes (``config.json``, ``model.safetensors``,
+``preprocessor_config.json``, tokenizer files); ``Weights(format="transformers")`` makes mmzoo download those files
+only (never ``pytorch_model.bin`` / TF / Flax weights), verify each against the Hub's record, refuse a folder with
+code, and build the towers from the folder itself: no conversion. No revision or sha256 is pinned yet (mmzoo has
+not read the repositories' commits from here): the Hub's own sha256 of ``model.safetensors`` is what is checked.
+
+Published numbers (zero-shot retrieval, R@1 image->text | text->image) are labelled by their source; mmzoo has not
+measured any of these weights. Where no source we could check gives a number for these exact weights, the entry
+has none (never an invented one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmzoo.plugin import PUBLISHED, PretrainedEntry, Weights
+
+PAPER = {
+    "clip": "Radford et al., Learning Transferable Visual Models From Natural Language Supervision, ICML 2021 "
+    "(arXiv:2103.00020)",
+    "siglip": "Zhai et al., Sigmoid Loss for Language Image Pre-Training, ICCV 2023 (arXiv:2303.15343)",
+    "siglip2": "Tschannen et al., SigLIP 2: Multilingual Vision-Language Encoders with Improved Semantic "
+    "Understanding, Localization, and Dense Features, 2025 (arXiv:2502.14786)",
+}
+CITATION = {
+    "clip": """@inproceedings{radford2021clip,
+  title={Learning Transferable Visual Models From Natural Language Supervision},
+  author={Radford, Alec and Kim, Jong Wook and Hallacy, Chris and Ramesh, Aditya and Goh, Gabriel and Agarwal, Sandhini and Sastry, Girish and Askell, Amanda and Mishkin, Pamela and Clark, Jack and Krueger, Gretchen and Sutskever, Ilya},
+  booktitle={International Conference on Machine Learning},
+  year={2021}
+}""",
+    "siglip": """@inproceedings{zhai2023siglip,
+  title={Sigmoid Loss for Language Image Pre-Training},
+  author={Zhai, Xiaohua and Mustafa, Basil and Kolesnikov, Alexander and Beyer, Lucas},
+  booktitle={International Conference on Computer Vision},
+  year={2023}
+}""",
+    "siglip2": """@article{tschannen2025siglip2,
+  title={SigLIP 2: Multilingual Vision-Language Encoders with Improved Semantic Understanding, Localization, and Dense Features},
+  author={Tschannen, Michael and others},
+  journal={arXiv preprint arXiv:2502.14786},
+  year={2025}
+}""",
+}
+#: the weights' licences as their authors state them (openai/CLIP: MIT; Google's SigLIP model cards: Apache 2.0).
+LICENSE = {"clip": "mit", "siglip": "apache-2.0", "siglip2": "apache-2.0"}
+CODE = {
+    "clip": "https://github.com/openai/CLIP",
+    "siglip": "https://github.com/google-research/big_vision",
+    "siglip2": "https://github.com/google-research/big_vision",
+}
+DATASET = {
+    "clip": "WebImageText (400M image-text pairs from the web; OpenAI, not released)",
+    "siglip": "WebLI (Google's web image-text data, English subset; not released)",
+    "siglip2": "WebLI (Google's multilingual web image-text data; not released)",
+}
+F30K, COCO5K = "Flickr30K 1K test", "COCO 5K"
+NOT_MEASURED = "not measured by mmzoo"
+PAPER_TABLE13 = "Radford et al. 2021, Table 13 (zero-shot retrieval, ViT-L/14@336px); " + NOT_MEASURED
+CLIP_BENCHMARK = "CLIP_benchmark (LAION) measurement of these weights, zero-shot; " + NOT_MEASURED
+
+
+def r1(i2t: float, t2i: float) -> dict[str, float]:
+    return {"i2t_r1": i2t, "t2i_r1": t2i}
+
+
+#: alias -> (family, repo, embed_dim, resolution, published numbers, their source)
+WEIGHTS: dict[str, tuple[str, str, int, int, dict[str, dict[str, float]], str]] = {
+    "clip-vit-base-patch32": ("clip", "openai/clip-vit-base-patch32", 512, 224, {}, ""),
+    "clip-vit-base-patch16": ("clip", "openai/clip-vit-base-patch16", 512, 224, {}, ""),
+    "clip-vit-large-patch14": ("clip", "openai/clip-vit-large-patch14", 768, 224, {}, ""),
+    "clip-vit-large-patch14-336": (
+        "clip",
+        "openai/clip-vit-large-patch14-336",
+        768,
+        336,
+        {F30K: r1(88.0, 68.7), COCO5K: r1(58.4, 37.8)},
+        PAPER_TABLE13,
+    ),
+    "siglip-base-patch16-224": ("siglip", "google/siglip-base-patch16-224", 768, 224, {}, ""),
+    "siglip-so400m-patch14-384": (
+        "siglip",
+        "google/siglip-so400m-patch14-384",
+        1152,
+        384,
+        {F30K: r1(94.3, 83.0), COCO5K: r1(72.4, 54.2)},
+        CLIP_BENCHMARK,
+    ),
+    "siglip2-base-patch16-224": ("siglip2", "google/siglip2-base-patch16-224", 768, 224, {}, ""),
+}
+
+NOTES = {
+    "clip": "Zero-shot. Text: CLIP's BPE, at most 77 tokens (longer captions are truncated with a warning). Score: "
+    "cosine of the projected pooled embeddings; calibrated probabilities (softmax over captions with the "
+    "checkpoint's logit scale): mmzoo_plugins.clip.calibration.probabilities.",
+    "siglip": "Zero-shot. Text: lower-cased and padded to 64 tokens, run without an attention mask, as big_vision "
+    "trained it (not doing so costs ~4 R@1: big_vision#166). Score: cosine; calibrated sigmoid probabilities with the "
+    "checkpoint's logit scale and bias: mmzoo_plugins.clip.calibration.probabilities.",
+    "siglip2": "Zero-shot. SigLIP 2's fixed-resolution weights have SigLIP's architecture (config model_type "
+    "'siglip') with the Gemma tokenizer; text lower-cased and padded to 64 tokens as in training. The NaFlex "
+    "variants (Siglip2Model) are not supported yet.",
+}
+
+
+def entry(alias: str) -> PretrainedEntry:
+    family, repo, dim, size, results, source = WEIGHTS[alias]
+    options: dict[str, Any] = {"embed_dim": dim, "visual.source": alias, "text.source": alias}
+    return PretrainedEntry(
+        alias=alias,
+        recipe="siglip" if family.startswith("siglip") else "clip",
+        dataset=DATASET[family],
+        weights=Weights(repo=repo, format="transformers", options=options),
+        status=PUBLISHED,
+        license=LICENSE[family],
+        paper=PAPER[family],
+        citation=CITATION[family],
+        code=CODE[family],
+        inputs=f"RGB images (PIL or paths) at {size}x{size}, preprocessed by the checkpoint's own image processor",
+        published_results=results,
+        results_source=source or NOT_MEASURED + "; no published number for these exact weights is recorded here",
+        notes=NOTES[family] + f" Weights: https://huggingface.co/{repo} (no revision pinned).",
+    )
+
+
+def zoo_entries() -> list[PretrainedEntry]:
+    return [entry(alias) for alias in WEIGHTS]
+
+
+def register(registry: Any) -> None:
+    for e in zoo_entries():
+        registry.pretrained.register(e.alias, e)
+
+
+__all__ = ["CITATION", "LICENSE", "PAPER", "WEIGHTS", "entry", "register", "zoo_entries"]
