@@ -12,6 +12,12 @@ How a zoo entry's weights arrive depends on its status:
   ``mmzoo convert ALIAS FILE`` converts it into the cache, after which the alias loads offline;
 * **not trained**: the error says how to train the weights.
 
+A published entry whose weights have the format ``"transformers"`` is the authors' own transformers folder
+(``Salesforce/blip-itm-base-coco``): its allowed files are downloaded and verified
+(:func:`mmzoo.hub.transfer.fetch_transformers_snapshot`), and the entry's recipe is built with every component
+that has a ``pretrained`` field pointed at that folder, so each reads its own tensors from it (no conversion, no
+copy); the saved config names the repository, not the cache path.
+
 An entry with ``members`` loads as an :class:`~mmzoo.model.Ensemble` of its members.
 """
 
@@ -27,15 +33,19 @@ import torch
 
 from mmzoo._atomic import atomic_folder, atomic_write_json, readable_folder, writable_dir
 from mmzoo.checkpoint import check_requirements, config_document, read_document
-from mmzoo.errors import CheckpointError, ConfigError, HubError, StorageError
+from mmzoo.config import SECTIONS
+from mmzoo.errors import CheckpointError, ConfigError, HubError, InputError, StorageError
 from mmzoo.hub import zoo
 from mmzoo.hub.cards import model_card
 from mmzoo.hub.names import Source, parse_name
-from mmzoo.hub.transfer import fetch_file, fetch_snapshot, file_digest, verify_file
-from mmzoo.model import Ensemble, MatchingModel, load_pretrained
-from mmzoo.registry import PretrainedEntry, converter
+from mmzoo.hub.transfer import fetch_file, fetch_snapshot, fetch_transformers_snapshot, file_digest, verify_file
+from mmzoo.model import Ensemble, MatchingModel, load_pretrained, offline
+from mmzoo.registry import PretrainedEntry, converter, get_registry, model
 
 logger = logging.getLogger("mmzoo.pretrained")
+
+#: ``Weights.format`` of an entry whose repository is a transformers folder, read natively by its components.
+TRANSFORMERS = "transformers"
 
 
 def from_pretrained(
@@ -65,6 +75,9 @@ def from_pretrained(
         members = [from_pretrained(m, **options) for m in source.entry.members]
         ensemble = Ensemble(members)
         return ensemble.to(device=device, dtype=dtype).eval() if device or dtype else ensemble.eval()
+    if source.kind == "alias" and source.entry.weights.format == TRANSFORMERS:
+        folder = _folder(source, force=False, check=True, **options)
+        return _transformers_model(source.entry, folder, device=device, dtype=dtype)
     return load_pretrained(_folder(source, force=False, check=True, **options), device=device, dtype=dtype)
 
 
@@ -102,6 +115,8 @@ def _folder(source: Source, *, force: bool, check: bool, **options: Any) -> Path
     if source.kind == "hub":
         return fetch_snapshot(source, force_download=force, check_config=check_config, **options)
     entry = source.entry
+    if entry.status == zoo.PUBLISHED and entry.weights.format == TRANSFORMERS:
+        return fetch_transformers_snapshot(source, force_download=force, **options)
     if entry.status == zoo.PUBLISHED:
         return fetch_snapshot(source, force_download=force, check_config=check_config, **options)
     if entry.status == zoo.CONVERTED:
@@ -111,6 +126,28 @@ def _folder(source: Source, *, force: bool, check: bool, **options: Any) -> Path
     raise HubError(
         f"The zoo entry {entry.alias!r} has no weights to download (status: {entry.status}). {zoo.how_to_get(entry)}"
     )
+
+
+def _transformers_model(
+    entry: PretrainedEntry, folder: Path, *, device: str | torch.device | None, dtype: torch.dtype | None
+) -> MatchingModel:
+    """The entry's recipe with each component that has a ``pretrained`` field reading it from ``folder``."""
+    if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device={device!r}, but torch sees no GPU here; load with device='cpu'.")
+    document = json.loads(json.dumps(model.get(entry.recipe).config))  # a deep copy of plain data
+    local = json.loads(json.dumps(document))
+    for section, kind in SECTIONS.items():
+        spec = local.get(section)
+        if isinstance(spec, dict) and "pretrained" in get_registry(kind).get(spec["name"]).Config.model_fields:
+            spec["pretrained"] = str(folder)
+            document[section]["pretrained"] = entry.weights.repo  # what a saved copy records
+    with offline():  # everything is in the folder: nothing may be fetched behind the verified snapshot
+        built = MatchingModel(local)
+    built.config = type(built.config).parse(document)
+    built.extra_config["pretrained"] = {"alias": entry.alias, "repo": entry.weights.repo, "commit": folder.name}
+    if device is not None or dtype is not None:
+        built.to(device=device, dtype=dtype)
+    return built.eval()
 
 
 def _check_config(document: dict[str, Any]) -> None:

@@ -102,6 +102,41 @@ def fetch_snapshot(
     return folder
 
 
+#: files of a transformers-layout folder (format ``"transformers"``): configs, tokenizer and processor files and
+#: safetensors weights; never code (``*.py``), pickles (``*.bin``, ``*.pt``) or other frameworks' weights.
+TRANSFORMERS_FILES = ("*.json", "*.txt", "*.model", "*.safetensors")
+
+
+def fetch_transformers_snapshot(
+    source: Source,
+    *,
+    cache_dir: str | Path | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+    force_download: bool = False,
+) -> Path:
+    """Fetch a folder written by transformers' ``save_pretrained`` (the authors' own repository) into the cache.
+
+    Only :data:`TRANSFORMERS_FILES` are downloaded; every file is checked against the Hub's digests (the weights
+    against their sha256), as for an mmzoo folder. The folder holds no mmzoo ``config.json``: the zoo entry's
+    recipe says which components read it.
+    """
+    from huggingface_hub import snapshot_download
+
+    common = _common(source, cache_dir, token, local_files_only=local_files_only, force_download=force_download)
+    with _hub_errors(source, None):
+        folder = Path(snapshot_download(revision=source.revision, allow_patterns=list(TRANSFORMERS_FILES), **common))
+    missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / name).is_file()]
+    if missing:
+        raise HubError(
+            f"{source.name!r}: the snapshot {folder} has no {' and no '.join(missing)}: the repository is not a "
+            "transformers folder with safetensors weights, or the cache holds only part of it (with network, run "
+            f"`mmzoo download {source.name}`)."
+        )
+    verify_snapshot(folder, source)
+    return folder
+
+
 def fetch_file(
     source: Source,
     filename: str,
