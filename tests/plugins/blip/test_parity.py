@@ -160,3 +160,39 @@ def test_a_saved_copy_loads_offline_and_scores_the_same(blip_folder, tmp_path, m
     again = mmzoo.from_pretrained(tmp_path / "saved")
     for a, b in zip(outputs(again), outputs(model), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_rerank_evaluation_scores_lavis_formula_for_every_shortlisted_pair(blip_folder, reference):
+    """The evaluation's shortlist-and-rerank (both directions, as LAVIS's compute_sim_matrix) keeps S = ITM + ITC."""
+    from mmzoo.scoring import rerank_rankings
+
+    itc, lavis, _ = reference
+    sources = {f"{s}.pretrained": str(blip_folder) for s in ("visual", "text", "fusion")}
+    model = mmzoo.create_model("blip-itm-base", **sources).eval()
+    with torch.no_grad():
+        images, texts = model.encode_images(photos()), model.encode_texts(CAPTIONS)
+    ranking = rerank_rankings(model, images, texts, rerank=2)
+    rows = torch.zeros_like(itc, dtype=torch.bool).scatter_(1, itc.topk(2, dim=1).indices, True)
+    cols = torch.zeros_like(itc, dtype=torch.bool).scatter_(0, itc.topk(2, dim=0).indices, True)
+    assert torch.equal(ranking.i2t_shortlist, rows) and torch.equal(ranking.t2i_shortlist, cols)
+    torch.testing.assert_close(ranking.i2t[rows].float(), lavis[rows], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ranking.t2i[cols].float(), lavis[cols], atol=1e-5, rtol=1e-5)
+    assert ranking.pairs_scored == int((rows | cols).sum())
+
+
+def test_a_repository_without_safetensors_is_a_named_error_through_the_api_and_the_cli(
+    blip_folder,
+    fake_hub,  # noqa: F811
+    capsys,
+):
+    from mmzoo.cli import main
+
+    files = folder_files(blip_folder)
+    weights = files.pop("model.safetensors")
+    fake_hub.create_repo(REPO)
+    fake_hub.commit(REPO, {**files, "pytorch_model.bin": weights})  # a pickle-only repository
+    with pytest.raises(mmzoo.HubError, match="no model.safetensors"):
+        mmzoo.from_pretrained(ALIAS)
+    assert main(["download", ALIAS]) == 2
+    assert "model.safetensors" in capsys.readouterr().err
+    assert not any(path.endswith(".bin") for _, path in fake_hub.requests if "/resolve/" in path), "no pickle fetched"
