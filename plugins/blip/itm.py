@@ -7,11 +7,13 @@ image fragments *are* its token states, computed once per image by ``blip-vision
 are the ITM input embeddings computed once per caption by ``blip-text`` (``[ENC]`` first), so reranking K
 captions of an image costs K passes of the text encoder and no ViT pass, where transformers'
 ``BlipForImageTextRetrieval.forward`` re-runs the ViT for every pair (benchmarks/hf_families.py measures both).
+The pairs of one image also share its cross-attention keys and values (:class:`ImageProjection`).
 """
 
 from __future__ import annotations
 
 import copy
+from contextvars import ContextVar
 from pathlib import Path
 
 import torch
@@ -21,6 +23,26 @@ from torch import Tensor, nn
 import mmzoo
 from mmzoo.errors import InputError
 from mmzoo_plugins.blip.hf import TINY_BLIP, BlipSourceConfig, load_owned, open_source, save_folder
+
+#: while one image's pairs are scored: id(projection) -> its output on that image's tokens, computed once.
+_FIXED: ContextVar[dict[int, Tensor] | None] = ContextVar("blip_itm_fixed_projections", default=None)
+
+
+class ImageProjection(nn.Linear):
+    """A cross-attention key or value projection (transformers' own ``nn.Linear``, same weights and names) whose
+    output, while one image's pairs are scored, is the image's projection computed once and shared by every pair.
+
+    Per pair the 12 cross-attention layers project the image's 577 tokens to keys and values: about 16 GFLOPs
+    for ViT-B, more than the rest of the text encoder's pass. They depend on the image only, so an image's
+    pairs share them (exact: the same product on the same rows). Outside that scope it is a plain Linear.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        fixed = _FIXED.get()
+        out = fixed.get(id(self)) if fixed is not None else None
+        if out is None:
+            return super().forward(x)
+        return out.expand(x.shape[0], *out.shape[1:])
 
 
 class BlipITMConfig(BlipSourceConfig):
@@ -50,6 +72,11 @@ class BlipITM(mmzoo.FusionBlock):
         # the input embeddings are the caption fragments (blip-text computes them once per caption)
         self.text_encoder.embeddings = None
         self.itm_head = nn.Linear(text.hidden_size, 2)
+        self._projections: list[nn.Linear] = []
+        for layer in self.text_encoder.encoder.layer:
+            for linear in (layer.crossattention.self.key, layer.crossattention.self.value):
+                linear.__class__ = ImageProjection  # same module, same tensors; see ImageProjection
+                self._projections.append(linear)
         self.pairs_per_block = int(config.pairs_per_block)
         if weights is not None:
             load_owned(self, weights)
@@ -86,16 +113,45 @@ class BlipITM(mmzoo.FusionBlock):
         return self.itm_head(states[:, 0, :])[:, 1]
 
     def _listed(self, images: mmzoo.Fragments, texts: mmzoo.Fragments, image_idx: Tensor, text_idx: Tensor) -> Tensor:
+        """Scores (P,) of listed pairs: an image's pairs share its key / value projections (no gradient needed),
+        the other pairs go in blocks of ``pairs_per_block``."""
         if len(image_idx) != len(text_idx):
             raise InputError(
                 f"Listed pairs need as many image as caption indices; got {len(image_idx)}, {len(text_idx)}."
             )
+        out = images.features.new_empty(len(image_idx))
+        rest = torch.arange(len(image_idx), device=image_idx.device)
+        if not torch.is_grad_enabled() and len(image_idx) > 1:
+            order = torch.argsort(image_idx, stable=True)
+            kinds, counts = torch.unique_consecutive(image_idx[order], return_counts=True)
+            starts = torch.cumsum(counts, 0) - counts
+            shared = counts > 1
+            for image, start, count in zip(
+                kinds[shared].tolist(), starts[shared].tolist(), counts[shared].tolist(), strict=True
+            ):
+                rows = order[start : start + count]
+                out[rows] = self._one_image(images[image : image + 1], texts[text_idx[rows]]).to(out.dtype)
+            rest = order[torch.repeat_interleave(~shared, counts)]
         step = self.pairs_per_block
-        parts = [
-            self._match_logits(images[image_idx[s : s + step]], texts[text_idx[s : s + step]])
-            for s in range(0, len(image_idx), step)
-        ]
-        return torch.cat(parts) if parts else images.features.new_zeros(0)
+        for s in range(0, len(rest), step):
+            rows = rest[s : s + step]
+            out[rows] = self._match_logits(images[image_idx[rows]], texts[text_idx[rows]]).to(out.dtype)
+        return out
+
+    def _one_image(self, image: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
+        """Match logits of one image against several captions, its key / value projections computed once."""
+        states = image.features[image.mask][None].to(self.itm_head.weight.dtype)  # (1, valid tokens, width)
+        fixed = {id(p): nn.Linear.forward(p, states) for p in self._projections}
+        token = _FIXED.set(fixed)
+        try:
+            step = self.pairs_per_block
+            parts = [
+                self._run(states.expand(len(texts[s : s + step]), -1, -1), texts[s : s + step])
+                for s in range(0, len(texts), step)
+            ]
+        finally:
+            _FIXED.reset(token)
+        return torch.cat(parts)
 
     def forward(self, images: mmzoo.Fragments, texts: mmzoo.Fragments) -> Tensor:
         n, m = len(images), len(texts)

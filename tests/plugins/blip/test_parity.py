@@ -152,6 +152,26 @@ def test_the_vision_tower_runs_once_per_image_when_reranking(blip_folder, monkey
     assert scores.shape == (3, 20) and len(calls) == 1, "scoring 60 pairs ran no ViT pass"
 
 
+def test_an_images_pairs_share_its_cross_attention_keys_and_values(blip_folder, monkeypatch):
+    """The image tokens' key / value projections run once per image and layer, not once per pair."""
+    sources = {f"{s}.pretrained": str(blip_folder) for s in ("visual", "text", "fusion")}
+    model = mmzoo.create_model("blip-itm-base", **sources).eval()
+    projections = {id(p) for p in model.fusion._projections}
+    assert len(projections) == 2 * model.fusion.blip_config.text_config.num_hidden_layers
+    rows = []
+    linear = torch.nn.Linear.forward
+    monkeypatch.setattr(
+        torch.nn.Linear,
+        "forward",
+        lambda self, x: (id(self) in projections and rows.append(x.shape[0])) or linear(self, x),
+    )
+    with torch.no_grad():
+        images, texts = model.encode_images(photos()), model.encode_texts(CAPTIONS * 4)
+        rows.clear()
+        model.similarity(images, texts)
+    assert rows == [1] * (3 * len(projections)), "one projection of one image per layer, for 20 captions each"
+
+
 def test_a_saved_copy_loads_offline_and_scores_the_same(blip_folder, tmp_path, monkeypatch):
     sources = {f"{s}.pretrained": str(blip_folder) for s in ("visual", "text", "fusion")}
     model = mmzoo.create_model("blip-itm-base", **sources).eval()
@@ -191,7 +211,7 @@ def test_a_repository_without_safetensors_is_a_named_error_through_the_api_and_t
     weights = files.pop("model.safetensors")
     fake_hub.create_repo(REPO)
     fake_hub.commit(REPO, {**files, "pytorch_model.bin": weights})  # a pickle-only repository
-    with pytest.raises(mmzoo.HubError, match="no model.safetensors"):
+    with pytest.raises(mmzoo.HubError, match=r"no model\.safetensors"):
         mmzoo.from_pretrained(ALIAS)
     assert main(["download", ALIAS]) == 2
     assert "model.safetensors" in capsys.readouterr().err
