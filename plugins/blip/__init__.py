@@ -1,0 +1,28 @@
+"""BLIP (Li et al., ICML 2022): the ITC dual encoder and the ITM matching head, from transformers' classes.
+
+Registers the visual encoder ``blip-vision``, the text encoder ``blip-text``, the fusion block ``blip-itm``, the
+recipes ``blip-itm-base`` / ``blip-itm-large`` and the zoo entries ``blip-itm-{base,large}-{coco,flickr}``
+(docs/blip.md).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from mmzoo.plugin import Recipe, hookimpl
+from mmzoo_plugins.blip.itm import BlipITM
+from mmzoo_plugins.blip.recipes import RECIPES, TRAINING
+from mmzoo_plugins.blip.text import BlipText
+from mmzoo_plugins.blip.vision import BlipVision
+from mmzoo_plugins.blip.zoo import PAPER, zoo_entries
+
+
+@hookimpl
+def mmzoo_register(registry: ModuleType) -> None:
+    registry.visual_encoder.register("blip-vision", BlipVision)
+    registry.text_encoder.register("blip-text", BlipText)
+    registry.fusion.register("blip-itm", BlipITM)
+    for name, (config, description) in RECIPES.items():
+        registry.model.register(name, Recipe(config, description, PAPER, TRAINING))
+    for entry in zoo_entries():
+        registry.pretrained.register(entry.alias, entry)

@@ -1,0 +1,200 @@
+"""Reading BLIP's transformers-layout folders: config, tokenizer, image processor and weights, strictly.
+
+The official weights (``Salesforce/blip-itm-*``) are folders written by transformers' ``save_pretrained`` for
+``BlipForImageTextRetrieval``. Each mmzoo component wraps its own part of that model (the vision tower and its
+projection; the text encoder in text mode and its projection; the text encoder with cross-attention and the
+matching head) and takes exactly the tensors whose names it owns from ``model.safetensors``: a tensor it owns
+and the file lacks, or one of another shape, is a :class:`~mmzoo.errors.CheckpointError`. Nothing is
+unpickled, and every transformers call passes ``trust_remote_code=False`` through explicit classes
+(``BlipConfig``, ``BertTokenizer``, ``BlipImageProcessor``), never an ``Auto*`` class a folder could redirect.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from torch import nn
+
+from mmzoo.errors import CheckpointError, ConfigError, HubError
+from mmzoo.plugin import ComponentConfig, load_state_strict
+
+logger = logging.getLogger("mmzoo.blip")
+
+WEIGHTS = "model.safetensors"
+#: the files of a transformers BLIP folder mmzoo reads; never ``*.py``, ``*.bin``, ``*.h5`` or ``*.msgpack``.
+FILES = (
+    "config.json",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    WEIGHTS,
+)
+
+#: a BlipConfig small enough for CPU tests: 32-d towers, one layer, 32x32 images in 16x16 patches.
+TINY_BLIP = {
+    "text_config": {
+        "vocab_size": 30524,
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
+    },
+    "vision_config": {
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "image_size": 32,
+        "patch_size": 16,
+    },
+    "image_text_hidden_size": 32,
+}
+
+
+def resolve(pretrained: str) -> Path:
+    """A local folder as is; a Hub id downloaded (only :data:`FILES`) into the Hugging Face cache."""
+    path = Path(pretrained).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or pretrained.startswith((".", "/", "~")):
+        raise ConfigError(f"{pretrained!r} is not a folder holding a transformers BLIP model.")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(pretrained, allow_patterns=list(FILES), library_name="mmzoo"))
+    except Exception as exc:  # huggingface_hub raises many kinds; all mean the same to a user
+        raise HubError(
+            f"Could not fetch the BLIP folder {pretrained!r}: {exc}\nUse the zoo alias "
+            "(mmzoo.from_pretrained('blip-itm-base-coco')), or point `pretrained` to a local folder."
+        ) from None
+
+
+def blip_config(pretrained: Path | None, fields: dict[str, Any] | None) -> Any:
+    """The BlipConfig of a folder, or one built from fields (random weights follow)."""
+    from transformers import BlipConfig
+
+    if pretrained is None:
+        return BlipConfig(**(fields or {}))
+    try:
+        return BlipConfig.from_pretrained(pretrained, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{pretrained} holds no readable BLIP config.json: {exc}") from None
+
+
+def load_tokenizer(folder: Path) -> Any:
+    """The WordPiece tokenizer of a folder, by ``from_pretrained``.
+
+    Never ``BertTokenizer(vocab_file=...)``: transformers 5 silently ignores that argument and maps every word
+    to ``[UNK]`` (tests/plugins/blip/test_traps.py pins it).
+    """
+    from transformers import BertTokenizer
+
+    try:
+        return BertTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder} holds no readable WordPiece tokenizer (vocab.txt): {exc}") from None
+
+
+def load_image_processor(folder: Path | None, image_size: int) -> Any:
+    """The folder's BlipImageProcessor (its preprocessor_config.json), or BLIP's defaults at ``image_size``."""
+    from transformers import BlipImageProcessor
+
+    if folder is not None and (folder / "preprocessor_config.json").is_file():
+        return BlipImageProcessor.from_pretrained(str(folder), trust_remote_code=False)
+    return BlipImageProcessor(size={"height": image_size, "width": image_size})
+
+
+def load_owned(component: nn.Module, folder: Path) -> None:
+    """Copy into ``component`` exactly the tensors it owns (by name) from the folder's model.safetensors."""
+    from safetensors import safe_open
+
+    path = folder / WEIGHTS
+    if not path.is_file():
+        raise CheckpointError(
+            f"{folder} has no {WEIGHTS}: mmzoo reads BLIP weights from safetensors only (never pickles)."
+        )
+    wanted = list(component.state_dict())
+    with safe_open(str(path), framework="pt") as handle:
+        present = set(handle.keys())
+        missing = [k for k in wanted if k not in present]
+        if missing:
+            shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+            raise CheckpointError(f"{path} lacks {len(missing)} tensor(s) of {type(component).__name__}: {shown}.")
+        tensors = {k: handle.get_tensor(k) for k in wanted}
+    load_state_strict(component, tensors, str(path))
+
+
+def check_embed_dim(config: Any, embed_dim: int) -> None:
+    if config.image_text_hidden_size != embed_dim:
+        raise ConfigError(
+            f"The BLIP weights project to {config.image_text_hidden_size} dimensions but the model's embed_dim is "
+            f"{embed_dim}; set embed_dim={config.image_text_hidden_size}."
+        )
+
+
+def save_folder(config: Any, directory: Path, tokenizer: Any = None, processor: Any = None) -> None:
+    """A component's assets: the BlipConfig (and tokenizer / image processor) in transformers' own layout."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(directory)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+    if processor is not None:
+        processor.save_pretrained(directory)
+
+
+class BlipSourceConfig(ComponentConfig):
+    """Where a BLIP component's architecture and weights come from (shared by the three components)."""
+
+    pretrained: str | None = Field(
+        None,
+        description="A transformers BlipForImageTextRetrieval folder or Hub id (config, tokenizer, image processor "
+        "and model.safetensors), e.g. Salesforce/blip-itm-base-coco; the zoo aliases set it.",
+    )
+    blip_config: dict[str, Any] | None = Field(
+        None, description="Build from these BlipConfig fields with random weights instead (tests use a tiny one)."
+    )
+
+
+def open_source(config: Any, assets: Path | None, native: bool = False) -> tuple[Any, Path | None, Path | None]:
+    """(BlipConfig, folder to take the weights from or None, folder of the tokenizer / processor files or None).
+
+    ``native`` ``assets`` (a zoo entry's official transformers folder, ``BuildContext.native``) give everything,
+    weights included; a saved mmzoo model's ``assets`` give the files (its weights come from its own
+    model.safetensors afterwards); else ``pretrained`` (a transformers folder or Hub id: config, files and
+    weights); else ``blip_config`` fields (random weights).
+    """
+    if assets is not None and native:
+        return blip_config(assets, None), assets, assets
+    if assets is not None:
+        return blip_config(assets, None), None, assets
+    if config.pretrained is not None:
+        folder = resolve(config.pretrained)
+        return blip_config(folder, None), folder, folder
+    if config.blip_config is not None:
+        return blip_config(None, config.blip_config), None, None
+    raise ConfigError(
+        "A BLIP component needs `pretrained` (a transformers BLIP folder or Hub id, e.g. "
+        "Salesforce/blip-itm-base-coco) or `blip_config` (BlipConfig fields, random weights)."
+    )
+
+
+__all__ = [
+    "FILES",
+    "TINY_BLIP",
+    "WEIGHTS",
+    "BlipSourceConfig",
+    "blip_config",
+    "check_embed_dim",
+    "load_image_processor",
+    "load_owned",
+    "load_tokenizer",
+    "open_source",
+    "resolve",
+    "save_folder",
+]
