@@ -31,7 +31,7 @@ DATASETS = {
     "flickr": ("Flickr30K (Karpathy split), fine-tuned from BLIP's 129M-image pre-training", "flickr30k"),
 }
 #: the numbers mmzoo holds, with their source; nothing else is claimed.
-PUBLISHED = {
+PUBLISHED_RESULTS = {
     "blip-itm-base-coco": (
         {"COCO 5K test": {"i2t_r1": 82.0, "t2i_r1": 64.5}},
         "LAVIS documentation, BLIP ViT-B fine-tuned on COCO, ITC shortlist + ITM rerank with k_test 256 (R@1 "
@@ -45,7 +45,7 @@ NONE_HELD = "No published number is recorded in mmzoo for these weights; not mea
 def entry(size: str, data: str) -> PretrainedEntry:
     alias = f"blip-itm-{size}-{data}"
     dataset, dataset_id = DATASETS[data]
-    results, source = PUBLISHED.get(alias, ({}, NONE_HELD))
+    results, source = PUBLISHED_RESULTS.get(alias, ({}, NONE_HELD))
     k = K_TEST[data]
     return PretrainedEntry(
         alias=alias,
