@@ -101,8 +101,9 @@ class Searcher:
         index: a :class:`LiveIndex` (follows ``index add``).
         model: the model that built the index (checked by its weights).
         model_name: its name, for messages.
-        reranker / reranker_name: a model whose full score reorders the top ``rerank_k`` (None: the index model's
-            own full score, when a request asks for reranking).
+        reranker: a model whose full score reorders the top ``rerank_k`` (None: the index model's own full score,
+            when a request asks for reranking).
+        reranker_name: its name, for messages.
         rerank_k: the shortlist a rerank request rescores by default.
     """
 
