@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from mmzoo.plugin import Recipe, hookimpl
+from mmzoo.plugin import hookimpl
 from mmzoo_plugins.blip.itm import BlipITM
-from mmzoo_plugins.blip.recipes import RECIPES, TRAINING
+from mmzoo_plugins.blip.recipes import RECIPES
 from mmzoo_plugins.blip.text import BlipText
 from mmzoo_plugins.blip.vision import BlipVision
-from mmzoo_plugins.blip.zoo import PAPER, zoo_entries
+from mmzoo_plugins.blip.zoo import ENTRIES
 
 
 @hookimpl
@@ -22,7 +22,7 @@ def mmzoo_register(registry: ModuleType) -> None:
     registry.visual_encoder.register("blip-vision", BlipVision)
     registry.text_encoder.register("blip-text", BlipText)
     registry.fusion.register("blip-itm", BlipITM)
-    for name, (config, description) in RECIPES.items():
-        registry.model.register(name, Recipe(config, description, PAPER, TRAINING))
-    for entry in zoo_entries():
+    for name, recipe in RECIPES.items():
+        registry.model.register(name, recipe)
+    for entry in ENTRIES:
         registry.pretrained.register(entry.alias, entry)

@@ -21,7 +21,7 @@ from torch import nn
 from mmzoo.errors import CheckpointError, ConfigError, HubError
 from mmzoo.plugin import ComponentConfig, load_state_strict
 
-logger = logging.getLogger("mmzoo.blip")
+logger = logging.getLogger(__name__)
 
 WEIGHTS = "model.safetensors"
 #: the files of a transformers BLIP folder mmzoo reads; never ``*.py``, ``*.bin``, ``*.h5`` or ``*.msgpack``.

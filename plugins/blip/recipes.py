@@ -3,7 +3,7 @@
 ``S = <i0, c0> + itm_logit``: the ITC cosine (``dual_weight`` 1) plus the matching head's match logit (``alpha``
 1), LAVIS's reranked score. Computed for every pair it is what LAVIS would give with ``k_test`` = all; with
 ``--rerank K`` (``search(rerank=K)``) the ITC cosine shortlists K candidates and only they get the ITM term, as in
-LAVIS's ``compute_sim_matrix`` (k_test 256 on COCO, 128 on Flickr30K: :data:`K_TEST`).
+LAVIS's ``compute_sim_matrix`` (k_test 256 on COCO, 128 on Flickr30K: :data:`mmzoo_plugins.blip.zoo.K_TEST`).
 
 The loss section is mmzoo's triplet loss over S so that the recipe trains at all; BLIP's own fine-tuning
 (ITC with momentum distillation + ITM with hard negatives) is not reproduced (docs/blip.md).
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-#: LAVIS's retrieval configs: candidates the ITM head reranks per query (``k_test``).
-K_TEST = {"coco": 256, "flickr": 128}
+from mmzoo.plugin import Recipe
+from mmzoo_plugins.blip.zoo import PAPER
 
 #: the official repositories the recipes default to: ViT-B/16 and ViT-L/16 BLIP fine-tuned on COCO.
 BASE_REPO = "Salesforce/blip-itm-base-coco"
@@ -39,12 +39,16 @@ def blip_model(pretrained: str) -> dict[str, Any]:
 TRAINING = {"epochs": 6, "batch_size": 32, "lr": 1e-5, "grad_clip": 2.0, "warmup_epochs": 0}
 
 RECIPES = {
-    "blip-itm-base": (
+    "blip-itm-base": Recipe(
         blip_model(BASE_REPO),
         "BLIP ViT-B/16 retrieval: ITC cosine shortlists, the ITM head (cross-attention text encoder) reranks",
+        PAPER,
+        TRAINING,
     ),
-    "blip-itm-large": (
+    "blip-itm-large": Recipe(
         blip_model(LARGE_REPO),
         "BLIP ViT-L/16 retrieval: ITC cosine shortlists, the ITM head (cross-attention text encoder) reranks",
+        PAPER,
+        TRAINING,
     ),
 }

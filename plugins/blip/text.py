@@ -31,7 +31,7 @@ from mmzoo.plugin import BuildContext, Fragments, TextEncoder, TokenBatch
 from mmzoo_plugins.blip.hf import TINY_BLIP, BlipSourceConfig, check_embed_dim, load_owned, load_tokenizer, open_source
 from mmzoo_plugins.blip.hf import save_folder as save_blip_folder
 
-logger = logging.getLogger("mmzoo.blip.text")
+logger = logging.getLogger(__name__)
 
 #: LAVIS's BlipCaptionProcessor defaults (max_words) and compute_sim_matrix's tokenizer max_length.
 MAX_WORDS = 50

@@ -9,7 +9,9 @@ is LAVIS's for BLIP ViT-B fine-tuned on COCO (GUIDE.md); mmzoo has measured none
 from __future__ import annotations
 
 from mmzoo.plugin import PUBLISHED, PretrainedEntry, Weights
-from mmzoo_plugins.blip.recipes import K_TEST
+
+#: LAVIS's retrieval configs: candidates the ITM head reranks per query (``k_test``).
+K_TEST = {"coco": 256, "flickr": 128}
 
 PAPER = (
     "Li, Li, Xiong, Hoi: BLIP: Bootstrapping Language-Image Pre-training for Unified Vision-Language "
@@ -70,3 +72,7 @@ def entry(size: str, data: str) -> PretrainedEntry:
 
 def zoo_entries() -> list[PretrainedEntry]:
     return [entry(size, data) for data in ("coco", "flickr") for size in ("base", "large")]
+
+
+#: the zoo entries this family registers
+ENTRIES = zoo_entries()

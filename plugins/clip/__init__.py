@@ -11,13 +11,16 @@ from __future__ import annotations
 from types import ModuleType
 
 from mmzoo.plugin import hookimpl
-from mmzoo_plugins.clip import recipes, zoo
+from mmzoo_plugins.clip.recipes import RECIPES
 from mmzoo_plugins.clip.towers import TowerText, TowerVisual
+from mmzoo_plugins.clip.zoo import ENTRIES
 
 
 @hookimpl
 def mmzoo_register(registry: ModuleType) -> None:
     registry.visual_encoder.register("clip-vision", TowerVisual)
     registry.text_encoder.register("clip-text", TowerText)
-    recipes.register(registry)
-    zoo.register(registry)
+    for name, recipe in RECIPES.items():
+        registry.model.register(name, recipe)
+    for entry in ENTRIES:
+        registry.pretrained.register(entry.alias, entry)

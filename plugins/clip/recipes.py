@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmzoo.plugin import Recipe
+from mmzoo_plugins.clip.zoo import PAPERS
 
 #: zero-shot towers: nothing to train by default; a fine-tune unfreezes them (`visual.frozen=false`).
 TRAINING = {
@@ -54,35 +55,24 @@ def with_mmca(source: str, embed_dim: int, heads: int) -> dict[str, Any]:
     return config
 
 
-def register(registry: Any) -> None:
-    from mmzoo_plugins.clip.zoo import PAPER
-
-    registry.model.register(
-        "clip",
-        Recipe(dual("clip-vit-base-patch32", 512), "CLIP ViT-B/32 dual encoder (OpenAI weights)", PAPER["clip"]),
-    )
-    registry.model.register(
-        "siglip",
-        Recipe(dual("siglip-base-patch16-224", 768), "SigLIP ViT-B/16 dual encoder (Google weights)", PAPER["siglip"]),
-    )
-    registry.model.register(
-        "clip-mmca",
-        Recipe(
-            with_mmca("clip-vit-base-patch32", 512, 8),
-            "MMCA's cross-attention fusion over frozen CLIP ViT-B/32 patch and token states",
-            PAPER["clip"],
-            FUSION_TRAINING,
-        ),
-    )
-    registry.model.register(
-        "siglip-mmca",
-        Recipe(
-            with_mmca("siglip-base-patch16-224", 768, 12),
-            "MMCA's cross-attention fusion over frozen SigLIP ViT-B/16 patch and token states",
-            PAPER["siglip"],
-            FUSION_TRAINING,
-        ),
-    )
+RECIPES = {
+    "clip": Recipe(dual("clip-vit-base-patch32", 512), "CLIP ViT-B/32 dual encoder (OpenAI weights)", PAPERS["clip"]),
+    "siglip": Recipe(
+        dual("siglip-base-patch16-224", 768), "SigLIP ViT-B/16 dual encoder (Google weights)", PAPERS["siglip"]
+    ),
+    "clip-mmca": Recipe(
+        with_mmca("clip-vit-base-patch32", 512, 8),
+        "MMCA's cross-attention fusion over frozen CLIP ViT-B/32 patch and token states",
+        PAPERS["clip"],
+        FUSION_TRAINING,
+    ),
+    "siglip-mmca": Recipe(
+        with_mmca("siglip-base-patch16-224", 768, 12),
+        "MMCA's cross-attention fusion over frozen SigLIP ViT-B/16 patch and token states",
+        PAPERS["siglip"],
+        FUSION_TRAINING,
+    ),
+}
 
 
-__all__ = ["FUSION_TRAINING", "TRAINING", "dual", "register", "with_mmca"]
+__all__ = ["FUSION_TRAINING", "RECIPES", "TRAINING", "dual", "with_mmca"]

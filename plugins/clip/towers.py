@@ -42,6 +42,7 @@ from mmzoo.plugin import (
     TextEncoder,
     TokenBatch,
     VisualEncoder,
+    get_registry,
     l2_normalize,
     masked_mean,
 )
@@ -185,7 +186,7 @@ def refuse_code(folder: Path) -> None:
 
 def source_folder(source: str) -> Path:
     """The local folder of a ``source``: a zoo alias (downloaded and verified by mmzoo) or a folder."""
-    if source in mmzoo.registry.pretrained:
+    if source in get_registry("pretrained"):
         folder = mmzoo.download(source)
         if not isinstance(folder, Path):
             raise ConfigError(f"source={source!r} is an ensemble, not one tower.")

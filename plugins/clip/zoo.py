@@ -17,14 +17,14 @@ from typing import Any
 
 from mmzoo.plugin import PUBLISHED, PretrainedEntry, Weights
 
-PAPER = {
+PAPERS = {
     "clip": "Radford et al., Learning Transferable Visual Models From Natural Language Supervision, ICML 2021 "
     "(arXiv:2103.00020)",
     "siglip": "Zhai et al., Sigmoid Loss for Language Image Pre-Training, ICCV 2023 (arXiv:2303.15343)",
     "siglip2": "Tschannen et al., SigLIP 2: Multilingual Vision-Language Encoders with Improved Semantic "
     "Understanding, Localization, and Dense Features, 2025 (arXiv:2502.14786)",
 }
-CITATION = {
+CITATIONS = {
     "clip": """@inproceedings{radford2021clip,
   title={Learning Transferable Visual Models From Natural Language Supervision},
   author={Radford, Alec and Kim, Jong Wook and Hallacy, Chris and Ramesh, Aditya and Goh, Gabriel and Agarwal, Sandhini and Sastry, Girish and Askell, Amanda and Mishkin, Pamela and Clark, Jack and Krueger, Gretchen and Sutskever, Ilya},
@@ -45,7 +45,11 @@ CITATION = {
 }""",
 }
 #: the weights' licences as their authors state them (openai/CLIP: MIT; Google's SigLIP model cards: Apache 2.0).
-LICENSE = {"clip": "mit", "siglip": "apache-2.0", "siglip2": "apache-2.0"}
+LICENSES = {"clip": "mit", "siglip": "apache-2.0", "siglip2": "apache-2.0"}
+#: the family template's one-string forms (three families of weights share this plugin)
+PAPER = "; ".join(PAPERS.values())
+CITATION = "\n\n".join(CITATIONS.values())
+LICENSE = "MIT (OpenAI's CLIP weights); Apache-2.0 (Google's SigLIP and SigLIP 2 weights)"
 CODE = {
     "clip": "https://github.com/openai/CLIP",
     "siglip": "https://github.com/google-research/big_vision",
@@ -113,9 +117,9 @@ def entry(alias: str) -> PretrainedEntry:
         dataset=DATASET[family],
         weights=Weights(repo=repo, format="transformers", options=options),
         status=PUBLISHED,
-        license=LICENSE[family],
-        paper=PAPER[family],
-        citation=CITATION[family],
+        license=LICENSES[family],
+        paper=PAPERS[family],
+        citation=CITATIONS[family],
         code=CODE[family],
         inputs=f"RGB images (PIL or paths) at {size}x{size}, preprocessed by the checkpoint's own image processor",
         published_results=results,
@@ -128,9 +132,19 @@ def zoo_entries() -> list[PretrainedEntry]:
     return [entry(alias) for alias in WEIGHTS]
 
 
-def register(registry: Any) -> None:
-    for e in zoo_entries():
-        registry.pretrained.register(e.alias, e)
+#: the zoo entries this family registers
+ENTRIES = zoo_entries()
 
 
-__all__ = ["CITATION", "LICENSE", "PAPER", "WEIGHTS", "entry", "register", "zoo_entries"]
+__all__ = [
+    "CITATION",
+    "CITATIONS",
+    "ENTRIES",
+    "LICENSE",
+    "LICENSES",
+    "PAPER",
+    "PAPERS",
+    "WEIGHTS",
+    "entry",
+    "zoo_entries",
+]
