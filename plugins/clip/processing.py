@@ -196,11 +196,13 @@ def make_tokenizer(family: str, folder: Path, corpus: Sequence[str] | None = Non
 
     if family == "clip":
         write_clip_vocabulary(folder)
-        CLIPTokenizer.from_pretrained(str(folder)).save_pretrained(str(folder))
+        CLIPTokenizer.from_pretrained(str(folder), trust_remote_code=False).save_pretrained(str(folder))
     else:
         # a corpus of the data's own captions: one piece per word, so captions are as short as their words
         write_sentencepiece(folder, vocab_size=4000, corpus=corpus, model_type="word" if corpus else "unigram")
-        SiglipTokenizer.from_pretrained(str(folder), model_max_length=SIGLIP_MAX_LENGTH).save_pretrained(str(folder))
+        SiglipTokenizer.from_pretrained(
+            str(folder), model_max_length=SIGLIP_MAX_LENGTH, trust_remote_code=False
+        ).save_pretrained(str(folder))
     return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
 
 

@@ -234,7 +234,12 @@ def build_model(hf_config: Any, folder: Path | None) -> nn.Module:
         return cls(hf_config).float()
     try:
         model, info = cls.from_pretrained(
-            str(folder), config=hf_config, use_safetensors=True, local_files_only=True, output_loading_info=True
+            str(folder),
+            config=hf_config,
+            use_safetensors=True,
+            local_files_only=True,
+            output_loading_info=True,
+            trust_remote_code=False,
         )
     except (OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"transformers could not load the weights in {folder}: {exc}") from None
