@@ -28,13 +28,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--image-size", type=int, default=128, help="side of the rendered images (default 128)")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    p.add_argument(
+        "--twin-swaps",
+        default="colour,shape,size,position",
+        help="what a test twin may swap, comma-separated (default all four; 'position' makes a relation-heavy "
+        "test split: every twin differs only in where its two objects are)",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from mmzoo._atomic import writable_dir
-    from mmzoo.data.shapes import make_shapes
+    from mmzoo.data.shapes import check_swaps, make_shapes
 
+    swaps = check_swaps([s.strip() for s in args.twin_swaps.split(",") if s.strip()])  # before anything is written
     if args.render:  # before anything is written: a missing Pillow must not leave half a dataset behind
         from mmzoo._optional import require
 
@@ -49,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         regions=args.regions,
         region_dim=args.region_dim,
         overwrite=args.overwrite,
+        twin_swaps=swaps,
     )
     if args.render:
         from mmzoo.data.render import KARPATHY_NAME, render_shapes
@@ -61,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             size=args.image_size,
             progress=True,
+            twin_swaps=swaps,
         )
         print(f"rendered {args.image_size}px images to {args.out}/images (split file {KARPATHY_NAME})")
     rows = [(split, s["images"], s["captions"]) for split, s in manifest["splits"].items()]

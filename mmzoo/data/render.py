@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 from mmzoo._atomic import atomic_write_text
 from mmzoo._optional import require
 from mmzoo.data.layout import PRECOMP
-from mmzoo.data.shapes import COLOURS, SIZES, SPLITS, make_scenes
+from mmzoo.data.shapes import COLOURS, SIZES, SPLITS, SWAPS, make_scenes
 from mmzoo.errors import DataError
 
 BACKGROUND = (245, 245, 240)
@@ -86,6 +87,7 @@ def render_shapes(
     seed: int = 0,
     size: int = 128,
     progress: bool = False,
+    twin_swaps: Sequence[str] = SWAPS,
 ) -> dict[str, int]:
     """Render the shapes scenes of every split to PNG files plus a Karpathy split file; returns images per split.
 
@@ -101,7 +103,7 @@ def render_shapes(
     entries: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
     for split in SPLITS:
-        scenes = make_scenes(split, sizes[split], seed)
+        scenes = make_scenes(split, sizes[split], seed, twin_swaps)
         folder = out / "images" / split
         folder.mkdir(parents=True, exist_ok=True)
         for scene in tqdm(scenes, desc=f"render {split}", unit="img", disable=not progress):

@@ -25,6 +25,7 @@ import json
 import logging
 import shutil
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,11 +158,20 @@ def captions(scene: dict[str, Any]) -> list[str]:
     ]
 
 
-def _twin(rng: np.random.Generator, scene: dict[str, Any]) -> dict[str, Any] | None:
-    """The scene with one property of the focal pair swapped, or None when no swap keeps it valid."""
+def check_swaps(swaps: Sequence[str]) -> tuple[str, ...]:
+    """The twin swaps to draw from, in :data:`SWAPS` order; a DataError for an unknown or empty choice."""
+    unknown = sorted(set(swaps) - set(SWAPS))
+    if unknown or not swaps:
+        raise DataError(f"Twin swaps are some of {', '.join(SWAPS)}; got {', '.join(swaps) or 'none'}.")
+    return tuple(s for s in SWAPS if s in swaps)
+
+
+def _twin(rng: np.random.Generator, scene: dict[str, Any], swaps: Sequence[str] = SWAPS) -> dict[str, Any] | None:
+    """The scene with one property of the focal pair swapped (one of ``swaps``), or None when no swap keeps it
+    valid."""
     ia, ib = scene["focal"]
     options = []
-    for swap in SWAPS:
+    for swap in swaps:
         keys = {"colour": ("colour",), "shape": ("shape",), "size": ("size",), "position": ("x", "y")}[swap]
         objects = copy.deepcopy(scene["objects"])
         a, b = objects[ia], objects[ib]
@@ -179,14 +189,16 @@ def _twin(rng: np.random.Generator, scene: dict[str, Any]) -> dict[str, Any] | N
     return options[int(rng.integers(len(options)))]
 
 
-def make_scenes(split: str, images: int, seed: int = 0) -> list[dict[str, Any]]:
+def make_scenes(split: str, images: int, seed: int = 0, twin_swaps: Sequence[str] = SWAPS) -> list[dict[str, Any]]:
     """The structured scenes of a split, exactly as ``{split}_scenes.json`` holds them.
 
     Each scene: ``{"id", "objects": [{"colour", "shape", "size", "x", "y"}], "focal": [i, j],
     "twin": id or None, "swap": None or "colour"|"shape"|"size"|"position", "captions": [5 str]}``.
     ``x, y`` are object centres in [0, 1] (y grows downwards), ``SIZES`` gives radii, ``COLOURS`` RGB.
-    In the test split ``images`` base scenes are each followed by their twin (2 x images scenes).
+    In the test split ``images`` base scenes are each followed by their twin (2 x images scenes), whose swap is one
+    of ``twin_swaps`` (``("position",)``: a relation-heavy test split, every twin a position swap).
     """
+    twin_swaps = check_swaps(twin_swaps)
     if images < 1:
         raise DataError(f"A split needs at least one image; got {images}.")
     rng = _rng(seed, "scenes", split)
@@ -197,7 +209,7 @@ def make_scenes(split: str, images: int, seed: int = 0) -> list[dict[str, Any]]:
         if split != TWIN_SPLIT:
             scenes.append(scene)
             continue
-        twin = _twin(rng, scene)
+        twin = _twin(rng, scene, twin_swaps)
         if twin is None:
             continue
         n = len(scenes)
@@ -334,6 +346,7 @@ def make_shapes(
     regions: int = 12,
     region_dim: int = 64,
     overwrite: bool = False,
+    twin_swaps: Sequence[str] = SWAPS,
 ) -> dict[str, Any]:
     """Write the shapes dataset (train/dev/test in the precomputed layout, scenes, twins, manifest).
 
@@ -346,6 +359,8 @@ def make_shapes(
         regions: regions per image ``k`` (>= 8).
         region_dim: size ``D`` of a region feature.
         overwrite: replace a dataset already in ``out_dir`` (otherwise that is a DataError: nothing is lost).
+        twin_swaps: what a test twin may swap (default all four; ``("position",)`` makes every twin a relation
+            twin: a relation-heavy probe).
 
     Returns:
         The manifest written to ``mmzoo_data.json``.
@@ -374,11 +389,11 @@ def make_shapes(
         staging.mkdir()
         splits: dict[str, dict[str, int]] = {}
         for split in SPLITS:
-            scenes = make_scenes(split, sizes[split], seed)
+            scenes = make_scenes(split, sizes[split], seed, twin_swaps)
             _write_split(staging, split, scenes, maker, seed)
             splits[split] = {"images": len(scenes), "captions": len(scenes) * CAPTIONS_PER_IMAGE}
             logger.info("wrote %s: %d images", split, len(scenes))
-        manifest = _manifest(seed, regions, region_dim, splits)
+        manifest = _manifest(seed, regions, region_dim, splits, check_swaps(twin_swaps))
         write_manifest(staging, manifest)
         fsync_tree(staging)
         PRECOMP.replace_dataset(staging, out)
@@ -397,7 +412,9 @@ def make_shapes(
 STAGING_NAME = ".mmzoo-shapes.tmp"
 
 
-def _manifest(seed: int, regions: int, region_dim: int, splits: dict[str, dict[str, int]]) -> DataManifest:
+def _manifest(
+    seed: int, regions: int, region_dim: int, splits: dict[str, dict[str, int]], twin_swaps: Sequence[str] = SWAPS
+) -> DataManifest:
     """What ``mmzoo_data.json`` says about a shapes dataset: layout, twins, vocabulary, suggested settings."""
     return DataManifest.model_validate(
         {
@@ -414,6 +431,7 @@ def _manifest(seed: int, regions: int, region_dim: int, splits: dict[str, dict[s
             "scenes": {split: PRECOMP.name(split, "scenes") for split in SPLITS},
             "twins": {TWIN_SPLIT: PRECOMP.name(TWIN_SPLIT, "twins")},
             "twin_types": {TWIN_SPLIT: PRECOMP.name(TWIN_SPLIT, "twin_types")},
+            "twin_swaps": list(twin_swaps),
             "model_overrides": SHAPES_MODEL,
             "training_overrides": SHAPES_TRAINING,
             "vocabulary": {
