@@ -25,13 +25,19 @@ def main(data: str, run: str) -> None:
         return loss * float("nan") if self.dist_ctx.rank == 1 and calls["n"] == 2 else loss
 
     TrainingStep.forward = poisoned
+
+    def say(line: str) -> None:
+        """One write per line: print() writes the text and the newline apart, so two processes sharing the
+        pipe could interleave them into one line."""
+        os.write(sys.stdout.fileno(), (line + "\n").encode())
+
     try:
         Trainer(spec, run, progress=False).fit()
-        print(f"rank {os.environ['RANK']}: finished", flush=True)
+        say(f"rank {os.environ['RANK']}: finished")
     except TrainingError as exc:
-        print(f"rank {os.environ['RANK']}: TrainingError: {exc}", flush=True)
+        say(f"rank {os.environ['RANK']}: TrainingError: {exc}")
     except Exception as exc:  # what the test must not see
-        print(f"rank ?: {type(exc).__name__}: {exc}", flush=True)
+        say(f"rank ?: {type(exc).__name__}: {exc}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -293,14 +294,18 @@ def test_two_gloo_processes_write_the_same_index_as_one(world, tmp_path):
         str(tmp_path / "two"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MMZOO_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        _torchrun(*argv, "--shard-size", "8", "--batch-size", "4", "--no-progress"),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    for attempt in range(2):  # a gloo transport flake (see tests/test_training_ddp.py) is launched once more
+        done = subprocess.run(
+            _torchrun(*argv, "--shard-size", "8", "--batch-size", "4", "--no-progress"),
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode == 0 or attempt == 1 or "Connection closed by peer" not in done.stderr:
+            break
+        shutil.rmtree(tmp_path / "two", ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert folder_bytes(tmp_path / "two") == folder_bytes(one)
 

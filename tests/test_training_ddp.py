@@ -37,21 +37,30 @@ def distributed_weights(tmp_path_factory) -> dict[str, dict[str, torch.Tensor]]:
     return run_two(",".join(MODES), tmp_path_factory.mktemp("ddp"))
 
 
+#: what a gloo launch on loopback prints when a worker dies in the transport, not in mmzoo: seen about once in
+#: ten full-suite runs on an idle 2-core machine (never alone); such a launch is run once more, on a new port.
+TRANSPORT_FLAKES = ("terminate called without an active exception", "Connection closed by peer")
+
+
 def run_two(mode: str, tmp_path: Path) -> dict[str, dict[str, torch.Tensor]]:
     out = tmp_path / "weights.pt"
-    port = str(free_port())
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests._ddp_worker", str(r), "2", port, str(out), mode],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for r in range(2)
-    ]
-    logs = [p.communicate(timeout=120)[0].decode() for p in procs]
+    for attempt in range(2):
+        port = str(free_port())
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "tests._ddp_worker", str(r), "2", port, str(out), mode],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for r in range(2)
+        ]
+        logs = [p.communicate(timeout=120)[0].decode() for p in procs]
+        flaked = any(flake in log for log in logs for flake in TRANSPORT_FLAKES)
+        if all(p.returncode == 0 for p in procs) or attempt == 1 or not flaked:
+            break
     assert all(p.returncode == 0 for p in procs), "\n".join(logs)
     return torch.load(out, weights_only=True)
 
