@@ -67,15 +67,20 @@ def load_strict(model: mmzoo.MatchingModel, tensors: dict[str, Any], source: str
     return model.eval()
 
 
-class RegionConverter(Converter):
-    """VSE-infinity on BUTD region features: their ``basic`` precomp models, BERT or bi-GRU text."""
+class _VseInfinityConverter(Converter):
+    """What both VSE-infinity converters share: their options and the paper, code, citation and licence."""
 
     Config = ConverterOptions
-    description = "VSE-infinity region-feature checkpoints (woodfrog/vse_infty train.py's model_best.pth)"
     paper = PAPER
     code = CODE
     citation = CITATION
     license = LICENSE
+
+
+class RegionConverter(_VseInfinityConverter):
+    """VSE-infinity on BUTD region features: their ``basic`` precomp models, BERT or bi-GRU text."""
+
+    description = "VSE-infinity region-feature checkpoints (woodfrog/vse_infty train.py's model_best.pth)"
 
     def convert(self, checkpoint: Path) -> mmzoo.MatchingModel:
         source = str(checkpoint)
@@ -112,15 +117,10 @@ def install_vocabulary(
     model.text.set_vocabulary(words)
 
 
-class GridConverter(Converter):
+class GridConverter(_VseInfinityConverter):
     """VSE-infinity from pixels: their ``backbone`` models whose ResNet is torchvision's (WSL, ImageNet ResNeXt)."""
 
-    Config = ConverterOptions
     description = "VSE-infinity WSL-grid checkpoints (torchvision / WSL ResNeXt backbones, BERT text)"
-    paper = PAPER
-    code = CODE
-    citation = CITATION
-    license = LICENSE
 
     def convert(self, checkpoint: Path) -> mmzoo.MatchingModel:
         source = str(checkpoint)
