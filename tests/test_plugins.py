@@ -260,7 +260,7 @@ def test_a_third_party_adds_a_pretrained_entry_and_a_data_format(tmp_path):
     out = json.loads(first)
     assert out == {"caption": "item 2", "image": 2, "valid": 3, "dim": 3, "plugin": "fakezoo", "status": "not trained"}
     row = next(line for line in table if line.startswith("vsepp-jsonl"))
-    assert "fakezoo" in row and "authors: toy rsum 123.4" in row
+    assert "fakezoo" in row and "published: toy rsum 123.4" in row
 
 
 # -- a plugin never breaks a built-in (issue 11, items 3 and 4) ----------------------------------------------

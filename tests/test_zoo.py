@@ -59,7 +59,7 @@ def test_mmzoo_list_pretrained(capsys):
     lines = out.splitlines()
     assert lines[0].split() == ["alias", "recipe", "dataset", "numbers", "status", "plugin", "weights"]
     row = next(line for line in lines if line.startswith("mmca-coco"))
-    assert "not trained" in row and "authors: COCO 1K (5-fold) rsum 514.7" in row and " mmca " in row
+    assert "not trained" in row and "published: COCO 1K (5-fold) rsum 514.7" in row and " mmca " in row
     assert "need a manual download or training" in out
     assert main(["list", "--pretrained", "mmca-coco"]) == 0
     assert "mmca-coco: No weights exist yet. Train them on a GPU" in capsys.readouterr().out
@@ -75,7 +75,7 @@ def test_zoo_cards_are_current_and_truthful():
         assert card.data.library_name == "mmzoo" and card.data.license == entry.license
         assert card.data.eval_results is None  # nothing measured: no model-index
         if entry.published_results:
-            assert "by the authors" in card.text
+            assert "as their source reports them" in card.text
         if entry.citation:
             assert entry.citation.strip() in card.text
     card = ModelCard.load(ROOT / "model_cards" / "mmca-coco.md")

@@ -309,7 +309,7 @@ def _results(entry: PretrainedEntry | None, measured: Mapping[str, Any] | None) 
     if entry and entry.published_results:
         where = f" ({entry.results_source})" if entry.results_source else ""
         lines += [
-            f"Reported **by the authors**{where}; not measured by mmzoo, shown for reference:",
+            f"Published numbers, as their source reports them{where}; not measured by mmzoo, shown for reference:",
             "",
             "| split | i2t R@1 | i2t R@5 | i2t R@10 | t2i R@1 | t2i R@5 | t2i R@10 | rsum |",
             "|---|---|---|---|---|---|---|---|",

@@ -122,11 +122,11 @@ class PretrainedEntry:
                 raise PluginError(f"pretrained {self.alias!r}: {split} has non-numeric values for {bad}.")
 
     def metrics_summary(self) -> str:
-        """One line for ``mmzoo list --pretrained``: mmzoo's measured rsum, else the authors' numbers as theirs."""
+        """One line for ``mmzoo list --pretrained``: mmzoo's measured rsum, else the published numbers as theirs."""
         if self.metrics:
             return f"rsum {self.metrics['rsum']:.1f} (measured)" if "rsum" in self.metrics else "measured"
         theirs = "; ".join(f"{split} {_headline(r)}" for split, r in self.published_results.items() if _headline(r))
-        return f"authors: {theirs}" if theirs else "none measured"
+        return f"published: {theirs}" if theirs else "none measured"
 
     def to_dict(self) -> dict[str, Any]:
         return {
