@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -281,11 +280,6 @@ def _torchrun(*args: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="known defect, cause not found: in about half of the full-suite runs on an idle machine rank 0 exits with "
-    "an mmzoo error before the first barrier (its message is cut from the log); the test passes when run alone",
-    strict=False,
-)
 def test_two_gloo_processes_write_the_same_index_as_one(world, tmp_path):
     one = region_index(world, tmp_path / "one")
     argv = [
@@ -299,7 +293,7 @@ def test_two_gloo_processes_write_the_same_index_as_one(world, tmp_path):
         str(tmp_path / "two"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MMZOO_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    for attempt in range(2):  # a gloo transport flake (see tests/test_training_ddp.py) is launched once more
+    for attempt in range(2):  # a gloo transport flake (see tests/test_training_ddp.py): the same command resumes
         done = subprocess.run(
             _torchrun(*argv, "--shard-size", "8", "--batch-size", "4", "--no-progress"),
             cwd=ROOT,
@@ -310,7 +304,6 @@ def test_two_gloo_processes_write_the_same_index_as_one(world, tmp_path):
         )
         if done.returncode == 0 or attempt == 1 or "Connection closed by peer" not in done.stderr:
             break
-        shutil.rmtree(tmp_path / "two", ignore_errors=True)
     errors = [line for line in done.stderr.splitlines() if "error:" in line and "mmzoo" in line]
     assert done.returncode == 0, "\n".join(errors) + "\n" + done.stderr[-3000:]
     assert folder_bytes(tmp_path / "two") == folder_bytes(one)

@@ -21,6 +21,7 @@ as a stateful class). None schedules anything itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -112,17 +113,19 @@ def build_index(
         "ann": {"kind": kind, "nprobe": nprobe, "ef": ef},
         "segments": [{"source": source.describe(), "first_id": 0, "first_shard": 0, "count": len(items)}],
     }
-    if _rank() == 0:  # one process decides (under torchrun the others wait at the barrier, then follow the plan)
-        _start_or_resume(out, plan)
-    _barrier()
-    if _read_json(out / PLAN) != plan:
-        raise InputError(
-            f"This process cannot see the plan {out / PLAN} or it differs: run the same command on every rank, with an --out folder they all share."
-        )
-    _run_shards(model, model_spec, out, plan, {0: (source, items)}, engine, loader, progress)
-    if _rank() == 0:
-        _publish(out, plan, previous=None)
-    _barrier()
+    with _process_group():
+        if _rank() == 0:  # one process decides (under torchrun the others wait at the barrier, then follow it)
+            _start_or_resume(out, plan)
+        _barrier()
+        if _read_json(out / PLAN) != plan:
+            raise InputError(
+                f"This process cannot see the plan {out / PLAN} or it differs: run the same command on every rank, "
+                "with an --out folder they all share."
+            )
+        _run_shards(model, model_spec, out, plan, {0: (source, items)}, engine, loader, progress)
+        if _rank() == 0:
+            _publish(out, plan, previous=None)
+        _barrier()
     return out
 
 
@@ -188,14 +191,15 @@ def add_items(
                 "count": len(items),
             }
         )
-        if _rank() == 0:
+    with _process_group():
+        if not resuming and _rank() == 0:
             atomic_write_json(out / PLAN, plan)
-    _barrier()
-    work = {len(plan["segments"]) - 1: (source, items)}
-    _run_shards(model, plan["model"]["name"], out, plan, work, engine, loader, progress)
-    if _rank() == 0:
-        _publish(out, plan, previous=manifest)
-    _barrier()
+        _barrier()
+        work = {len(plan["segments"]) - 1: (source, items)}
+        _run_shards(model, plan["model"]["name"], out, plan, work, engine, loader, progress)
+        if _rank() == 0:
+            _publish(out, plan, previous=manifest)
+        _barrier()
     return out
 
 
@@ -370,17 +374,33 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def _group() -> Any:
+@contextlib.contextmanager
+def _process_group() -> Iterator[None]:
+    """Join torchrun's gloo group for one build or add, and leave it on the way out, error or not.
+
+    Leaving matters: a rank that exits with the group still open can abort in gloo's threads at interpreter exit
+    ("terminate called without an active exception") while the other rank still waits in the last barrier, which
+    then fails with "Connection closed by peer"."""
+    if _world() == 1:
+        yield
+        return
     import torch.distributed as dist
 
-    if _world() > 1 and not dist.is_initialized():
+    joined = not dist.is_initialized()
+    if joined:
         dist.init_process_group("gloo")
-    return dist
+    try:
+        yield
+    finally:
+        if joined and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _barrier() -> None:
     if _world() > 1:
-        _group().barrier()
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 __all__ = ["FORMAT", "MANIFEST", "PLAN", "add_items", "build_index"]
