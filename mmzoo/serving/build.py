@@ -123,6 +123,7 @@ def build_index(
                 "with an --out folder they all share."
             )
         _run_shards(model, model_spec, out, plan, {0: (source, items)}, engine, loader, progress)
+        _barrier()  # every rank's shards are done before rank 0 reads them all
         if _rank() == 0:
             _publish(out, plan, previous=None)
         _barrier()
@@ -197,6 +198,7 @@ def add_items(
         _barrier()
         work = {len(plan["segments"]) - 1: (source, items)}
         _run_shards(model, plan["model"]["name"], out, plan, work, engine, loader, progress)
+        _barrier()  # every rank's shards are done before rank 0 reads them all
         if _rank() == 0:
             _publish(out, plan, previous=manifest)
         _barrier()
