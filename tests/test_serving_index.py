@@ -30,9 +30,14 @@ def world(tmp_path_factory):
     return make_world(tmp_path_factory.mktemp("serving"))
 
 
+def build_argv(world, out: Path) -> list[str]:
+    """``mmzoo index build`` of the tiny VSE++ over the test split's regions, in four shards of 8."""
+    source = [str(world["vse"]), str(world["shapes"]), "--split", "test"]
+    return ["index", "build", *source, "--out", str(out), "--shard-size", "8", "--batch-size", "4", "--no-progress"]
+
+
 def region_index(world, out: Path, *extra: str) -> Path:
-    args = ["index", "build", str(world["vse"]), str(world["shapes"]), "--split", "test", "--out", str(out)]
-    assert main([*args, "--shard-size", "8", "--batch-size", "4", "--no-progress", *extra]) == 0
+    assert main([*build_argv(world, out), *extra]) == 0
     return out
 
 
@@ -188,17 +193,7 @@ def test_a_killed_build_resumes_to_the_same_bytes(world, tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(build_module, "embed_shard", dies_on_third)
-    argv = [
-        "index",
-        "build",
-        str(world["vse"]),
-        str(world["shapes"]),
-        "--split",
-        "test",
-        "--out",
-        str(tmp_path / "cut"),
-    ]
-    argv += ["--shard-size", "8", "--batch-size", "4", "--no-progress"]
+    argv = build_argv(world, tmp_path / "cut")
     assert main(argv) == 130
     assert not (tmp_path / "cut" / "manifest.json").exists()
     with pytest.raises(IndexCorruptError, match=r"no manifest\.json"):
@@ -300,16 +295,7 @@ if os.environ.get("RANK") == "1":
 @pytest.mark.slow
 def test_two_gloo_processes_write_the_same_index_as_one(world, tmp_path):
     one = region_index(world, tmp_path / "one")
-    argv = [
-        "index",
-        "build",
-        str(world["vse"]),
-        str(world["shapes"]),
-        "--split",
-        "test",
-        "--out",
-        str(tmp_path / "two"),
-    ]
+    argv = build_argv(world, tmp_path / "two")
     # rank 1 embeds each of its shards a second late (a sitecustomize on its path), so rank 0 finishes first: the
     # index is only right if rank 0 waits for every rank's shards before it publishes
     slow = tmp_path / "slow_rank1"
@@ -318,7 +304,7 @@ def test_two_gloo_processes_write_the_same_index_as_one(world, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MMZOO_NUM_THREADS": "1", "PYTHONPATH": f"{slow}{os.pathsep}{ROOT}"}
     for attempt in range(2):  # a gloo transport flake (see tests/test_training_ddp.py): the same command resumes
         done = subprocess.run(
-            _torchrun(*argv, "--shard-size", "8", "--batch-size", "4", "--no-progress"),
+            _torchrun(*argv),
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -338,28 +324,10 @@ def test_ray_data_writes_the_same_index_as_one_process(world, tmp_path):
     one = region_index(world, tmp_path / "one")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        assert main([*_build_args(world, tmp_path / "ray"), "--engine", "ray"]) == 0
+        assert main([*build_argv(world, tmp_path / "ray"), "--engine", "ray"]) == 0
     finally:
         ray.shutdown()
     assert folder_bytes(tmp_path / "ray") == folder_bytes(one)
-
-
-def _build_args(world, out: Path) -> list[str]:
-    return [
-        "index",
-        "build",
-        str(world["vse"]),
-        str(world["shapes"]),
-        "--split",
-        "test",
-        "--out",
-        str(out),
-        "--shard-size",
-        "8",
-        "--batch-size",
-        "4",
-        "--no-progress",
-    ]
 
 
 @pytest.mark.slow
