@@ -180,47 +180,10 @@ def test_plugin_without_hook_is_reported():
 
 
 # -- a third party extends the zoo and the data door without touching mmzoo/ ------------------------------------
-ZOO_AND_FORMAT = """
-import json
-from pathlib import Path
-
-import numpy as np
-import mmzoo
-
-
-class JsonLinesSplit(mmzoo.Split):
-    \"\"\"One JSON object per image: {"regions": [[...], ...], "captions": [...]}.\"\"\"
-
-    def __init__(self, root, split, manifest):
-        rows = [json.loads(line) for line in (Path(root) / f"{split}.jsonl").read_text().splitlines()]
-        self.name, self.manifest = split, manifest
-        self.captions_per_image = len(rows[0]["captions"])
-        self.captions = [c for r in rows for c in r["captions"]]
-        self.num_images = len(rows)
-        self._regions = [np.asarray(r["regions"], dtype=np.float32) for r in rows]
-        self.regions = max(len(r) for r in self._regions)
-        self.region_dim = self._regions[0].shape[1]
-
-    def image_features(self, indices):
-        feats = np.zeros((len(indices), self.regions, self.region_dim), np.float32)
-        mask = np.zeros((len(indices), self.regions), bool)
-        for n, i in enumerate(indices):
-            r = self._regions[i]
-            feats[n, : len(r)], mask[n, : len(r)] = r, True
-        return feats, mask
-
-    def __getitem__(self, index):
-        image = index // self.captions_per_image
-        feats, mask = self.image_features([image])
-        return feats[0], mask[0], self.captions[index], index, image
-
-
-class JsonLines(mmzoo.DataFormat):
-    description = "one JSON line per image"
-
-    def open_split(self, root, split, manifest, **options):
-        return JsonLinesSplit(root, split, manifest)
-
+# the format is tests/_jsonl_format.py itself, shipped as the plugin's module, then its hook
+ZOO_AND_FORMAT = (
+    (Path(__file__).parent / "_jsonl_format.py").read_text()
+    + """
 
 @mmzoo.hookimpl
 def mmzoo_register(registry):
@@ -231,6 +194,7 @@ def mmzoo_register(registry):
         published_results={"toy": {"rsum": 123.4}}, results_source="the plugin's authors",
     ))
 """
+)
 
 
 def test_a_third_party_adds_a_pretrained_entry_and_a_data_format(tmp_path):
