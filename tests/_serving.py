@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import torch
 import mmzoo
 from mmzoo.data import make_shapes, read_captions
 from mmzoo.data.render import render_scene, render_shapes
+from tests._launch import free_port
 
 SCENES = [
     [("red", "circle", 0.3, 0.5), ("blue", "square", 0.7, 0.5)],
@@ -58,12 +58,6 @@ def make_world(root: Path) -> dict[str, Path]:
         "pictures": root / "pictures",
         "captions": root / "captions.txt",
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
