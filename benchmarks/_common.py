@@ -92,11 +92,11 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
-def random_fragments(n: int, length: int, d: int, device: str = "cpu", seed: int = 0) -> mmzoo.Fragments:
+def random_fragments(n: int, length: int, d: int, device: str = "cpu", seed: int = 0) -> mmzoo.plugin.Fragments:
     g = torch.Generator().manual_seed(seed)
     features = torch.randn(n, length, d, generator=g)
-    pooled = mmzoo.l2_normalize(torch.randn(n, d, generator=g))
-    return mmzoo.Fragments(features, torch.ones(n, length, dtype=torch.bool), pooled).to(device)
+    pooled = mmzoo.plugin.l2_normalize(torch.randn(n, d, generator=g))
+    return mmzoo.plugin.Fragments(features, torch.ones(n, length, dtype=torch.bool), pooled).to(device)
 
 
 def machine() -> dict[str, Any]:

@@ -36,7 +36,7 @@ from mmzoo.training.step import TrainingStep
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_epoch(step: TrainingStep, opt: torch.optim.Optimizer, data: mmzoo.Split, batch: int, rng) -> float:
+def train_epoch(step: TrainingStep, opt: torch.optim.Optimizer, data: mmzoo.plugin.Split, batch: int, rng) -> float:
     """One pass over the training captions (each with its image), as the trainer's epochs are."""
     model, cpi = step.model, data.captions_per_image
     model.train()

@@ -40,11 +40,11 @@ def measure_pairs(pairs: int) -> int:
 
     torch.manual_seed(0)
     fusion_cls = mmzoo.registry.fusion.get("mmca-cross")
-    fusion = fusion_cls(fusion_cls.Config(), mmzoo.BuildContext(1024))
+    fusion = fusion_cls(fusion_cls.Config(), mmzoo.plugin.BuildContext(1024))
     regions = torch.randn(pairs, 36, 1024, requires_grad=True)
     words = torch.randn(pairs, 32, 1024, requires_grad=True)
-    images = mmzoo.Fragments(regions, torch.ones(pairs, 36, dtype=torch.bool), regions[:, 0])
-    texts = mmzoo.Fragments(words, torch.ones(pairs, 32, dtype=torch.bool), words[:, 0])
+    images = mmzoo.plugin.Fragments(regions, torch.ones(pairs, 36, dtype=torch.bool), regions[:, 0])
+    texts = mmzoo.plugin.Fragments(words, torch.ones(pairs, 32, dtype=torch.bool), words[:, 0])
     before = rss_kib("VmRSS")
     fusion.score_pairs(images, texts).sum().backward()
     return (rss_kib("VmHWM") - before) * 1024

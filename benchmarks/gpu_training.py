@@ -37,7 +37,7 @@ def measure(tokenizer: str, batch: int, amp: bool, steps: int = 10) -> dict:
     ids = torch.randint(1000, 30000, (batch, 32), device="cuda")
     mask = torch.ones(batch, 32, dtype=torch.bool, device="cuda")
     mask[batch // 2 :, 20:] = False
-    tokens = mmzoo.TokenBatch(ids, mask)
+    tokens = mmzoo.plugin.TokenBatch(ids, mask)
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)

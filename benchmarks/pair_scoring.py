@@ -143,7 +143,7 @@ def throughput(dims: list[int], repeats: int, pairs_at_64: int) -> list[dict]:
     return rows
 
 
-def mmzoo_tile_tokens(fusion: mmzoo.FusionBlock) -> int | None:
+def mmzoo_tile_tokens(fusion: mmzoo.plugin.FusionBlock) -> int | None:
     return fusion.engine_options.resolved_tile_tokens(torch.device("cpu"))
 
 

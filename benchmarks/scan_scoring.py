@@ -49,9 +49,9 @@ def fragments(n_images: int, n_texts: int, d: int, regions: int, seed: int = 0):
     txt = torch.randn(n_texts, length, d, generator=g)
     mask = torch.arange(length)[None] < lengths[:, None]
     txt = (txt / txt.norm(dim=-1, keepdim=True)).masked_fill(~mask[..., None], 0.0)
-    pooled = lambda x: mmzoo.l2_normalize(x.sum(1))  # noqa: E731
-    images = mmzoo.Fragments(img, torch.ones(n_images, regions, dtype=torch.bool), pooled(img))
-    texts = mmzoo.Fragments(txt, mask, pooled(txt))
+    pooled = lambda x: mmzoo.plugin.l2_normalize(x.sum(1))  # noqa: E731
+    images = mmzoo.plugin.Fragments(img, torch.ones(n_images, regions, dtype=torch.bool), pooled(img))
+    texts = mmzoo.plugin.Fragments(txt, mask, pooled(txt))
     return images, texts, lengths.tolist()
 
 
@@ -60,7 +60,7 @@ def run_size(direction: str, n_images: int, n_texts: int, args) -> dict:
     cls = mmzoo.registry.fusion.get(f"scan-{direction}")
     fusion = cls(
         cls.Config(raw_feature_norm="clipped_l2norm", **SETTINGS[direction], pairs_per_block=args.block_pairs),
-        mmzoo.BuildContext(embed_dim=args.dim),
+        mmzoo.plugin.BuildContext(embed_dim=args.dim),
     ).eval()
     device = args.device
     images, texts = images.to(device), texts.to(device)

@@ -53,7 +53,7 @@ def run(data: Path, out: Path, variant: str, seed: int, epochs: int) -> dict:
     spec = prepare_run(data, "sgr", sets=sets, epochs=epochs)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always", mmzoo.MMZooWarning)
+        warnings.simplefilter("always", mmzoo.errors.MMZooWarning)
         train(spec, folder, progress=False)
     seconds = time.perf_counter() - start
     records = read_metrics(folder)

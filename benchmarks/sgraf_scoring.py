@@ -61,8 +61,8 @@ def inputs(n_images: int, n_captions: int, seed: int = 0):
     words = l2norm(torch.randn(n_captions, int(lengths.max()), D, generator=g))
     mask = torch.arange(words.shape[1])[None] < lengths[:, None]
     words = words.masked_fill(~mask[..., None], 0.0)
-    images = mmzoo.Fragments(regions, torch.ones(n_images, REGIONS, dtype=torch.bool), l2norm(regions.mean(1)))
-    texts = mmzoo.Fragments(words, mask, l2norm(words.sum(1)))
+    images = mmzoo.plugin.Fragments(regions, torch.ones(n_images, REGIONS, dtype=torch.bool), l2norm(regions.mean(1)))
+    texts = mmzoo.plugin.Fragments(words, mask, l2norm(words.sum(1)))
     return images, texts, lengths.tolist()
 
 
@@ -80,7 +80,7 @@ def main() -> None:
     results = {}
     for module, cls in (("SGR", SGRFusion), ("SAF", SAFFusion)):
         torch.manual_seed(0)
-        fusion = cls(cls.Config(), mmzoo.BuildContext(embed_dim=D)).eval()
+        fusion = cls(cls.Config(), mmzoo.plugin.BuildContext(embed_dim=D)).eval()
         theirs = ref.EncoderSimilarity(D, SIM, module, 3).eval()
         theirs.load_state_dict(fusion.state_dict())
         runs, box = [], {}

@@ -40,7 +40,7 @@ from mmzoo_plugins.mmca import engine
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def batches(data: mmzoo.Split, batch: int, count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+def batches(data: mmzoo.plugin.Split, batch: int, count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor, list[str]]]:
     rng = np.random.default_rng(seed)
     cpi, out = data.captions_per_image, []
     for _ in range(count):
@@ -126,8 +126,8 @@ def fusion_parts(s: Setup, batch: tuple[torch.Tensor, torch.Tensor, list[str]]) 
     features, mask, caps = batch
     with torch.no_grad():
         images, texts = s.model.encode_images(features, mask), s.model.encode_texts(caps)
-    images = mmzoo.Fragments(images.features.clone().requires_grad_(True), images.mask, images.pooled)
-    texts = mmzoo.Fragments(texts.features.clone().requires_grad_(True), texts.mask, texts.pooled)
+    images = mmzoo.plugin.Fragments(images.features.clone().requires_grad_(True), images.mask, images.pooled)
+    texts = mmzoo.plugin.Fragments(texts.features.clone().requires_grad_(True), texts.mask, texts.pooled)
     stamps: list[tuple[str, float]] = []
 
     def mark(name: str) -> None:

@@ -45,7 +45,7 @@ def run(data: Path, out: Path, warmup: int, seed: int, epochs: int) -> dict:
     ]
     spec = prepare_run(data, "vsepp", sets=sets, epochs=epochs)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", mmzoo.MMZooWarning)
+        warnings.simplefilter("always", mmzoo.errors.MMZooWarning)
         train(spec, folder, progress=False)
     records = read_metrics(folder)
     test = evaluate(

@@ -383,7 +383,7 @@ class Converter(ABC):
     """Turns another codebase's checkpoint into an mmzoo model (``mmzoo convert NAME CHECKPOINT --out DIR``).
 
     ``Config`` holds the converter's options (each field is a ``--flag`` of ``mmzoo convert``). :meth:`convert`
-    reads the file with :func:`mmzoo.read_foreign_checkpoint` (nothing but ``argparse.Namespace`` is ever
+    reads the file with :func:`mmzoo.plugin.read_foreign_checkpoint` (nothing but ``argparse.Namespace`` is ever
     unpickled), builds the architecture the checkpoint describes, maps every tensor strictly and returns the
     model; anything that does not fit is a :class:`~mmzoo.errors.CheckpointError` naming it. The class
     attributes describe the source for model cards.
@@ -420,7 +420,7 @@ class Split(ABC):
         twins: twin image of each image (-1 for none) when the split has swapped-attribute distractors.
         twin_types: what each image and its twin differ in (``colour``, ``position``, ...; ``-`` for none), when
             the data says so; None otherwise.
-        manifest: the dataset's manifest (a ``mmzoo.DataManifest`` read from ``mmzoo_data.json``), or None.
+        manifest: the dataset's manifest (a ``mmzoo.plugin.DataManifest`` read from ``mmzoo_data.json``), or None.
         pixels: True for a split of raw images (``mmzoo.data.open_image_split``): it has no region features and
             gives its images with ``load_images(indices) -> list of PIL images``, which a model that reads pixels
             preprocesses itself.
@@ -434,7 +434,7 @@ class Split(ABC):
     region_dim: int
     twins: np.ndarray | None = None
     twin_types: list[str] | None = None
-    manifest: Any | None = None  # mmzoo.DataManifest (a floor above this one)
+    manifest: Any | None = None  # mmzoo.plugin.DataManifest (a floor above this one)
     pixels: bool = False
 
     @abstractmethod

@@ -12,7 +12,7 @@ from tests.conftest import CAPTIONS, tiny_model
 GLOBAL_BATCH = 8
 
 
-class MeanHinge(mmzoo.Loss):
+class MeanHinge(mmzoo.plugin.Loss):
     """A third-party loss that averages its hinges over anchors (declares ``reduction = "mean"``)."""
 
     reduction = "mean"
@@ -26,7 +26,7 @@ class MeanHinge(mmzoo.Loss):
 
 
 class _MeanHingePlugin:
-    @mmzoo.hookimpl
+    @mmzoo.plugin.hookimpl
     def mmzoo_register(self, registry):
         registry.loss.register("ddp-mean-hinge", MeanHinge)
 

@@ -12,7 +12,7 @@ import numpy as np
 import mmzoo
 
 
-class JsonLinesSplit(mmzoo.Split):
+class JsonLinesSplit(mmzoo.plugin.Split):
     """A split read from one ``.jsonl`` file: images may have different numbers of regions (masked)."""
 
     def __init__(self, path, split, manifest):
@@ -39,7 +39,7 @@ class JsonLinesSplit(mmzoo.Split):
         return feats[0], mask[0], self.captions[index], index, image
 
 
-class JsonLines(mmzoo.DataFormat):
+class JsonLines(mmzoo.plugin.DataFormat):
     """``{split}.jsonl`` beside the manifest: the default ``files`` finds it."""
 
     description = "one JSON line per image"

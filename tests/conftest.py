@@ -86,14 +86,14 @@ def isolate_registries(monkeypatch: pytest.MonkeyPatch, *kinds: str) -> None:
 
 def masked_fragments(
     n: int, length: int, seed: int, *, dim: int = 32, drop: float = 0.35, holes: bool = True
-) -> mmzoo.Fragments:
+) -> mmzoo.plugin.Fragments:
     """Random (n, length, dim) fragments whose masks have random holes (not only right padding; a share ``drop``
     of the slots off, each row keeps at least one), or none with ``holes=False``; random unit pooled vectors."""
     g = torch.Generator().manual_seed(seed)
     features = torch.randn(n, length, dim, generator=g)
     mask = torch.rand(n, length, generator=g) > drop if holes else torch.ones(n, length, dtype=torch.bool)
     mask[torch.arange(n), torch.randint(0, length, (n,), generator=g)] = True
-    return mmzoo.Fragments(features, mask, mmzoo.l2_normalize(torch.randn(n, dim, generator=g)))
+    return mmzoo.plugin.Fragments(features, mask, mmzoo.plugin.l2_normalize(torch.randn(n, dim, generator=g)))
 
 
 def random_affine(module: torch.nn.Module, seed: int = 7) -> torch.nn.Module:

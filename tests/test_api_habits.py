@@ -29,7 +29,7 @@ def test_encode_images_takes_what_open_split_returns(tmp_path):
         readonly.flags.writeable = False  # memory-mapped features are read-only
         model.encode_images(readonly)
     assert torch.equal(from_numpy.pooled, from_torch.pooled)
-    with pytest.raises(mmzoo.InputError, match="mask must be bool"):
+    with pytest.raises(mmzoo.errors.InputError, match="mask must be bool"):
         model.encode_images(features, mask.astype(np.int64))
 
 

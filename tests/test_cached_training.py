@@ -13,14 +13,14 @@ from tests.conftest import masked_fragments, random_affine, tiny_model
 D = 32
 
 
-def random_fragments(n: int, length: int, seed: int) -> mmzoo.Fragments:
+def random_fragments(n: int, length: int, seed: int) -> mmzoo.plugin.Fragments:
     """Leaf fragments (gradients reach them) with holes in the mask; each row keeps at least one."""
     fragments = masked_fragments(n, length, seed, dim=D, drop=0.3)
     fragments.features.requires_grad_(True)
     return fragments
 
 
-def no_dropout_fusion(**overrides) -> mmzoo.FusionBlock:
+def no_dropout_fusion(**overrides) -> mmzoo.plugin.FusionBlock:
     """Training mode (the training path) with dropout 0, so that both paths compute the same function."""
     return random_affine(tiny_model("mmca", **{"fusion.dropout": 0.0, **overrides}).fusion).train()
 

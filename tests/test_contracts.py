@@ -46,7 +46,7 @@ def test_recipe_parses(name):
 def test_the_checks_catch_a_broken_component():
     """A fusion block whose engine path disagrees with forward fails its contract test."""
 
-    class Broken(mmzoo.FusionBlock):
+    class Broken(mmzoo.plugin.FusionBlock):
         def forward(self, images, texts):
             return images.pooled @ texts.pooled.t()
 

@@ -22,10 +22,10 @@ from tests.hub_server import fake_hub, go_offline  # noqa: F401  (fake_hub is a 
 VOCAB = ["<pad>", "<unk>", "a", "red", "circle", "blue", "square", "green", "triangle", "two", "squares"]
 
 
-class ToyConverter(mmzoo.Converter):
+class ToyConverter(mmzoo.plugin.Converter):
     """vsepp from a research-format checkpoint: image FC and a GRU text encoder."""
 
-    class Config(mmzoo.ComponentConfig):
+    class Config(mmzoo.plugin.ComponentConfig):
         word_dim: int = 8
 
     description = "a toy research checkpoint"
@@ -37,10 +37,10 @@ class ToyConverter(mmzoo.Converter):
 
     def convert(self, checkpoint: Path) -> mmzoo.MatchingModel:
         type(self).conversions += 1
-        ckpt = mmzoo.read_foreign_checkpoint(checkpoint)
-        opt = mmzoo.checkpoint_options(ckpt, checkpoint)
+        ckpt = mmzoo.plugin.read_foreign_checkpoint(checkpoint)
+        opt = mmzoo.plugin.checkpoint_options(ckpt, checkpoint)
         if not isinstance(ckpt.get("model"), list) or len(ckpt["model"]) != 2:
-            raise mmzoo.CheckpointError(f"{checkpoint} holds no [image, text] state dicts: not a toy checkpoint.")
+            raise mmzoo.errors.CheckpointError(f"{checkpoint} holds no [image, text] state dicts: not a toy checkpoint.")
         image, text = ckpt["model"]
         model = mmzoo.create_model(
             "vsepp",
@@ -54,7 +54,7 @@ class ToyConverter(mmzoo.Converter):
         model.text.set_vocabulary(list(opt["vocab"]))
         tensors = {f"visual.{k}": v for k, v in image.items()}
         tensors.update({f"text.{k.replace('rnn.', 'gru.')}": v for k, v in text.items()})
-        mmzoo.load_state_strict(model, tensors, str(checkpoint))
+        mmzoo.plugin.load_state_strict(model, tensors, str(checkpoint))
         return model.eval()
 
 
@@ -84,7 +84,7 @@ def research_checkpoint(path: Path, *, extra: object = None, seed: int = 0) -> P
 
 def reference_scores(checkpoint: Path, regions: torch.Tensor, captions: list[str]) -> torch.Tensor:
     """What the toy's own code computes: mean FC of regions and the GRU's last state, both normalised."""
-    ckpt = mmzoo.read_foreign_checkpoint(checkpoint)
+    ckpt = mmzoo.plugin.read_foreign_checkpoint(checkpoint)
     image, text = ckpt["model"]
     img = torch.nn.functional.normalize((regions @ image["fc.weight"].t() + image["fc.bias"]).mean(1), dim=-1)
     gru = torch.nn.GRU(8, 16, 1, batch_first=True)
@@ -107,8 +107,8 @@ class Evil:
 def test_a_checkpoint_carrying_another_class_is_refused_and_runs_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = research_checkpoint(tmp_path / "evil.pth", extra=Evil())
-    with pytest.raises(mmzoo.CheckpointError, match=r"carries a pickled 'exec'.*never unpickles"):
-        mmzoo.read_foreign_checkpoint(path)
+    with pytest.raises(mmzoo.errors.CheckpointError, match=r"carries a pickled 'exec'.*never unpickles"):
+        mmzoo.plugin.read_foreign_checkpoint(path)
     assert not (tmp_path / "PWNED").exists()
 
 
@@ -122,18 +122,18 @@ def test_broken_files_are_checkpoint_errors(tmp_path):
         ("missing.pth", "not found"),
         (".", "a folder"),
     ):
-        with pytest.raises(mmzoo.CheckpointError, match=message):
-            mmzoo.read_foreign_checkpoint(tmp_path / name)
-    with pytest.raises(mmzoo.CheckpointError, match="no 'opt' options"):
-        mmzoo.checkpoint_options({"model": []}, "x.pth")
+        with pytest.raises(mmzoo.errors.CheckpointError, match=message):
+            mmzoo.plugin.read_foreign_checkpoint(tmp_path / name)
+    with pytest.raises(mmzoo.errors.CheckpointError, match="no 'opt' options"):
+        mmzoo.plugin.checkpoint_options({"model": []}, "x.pth")
 
 
 def test_old_pytorch_files_read_too(tmp_path):
     """PyTorch 0.3 wrote the legacy (non-zip) format with pickle protocol 2."""
     path = research_checkpoint(tmp_path / "new.pth")
-    ckpt = mmzoo.read_foreign_checkpoint(path)
+    ckpt = mmzoo.plugin.read_foreign_checkpoint(path)
     torch.save(ckpt, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False, pickle_protocol=2)
-    legacy = mmzoo.read_foreign_checkpoint(tmp_path / "legacy.pth")
+    legacy = mmzoo.plugin.read_foreign_checkpoint(tmp_path / "legacy.pth")
     assert vars(legacy["opt"]) == vars(ckpt["opt"]) and torch.equal(
         legacy["model"][0]["fc.weight"], ckpt["model"][0]["fc.weight"]
     )
@@ -159,18 +159,18 @@ def test_convert_refuses_to_overwrite_and_leaves_nothing_behind_on_error(tmp_pat
     path = research_checkpoint(tmp_path / "model_best.pth")
     out = tmp_path / "out"
     mmzoo.convert_checkpoint("toy", path, out)
-    with pytest.raises(mmzoo.ConfigError, match="already exists"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="already exists"):
         mmzoo.convert_checkpoint("toy", path, out)
     torch.save({"model": [{}], "opt": argparse.Namespace(embed_size=16, img_dim=24, vocab=VOCAB)}, tmp_path / "bad.pth")
-    with pytest.raises(mmzoo.CheckpointError, match="not a toy checkpoint"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match="not a toy checkpoint"):
         mmzoo.convert_checkpoint("toy", tmp_path / "bad.pth", tmp_path / "never")
     assert not (tmp_path / "never").exists() and not list(tmp_path.glob(".never*"))
-    ckpt = mmzoo.read_foreign_checkpoint(path)
+    ckpt = mmzoo.plugin.read_foreign_checkpoint(path)
     ckpt["model"][0]["fc.weight"] = torch.zeros(16, 25)
     torch.save(ckpt, tmp_path / "misshaped.pth")
-    with pytest.raises(mmzoo.CheckpointError, match=r"visual\.fc\.weight: checkpoint \(16, 25\) vs model \(16, 24\)"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match=r"visual\.fc\.weight: checkpoint \(16, 25\) vs model \(16, 24\)"):
         mmzoo.convert_checkpoint("toy", tmp_path / "misshaped.pth", tmp_path / "never")
-    with pytest.raises(mmzoo.ConfigError, match="Invalid options for the 'toy' converter"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="Invalid options for the 'toy' converter"):
         mmzoo.convert_checkpoint("toy", path, tmp_path / "never", word_dim="eight")
 
 
@@ -187,15 +187,15 @@ def test_mmzoo_convert_command(tmp_path, capsys):
 
 
 # -- zoo entries in a foreign format --------------------------------------------------------------------------
-def converted_entry(alias: str = "toy-coco", **weights: object) -> mmzoo.PretrainedEntry:
-    return mmzoo.PretrainedEntry(
+def converted_entry(alias: str = "toy-coco", **weights: object) -> mmzoo.plugin.PretrainedEntry:
+    return mmzoo.plugin.PretrainedEntry(
         alias=alias,
         recipe="vsepp",
         dataset="a toy dataset",
-        weights=mmzoo.Weights(
+        weights=mmzoo.plugin.Weights(
             repo="toy-authors/toy", filename="coco/model_best.pth", format="toy", options={"word_dim": 8}, **weights
         ),
-        status=mmzoo.CONVERTED,
+        status=mmzoo.plugin.CONVERTED,
         license="mit",
         paper="Toy et al., 2099",
         published_results={"COCO 1K": {"rsum": 500.0}},
@@ -250,23 +250,23 @@ def test_a_converted_entry_refuses_a_file_that_is_not_the_pinned_one(fake_hub, t
     fake_hub.create_repo("toy-authors/toy")
     fake_hub.commit("toy-authors/toy", {"coco/model_best.pth": path.read_bytes()})
     mmzoo.registry.pretrained.register("toy-coco", converted_entry(sha256="0" * 64))
-    with pytest.raises(mmzoo.HubError, match="not the pinned file"):
+    with pytest.raises(mmzoo.errors.HubError, match="not the pinned file"):
         mmzoo.from_pretrained("toy-coco")
     assert ToyConverter.conversions == 0
 
 
 def test_a_manual_entry_says_where_to_download_and_installs_by_convert(tmp_path, capsys, monkeypatch):
-    entry = mmzoo.PretrainedEntry(
+    entry = mmzoo.plugin.PretrainedEntry(
         alias="toy-drive",
         recipe="vsepp",
         dataset="a toy dataset",
-        weights=mmzoo.Weights(format="toy", options={"word_dim": 8}, url="https://drive.example/toy"),
-        status=mmzoo.MANUAL,
+        weights=mmzoo.plugin.Weights(format="toy", options={"word_dim": 8}, url="https://drive.example/toy"),
+        status=mmzoo.plugin.MANUAL,
         license="mit",
         paper="Toy et al., 2099",
     )
     mmzoo.registry.pretrained.register("toy-drive", entry)
-    with pytest.raises(mmzoo.HubError, match=r"https://drive\.example/toy.*mmzoo convert toy-drive"):
+    with pytest.raises(mmzoo.errors.HubError, match=r"https://drive\.example/toy.*mmzoo convert toy-drive"):
         mmzoo.from_pretrained("toy-drive")
     path = research_checkpoint(tmp_path / "downloaded.pth")
     assert main(["convert", "toy-drive", str(path)]) == 0
@@ -284,23 +284,23 @@ def test_a_manual_entry_says_where_to_download_and_installs_by_convert(tmp_path,
 
 def test_an_entry_with_members_loads_as_an_ensemble(tmp_path):
     for alias, seed in (("toy-a", 0), ("toy-b", 1)):
-        entry = mmzoo.PretrainedEntry(
+        entry = mmzoo.plugin.PretrainedEntry(
             alias=alias,
             recipe="vsepp",
             dataset="toy",
-            weights=mmzoo.Weights(format="toy", options={"word_dim": 8}),
-            status=mmzoo.MANUAL,
+            weights=mmzoo.plugin.Weights(format="toy", options={"word_dim": 8}),
+            status=mmzoo.plugin.MANUAL,
             license="mit",
             paper="Toy",
         )
         mmzoo.registry.pretrained.register(alias, entry)
         mmzoo.convert_checkpoint(alias, research_checkpoint(tmp_path / f"{alias}.pth", seed=seed))
-    both = mmzoo.PretrainedEntry(
+    both = mmzoo.plugin.PretrainedEntry(
         alias="toy-ensemble",
         recipe="vsepp",
         dataset="toy",
-        weights=mmzoo.Weights(),
-        status=mmzoo.MANUAL,
+        weights=mmzoo.plugin.Weights(),
+        status=mmzoo.plugin.MANUAL,
         license="mit",
         paper="Toy",
         members=("toy-a", "toy-b"),

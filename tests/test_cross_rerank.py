@@ -82,13 +82,13 @@ def test_search_with_another_models_shortlist(models):
     torch.testing.assert_close(
         short.scores, full.gather(1, short.shortlist).topk(2, dim=1).values, atol=1e-5, rtol=1e-4
     )
-    with pytest.raises(mmzoo.InputError, match="rerank"):
+    with pytest.raises(mmzoo.errors.InputError, match="rerank"):
         b.search(bi, index, top_k=2, shortlist=a, shortlist_queries=ai)
-    with pytest.raises(mmzoo.InputError, match="holds no vectors of this shortlist model"):
+    with pytest.raises(mmzoo.errors.InputError, match="holds no vectors of this shortlist model"):
         b.search(bi, EmbeddingIndex.from_texts(b, bt), top_k=2, rerank=4, shortlist=a, shortlist_queries=ai)
-    with pytest.raises(mmzoo.InputError, match="same items"):
+    with pytest.raises(mmzoo.errors.InputError, match="same items"):
         index.with_shortlist(a, at[:3])
-    with pytest.raises(mmzoo.InputError, match="shortlist_queries"):
+    with pytest.raises(mmzoo.errors.InputError, match="shortlist_queries"):
         b.search(bi, index, top_k=2, rerank=4, shortlist=a)
 
 

@@ -91,5 +91,5 @@ def test_a_resume_on_changed_third_party_data_warns(formats, tmp_path):
     train_file.write_text(train_file.read_text().replace("blue", "navy"))
     spec = mmzoo.training.read_run(tmp_path / "run")
     spec.training = spec.training.model_copy(update={"epochs": 2})
-    with pytest.warns(mmzoo.MMZooWarning, match=r"changed since this run started \(train\.jsonl\)"):
+    with pytest.warns(mmzoo.errors.MMZooWarning, match=r"changed since this run started \(train\.jsonl\)"):
         train(spec, tmp_path / "run", resume=True, progress=False)

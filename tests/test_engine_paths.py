@@ -12,7 +12,7 @@ from tests.conftest import masked_fragments as random_fragments
 from tests.conftest import random_affine, tiny_model
 
 
-def fusion_with(**options) -> mmzoo.FusionBlock:
+def fusion_with(**options) -> mmzoo.plugin.FusionBlock:
     overrides = {k: v for k, v in options.items() if k.startswith("fusion.")}
     fusion = random_affine(tiny_model("mmca", **overrides).fusion).eval()
     return fusion.configure_engine(**{k: v for k, v in options.items() if not k.startswith("fusion.")})

@@ -41,7 +41,7 @@ def test_mmzoo_num_threads_wins_and_is_checked():
     assert requested_threads({"MMZOO_NUM_THREADS": "auto"}) is None
     assert requested_threads({}) is None
     for bad in ("-1", "two", "1.5"):
-        with pytest.raises(mmzoo.ConfigError, match="MMZOO_NUM_THREADS"):
+        with pytest.raises(mmzoo.errors.ConfigError, match="MMZOO_NUM_THREADS"):
             requested_threads({"MMZOO_NUM_THREADS": bad})
 
 

@@ -30,11 +30,11 @@ def test_an_ensemble_scores_the_weighted_mean_of_its_members(members):
     torch.testing.assert_close(scores(mmzoo.Ensemble(members), regions), mean)
     weighted = 0.75 * scores(members[0], regions) + 0.25 * scores(members[1], regions)
     torch.testing.assert_close(scores(mmzoo.Ensemble(members, [3, 1]), regions), weighted)
-    with pytest.raises(mmzoo.ConfigError, match="at least two"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="at least two"):
         mmzoo.Ensemble(members[:1])
-    with pytest.raises(mmzoo.ConfigError, match="weights"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="weights"):
         mmzoo.Ensemble(members, [1.0, float("nan")])
-    with pytest.raises(mmzoo.InputError, match="ensemble's own encodings"):
+    with pytest.raises(mmzoo.errors.InputError, match="ensemble's own encodings"):
         mmzoo.Ensemble(members).similarity(members[0].encode_images(regions), members[0].encode_texts(CAPTIONS))
 
 
@@ -51,7 +51,7 @@ def test_an_ensemble_round_trips_through_save_load_and_push(members, tmp_path, f
     from_hub = mmzoo.from_pretrained("hf-hub:org/ensemble")
     torch.testing.assert_close(scores(from_hub, regions), scores(ensemble, regions))
     (folder / "config.json").write_text(json.dumps({**document, "ensemble": {"members": ["../elsewhere", "member-1"]}}))
-    with pytest.raises(mmzoo.CheckpointError, match="outside the ensemble's folder"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match="outside the ensemble's folder"):
         mmzoo.from_pretrained(f"local-dir:{folder}")
 
 

@@ -10,7 +10,7 @@ from tests.conftest import CAPTIONS
 
 
 def test_example_plugin_is_discovered_from_its_own_distribution():
-    record = next(r for r in mmzoo.plugin_records() if r.name == "example-fusion")
+    record = next(r for r in mmzoo.plugin.plugin_records() if r.name == "example-fusion")
     assert record.status == "loaded"
     assert record.distribution == "mmzoo-example-fusion" and record.version == "0.1.0"
     assert record.components == [("fusion", "word-region-max")]

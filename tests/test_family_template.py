@@ -97,9 +97,9 @@ def test_recipes_and_zoo_are_what_the_hook_registers(family):
     records = registered(family)
     recipes = importlib.import_module(f"mmzoo_plugins.{family}.recipes")
     zoo = importlib.import_module(f"mmzoo_plugins.{family}.zoo")
-    assert recipes.RECIPES and all(isinstance(r, mmzoo.Recipe) for r in recipes.RECIPES.values())
+    assert recipes.RECIPES and all(isinstance(r, mmzoo.plugin.Recipe) for r in recipes.RECIPES.values())
     assert records["model"] == recipes.RECIPES
-    assert all(isinstance(e, mmzoo.PretrainedEntry) for e in zoo.ENTRIES)
+    assert all(isinstance(e, mmzoo.plugin.PretrainedEntry) for e in zoo.ENTRIES)
     assert records.get("pretrained", {}) == {e.alias: e for e in zoo.ENTRIES}
     for name in ("PAPER", "CITATION", "LICENSE"):
         value = getattr(zoo, name, None)

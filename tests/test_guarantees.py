@@ -64,10 +64,10 @@ def test_a_model_folder_that_carries_code_is_refused(tmp_path):
     config = json.loads((folder / "text" / "config.json").read_text())
     config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
     (folder / "text" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(mmzoo.CheckpointError, match=r"carries code .*modeling_evil\.py.*auto_map"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match=r"carries code .*modeling_evil\.py.*auto_map"):
         mmzoo.from_pretrained(f"local-dir:{folder}")
     (folder / "text" / "modeling_evil.py").unlink()  # an auto_map alone (pointing at the Hub) is refused too
-    with pytest.raises(mmzoo.CheckpointError, match=r"auto_map"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match=r"auto_map"):
         mmzoo.from_pretrained(f"local-dir:{folder}")
     assert not marker.exists()
 
@@ -110,7 +110,7 @@ def test_a_saved_folder_naming_a_hub_backbone_never_contacts_the_hub(tmp_path, n
     document["model"]["visual"]["backbone"] = "hf-hub:timm/tf_efficientnet_lite0.in1k"
     (folder / "config.json").write_text(json.dumps(document))
     start = time.perf_counter()
-    with pytest.raises(mmzoo.CheckpointError, match=r"holds no copy of its timm config"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match=r"holds no copy of its timm config"):
         mmzoo.from_pretrained(f"local-dir:{folder}")
     assert time.perf_counter() - start < 10
 
@@ -138,21 +138,21 @@ def test_constant_features_are_flagged_as_collapse(shapes, tmp_path):
         path = data / f"{split}_ims.npy"
         np.save(path, np.zeros_like(np.load(path)))
     spec = prepare_run(data, "vsepp", sets=SMALL)
-    with pytest.warns(mmzoo.MMZooWarning) as caught:
+    with pytest.warns(mmzoo.errors.MMZooWarning) as caught:
         train(spec, tmp_path / "run", progress=False)
     messages = [str(w.message) for w in caught]
     assert any(re.search(r"collapsed.*spread.*features are constant", m) for m in messages), messages
     assert any("Every image gets the same score against each caption" in m for m in messages), messages  # dev eval
     record = read_metrics(tmp_path / "run")[0]
     assert record["collapse"], record
-    with pytest.warns(mmzoo.MMZooWarning, match=r"Every image gets the same score against each caption"):
+    with pytest.warns(mmzoo.errors.MMZooWarning, match=r"Every image gets the same score against each caption"):
         assert main(["eval", str(tmp_path / "run"), "--data", str(data), "--split", "dev", "--no-progress"]) == 0
 
 
 def test_eval_warns_when_no_score_differs():
     from mmzoo.evaluation import warn_if_constant
 
-    with pytest.warns(mmzoo.MMZooWarning, match="Every entry of the score matrix is the same"):
+    with pytest.warns(mmzoo.errors.MMZooWarning, match="Every entry of the score matrix is the same"):
         warn_if_constant(torch.full((3, 15), 0.5))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -162,7 +162,7 @@ def test_eval_warns_when_no_score_differs():
 def test_a_healthy_run_raises_no_collapse_warning(shapes, tmp_path):
     spec = prepare_run(shapes, "vsepp", sets=[*SMALL, "training.epochs=2", "training.warmup_epochs=1"])
     with warnings.catch_warnings():
-        warnings.simplefilter("error", mmzoo.MMZooWarning)
+        warnings.simplefilter("error", mmzoo.errors.MMZooWarning)
         train(spec, tmp_path / "run", progress=False)
     assert all(r["collapse"] == [] for r in read_metrics(tmp_path / "run"))
 
@@ -207,12 +207,12 @@ def test_the_collapse_signs_compare_with_what_this_run_measures(shapes, tmp_path
 # -- 6. NaN and infinity never pass ----------------------------------------------------------------------------
 def test_non_finite_numbers_are_refused_everywhere(tmp_path):
     model = tiny_model("vsepp").eval()
-    with pytest.raises(mmzoo.InputError, match=r"NaN or infinite embeddings"):
+    with pytest.raises(mmzoo.errors.InputError, match=r"NaN or infinite embeddings"):
         model.encode_images(torch.full((2, 4, 24), 1e38))
     for overrides in ({"alpha": float("inf")}, {"dual_weight": float("nan")}, {"embed_dim": True}):
-        with pytest.raises(mmzoo.ConfigError):
+        with pytest.raises(mmzoo.errors.ConfigError):
             mmzoo.create_model("mmca", **overrides)
-    with pytest.raises(mmzoo.ConfigError, match=r"training\.lr"):
+    with pytest.raises(mmzoo.errors.ConfigError, match=r"training\.lr"):
         prepare_run("unused", "vsepp", sets=["training.lr=.inf"], region_dim=24, manifest={})
     folder = model.save_pretrained(tmp_path / "m")
     from safetensors.torch import load_file, save_file
@@ -220,14 +220,14 @@ def test_non_finite_numbers_are_refused_everywhere(tmp_path):
     tensors = load_file(str(folder / "model.safetensors"))
     tensors["visual.fc.weight"][0, 0] = float("nan")
     save_file(tensors, str(folder / "model.safetensors"))
-    with pytest.raises(mmzoo.CheckpointError, match=r"NaN or infinite values in 1 tensor.*visual\.fc\.weight"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match=r"NaN or infinite values in 1 tensor.*visual\.fc\.weight"):
         mmzoo.from_pretrained(f"local-dir:{folder}")
 
 
 def test_training_stops_at_the_first_non_finite_loss(shapes, tmp_path, monkeypatch):
     trainer = Trainer(prepare_run(shapes, "vsepp", sets=SMALL), tmp_path / "run", progress=False)
     monkeypatch.setattr(type(trainer.model.loss_fn), "forward", lambda self, scores: scores.sum() * float("nan"))
-    with pytest.raises(mmzoo.TrainingError, match=r"became nan at epoch 1, step 1 \(captions .*Likely cause"):
+    with pytest.raises(mmzoo.errors.TrainingError, match=r"became nan at epoch 1, step 1 \(captions .*Likely cause"):
         trainer.fit()
     assert read_metrics(tmp_path / "run") == [] and not (tmp_path / "run" / "last").exists()
 
@@ -241,7 +241,7 @@ def test_unicode_captions_keep_their_words_and_a_foreign_corpus_warns():
     model = tiny_model("vsepp")
     model.text.fit(["собака бежит по траве", "кошка спит"])
     assert model.text.tokenize(["собака спит"]).ids.tolist()[0] != [1, 1]
-    with pytest.warns(mmzoo.MMZooWarning, match=r"not in the GRU's vocabulary"):
+    with pytest.warns(mmzoo.errors.MMZooWarning, match=r"not in the GRU's vocabulary"):
         model.encode_texts(["a dog runs across the green grass in the park today"] * 3)
 
 
@@ -266,7 +266,7 @@ def test_resume_on_changed_data_warns(shapes, tmp_path):
     np.save(data / "train_ims.npy", features[::-1].copy())  # same shape, other content
     spec = mmzoo.training.read_run(tmp_path / "run")
     spec.training = spec.training.model_copy(update={"epochs": 2})
-    with pytest.warns(mmzoo.MMZooWarning, match=r"changed since this run started \(train_ims\.npy\)"):
+    with pytest.warns(mmzoo.errors.MMZooWarning, match=r"changed since this run started \(train_ims\.npy\)"):
         train(spec, tmp_path / "run", resume=True, progress=False)
 
 
@@ -288,7 +288,7 @@ def test_a_new_trainer_on_a_finished_run_is_refused_and_deletes_nothing(shapes, 
     train(spec, run, progress=False)
     for state in ("last", ".last.old"):  # a finished run, and one whose last/ swap was cut
         before = sorted(p.name for p in run.iterdir())
-        with pytest.raises(mmzoo.ConfigError, match="already holds a run"):
+        with pytest.raises(mmzoo.errors.ConfigError, match="already holds a run"):
             Trainer(spec, run)
         assert sorted(p.name for p in run.iterdir()) == sorted(before), "nothing removed"
         assert read_metrics(run) and (run / "best" / "model.safetensors").is_file()
@@ -301,7 +301,7 @@ def test_resuming_with_other_optimizer_groups_is_a_checkpoint_error(shapes, tmp_
     train(prepare_run(shapes, "vsepp", sets=SMALL), run, progress=False)
     spec = mmzoo.training.read_run(run)
     spec.training = spec.training.model_copy(update={"epochs": 2, "lr_groups": {"text": 0.1}})
-    with pytest.raises(mmzoo.ConfigError, match=r"differs from the checkpoint .* training\.lr_groups\.text"):
+    with pytest.raises(mmzoo.errors.ConfigError, match=r"differs from the checkpoint .* training\.lr_groups\.text"):
         train(spec, run, resume=True, progress=False)
     assert [m["epoch"] for m in read_metrics(run)] == [1]
 
@@ -366,41 +366,41 @@ def test_nonsense_is_refused_with_named_errors(tmp_path):
     model = tiny_model("mmca").eval()
     with torch.no_grad():
         images, texts = model.encode_images(torch.randn(2, 5, 24)), model.encode_texts(CAPTIONS[:2])
-        with pytest.raises(mmzoo.InputError, match="swap the arguments"):
+        with pytest.raises(mmzoo.errors.InputError, match="swap the arguments"):
             model.similarity(texts, images)
         index = mmzoo.EmbeddingIndex.from_images(model, images)
-        with pytest.raises(mmzoo.InputError, match="queries must be texts"):
+        with pytest.raises(mmzoo.errors.InputError, match="queries must be texts"):
             model.search(images, index)
-        with pytest.raises(mmzoo.InputError, match="top_k must be an integer"):
+        with pytest.raises(mmzoo.errors.InputError, match="top_k must be an integer"):
             model.search(texts, index, top_k=2.5)
         other = tiny_model("mmca").eval()
-        with pytest.raises(mmzoo.InputError, match="encoded by another model"):
+        with pytest.raises(mmzoo.errors.InputError, match="encoded by another model"):
             model.similarity(other.encode_images(torch.randn(2, 5, 24)), texts)
-        with pytest.raises(mmzoo.InputError, match=r"different models|another model"):
+        with pytest.raises(mmzoo.errors.InputError, match=r"different models|another model"):
             model.similarity(images, other.encode_texts(CAPTIONS[:2]))
-        with pytest.raises(mmzoo.InputError, match="on cpu and the captions on meta"):
+        with pytest.raises(mmzoo.errors.InputError, match="on cpu and the captions on meta"):
             model.similarity(images, texts.to("meta"))
-        with pytest.raises(mmzoo.InputError, match="use list"):
+        with pytest.raises(mmzoo.errors.InputError, match="use list"):
             model.encode_texts(c for c in CAPTIONS)
         float64 = model.encode_images(torch.randn(2, 5, 24, dtype=torch.float64))
         assert float64.pooled.dtype == torch.float32
-    with pytest.raises(mmzoo.InputError, match=r"mask must be a bool tensor; got dtype torch\.float32"):
-        mmzoo.Fragments(torch.zeros(2, 3, 4), torch.ones(2, 3), torch.zeros(2, 4))
+    with pytest.raises(mmzoo.errors.InputError, match=r"mask must be a bool tensor; got dtype torch\.float32"):
+        mmzoo.plugin.Fragments(torch.zeros(2, 3, 4), torch.ones(2, 3), torch.zeros(2, 4))
     for overrides, where in (
         ({"fusion.windows": [0]}, "fusion.windows.0"),
         ({"embed_dim": 10**9}, "embed_dim"),
         ({"fusion.ffn_dim": 10**9}, "fusion.ffn_dim"),
     ):
-        with pytest.raises(mmzoo.ConfigError, match=where.replace(".", r"\.")):
+        with pytest.raises(mmzoo.errors.ConfigError, match=where.replace(".", r"\.")):
             mmzoo.create_model("mmca", **overrides)
     folder = tiny_model("vsepp").save_pretrained(tmp_path / "m")
     document = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**document, "format_version": 999}))
-    with pytest.raises(mmzoo.CheckpointError, match="format_version 999, newer than this mmzoo"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match="format_version 999, newer than this mmzoo"):
         mmzoo.from_pretrained(f"local-dir:{folder}")
     if not torch.cuda.is_available():
         (folder / "config.json").write_text(json.dumps(document))
-        with pytest.raises(mmzoo.InputError, match="no GPU"):
+        with pytest.raises(mmzoo.errors.InputError, match="no GPU"):
             mmzoo.from_pretrained(f"local-dir:{folder}", device="cuda")
 
 
@@ -409,12 +409,12 @@ def test_manifests_and_feature_files_with_nonsense_are_data_errors(shapes, tmp_p
     manifest = json.loads((data / "mmzoo_data.json").read_text())
     for bad in ("five", 2.5, True):
         (data / "mmzoo_data.json").write_text(json.dumps({**manifest, "captions_per_image": bad}))
-        with pytest.raises(mmzoo.DataError, match="captions_per_image"):
+        with pytest.raises(mmzoo.errors.DataError, match="captions_per_image"):
             mmzoo.open_split(data, "train")
     (data / "mmzoo_data.json").write_text(json.dumps(manifest))
     (data / "dev_ims.npy").unlink()
     (data / "dev_ims.npy").mkdir()
-    with pytest.raises(mmzoo.DataError, match="is a folder"):
+    with pytest.raises(mmzoo.errors.DataError, match="is a folder"):
         mmzoo.open_split(data, "dev")
 
 
@@ -454,7 +454,7 @@ def test_garbage_run_files_are_named_errors(shapes, tmp_path, capsys):
     assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
     assert "not a readable training state" in capsys.readouterr().err
     (run / "metrics.jsonl").write_text("{not json\n")
-    with pytest.raises(mmzoo.DataError, match="line 1 is not JSON"):
+    with pytest.raises(mmzoo.errors.DataError, match="line 1 is not JSON"):
         read_metrics(run)
     (run / "run.json").write_text("[]")
     assert main(["train", "--resume", str(run), "--no-progress"]) == 2

@@ -131,8 +131,8 @@ def test_a_foreign_checkpoint_carrying_code_is_refused_naming_the_class(tmp_path
     assert "posix.system" in err and "never unpickles" in err, err
     assert "weights_only" not in err.replace("weights_only=True", "") and "trusted source" not in err
     assert not marker.exists() and not (tmp_path / "out").exists()
-    with pytest.raises(mmzoo.CheckpointError, match=r"posix\.system"):
-        mmzoo.read_foreign_checkpoint(path)
+    with pytest.raises(mmzoo.errors.CheckpointError, match=r"posix\.system"):
+        mmzoo.plugin.read_foreign_checkpoint(path)
 
 
 # -- the weak rows: each a named error or a documented warning ---------------------------------------------------
@@ -179,11 +179,11 @@ def test_local_dir_naming_a_file_says_so(finished, shapes, capsys):
 def test_device_and_dtype_are_checked(finished, shapes, capsys):
     assert main(eval_cli(str(finished / "best"), shapes, "--device", "nonsense")) == 2
     assert "'nonsense' is not a torch device" in capsys.readouterr().err
-    with pytest.raises(mmzoo.InputError, match="device='nonsense'"):
+    with pytest.raises(mmzoo.errors.InputError, match="device='nonsense'"):
         mmzoo.from_pretrained(finished / "best", device="nonsense")
     half = mmzoo.from_pretrained(finished / "best", dtype="float16")  # a dtype's name is accepted
     assert next(half.parameters()).dtype == torch.float16
-    with pytest.raises(mmzoo.InputError, match="not a floating-point dtype"):
+    with pytest.raises(mmzoo.errors.InputError, match="not a floating-point dtype"):
         mmzoo.from_pretrained(finished / "best", dtype="int8")
 
 
@@ -218,13 +218,13 @@ def test_search_refuses_another_models_index_and_top_k_none():
     x = torch.randn(4, 5, 24)
     with torch.no_grad():
         index = EmbeddingIndex.from_images(vsepp, vsepp.encode_images(x))
-        with pytest.raises(mmzoo.InputError, match="another model's encodings"):
+        with pytest.raises(mmzoo.errors.InputError, match="another model's encodings"):
             mmca.search(CAPTIONS[:2], index, top_k=2)
         own = EmbeddingIndex.from_images(mmca, mmca.encode_images(x))
-        with pytest.raises(mmzoo.InputError, match="top_k must be an integer; got None"):
+        with pytest.raises(mmzoo.errors.InputError, match="top_k must be an integer; got None"):
             mmca.search(CAPTIONS[:2], own, top_k=None)
         foreign = EmbeddingIndex("images", mmca.encode_images(x).tagged("image", None), None)
-        with pytest.raises(mmzoo.InputError, match="no cache of the model's cross-attention block"):
+        with pytest.raises(mmzoo.errors.InputError, match="no cache of the model's cross-attention block"):
             mmca.search(CAPTIONS[:2], foreign, top_k=2)
 
 
@@ -235,16 +235,16 @@ def test_a_hub_file_name_that_climbs_out_is_a_hub_error(monkeypatch, capsys):
 
     source = parse_name("hf-hub:org/repo")
     for name in ("../../etc/passwd", "a/../b.pth", "/abs.pth", "a//b.pth", "a\\b.pth"):
-        with pytest.raises(mmzoo.HubError, match="is not a file name inside a repository"):
+        with pytest.raises(mmzoo.errors.HubError, match="is not a file name inside a repository"):
             fetch_file(source, name, local_files_only=True)
     isolate_registries(monkeypatch, "pretrained")
-    weights = mmzoo.Weights(repo="toy-authors/toy", filename="../../model_best.pth", format="vse-infinity")
-    entry = mmzoo.PretrainedEntry(
+    weights = mmzoo.plugin.Weights(repo="toy-authors/toy", filename="../../model_best.pth", format="vse-infinity")
+    entry = mmzoo.plugin.PretrainedEntry(
         alias="climbs-out",
         recipe="vsepp",
         dataset="none",
         weights=weights,
-        status=mmzoo.CONVERTED,
+        status=mmzoo.plugin.CONVERTED,
         license="mit",
         paper="none",
         published_results={},
@@ -282,7 +282,7 @@ def test_twins_of_the_wrong_dtype_say_dtype(finished, shapes, tmp_path, capsys):
     data = Path(shutil.copytree(shapes, tmp_path / "data"))
     twins = np.load(data / "test_twins.npy")
     np.save(data / "test_twins.npy", twins.astype(np.float32))
-    with pytest.raises(mmzoo.DataError, match=r"must hold integers .* got dtype float32"):
+    with pytest.raises(mmzoo.errors.DataError, match=r"must hold integers .* got dtype float32"):
         PrecomputedDataset(data, "test").twins  # noqa: B018
     assert main(eval_cli(str(finished / "best"), data)) == 2
     err = capsys.readouterr().err
@@ -329,7 +329,7 @@ def test_metrics_that_disagree_with_the_checkpoint_are_repaired_or_warned(finish
     assert [m["epoch"] for m in read_metrics(run)] == [1, 2]
     run2 = copy_run(finished, tmp_path / "run2")
     (run2 / "metrics.jsonl").write_text("")  # a log that lost the checkpoint's epoch
-    with pytest.warns(mmzoo.MMZooWarning, match=r"records epochs \[\], but the checkpoint .* has finished 1"):
+    with pytest.warns(mmzoo.errors.MMZooWarning, match=r"records epochs \[\], but the checkpoint .* has finished 1"):
         assert main(["train", "--resume", str(run2), "--epochs", "2", "--no-progress"]) == 0
 
 

@@ -57,7 +57,7 @@ def test_local_files_only_of_a_cached_model_makes_no_request(cached, fake_hub, n
 def test_local_files_only_of_a_missing_model_is_a_hub_error_without_request(fake_hub, network_guard, monkeypatch):
     fresh_agent_registry()
     network_guard.install(monkeypatch)
-    with pytest.raises(mmzoo.HubError, match="local_files_only=True was passed"):
+    with pytest.raises(mmzoo.errors.HubError, match="local_files_only=True was passed"):
         mmzoo.from_pretrained("hf-hub:org/never-cached", local_files_only=True)
     assert network_guard.attempts == []
 

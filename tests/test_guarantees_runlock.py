@@ -92,11 +92,11 @@ def test_the_lock_is_released_when_training_ends_or_fails(shapes, tmp_path):
     run = tmp_path / "run"
     spec = prepare_run(shapes, "vsepp", sets=[*SMALL, "training.epochs=1"])
     trainer = Trainer(spec, run, progress=False)
-    with pytest.raises(mmzoo.ConfigError, match=f"process {os.getpid()}"):
+    with pytest.raises(mmzoo.errors.ConfigError, match=f"process {os.getpid()}"):
         Trainer(spec, run, progress=False)
     trainer.fit()
     assert not (run / LOCK_NAME).exists()
-    with pytest.raises(mmzoo.ConfigError, match="already holds a run"):  # refused, and the lock let go
+    with pytest.raises(mmzoo.errors.ConfigError, match="already holds a run"):  # refused, and the lock let go
         Trainer(spec, run, progress=False)
     assert not (run / LOCK_NAME).exists()
     train(spec, run, resume=True, progress=False)
@@ -111,5 +111,5 @@ def test_a_stale_pid_file_is_taken_over_and_a_live_one_refused(tmp_path):
     assert (tmp_path / LOCK_NAME).read_text().split() == [str(os.getpid())]
     lock.release()
     (tmp_path / LOCK_NAME).write_text(f"{os.getppid()}\n")
-    with pytest.raises(mmzoo.ConfigError, match=f"process {os.getppid()}"):
+    with pytest.raises(mmzoo.errors.ConfigError, match=f"process {os.getppid()}"):
         RunLock(tmp_path)._acquire_pid_file()

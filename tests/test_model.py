@@ -84,7 +84,7 @@ def test_training_forward_backward():
 )
 def test_bad_region_input_is_a_clear_input_error(features, mask, match):
     model = tiny_model("mmca")
-    with pytest.raises(mmzoo.InputError, match=match):
+    with pytest.raises(mmzoo.errors.InputError, match=match):
         model.encode_images(features, mask)
 
 
@@ -111,17 +111,17 @@ def test_nan_in_padded_regions_does_not_leak():
 )
 def test_bad_captions_are_clear_input_errors(captions, match):
     model = tiny_model("mmca")
-    with pytest.raises(mmzoo.InputError, match=match):
+    with pytest.raises(mmzoo.errors.InputError, match=match):
         model.encode_texts(captions)
 
 
 def test_gru_without_vocabulary_says_what_to_do():
     model = mmzoo.create_model("vsepp", **{"visual.in_dim": 8, "embed_dim": 16})
-    with pytest.raises(mmzoo.ConfigError, match=r"fit\(train_captions\)"):
+    with pytest.raises(mmzoo.errors.ConfigError, match=r"fit\(train_captions\)"):
         model.encode_texts(["a red circle"])
 
 
 def test_mismatched_batch_in_training_forward():
     model = tiny_model("mmca")
-    with pytest.raises(mmzoo.InputError, match="one caption per image"):
+    with pytest.raises(mmzoo.errors.InputError, match="one caption per image"):
         model(torch.randn(3, 5, 24), CAPTIONS)

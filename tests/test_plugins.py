@@ -85,7 +85,7 @@ def test_broken_plugins_are_isolated_and_reported(site):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             fusions = mmzoo.list_components("fusion")
-        records = {r.name: r for r in mmzoo.plugin_records()}
+        records = {r.name: r for r in mmzoo.plugin.plugin_records()}
         print(json.dumps({"fusions": fusions, "warnings": [str(w.message) for w in caught],
                           "status": {n: [r.status, r.error, r.components] for n, r in records.items()}}))
     """,
@@ -114,8 +114,8 @@ def test_disabled_plugins_are_skipped(site):
         site,
         """
         import mmzoo
-        print(sorted(r.name for r in mmzoo.plugin_records() if r.status == "failed"))
-        print({r.name: r.status for r in mmzoo.plugin_records()}["fakegood"])
+        print(sorted(r.name for r in mmzoo.plugin.plugin_records() if r.status == "failed"))
+        print({r.name: r.status for r in mmzoo.plugin.plugin_records()}["fakegood"])
     """,
         MMZOO_DISABLE_PLUGINS="fakebrokenimport, fakebrokenregister,fakeclash,fakegood",
     )
@@ -161,7 +161,7 @@ def test_in_process_plugin_object():
     try:
         assert record.status == "loaded" and record.components == [("model", "in-process-recipe")]
         assert registry.model.entry("in-process-recipe").plugin == "test-in-process"
-        with pytest.raises(mmzoo.PluginError, match="already loaded"):
+        with pytest.raises(mmzoo.errors.PluginError, match="already loaded"):
             mmzoo.plugin.register_plugin(Plugin(), name="test-in-process")
     finally:
         registry.model.unregister("in-process-recipe")
@@ -185,12 +185,12 @@ ZOO_AND_FORMAT = (
     (Path(__file__).parent / "_jsonl_format.py").read_text()
     + """
 
-@mmzoo.hookimpl
+@mmzoo.plugin.hookimpl
 def mmzoo_register(registry):
     registry.data_format.register("jsonl-regions", JsonLines)
-    registry.pretrained.register("vsepp-jsonl", mmzoo.PretrainedEntry(
-        alias="vsepp-jsonl", recipe="vsepp", dataset="a JSON-lines toy set", status=mmzoo.NOT_TRAINED,
-        weights=mmzoo.Weights(repo="someone/vsepp-jsonl"), license="mit", paper="Faghri et al., BMVC 2018",
+    registry.pretrained.register("vsepp-jsonl", mmzoo.plugin.PretrainedEntry(
+        alias="vsepp-jsonl", recipe="vsepp", dataset="a JSON-lines toy set", status=mmzoo.plugin.NOT_TRAINED,
+        weights=mmzoo.plugin.Weights(repo="someone/vsepp-jsonl"), license="mit", paper="Faghri et al., BMVC 2018",
         published_results={"toy": {"rsum": 123.4}}, results_source="the plugin's authors",
     ))
 """
@@ -232,7 +232,7 @@ OVERRIDE_THEN_FAIL = """
 import mmzoo
 from fakegood import GoodFusion
 
-@mmzoo.hookimpl
+@mmzoo.plugin.hookimpl
 def mmzoo_register(registry):
     registry.fusion.register("mmca-cross", GoodFusion, override=True)
     raise RuntimeError("boom after overriding a built-in")
@@ -262,7 +262,7 @@ def test_a_plugin_named_like_a_built_in_is_loaded_and_recorded_apart(tmp_path):
     code = """
         import json, warnings, mmzoo
         warnings.simplefilter("ignore")
-        records = {r.name: [r.distribution, r.status] for r in mmzoo.plugin_records()}
+        records = {r.name: [r.distribution, r.status] for r in mmzoo.plugin.plugin_records()}
         print(json.dumps({"records": records, "fusions": mmzoo.list_components("fusion")}))
     """
     out = json.loads(run(tmp_path, code).stdout)
@@ -285,7 +285,7 @@ def test_strict_mode_leaves_nothing_half_loaded(site):
             try:
                 mmzoo.list_components("fusion")
                 print("loaded")
-            except mmzoo.PluginError:
+            except mmzoo.errors.PluginError:
                 print("error", len(mmzoo.registry.fusion._entries))
         """,
         MMZOO_STRICT_PLUGINS="1",
@@ -305,7 +305,7 @@ def test_disable_typos_warn_and_a_disabled_plugin_is_named_when_its_component_is
         print([str(w.message) for w in caught if "MMZOO_DISABLE_PLUGINS" in str(w.message)])
         try:
             mmzoo.create_model("mmca")
-        except mmzoo.UnknownComponentError as exc:
+        except mmzoo.errors.UnknownComponentError as exc:
             print(exc)
         """,
         MMZOO_DISABLE_PLUGINS="mmca,mcca",

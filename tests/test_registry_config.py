@@ -11,10 +11,10 @@ from mmzoo.config import ModelConfig, apply_overrides, load_config_file
 from mmzoo.registry import natural_key
 
 
-class TinyFusion(mmzoo.FusionBlock):
+class TinyFusion(mmzoo.plugin.FusionBlock):
     """A fusion block registered by user code in tests."""
 
-    class Config(mmzoo.ComponentConfig):
+    class Config(mmzoo.plugin.ComponentConfig):
         scale: float = 1.0
 
     def forward(self, images, texts):
@@ -42,24 +42,24 @@ def test_natural_sort():
 
 
 def test_register_twice_is_an_error_unless_override(user_fusion):
-    with pytest.raises(mmzoo.PluginError, match="already registered"):
+    with pytest.raises(mmzoo.errors.PluginError, match="already registered"):
         registry.fusion.register(user_fusion, TinyFusion)
     registry.fusion.register(user_fusion, TinyFusion, override=True)
     assert registry.fusion.entry(user_fusion).plugin is None
 
 
 def test_register_rejects_wrong_kind_and_bad_names():
-    with pytest.raises(mmzoo.PluginError, match=r"subclass of mmzoo\.FusionBlock"):
+    with pytest.raises(mmzoo.errors.PluginError, match=r"subclass of mmzoo\.FusionBlock"):
         registry.fusion.register("not-a-fusion", torch.nn.Linear)
-    with pytest.raises(mmzoo.PluginError, match="Invalid fusion name"):
+    with pytest.raises(mmzoo.errors.PluginError, match="Invalid fusion name"):
         registry.fusion.register("bad name!", TinyFusion)
-    with pytest.raises(mmzoo.PluginError, match="Recipe"):
+    with pytest.raises(mmzoo.errors.PluginError, match="Recipe"):
         registry.model.register("bad-recipe", 42)
 
 
 def test_decorator_registration(user_fusion):
     @registry.loss.register("tiny-test-loss")
-    class TinyLoss(mmzoo.Loss):
+    class TinyLoss(mmzoo.plugin.Loss):
         def forward(self, scores):
             return scores.sum()
 
@@ -70,13 +70,13 @@ def test_decorator_registration(user_fusion):
 
 
 def test_unknown_name_lists_close_matches_and_plugins():
-    with pytest.raises(mmzoo.UnknownComponentError) as info:
+    with pytest.raises(mmzoo.errors.UnknownComponentError) as info:
         registry.fusion.get("mmca-crosss")
     message = str(info.value)
     assert "mmca-cross" in message and "Did you mean" in message and "Installed plugins" in message
-    with pytest.raises(mmzoo.UnknownComponentError, match="No model named"):
+    with pytest.raises(mmzoo.errors.UnknownComponentError, match="No model named"):
         mmzoo.create_model("mcma")
-    with pytest.raises(mmzoo.UnknownComponentError, match="kinds are"):
+    with pytest.raises(mmzoo.errors.UnknownComponentError, match="kinds are"):
         mmzoo.list_components("fusions")
 
 
@@ -104,13 +104,13 @@ def test_config_is_completed_with_defaults_and_round_trips():
 
 
 def test_unknown_config_field_is_a_config_error():
-    with pytest.raises(mmzoo.ConfigError, match=r"fusion\.headz: unknown field"):
+    with pytest.raises(mmzoo.errors.ConfigError, match=r"fusion\.headz: unknown field"):
         mmzoo.create_model("mmca", **{"fusion.headz": 3})
-    with pytest.raises(mmzoo.ConfigError, match="alpah"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="alpah"):
         ModelConfig.parse({**registry.model.get("vsepp").config, "alpah": 1})
-    with pytest.raises(mmzoo.ConfigError, match=r"visual\.in_dim"):
+    with pytest.raises(mmzoo.errors.ConfigError, match=r"visual\.in_dim"):
         mmzoo.create_model("vsepp", **{"visual.in_dim": "lots"})
-    with pytest.raises(mmzoo.ConfigError, match="must divide"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="must divide"):
         mmzoo.create_model(
             "mmca", **{"text.name": "gru", "fusion.heads": 5, "visual.in_dim": 8, "embed_dim": 16, "visual.heads": 2}
         )
@@ -122,9 +122,9 @@ def test_overrides():
     assert out == {"visual": {"name": "b", "y": 2}, "fusion": {"name": "f", "heads": 8}, "alpha": 0.5}
     assert base["fusion"]["heads"] == 16, "overrides never change their input"
     assert apply_overrides(base, {"visual.name": "a"})["visual"] == {"name": "a", "x": 1}
-    with pytest.raises(mmzoo.ConfigError, match="not a section"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="not a section"):
         apply_overrides(base, {"fuson.heads": 8})
-    with pytest.raises(mmzoo.ConfigError, match="empty"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="empty"):
         apply_overrides({**base, "fusion": None}, {"fusion.heads": 8})
 
 
@@ -134,10 +134,10 @@ def test_config_files(tmp_path):
     (tmp_path / "b.json").write_text('{"alpha": 0.5}')
     assert load_config_file(tmp_path / "b.json") == {"alpha": 0.5}
     (tmp_path / "c.json").write_text("{oops")
-    with pytest.raises(mmzoo.ConfigError, match=r"c\.json"):
+    with pytest.raises(mmzoo.errors.ConfigError, match=r"c\.json"):
         load_config_file(tmp_path / "c.json")
     (tmp_path / "d.yaml").write_text("- 1\n- 2\n")
-    with pytest.raises(mmzoo.ConfigError, match="mapping"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="mapping"):
         load_config_file(tmp_path / "d.yaml")
-    with pytest.raises(mmzoo.ConfigError, match="Cannot read"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="Cannot read"):
         load_config_file(tmp_path / "missing.yaml")

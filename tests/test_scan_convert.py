@@ -140,14 +140,14 @@ def test_weight_norm_unidirectional_two_layers_legacy_file(tmp_path):
 # -- what is refused, and how it is named ---------------------------------------------------------------------------
 def _broken(tmp_path, mutate, **opt_changes):
     path, vocab_path, *_ = write_checkpoint(tmp_path, **opt_changes)
-    ckpt = mmzoo.read_foreign_checkpoint(path)
+    ckpt = mmzoo.plugin.read_foreign_checkpoint(path)
     mutate(ckpt)
     torch.save(ckpt, path)
     return path, vocab_path
 
 
 def _convert_fails(tmp_path, path, vocab_path, match):
-    with pytest.raises(mmzoo.CheckpointError, match=match):
+    with pytest.raises(mmzoo.errors.CheckpointError, match=match):
         mmzoo.convert_checkpoint("scan", path, tmp_path / "out", vocab=str(vocab_path))
     assert not (tmp_path / "out").exists()
 
@@ -287,6 +287,6 @@ def test_cli_convert_then_load_and_provenance(tmp_path, capsys):
 
 def test_the_vocabulary_option_is_required(tmp_path):
     path, *_ = write_checkpoint(tmp_path)
-    with pytest.raises(mmzoo.MMZooError, match="vocab"):
+    with pytest.raises(mmzoo.errors.MMZooError, match="vocab"):
         mmzoo.convert_checkpoint("scan", path, tmp_path / "out")
     assert not (tmp_path / "out").exists()

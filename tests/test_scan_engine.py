@@ -25,7 +25,7 @@ def fragments(n, length, seed):
     valid = torch.randint(1, length + 1, (n,), generator=g)
     mask = torch.arange(length)[None] < valid[:, None]
     feats = feats.masked_fill(~mask[..., None], 0.0)
-    return mmzoo.Fragments(feats, mask, mmzoo.l2_normalize(torch.randn(n, D, generator=g)))
+    return mmzoo.plugin.Fragments(feats, mask, mmzoo.plugin.l2_normalize(torch.randn(n, D, generator=g)))
 
 
 def padded(frags, total, garbage):
@@ -35,12 +35,12 @@ def padded(frags, total, garbage):
     feats[:, :length] = torch.where(frags.mask[..., None], frags.features, torch.full_like(frags.features, garbage))
     mask = torch.zeros(n, total, dtype=torch.bool)
     mask[:, :length] = frags.mask
-    return mmzoo.Fragments(feats, mask, frags.pooled)
+    return mmzoo.plugin.Fragments(feats, mask, frags.pooled)
 
 
 def block(name, **params):
     cls = registry.fusion.get(name)
-    return cls(cls.Config(**params), mmzoo.BuildContext(embed_dim=D)).eval()
+    return cls(cls.Config(**params), mmzoo.plugin.BuildContext(embed_dim=D)).eval()
 
 
 @pytest.mark.parametrize(("name", "norm", "agg"), list(itertools.product(["scan-t2i", "scan-i2t"], NORMS, AGGS)))
@@ -72,8 +72,8 @@ def test_padding_and_garbage_change_nothing(name):
     n_r, n_w = int(images.mask[2].sum()), int(texts.mask[5].sum())
     with torch.no_grad():
         alone = fusion(
-            mmzoo.Fragments(images.features[2:3, :n_r], images.mask[2:3, :n_r], images.pooled[2:3]),
-            mmzoo.Fragments(texts.features[5:6, :n_w], texts.mask[5:6, :n_w], texts.pooled[5:6]),
+            mmzoo.plugin.Fragments(images.features[2:3, :n_r], images.mask[2:3, :n_r], images.pooled[2:3]),
+            mmzoo.plugin.Fragments(texts.features[5:6, :n_w], texts.mask[5:6, :n_w], texts.pooled[5:6]),
         )
     torch.testing.assert_close(alone[0, 0], clean[2, 5], atol=1e-5, rtol=1e-5)
 
@@ -138,7 +138,7 @@ def test_coco_config_files_hold_the_coco_schedule():
     for name, recipe in (("scan-t2i", SCAN_T2I), ("scan-i2t", SCAN_I2T)):
         data = load_config_file(root / f"{name}-coco.yaml")
         assert data["training"] == {k: v for k, v in TRAINING_COCO.items()}
-        assert mmzoo.ModelConfig.parse(data["model"]).to_dict() == mmzoo.ModelConfig.parse(recipe).to_dict()
+        assert mmzoo.config.ModelConfig.parse(data["model"]).to_dict() == mmzoo.config.ModelConfig.parse(recipe).to_dict()
 
 
 @pytest.mark.parametrize("recipe", ["scan-t2i", "scan-i2t"])
@@ -164,10 +164,10 @@ def test_recipe_trains_one_step_and_scores_only_the_fused_term(recipe):
 def test_bad_inputs_are_named(name):
     fusion = block(name)
     images, texts = fragments(3, 4, seed=9), fragments(4, 5, seed=10)
-    other = mmzoo.Fragments(torch.randn(4, 5, D + 1), texts.mask, torch.randn(4, D + 1))
-    with pytest.raises(mmzoo.InputError, match="d=16 but word fragments d=17"):
+    other = mmzoo.plugin.Fragments(torch.randn(4, 5, D + 1), texts.mask, torch.randn(4, D + 1))
+    with pytest.raises(mmzoo.errors.InputError, match="d=16 but word fragments d=17"):
         fusion(images, other)
-    with pytest.raises(mmzoo.InputError, match="same model"):
+    with pytest.raises(mmzoo.errors.InputError, match="same model"):
         fused_matrix(fusion, images, other)
-    with pytest.raises(mmzoo.InputError, match="as many captions as images"):
+    with pytest.raises(mmzoo.errors.InputError, match="as many captions as images"):
         fusion.score_pairs(images, texts)

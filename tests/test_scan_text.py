@@ -91,21 +91,21 @@ def test_vocabulary_build_keeps_frequent_words_deterministically():
     ],
 )
 def test_bad_vocabularies_are_named(data, message):
-    with pytest.raises(mmzoo.CheckpointError, match=message):
+    with pytest.raises(mmzoo.errors.CheckpointError, match=message):
         Vocabulary.from_json(data)
 
 
 def test_vocabulary_file_errors(tmp_path):
-    with pytest.raises(mmzoo.CheckpointError, match="Cannot read"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match="Cannot read"):
         Vocabulary.load(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(mmzoo.CheckpointError, match="not valid JSON"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match="not valid JSON"):
         Vocabulary.load(tmp_path / "bad.json")
 
 
 def _encoder(**params) -> SCANText:
     torch.manual_seed(0)
-    enc = SCANText(SCANText.Config(word_dim=8, min_count=1, **params), mmzoo.BuildContext(embed_dim=16))
+    enc = SCANText(SCANText.Config(word_dim=8, min_count=1, **params), mmzoo.plugin.BuildContext(embed_dim=16))
     enc.fit(list(NLTK_TOKENS))
     return enc.eval()
 
@@ -132,13 +132,13 @@ def test_text_encoder_saves_the_vocabulary_in_their_format(tmp_path):
     enc.save_assets(tmp_path)
     data = json.loads((tmp_path / "vocab.json").read_text())
     assert set(data) == {"word2idx", "idx2word", "idx"}
-    again = SCANText(enc.config, mmzoo.BuildContext(embed_dim=16, assets=tmp_path))
+    again = SCANText(enc.config, mmzoo.plugin.BuildContext(embed_dim=16, assets=tmp_path))
     assert again.vocab.words == enc.vocab.words and again.embed.num_embeddings == len(enc.vocab)
 
 
 def test_text_encoder_without_vocabulary_says_what_to_do():
-    enc = SCANText(SCANText.Config(), mmzoo.BuildContext(embed_dim=16))
-    with pytest.raises(mmzoo.ConfigError, match="fit"):
+    enc = SCANText(SCANText.Config(), mmzoo.plugin.BuildContext(embed_dim=16))
+    with pytest.raises(mmzoo.errors.ConfigError, match="fit"):
         enc.tokenize(["a cat"])
 
 

@@ -101,7 +101,7 @@ def test_bf16_autocast_path_is_close_to_fp32():
 
 def test_unknown_precision_is_an_input_error():
     model = mmca()
-    with pytest.raises(mmzoo.InputError, match="precision"):
+    with pytest.raises(mmzoo.errors.InputError, match="precision"):
         fused_matrix(model.fusion, random_fragments(2, 3, 1), random_fragments(2, 3, 2), precision="fp8")
 
 
@@ -152,9 +152,9 @@ def test_search_without_fusion_and_bad_arguments():
     hits = model.search(texts, index, top_k=2, rerank=3)
     expected = (texts.pooled @ images.pooled.t()).topk(2, dim=1)
     assert torch.equal(hits.indices, expected.indices)
-    with pytest.raises(mmzoo.InputError, match="rerank"):
+    with pytest.raises(mmzoo.errors.InputError, match="rerank"):
         model.search(texts, index, top_k=5, rerank=2)
-    with pytest.raises(mmzoo.InputError, match="top_k"):
+    with pytest.raises(mmzoo.errors.InputError, match="top_k"):
         model.search(texts, index, top_k=0)
 
 
@@ -189,7 +189,7 @@ def test_rerank_metrics_match_exhaustive_when_everything_is_shortlisted():
     assert metrics["i2t_shortlist"] == metrics["t2i_shortlist"] == 100.0
     small = rerank_metrics(model, images, texts, rerank=1)
     assert small["t2i_shortlist"] <= 100.0 and small["pairs_scored"] <= 2 + 10
-    with pytest.raises(mmzoo.InputError, match="captions per image"):
+    with pytest.raises(mmzoo.errors.InputError, match="captions per image"):
         rerank_metrics(model, images, texts[:7], rerank=2)
 
 
@@ -228,13 +228,13 @@ def ulps_above(base: float, steps: torch.Tensor) -> torch.Tensor:
     return (torch.tensor(base, dtype=torch.float32).view(torch.int32) + steps.int()).view(torch.float32)
 
 
-def pairs(scores: torch.Tensor, shape: tuple[int, int]) -> mmzoo.Fragments:
+def pairs(scores: torch.Tensor, shape: tuple[int, int]) -> mmzoo.plugin.Fragments:
     """Images and captions whose cheap score <i0, c0> is exactly ``scores`` (pooled: the identity and scores.T)."""
     n, m = shape
     image_pooled, text_pooled = torch.eye(n), scores.t().contiguous()
     return (
-        mmzoo.Fragments(torch.zeros(n, 1, n), torch.ones(n, 1, dtype=torch.bool), image_pooled),
-        mmzoo.Fragments(torch.zeros(m, 1, n), torch.ones(m, 1, dtype=torch.bool), text_pooled),
+        mmzoo.plugin.Fragments(torch.zeros(n, 1, n), torch.ones(n, 1, dtype=torch.bool), image_pooled),
+        mmzoo.plugin.Fragments(torch.zeros(m, 1, n), torch.ones(m, 1, dtype=torch.bool), text_pooled),
     )
 
 

@@ -165,15 +165,15 @@ def test_training_mode_matches_their_batch_statistics():
 @pytest.mark.parametrize("cls", [SGRFusion, SAFFusion])
 def test_engine_equals_forward_with_padding_and_blocks(cls):
     torch.manual_seed(1)
-    fusion = cls(cls.Config(sim_dim=8, regions=10, block_pairs=5), mmzoo.BuildContext(embed_dim=16)).eval()
+    fusion = cls(cls.Config(sim_dim=8, regions=10, block_pairs=5), mmzoo.plugin.BuildContext(embed_dim=16)).eval()
     for module in fusion.modules():
         if isinstance(module, torch.nn.BatchNorm1d):
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
     img_mask = torch.arange(10)[None] < torch.tensor([10, 4, 7, 1, 9, 2])[:, None]
     txt_mask = torch.arange(8)[None] < torch.tensor([3, 8, 1, 5, 2, 6, 4])[:, None]
-    images = mmzoo.Fragments(torch.randn(6, 10, 16), img_mask, torch.randn(6, 16))
-    texts = mmzoo.Fragments(torch.randn(7, 8, 16), txt_mask, torch.randn(7, 16))
+    images = mmzoo.plugin.Fragments(torch.randn(6, 10, 16), img_mask, torch.randn(6, 16))
+    texts = mmzoo.plugin.Fragments(torch.randn(7, 8, 16), txt_mask, torch.randn(7, 16))
     with torch.no_grad():
         whole = fusion(images, texts)
         engine = fused_matrix(fusion, images, texts, block_size=4, pairs_per_block=6)
@@ -183,7 +183,7 @@ def test_engine_equals_forward_with_padding_and_blocks(cls):
         img_cache, txt_cache = fusion.prepare_images(images), fusion.prepare_texts(texts)
         idx_i, idx_t = torch.tensor([5, 0, 3, 3]), torch.tensor([0, 6, 2, 1])
         listed = fusion.score_prepared_pairs(img_cache, txt_cache, idx_i, idx_t)
-        nan_pad = mmzoo.Fragments(
+        nan_pad = mmzoo.plugin.Fragments(
             images.features.masked_fill(~img_mask[..., None], float("nan")), img_mask, images.pooled
         )
         noisy = fusion(nan_pad, texts)
@@ -199,10 +199,10 @@ def test_engine_equals_forward_with_padding_and_blocks(cls):
 
 
 def test_images_with_more_regions_than_slots_are_refused():
-    fusion = SAFFusion(SAFFusion.Config(sim_dim=8, regions=4), mmzoo.BuildContext(embed_dim=16)).eval()
-    images = mmzoo.Fragments(torch.randn(2, 6, 16), torch.ones(2, 6, dtype=torch.bool), torch.randn(2, 16))
-    texts = mmzoo.Fragments(torch.randn(1, 3, 16), torch.ones(1, 3, dtype=torch.bool), torch.randn(1, 16))
-    with pytest.raises(mmzoo.InputError, match=r"fusion\.regions"):
+    fusion = SAFFusion(SAFFusion.Config(sim_dim=8, regions=4), mmzoo.plugin.BuildContext(embed_dim=16)).eval()
+    images = mmzoo.plugin.Fragments(torch.randn(2, 6, 16), torch.ones(2, 6, dtype=torch.bool), torch.randn(2, 16))
+    texts = mmzoo.plugin.Fragments(torch.randn(1, 3, 16), torch.ones(1, 3, dtype=torch.bool), torch.randn(1, 16))
+    with pytest.raises(mmzoo.errors.InputError, match=r"fusion\.regions"):
         fusion(images, texts)
     images.mask[:, 4:] = False  # extra slots that are padding are fine
     assert fusion(images, texts).shape == (2, 1)
@@ -262,7 +262,7 @@ def test_vocabulary_reads_and_writes_their_json(tmp_path):
         {**theirs, "word2idx": {**theirs["word2idx"], "cat": 9}},
     ):
         path.write_text(json.dumps(bad))
-        with pytest.raises(mmzoo.CheckpointError):
+        with pytest.raises(mmzoo.errors.CheckpointError):
             Vocabulary.read(path)
 
 
@@ -294,18 +294,18 @@ def _checkpoint(tmp_path, module="SGR", mutate=None, opt_changes=None):
 )
 def test_converter_names_what_does_not_fit(tmp_path, vocab_file, mutate, message):
     path = _checkpoint(tmp_path, mutate=mutate)
-    with pytest.raises(mmzoo.CheckpointError, match=message):
+    with pytest.raises(mmzoo.errors.CheckpointError, match=message):
         mmzoo.convert_checkpoint("sgraf", path, tmp_path / "out", vocab=str(vocab_file))
     assert not (tmp_path / "out").exists()
 
 
 def test_converter_checks_the_vocabulary(tmp_path, vocab_file):
     path = _checkpoint(tmp_path)
-    with pytest.raises(mmzoo.CheckpointError, match="--vocab"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match="--vocab"):
         mmzoo.convert_checkpoint("sgraf", path, tmp_path / "a")
     small = tmp_path / "small.json"
     Vocabulary(["<pad>", "<start>", "<end>", "<unk>", "dog"]).write(small)
-    with pytest.raises(mmzoo.CheckpointError, match=r"f30k_precomp_vocab\.json"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match=r"f30k_precomp_vocab\.json"):
         mmzoo.convert_checkpoint("sgraf", path, tmp_path / "b", vocab=str(small))
 
 
@@ -316,7 +316,7 @@ def test_converter_refuses_other_pickled_classes(tmp_path, vocab_file):
 
     path = tmp_path / "evil.pth.tar"
     torch.save({"epoch": 1, "model": [], "opt": Evil()}, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
-    with pytest.raises(mmzoo.CheckpointError):
+    with pytest.raises(mmzoo.errors.CheckpointError):
         mmzoo.convert_checkpoint("sgraf", path, tmp_path / "out", vocab=str(vocab_file))
 
 
@@ -338,7 +338,7 @@ def test_converter_takes_architecture_from_opt(tmp_path, vocab_file):
 @pytest.mark.parametrize(("name", "epochs", "decay"), [("sgr", 40, 30), ("saf", 30, 20)])
 def test_recipes_are_theirs(name, epochs, decay):
     recipe = mmzoo.registry.model.get(name)
-    config = mmzoo.ModelConfig.parse(recipe.config)
+    config = mmzoo.config.ModelConfig.parse(recipe.config)
     assert (config.dual_weight, config.alpha, config.embed_dim) == (0.0, 1.0, 1024)
     assert config.fusion.name == name and config.fusion.sim_dim == 256 and config.visual.in_dim == 2048
     assert config.text.word_dim == 300 and config.text.bidirectional
@@ -359,7 +359,7 @@ def test_zoo_entries_point_to_the_authors_downloads():
     for dataset in ("f30k", "coco"):
         for module in ("saf", "sgr"):
             entry = entries[f"{module}-{dataset}"]
-            assert entry.status == mmzoo.MANUAL and entry.weights.format == "sgraf"
+            assert entry.status == mmzoo.plugin.MANUAL and entry.weights.format == "sgraf"
             assert entry.weights.url.startswith("https://drive.google.com/") and entry.weights.repo is None
             assert f"mmzoo convert {module}-{dataset}" in entry.notes
         ensemble = entries[f"sgraf-{dataset}"]
@@ -376,8 +376,8 @@ def test_config_files_parse_and_follow_their_readme(name):
 
     data = load_config_file(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
     module = name.split("-")[0]
-    config = mmzoo.ModelConfig.parse(data["model"])
-    assert config.to_dict() == mmzoo.ModelConfig.parse(mmzoo.registry.model.get(module).config).to_dict()
+    config = mmzoo.config.ModelConfig.parse(data["model"])
+    assert config.to_dict() == mmzoo.config.ModelConfig.parse(mmzoo.registry.model.get(module).config).to_dict()
     epochs, decay = {"sgr-f30k": (40, 30), "saf-f30k": (30, 20)}.get(name, (20, 10))
     assert (data["training"]["epochs"], data["training"]["lr_decay_every"]) == (epochs, decay)
 

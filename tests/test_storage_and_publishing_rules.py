@@ -219,13 +219,13 @@ def toys(monkeypatch, tmp_path):
     ToyConverter.conversions = ScaledToy.conversions = 0
 
 
-def _entry(alias: str, status: str, **options: object) -> mmzoo.PretrainedEntry:
-    hub = {"repo": "toy-authors/toy", "filename": "model_best.pth"} if status == mmzoo.CONVERTED else {}
-    return mmzoo.PretrainedEntry(
+def _entry(alias: str, status: str, **options: object) -> mmzoo.plugin.PretrainedEntry:
+    hub = {"repo": "toy-authors/toy", "filename": "model_best.pth"} if status == mmzoo.plugin.CONVERTED else {}
+    return mmzoo.plugin.PretrainedEntry(
         alias=alias,
         recipe="vsepp",
         dataset="toy",
-        weights=mmzoo.Weights(format="scaled-toy", options={"word_dim": 8, **options}, **hub),
+        weights=mmzoo.plugin.Weights(format="scaled-toy", options={"word_dim": 8, **options}, **hub),
         status=status,
         license="mit",
         paper="Toy",
@@ -236,8 +236,8 @@ def test_two_converted_entries_sharing_a_file_with_other_options_get_their_own_f
     path = research_checkpoint(tmp_path / "model_best.pth")
     fake_hub.create_repo("toy-authors/toy")
     fake_hub.commit("toy-authors/toy", {"model_best.pth": path.read_bytes()})
-    mmzoo.registry.pretrained.register("toy-one", _entry("toy-one", mmzoo.CONVERTED, scale=1.0))
-    mmzoo.registry.pretrained.register("toy-two", _entry("toy-two", mmzoo.CONVERTED, scale=2.0))
+    mmzoo.registry.pretrained.register("toy-one", _entry("toy-one", mmzoo.plugin.CONVERTED, scale=1.0))
+    mmzoo.registry.pretrained.register("toy-two", _entry("toy-two", mmzoo.plugin.CONVERTED, scale=2.0))
     one = mmzoo.from_pretrained("toy-one")
     two = mmzoo.from_pretrained("toy-two")
     assert ScaledToy.conversions == 2, "the second entry is converted, not served the first one's folder"
@@ -249,8 +249,8 @@ def test_two_converted_entries_sharing_a_file_with_other_options_get_their_own_f
 
 def test_manual_entries_sharing_a_file_with_other_options_keep_their_own_conversions(tmp_path, toys):
     path = research_checkpoint(tmp_path / "downloaded.pth")
-    mmzoo.registry.pretrained.register("toy-a", _entry("toy-a", mmzoo.MANUAL, scale=1.0))
-    mmzoo.registry.pretrained.register("toy-b", _entry("toy-b", mmzoo.MANUAL, scale=3.0))
+    mmzoo.registry.pretrained.register("toy-a", _entry("toy-a", mmzoo.plugin.MANUAL, scale=1.0))
+    mmzoo.registry.pretrained.register("toy-b", _entry("toy-b", mmzoo.plugin.MANUAL, scale=3.0))
     a = mmzoo.convert_checkpoint("toy-a", path)
     b = mmzoo.convert_checkpoint("toy-b", path)
     c = mmzoo.convert_checkpoint("toy-review", path, word_dim=8)  # another converter, the same file

@@ -151,7 +151,7 @@ def test_bigru_region_checkpoint_gives_their_similarities(tmp_path):
 # -- bad input: each a named error, nothing written ------------------------------------------------------------
 def refuses(tmp_path, match, name="vse-infinity", checkpoint=None, **options):
     out = tmp_path / "refused"
-    with pytest.raises(mmzoo.CheckpointError, match=match):
+    with pytest.raises(mmzoo.errors.CheckpointError, match=match):
         mmzoo.convert_checkpoint(name, checkpoint or tmp_path / "model_best.pth", out, **options)
     assert not out.exists(), "a failed conversion must leave nothing behind"
 

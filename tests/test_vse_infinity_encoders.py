@@ -20,18 +20,18 @@ D, K = 32, 24
 
 def regions(**params) -> VseRegions:
     torch.manual_seed(0)
-    return VseRegions(VseRegions.Config(in_dim=K, **params), mmzoo.BuildContext(embed_dim=D))
+    return VseRegions(VseRegions.Config(in_dim=K, **params), mmzoo.plugin.BuildContext(embed_dim=D))
 
 
 def bert(**params) -> VseBertText:
     torch.manual_seed(0)
     config = VseBertText.Config(bert_config=TINY_BERT, tokenizer=minilm_path(), **params)
-    return VseBertText(config, mmzoo.BuildContext(embed_dim=D))
+    return VseBertText(config, mmzoo.plugin.BuildContext(embed_dim=D))
 
 
 def bigru(**params) -> VseBiGRUText:
     torch.manual_seed(0)
-    return VseBiGRUText(VseBiGRUText.Config(word_dim=16, **params), mmzoo.BuildContext(embed_dim=D))
+    return VseBiGRUText(VseBiGRUText.Config(word_dim=16, **params), mmzoo.plugin.BuildContext(embed_dim=D))
 
 
 # -- regions ------------------------------------------------------------------------------------------------
@@ -180,11 +180,11 @@ def test_bigru_augmentation_never_empties_a_caption():
 def test_scan_vocabulary_checks():
     words = {"<pad>": 0, "<start>": 1, "<end>": 2, "<unk>": 3, "dog": 4}
     assert scan_vocabulary({"word2idx": words}, "x")["<mask>"] == 5
-    with pytest.raises(mmzoo.CheckpointError, match="not a SCAN vocabulary"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match="not a SCAN vocabulary"):
         scan_vocabulary(["<pad>"], "x")
-    with pytest.raises(mmzoo.CheckpointError, match=r"0 \.\. 4"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match=r"0 \.\. 4"):
         scan_vocabulary({"word2idx": {**words, "dog": 9}}, "x")
-    with pytest.raises(mmzoo.CheckpointError, match="lacks <start>"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match="lacks <start>"):
         scan_vocabulary({"word2idx": {"<pad>": 0, "<end>": 1, "<unk>": 2}}, "x")
 
 

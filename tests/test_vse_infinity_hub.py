@@ -29,7 +29,7 @@ REPO, FILE = "cccjc/vse-infty", "coco_butd_region_bert/model_best.pth"
 
 def test_entries_are_registered_with_their_numbers():
     coco = registry.pretrained.get("vse-infinity-coco")
-    assert coco.status == mmzoo.CONVERTED and coco.recipe == "vse-infinity" and coco.license == "mit"
+    assert coco.status == mmzoo.plugin.CONVERTED and coco.recipe == "vse-infinity" and coco.license == "mit"
     assert (coco.weights.repo, coco.weights.filename, coco.weights.format) == (REPO, FILE, "vse-infinity")
     assert coco.published_results["COCO 1K (5-fold)"]["i2t_r1"] == 79.7
     assert "woodfrog/vse_infty" in coco.code and "chen2021vseinfty" in coco.citation
@@ -37,7 +37,7 @@ def test_entries_are_registered_with_their_numbers():
     assert f30k.weights.filename == "f30k_butd_region_bert/model_best.pth"
     assert f30k.published_results["Flickr30K 1K test"]["rsum"] == 513.5
     assert registry.pretrained.get("vse-infinity-wsl-grid-coco").weights.format == "vse-infinity-grid"
-    assert registry.pretrained.get("vse-infinity-bigru-coco").status == mmzoo.MANUAL
+    assert registry.pretrained.get("vse-infinity-bigru-coco").status == mmzoo.plugin.MANUAL
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_from_pretrained_downloads_converts_once_then_works_offline(
 
 
 def test_manual_bigru_entry_says_what_to_do():
-    with pytest.raises(mmzoo.HubError, match=r"--vocab|mmzoo convert"):
+    with pytest.raises(mmzoo.errors.HubError, match=r"--vocab|mmzoo convert"):
         mmzoo.from_pretrained("vse-infinity-bigru-coco")
 
 

@@ -28,7 +28,7 @@ def tiny(recipe: str, **extra) -> mmzoo.MatchingModel:
 
 @pytest.mark.parametrize("recipe", ["vse-infinity", "vse-infinity-bigru", "vse-infinity-wsl-grid"])
 def test_recipe_is_a_dual_encoder(recipe):
-    config = mmzoo.ModelConfig.parse(registry.model.get(recipe).config)
+    config = mmzoo.config.ModelConfig.parse(registry.model.get(recipe).config)
     assert config.fusion is None and config.alpha == 0.0 and config.dual_weight == 1.0
     assert config.embed_dim == 1024 and config.loss.params == {
         "margin": 0.2,

@@ -73,7 +73,7 @@ def read_foreign_checkpoint(path: str | Path) -> Any:
             pickled class (named in the message).
 
     Examples:
-        >>> ckpt = mmzoo.read_foreign_checkpoint("model_best.pth")  # doctest: +SKIP
+        >>> ckpt = mmzoo.plugin.read_foreign_checkpoint("model_best.pth")  # doctest: +SKIP
         >>> sorted(ckpt), vars(ckpt["opt"])["embed_size"]  # doctest: +SKIP
         (['Eiters', 'best_rsum', 'epoch', 'model', 'opt'], 1024)
     """

@@ -62,7 +62,7 @@ def load_state_strict(model: torch.nn.Module, tensors: Mapping[str, Tensor], sou
     weight, is a CheckpointError.
 
     Examples:
-        >>> mmzoo.load_state_strict(model, {"fc.weight": w, "fc.bias": b}, "their checkpoint")  # doctest: +SKIP
+        >>> mmzoo.plugin.load_state_strict(model, {"fc.weight": w, "fc.bias": b}, "their checkpoint")  # doctest: +SKIP
     """
     check_fit(model.state_dict(), tensors, source)
     check_finite(tensors, source)

@@ -32,13 +32,13 @@ def open_split(root: str | Path, split: str, **options: Any) -> Split:
     name = manifest.format if manifest is not None else "precomp"
     opened = data_format.get(name)().open_split(root, split, manifest, **options)
     if not isinstance(opened, Split):
-        raise DataError(f"The data format {name!r} returned {type(opened).__name__}, not a mmzoo.Split.")
+        raise DataError(f"The data format {name!r} returned {type(opened).__name__}, not a mmzoo.plugin.Split.")
     return opened
 
 
 def split_files(root: str | Path, split: str) -> list[Path]:
     """The files of split ``split`` of the dataset folder ``root``, as the format its manifest names lists them
-    (:meth:`mmzoo.DataFormat.files`); empty when the folder does not exist."""
+    (:meth:`mmzoo.plugin.DataFormat.files`); empty when the folder does not exist."""
     root = Path(root)
     if not root.is_dir():
         return []

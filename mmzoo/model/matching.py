@@ -135,7 +135,7 @@ class MatchingModel(nn.Module, PushToHubMixin):
         """Region features (N, k, D) float and an optional validity mask (N, k) bool -> Fragments.
 
         Tensors or numpy arrays: ``model.encode_images(*split.image_features(range(8)))`` takes what
-        :meth:`mmzoo.Split.image_features` returns. When the visual encoder takes pixels
+        :meth:`mmzoo.plugin.Split.image_features` returns. When the visual encoder takes pixels
         (``visual.takes_pixels``), ``features`` may also be PIL images, image file paths or preprocessed
         pixels (N, 3, H, W); see :meth:`preprocess`.
         """

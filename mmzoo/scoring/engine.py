@@ -5,7 +5,7 @@ its forward passes. This module is the model-agnostic part of making that afford
 
 * **caching**: it asks the block to ``prepare_images`` / ``prepare_texts`` once (per-image and
   per-caption work, e.g. projections and intra-modality attention) and then calls
-  ``score_prepared`` on blocks of the caches (see :class:`mmzoo.FusionBlock`);
+  ``score_prepared`` on blocks of the caches (see :class:`mmzoo.plugin.FusionBlock`);
 * **bounded memory**: blocks hold at most ``fusion.pairs_per_block`` pairs, and caches are built one
   outer block at a time, so scoring 5,000 x 25,000 pairs never holds more than one block of pair
   activations;

@@ -8,7 +8,7 @@ registry); a plugin author calls them on their own classes::
     def test_my_fusion_keeps_the_contract():
         check_fusion(MyFusion)
 
-Each check builds the component with its :meth:`~mmzoo.Component.test_config` (small sizes for a CPU),
+Each check builds the component with its :meth:`~mmzoo.plugin.Component.test_config` (small sizes for a CPU),
 ``embed_dim`` :data:`EMBED_DIM` and, for components with an ``in_dim`` field, regions of size :data:`REGION_DIM`,
 and raises ``AssertionError`` on the first broken promise:
 
@@ -212,7 +212,7 @@ def check_loss(cls: type[Loss]) -> None:
             loss(bad)
         except InputError:
             continue
-        raise AssertionError(f"a {tuple(bad.shape)} score matrix must raise mmzoo.InputError")
+        raise AssertionError(f"a {tuple(bad.shape)} score matrix must raise mmzoo.errors.InputError")
 
 
 def check_recipe(name: str) -> None:

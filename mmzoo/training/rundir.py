@@ -242,7 +242,7 @@ def reconcile_metrics(run_dir: Path, epoch: int) -> None:
 
 
 def data_fingerprint(data: str | Path, splits: tuple[str, ...] = ("train", "dev")) -> dict[str, str]:
-    """A digest per data file of the splits, the files their data format lists (:meth:`mmzoo.DataFormat.files`):
+    """A digest per data file of the splits, the files their data format lists (:meth:`mmzoo.plugin.DataFormat.files`):
     text files whole, and size plus sampled chunks of the others (features).
 
     Reading a few chunks keeps this fast for COCO's 33 GB of features, and catches other content of the same size.

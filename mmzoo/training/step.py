@@ -12,7 +12,7 @@ dL/dtheta, the gradient one process with batch N*B computes. With per-process mi
 loss covers only its B anchors; when the loss sums over anchors (``reduction="sum"``, the VSE++/SCAN
 convention) it is multiplied by N so that DDP's average equals the gradient of the sum over all N*B
 anchors; a loss that averages (``reduction="mean"``) is left as is, since the mean of the processes' means
-is the mean over all anchors. Every loss declares its reduction (:class:`mmzoo.Loss`).
+is the mean over all anchors. Every loss declares its reduction (:class:`mmzoo.plugin.Loss`).
 """
 
 from __future__ import annotations

@@ -211,7 +211,7 @@ def test_a_repository_without_safetensors_is_a_named_error_through_the_api_and_t
     weights = files.pop("model.safetensors")
     fake_hub.create_repo(REPO)
     fake_hub.commit(REPO, {**files, "pytorch_model.bin": weights})  # a pickle-only repository
-    with pytest.raises(mmzoo.HubError, match=r"no safetensors"):
+    with pytest.raises(mmzoo.errors.HubError, match=r"no safetensors"):
         mmzoo.from_pretrained(ALIAS)
     assert main(["download", ALIAS]) == 2
     assert "no safetensors" in capsys.readouterr().err

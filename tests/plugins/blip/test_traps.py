@@ -62,7 +62,7 @@ def test_enc_id_comes_from_the_tokenizer_or_blips_layout(model):
 
     tokenizer = model.text.tokenizer
     assert enc_token_id(tokenizer, BlipTextConfig(vocab_size=len(VOCAB) + 2, bos_token_id=len(VOCAB))) == ENC_ID
-    with pytest.raises(mmzoo.ConfigError, match="itm_first_token=cls"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="itm_first_token=cls"):
         enc_token_id(tokenizer, BlipTextConfig(vocab_size=len(VOCAB) + 5, bos_token_id=len(VOCAB)))
     tokenizer.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
     try:
@@ -87,8 +87,8 @@ def test_transformers_cross_attention_ignores_the_image_mask(blip_folder, model)
             "transformers now honours the image mask: blip-itm's cut-off may go"
         )
         keep = states.shape[1] // 2
-        padded = mmzoo.Fragments(states, half.bool(), images.pooled)
-        cut = mmzoo.Fragments(states[:, :keep], torch.ones(1, keep, dtype=torch.bool), images.pooled)
+        padded = mmzoo.plugin.Fragments(states, half.bool(), images.pooled)
+        cut = mmzoo.plugin.Fragments(states[:, :keep], torch.ones(1, keep, dtype=torch.bool), images.pooled)
         torch.testing.assert_close(model.fusion(padded, texts), model.fusion(cut, texts))
 
 
@@ -115,9 +115,9 @@ def test_image_files_give_the_pixels_the_processor_gives(model, tmp_path, mode):
 
 
 def test_bad_sources_are_named_errors(blip_folder, tmp_path):
-    with pytest.raises(mmzoo.ConfigError, match="not a folder"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="not a folder"):
         mmzoo.create_model("blip-itm-base", **{"visual.pretrained": str(tmp_path / "missing")})
-    with pytest.raises(mmzoo.ConfigError, match="embed_dim=256"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="embed_dim=256"):
         mmzoo.create_model("blip-itm-base", embed_dim=128, **{"visual.pretrained": str(blip_folder)})
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -128,13 +128,13 @@ def test_bad_sources_are_named_errors(blip_folder, tmp_path):
     tensors = load_file(str(broken / "model.safetensors"))
     del tensors["itm_head.weight"]
     save_file(tensors, str(broken / "model.safetensors"))
-    with pytest.raises(mmzoo.CheckpointError, match=r"itm_head\.weight"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match=r"itm_head\.weight"):
         mmzoo.create_model(
             "blip-itm-base",
             **{"fusion.pretrained": str(broken), "visual.pretrained": str(broken), "text.pretrained": str(broken)},
         )
     (broken / "model.safetensors").unlink()
-    with pytest.raises(mmzoo.CheckpointError, match="safetensors"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match="safetensors"):
         mmzoo.create_model("blip-itm-base", **{"visual.pretrained": str(broken)})
 
 

@@ -97,5 +97,5 @@ def test_a_region_model_on_images_is_a_named_error(karpathy):
     from tests.conftest import tiny_model
 
     root, split_file = karpathy
-    with pytest.raises(mmzoo.InputError, match="takes region features"):
+    with pytest.raises(mmzoo.errors.InputError, match="takes region features"):
         evaluate(tiny_model("vsepp"), open_image_split(root, karpathy=split_file, split="test"), progress=False)

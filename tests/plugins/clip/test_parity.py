@@ -115,7 +115,7 @@ def test_a_corrupted_cached_weights_file_is_refused(tmp_path, fake_hub, tiny_ent
     data[-1] ^= 0xFF  # same size, one byte flipped
     blob.write_bytes(bytes(data))
     go_offline(monkeypatch)
-    with pytest.raises(mmzoo.HubError, match="corrupted"):
+    with pytest.raises(mmzoo.errors.HubError, match="corrupted"):
         mmzoo.from_pretrained("clip-vit-base-patch32")
 
 
@@ -131,5 +131,5 @@ def test_a_repository_that_carries_code_is_refused(tmp_path, fake_hub, tiny_entr
             + b', "auto_map": {"AutoImageProcessor": "evil.Processor"}}',
         },
     )
-    with pytest.raises(mmzoo.CheckpointError, match="carries code"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match="carries code"):
         mmzoo.from_pretrained("siglip-base-patch16-224")

@@ -89,7 +89,7 @@ def test_search_api_and_cli_on_the_official_alias(tmp_path, fake_hub, monkeypatc
 
 
 def test_an_entry_size_that_does_not_fit_the_checkpoint_says_which_to_set(clip_folder):
-    with pytest.raises(mmzoo.ConfigError, match="set embed_dim=32"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="set embed_dim=32"):
         from_folder(clip_folder, embed_dim=64)
 
 
@@ -99,29 +99,29 @@ def test_a_folder_with_code_or_missing_tensors_is_refused(tmp_path, clip_folder)
     coded = tmp_path / "coded"
     shutil.copytree(clip_folder, coded)
     (coded / "modeling_evil.py").write_text("raise SystemExit\n")
-    with pytest.raises(mmzoo.CheckpointError, match="carries code"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match="carries code"):
         from_folder(coded)
     mapped = tmp_path / "mapped"
     shutil.copytree(clip_folder, mapped)
     config = json.loads((mapped / "config.json").read_text())
     (mapped / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "evil.Model"}}))
-    with pytest.raises(mmzoo.CheckpointError, match="carries code"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match="carries code"):
         from_folder(mapped)
     partial = tmp_path / "partial"
     shutil.copytree(clip_folder, partial)
     tensors = load_file(str(partial / "model.safetensors"))
     tensors.pop("visual_projection.weight")
     save_file(tensors, str(partial / "model.safetensors"), metadata={"format": "pt"})
-    with pytest.raises(mmzoo.CheckpointError, match=r"visual_projection\.weight"):
+    with pytest.raises(mmzoo.errors.CheckpointError, match=r"visual_projection\.weight"):
         from_folder(partial)
 
 
 def test_bad_sources_and_configs_are_named_errors(tmp_path):
-    with pytest.raises(mmzoo.ConfigError, match="neither a zoo alias"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="neither a zoo alias"):
         from_folder(tmp_path / "nowhere")
-    with pytest.raises(mmzoo.ConfigError, match="source"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="source"):
         mmzoo.create_model({"visual": {"name": "clip-vision"}, "text": {"name": "gru"}, "loss": {"name": "triplet"}})
-    with pytest.raises(mmzoo.ConfigError, match="model_type"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="model_type"):
         mmzoo.create_model(
             {
                 "visual": {"name": "clip-vision", "architecture": {"model_type": "bert"}},
@@ -132,7 +132,7 @@ def test_bad_sources_and_configs_are_named_errors(tmp_path):
 
 
 def test_native_entries_have_nothing_to_convert(capsys):
-    with pytest.raises(mmzoo.ConfigError, match="nothing to convert"):
+    with pytest.raises(mmzoo.errors.ConfigError, match="nothing to convert"):
         mmzoo.convert_checkpoint("siglip-base-patch16-224", "model.safetensors")
     assert main(["list", "--pretrained", "siglip*"]) == 0
     out = capsys.readouterr().out

@@ -45,8 +45,8 @@ def test_get_features_return_unnormalised_outputs_and_mmzoo_normalises(clip_fold
         text = model.get_text_features(**processor(text=CAPTIONS, padding=True, return_tensors="pt"))
         assert not isinstance(out, torch.Tensor) and not isinstance(text, torch.Tensor)
         assert not torch.allclose(out.pooler_output.norm(dim=-1), torch.ones(3))
-        torch.testing.assert_close(ours.encode_images(images()).pooled, mmzoo.l2_normalize(out.pooler_output))
-        torch.testing.assert_close(ours.encode_texts(CAPTIONS).pooled, mmzoo.l2_normalize(text.pooler_output))
+        torch.testing.assert_close(ours.encode_images(images()).pooled, mmzoo.plugin.l2_normalize(out.pooler_output))
+        torch.testing.assert_close(ours.encode_texts(CAPTIONS).pooled, mmzoo.plugin.l2_normalize(text.pooler_output))
 
 
 def test_tokenizer_constructors_ignore_their_files_so_mmzoo_uses_from_pretrained(clip_folder):
@@ -69,11 +69,11 @@ def test_tokenizer_constructors_ignore_their_files_so_mmzoo_uses_from_pretrained
 def test_long_captions_are_truncated_with_a_warning_never_dropped(tmp_path, write):
     model = tower_model(write(tmp_path / "ckpt"))
     long = " ".join(["a red circle left of a blue square"] * 40)
-    with pytest.warns(mmzoo.MMZooWarning, match="truncated"):
+    with pytest.warns(mmzoo.errors.MMZooWarning, match="truncated"):
         tokens = model.tokenize(["a dog", long, "a cat"])
     assert len(tokens) == 3 and tokens.ids.shape[1] == model.text.max_length
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", mmzoo.MMZooWarning)
+        warnings.simplefilter("ignore", mmzoo.errors.MMZooWarning)
         out = model.encode_texts(["a dog", long, "a cat"])
     assert out.pooled.shape[0] == 3 and bool(torch.isfinite(out.pooled).all())
 
@@ -96,8 +96,8 @@ def test_siglip_text_is_lower_cased_padded_to_64_and_run_without_a_mask(siglip_f
         unmasked = theirs.get_text_features(input_ids=inputs["input_ids"]).pooler_output
         masked = theirs.get_text_features(**inputs).pooler_output
         ours = model.encode_texts(["A Red Circle"]).pooled
-    torch.testing.assert_close(ours, mmzoo.l2_normalize(unmasked), atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(mmzoo.l2_normalize(masked), ours, atol=1e-3)
+    torch.testing.assert_close(ours, mmzoo.plugin.l2_normalize(unmasked), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(mmzoo.plugin.l2_normalize(masked), ours, atol=1e-3)
 
 
 def _exif_rotated() -> Image.Image:
@@ -151,9 +151,9 @@ def test_every_image_mode_gives_the_pixels_the_processor_gives_for_the_image_a_p
 def test_unreadable_images_are_named_errors(tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")
-    with pytest.raises(mmzoo.InputError, match=r"broken\.jpg"):
+    with pytest.raises(mmzoo.errors.InputError, match=r"broken\.jpg"):
         processing.to_rgb(bad)
-    with pytest.raises(mmzoo.InputError, match="PIL image"):
+    with pytest.raises(mmzoo.errors.InputError, match="PIL image"):
         processing.to_rgb(42)
 
 
