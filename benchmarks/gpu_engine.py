@@ -85,7 +85,9 @@ class Run:
         return time.perf_counter() - self.started > self.budget
 
 
-def measure(fusion: mmzoo.plugin.FusionBlock, options: dict, images, texts, device: str, repeats: int, precision: str) -> dict:
+def measure(
+    fusion: mmzoo.plugin.FusionBlock, options: dict, images, texts, device: str, repeats: int, precision: str
+) -> dict:
     fusion.configure_engine(**{"attention": "merge", "compile": False, "compile_mode": None, **options})
     start = time.perf_counter()
     fused_matrix(fusion, images, texts, precision=precision)  # warm-up, compiles when asked to

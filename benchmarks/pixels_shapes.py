@@ -33,7 +33,9 @@ def chance_metrics(images: int, cpi: int = 5, seed: int = 0) -> dict[str, float]
     return recall_metrics(torch.rand(images, images * cpi, generator=gen), cpi)
 
 
-def train_heads(model: mmzoo.MatchingModel, data: mmzoo.plugin.Split, epochs: int, batch: int, lr: float) -> list[float]:
+def train_heads(
+    model: mmzoo.MatchingModel, data: mmzoo.plugin.Split, epochs: int, batch: int, lr: float
+) -> list[float]:
     """One random caption per image per step (no duplicate image in a batch); Adam; hardest negatives after epoch 1."""
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     rng = random.Random(0)

@@ -40,7 +40,9 @@ from mmzoo_plugins.mmca import engine
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def batches(data: mmzoo.plugin.Split, batch: int, count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+def batches(
+    data: mmzoo.plugin.Split, batch: int, count: int, seed: int
+) -> list[tuple[torch.Tensor, torch.Tensor, list[str]]]:
     rng = np.random.default_rng(seed)
     cpi, out = data.captions_per_image, []
     for _ in range(count):

@@ -40,7 +40,9 @@ class ToyConverter(mmzoo.plugin.Converter):
         ckpt = mmzoo.plugin.read_foreign_checkpoint(checkpoint)
         opt = mmzoo.plugin.checkpoint_options(ckpt, checkpoint)
         if not isinstance(ckpt.get("model"), list) or len(ckpt["model"]) != 2:
-            raise mmzoo.errors.CheckpointError(f"{checkpoint} holds no [image, text] state dicts: not a toy checkpoint.")
+            raise mmzoo.errors.CheckpointError(
+                f"{checkpoint} holds no [image, text] state dicts: not a toy checkpoint."
+            )
         image, text = ckpt["model"]
         model = mmzoo.create_model(
             "vsepp",
@@ -168,7 +170,9 @@ def test_convert_refuses_to_overwrite_and_leaves_nothing_behind_on_error(tmp_pat
     ckpt = mmzoo.plugin.read_foreign_checkpoint(path)
     ckpt["model"][0]["fc.weight"] = torch.zeros(16, 25)
     torch.save(ckpt, tmp_path / "misshaped.pth")
-    with pytest.raises(mmzoo.errors.CheckpointError, match=r"visual\.fc\.weight: checkpoint \(16, 25\) vs model \(16, 24\)"):
+    with pytest.raises(
+        mmzoo.errors.CheckpointError, match=r"visual\.fc\.weight: checkpoint \(16, 25\) vs model \(16, 24\)"
+    ):
         mmzoo.convert_checkpoint("toy", tmp_path / "misshaped.pth", tmp_path / "never")
     with pytest.raises(mmzoo.errors.ConfigError, match="Invalid options for the 'toy' converter"):
         mmzoo.convert_checkpoint("toy", path, tmp_path / "never", word_dim="eight")

@@ -160,7 +160,9 @@ def test_a_published_alias_loads_its_pinned_revision(fake_hub, model, pushed, mo
     from mmzoo.hub import zoo
 
     entry = replace(
-        zoo.get_pretrained("mmca-coco"), weights=mmzoo.plugin.Weights(repo=REPO, revision=pushed.oid), status=mmzoo.plugin.PUBLISHED
+        zoo.get_pretrained("mmca-coco"),
+        weights=mmzoo.plugin.Weights(repo=REPO, revision=pushed.oid),
+        status=mmzoo.plugin.PUBLISHED,
     )
     registry = mmzoo.registry.pretrained
     monkeypatch.setattr(registry, "_entries", {**registry.snapshot()})

@@ -138,7 +138,9 @@ def test_coco_config_files_hold_the_coco_schedule():
     for name, recipe in (("scan-t2i", SCAN_T2I), ("scan-i2t", SCAN_I2T)):
         data = load_config_file(root / f"{name}-coco.yaml")
         assert data["training"] == {k: v for k, v in TRAINING_COCO.items()}
-        assert mmzoo.config.ModelConfig.parse(data["model"]).to_dict() == mmzoo.config.ModelConfig.parse(recipe).to_dict()
+        assert (
+            mmzoo.config.ModelConfig.parse(data["model"]).to_dict() == mmzoo.config.ModelConfig.parse(recipe).to_dict()
+        )
 
 
 @pytest.mark.parametrize("recipe", ["scan-t2i", "scan-i2t"])
