@@ -43,6 +43,22 @@ def max_over_queries(queries: Tensor, mask: Tensor, texts: Tensor) -> Tensor:
     return sims.masked_fill(~mask, float("-inf")).max(dim=1).values
 
 
+def itc_matrix(queries: Tensor, mask: Tensor, texts: Tensor, rows: int = 64) -> Tensor:
+    """(N, M) float32 ITC of every image (valid query embeddings (N, Q, E)) with every caption (M, E), ``rows``
+    images at a time (N x Q x M products at once would take 16 GB for COCO 5K)."""
+    if queries.shape[-1] != texts.shape[-1]:
+        max_over_queries(queries[:1], mask[:1], texts[:1])  # raises the named error
+    with torch.autocast(queries.device.type, enabled=False):  # rankings come from float32 scores
+        words = texts.float()
+        parts = [
+            torch.einsum("nqe,me->nqm", queries[s : s + rows].float(), words)
+            .masked_fill(~mask[s : s + rows, :, None], float("-inf"))
+            .amax(dim=1)
+            for s in range(0, len(queries), rows)
+        ]
+    return torch.cat(parts) if parts else texts.new_zeros(0, len(texts))
+
+
 class Blip2ITCConfig(ComponentConfig):
     """No settings: the block has no parameters."""
 
@@ -51,15 +67,17 @@ class Blip2ITC(FusionBlock):
     """ITC: max over the image's query embeddings (fragments) of the dot product with the caption's pooled vector."""
 
     Config = Blip2ITCConfig
+    shortlists = True
 
     def __init__(self, config: Blip2ITCConfig, context: BuildContext) -> None:
         super().__init__(config, context)
 
     def forward(self, images: Fragments, texts: Fragments) -> Tensor:
-        n, m = len(images), len(texts)
-        image_idx = torch.arange(n, device=images.device).repeat_interleave(m)
-        text_idx = torch.arange(m, device=images.device).repeat(n)
-        return self.score_prepared_pairs(images, texts, image_idx, text_idx).view(n, m)
+        return itc_matrix(images.features, images.mask, texts.pooled)
+
+    def shortlist_scores(self, images: Fragments, texts: Fragments) -> Tensor:
+        """LAVIS's shortlist score: the ITC maximum itself."""
+        return itc_matrix(images.features, images.mask, texts.pooled)
 
     def score_pairs(self, images: Fragments, texts: Fragments) -> Tensor:
         if len(texts) != len(images):
@@ -106,6 +124,7 @@ class Blip2ITM(FusionBlock):
 
     Config = Blip2ITMConfig
     downloads = True
+    shortlists = True
 
     @classmethod
     def test_config(cls) -> dict:
@@ -198,6 +217,10 @@ class Blip2ITM(FusionBlock):
             itm = self._match(images.states[i], images.mask[i], texts.features[t], texts.mask[t])
             parts.append(self.itc_weight * itc.to(itm.dtype) + itm)
         return torch.cat(parts) if parts else texts.pooled.new_zeros(0)
+
+    def shortlist_scores(self, images: ImageCache, texts: Fragments) -> Tensor:
+        """LAVIS's shortlist score (``sims_matrix`` of ``compute_sim_matrix``): the ITC maximum over queries."""
+        return itc_matrix(images.queries, torch.ones_like(images.queries[..., 0], dtype=torch.bool), texts.pooled)
 
     def score_prepared(self, images: ImageCache, texts: Fragments) -> Tensor:
         n, m = len(images), len(texts)

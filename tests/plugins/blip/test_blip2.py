@@ -122,20 +122,43 @@ def test_zoo_entry_loads_from_the_hub_with_transformers_numbers_then_offline(
         torch.testing.assert_close(a, b)
 
 
-def test_rerank_search_gives_lavis_scores_to_the_shortlist(model, reference):
-    """The cheap score shortlists k per image; each shortlisted caption gets ITM + ITC, LAVIS's score."""
-    lavis = reference[1]
-    k = 3
+@pytest.mark.parametrize("side", ["texts", "images"])
+def test_rerank_search_is_lavis_compute_sim_matrix(model, reference, side):
+    """The ITC maximum (not <i0, c0>) shortlists k per query; each shortlisted item gets ITM + ITC, LAVIS's score."""
+    itc, lavis = reference[0], reference[1]
+    if side == "images":  # caption queries against an image index: LAVIS's t2i half
+        itc, lavis = itc.t(), lavis.t()
+    k = 2
     with torch.no_grad():
-        texts = model.encode_texts(CAPTIONS)
-        images = model.encode_images(photos())
-        index = mmzoo.EmbeddingIndex.from_texts(model, texts)
-        hits = model.search(images, index, top_k=k, rerank=k)
-    shortlist = (images.pooled @ texts.pooled.t()).topk(k, dim=1).indices
+        texts, images = model.encode_texts(CAPTIONS), model.encode_images(photos())
+        if side == "texts":
+            hits = model.search(images, mmzoo.EmbeddingIndex.from_texts(model, texts), top_k=k, rerank=k)
+        else:
+            hits = model.search(texts, mmzoo.EmbeddingIndex.from_images(model, images), top_k=k, rerank=k)
+        cheap = images.pooled @ texts.pooled.t()
+    shortlist = itc.topk(k, dim=1).indices
     assert torch.equal(hits.shortlist.sort(1).values, shortlist.sort(1).values)
     expected = lavis.gather(1, shortlist).sort(1, descending=True)
     torch.testing.assert_close(hits.scores, expected.values, atol=1e-5, rtol=1e-5)
     assert torch.equal(hits.indices, shortlist.gather(1, expected.indices))
+    by_mean = (cheap if side == "texts" else cheap.t()).topk(k, dim=1).indices
+    assert not torch.equal(by_mean.sort(1).values, shortlist.sort(1).values), "the mean over queries would differ"
+
+
+def test_rerank_evaluation_is_lavis_compute_sim_matrix(model, reference):
+    """Both directions shortlist by the ITC maximum (LAVIS's sims_matrix); shortlisted pairs score ITM + ITC."""
+    from mmzoo.scoring import rerank_rankings
+
+    itc, lavis = reference[0], reference[1]
+    with torch.no_grad():
+        images, texts = model.encode_images(photos()), model.encode_texts(CAPTIONS)
+        ranking = rerank_rankings(model, images, texts, rerank=2)
+    rows = torch.zeros_like(itc, dtype=torch.bool).scatter_(1, itc.topk(2, dim=1).indices, True)
+    cols = torch.zeros_like(itc, dtype=torch.bool).scatter_(0, itc.topk(2, dim=0).indices, True)
+    assert torch.equal(ranking.i2t_shortlist, rows) and torch.equal(ranking.t2i_shortlist, cols)
+    torch.testing.assert_close(ranking.i2t[rows].float(), lavis[rows], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ranking.t2i[cols].float(), lavis[cols], atol=1e-5, rtol=1e-5)
+    assert ranking.pairs_scored == int((rows | cols).sum())
 
 
 def test_the_vision_tower_runs_once_per_image(model, monkeypatch):
