@@ -5,11 +5,11 @@
   query embeddings. BLIP-2's ITC score of an image and a caption is the *maximum* over those 32 of their cosine with
   the caption's embedding (LAVIS ``compute_sim_matrix``; transformers' ``forward(use_image_text_matching_head=
   False)``), which one dot product of two pooled vectors cannot express: the fusion blocks compute it
-  (:mod:`mmzoo_plugins.blip.blip2_fusion`). ``pooled`` is the normalised *mean* of the 32 query embeddings, so the
-  cheap score ``<i0, c0>`` is proportional to the mean over queries of that cosine: mmzoo's shortlist score for
-  BLIP-2 (docs/blip.md says what that changes against LAVIS's max shortlist). The fragments are the ViT token
-  states (``fragments: vision``, what the ITM head cross-attends to) or the 32 query embeddings (``fragments:
-  queries``, what the ITC block takes the maximum over).
+  (:mod:`mmzoo_plugins.blip.blip2_fusion`) and shortlist by it (``FusionBlock.shortlist_scores``). ``pooled`` is
+  the normalised *mean* of the 32 query embeddings, so ``<i0, c0>`` is proportional to the mean over queries of
+  that cosine: a one-vector stand-in for what reads only pooled vectors (a saved serving index, another model's
+  ``--shortlist``). The fragments are the ViT token states (``fragments: vision``, what the ITM head cross-attends
+  to) or the 32 query embeddings (``fragments: queries``, what the ITC block takes the maximum over).
 * ``blip2-text``: captions cleaned as LAVIS's ``blip_caption`` processor does, the folder's WordPiece tokenizer (at
   most 35 tokens, LAVIS's ``max_length``), the Q-Former in text mode (no queries, no cross-attention) ->
   ``text_projection([CLS])``, normalised: ``pooled``. The fragments are the Q-Former's input embeddings of the

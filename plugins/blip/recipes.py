@@ -43,7 +43,7 @@ def blip2_model(pretrained: str, rerank: bool) -> dict[str, Any]:
     """BLIP-2 from a transformers ``Blip2ForImageTextRetrieval`` folder: ITC alone, or ITC + the ITM head.
 
     ``S = fused`` (``dual_weight`` 0): the ITC maximum over queries (``blip2-itc``), or the ITM match logit plus
-    that maximum (``blip2-itm``, LAVIS's reranked score). ``<i0, c0>`` (the mean over queries) only shortlists.
+    that maximum (``blip2-itm``, LAVIS's reranked score). Both blocks shortlist by the ITC maximum, as LAVIS does.
     """
     source = {"pretrained": pretrained}
     return {

@@ -92,9 +92,12 @@ BLIP2_RESULTS_SOURCE = (
 )
 
 
+BLIP2_ALIAS = "blip2-itm-vit-g-coco"
+
+
 def blip2_entry() -> PretrainedEntry:
     return PretrainedEntry(
-        alias="blip2-itm-vit-g-coco",
+        alias=BLIP2_ALIAS,
         recipe="blip2-itm-vit-g",
         dataset="MS-COCO (Karpathy split), fine-tuned from BLIP-2's stage-1 pre-training (129M images)",
         dataset_id="coco",
@@ -113,8 +116,8 @@ def blip2_entry() -> PretrainedEntry:
         results_source=BLIP2_RESULTS_SOURCE,
         notes=f"The official transformers folder (Blip2ForImageTextRetrieval, use_qformer_text_input), read natively. "
         "Score: ITM match logit (mean over the 32 queries) + ITC (max over the 32 queries). LAVIS reranks the ITC top "
-        f"{BLIP2_K_TEST} per query (k_test {BLIP2_K_TEST}): `--rerank {BLIP2_K_TEST}`; mmzoo shortlists by the mean "
-        "over queries instead of the max (docs/blip.md). The licence is LAVIS's (BSD-3-Clause); the Hub card's was "
+        f"{BLIP2_K_TEST} per query (k_test {BLIP2_K_TEST}): `mmzoo eval {BLIP2_ALIAS} ... --rerank {BLIP2_K_TEST}`, "
+        f"`model.search(..., rerank={BLIP2_K_TEST})` (docs/blip.md). The licence is LAVIS's (BSD-3-Clause); the Hub card's was "
         "not read by mmzoo.",
     )
 
