@@ -29,6 +29,7 @@ from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, FusionBlock
 from mmzoo_plugins.blip.blip2_hf import TINY_BLIP2, Blip2SourceConfig, open_source
 from mmzoo_plugins.blip.blip2_towers import query_embeddings
 from mmzoo_plugins.blip.hf import load_owned, save_folder
+from mmzoo_plugins.blip.itm import ImageProjection, fixed_projections
 
 
 def max_over_queries(queries: Tensor, mask: Tensor, texts: Tensor) -> Tensor:
@@ -57,6 +58,11 @@ def itc_matrix(queries: Tensor, mask: Tensor, texts: Tensor, rows: int = 64) -> 
             for s in range(0, len(queries), rows)
         ]
     return torch.cat(parts) if parts else texts.new_zeros(0, len(texts))
+
+
+def _every(queries: Tensor) -> Tensor:
+    """All-valid mask (N, Q) of query embeddings (N, Q, E)."""
+    return torch.ones(queries.shape[:2], dtype=torch.bool, device=queries.device)
 
 
 class Blip2ITCConfig(ComponentConfig):
@@ -112,7 +118,9 @@ class ImageCache:
 
 class Blip2ITMConfig(Blip2SourceConfig):
     pairs_per_block: int = Field(
-        32, gt=0, description="Pairs one Q-Former pass holds (each carries an image's token states: 257 x 1408)."
+        64,
+        gt=0,
+        description="Pairs one Q-Former pass holds; an image's pairs share its token states' keys and values.",
     )
     itc_weight: float = Field(
         1.0, ge=0.0, description="Weight of the ITC maximum added to the ITM match logit (LAVIS: 1)."
@@ -145,6 +153,13 @@ class Blip2ITM(FusionBlock):
         last = self.qformer.encoder.layer[-1]
         for param in itertools.chain(last.intermediate.parameters(), last.output.parameters()):
             param.requires_grad_(False)
+        # the cross-attention key / value projections of the image tokens: shared by an image's pairs (ImageProjection)
+        self._projections: list[nn.Linear] = []
+        for layer in self.qformer.encoder.layer:
+            if layer.has_cross_attention:
+                for linear in (layer.crossattention.attention.key, layer.crossattention.attention.value):
+                    linear.__class__ = ImageProjection  # same module, same tensors and names
+                    self._projections.append(linear)
         self.pairs_per_block = int(config.pairs_per_block)
         self.itc_weight = float(config.itc_weight)
         if weights is not None:
@@ -198,6 +213,8 @@ class Blip2ITM(FusionBlock):
         return logits[:, :, 1].mean(dim=1)
 
     def score_prepared_pairs(self, images: ImageCache, texts: Fragments, image_idx: Tensor, text_idx: Tensor) -> Tensor:
+        """Scores (P,) of listed pairs: an image's pairs share its cross-attention keys and values (no gradient
+        needed), the other pairs go in blocks of ``pairs_per_block``."""
         if len(image_idx) != len(text_idx):
             raise InputError(
                 f"Listed pairs need as many image as caption indices; got {len(image_idx)}, {len(text_idx)}."
@@ -208,19 +225,52 @@ class Blip2ITM(FusionBlock):
                 f"blip2-itm reads the Q-Former's {width}-d word embeddings; these caption fragments are "
                 f"{texts.features.shape[-1]}-d (encode the captions with blip2-text)."
             )
+        if torch.is_grad_enabled():  # training: one graph, each pair with its own projections
+            return self._pairs(images, texts, image_idx, text_idx)
+        out = images.states.new_empty(len(image_idx), dtype=torch.float32)
+        rest = torch.arange(len(image_idx), device=image_idx.device)
+        if len(image_idx) > 1:
+            order = torch.argsort(image_idx, stable=True)
+            kinds, counts = torch.unique_consecutive(image_idx[order], return_counts=True)
+            starts = torch.cumsum(counts, 0) - counts
+            shared = counts > 1
+            for image, start, count in zip(
+                kinds[shared].tolist(), starts[shared].tolist(), counts[shared].tolist(), strict=True
+            ):
+                rows = order[start : start + count]
+                out[rows] = self._one_image(images[image : image + 1], texts, text_idx[rows]).float()
+            rest = order[torch.repeat_interleave(~shared, counts)]
+        for s in range(0, len(rest), self.pairs_per_block):
+            rows = rest[s : s + self.pairs_per_block]
+            out[rows] = self._pairs(images, texts, image_idx[rows], text_idx[rows]).float()
+        return out
+
+    def _pairs(self, images: ImageCache, texts: Fragments, image_idx: Tensor, text_idx: Tensor) -> Tensor:
+        """ITC maximum + ITM match logit of listed pairs, each pair with its own image projections."""
         parts = []
         for s in range(0, len(image_idx), self.pairs_per_block):
             i, t = image_idx[s : s + self.pairs_per_block], text_idx[s : s + self.pairs_per_block]
-            itc = max_over_queries(
-                images.queries[i], torch.ones_like(images.queries[i, :, 0], dtype=torch.bool), texts.pooled[t]
-            )
+            itc = max_over_queries(images.queries[i], _every(images.queries[i]), texts.pooled[t])
             itm = self._match(images.states[i], images.mask[i], texts.features[t], texts.mask[t])
             parts.append(self.itc_weight * itc.to(itm.dtype) + itm)
         return torch.cat(parts) if parts else texts.pooled.new_zeros(0)
 
+    def _one_image(self, image: ImageCache, texts: Fragments, text_idx: Tensor) -> Tensor:
+        """Scores of one image against several captions, its keys and values projected once per layer."""
+        states = image.states[0][image.mask[0]][None]  # (1, valid tokens, width)
+        with fixed_projections({id(p): nn.Linear.forward(p, states) for p in self._projections}):
+            parts = []
+            for s in range(0, len(text_idx), self.pairs_per_block):
+                t = text_idx[s : s + self.pairs_per_block]
+                queries = image.queries.expand(len(t), -1, -1)
+                itc = max_over_queries(queries, _every(queries), texts.pooled[t])
+                itm = self._run(states.expand(len(t), -1, -1), texts.features[t], texts.mask[t])
+                parts.append(self.itc_weight * itc.to(itm.dtype) + itm)
+        return torch.cat(parts)
+
     def shortlist_scores(self, images: ImageCache, texts: Fragments) -> Tensor:
         """LAVIS's shortlist score (``sims_matrix`` of ``compute_sim_matrix``): the ITC maximum over queries."""
-        return itc_matrix(images.queries, torch.ones_like(images.queries[..., 0], dtype=torch.bool), texts.pooled)
+        return itc_matrix(images.queries, _every(images.queries), texts.pooled)
 
     def score_prepared(self, images: ImageCache, texts: Fragments) -> Tensor:
         n, m = len(images), len(texts)

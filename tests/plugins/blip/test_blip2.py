@@ -181,6 +181,27 @@ def test_the_vision_tower_runs_once_per_image(model, monkeypatch):
     assert calls == [3], "one ViT pass for the batch of 3 images; scoring 60 pairs and reranking ran none"
 
 
+def test_an_images_pairs_share_its_cross_attention_keys_and_values(model, monkeypatch):
+    """The image tokens' key / value projections run once per image and cross-attention layer, not once per pair
+    (besides the image-only query pass that prepares the batch of images)."""
+    projections = {id(p) for p in model.fusion._projections}
+    assert len(projections) == 2, "the tiny Q-Former has one cross-attention layer (every second of 2)"
+    rows = []
+    linear = torch.nn.Linear.forward
+    monkeypatch.setattr(
+        torch.nn.Linear,
+        "forward",
+        lambda self, x: (id(self) in projections and rows.append(x.shape[0])) or linear(self, x),
+    )
+    with torch.no_grad():
+        images, texts = model.encode_images(photos()), model.encode_texts(CAPTIONS * 4)
+        rows.clear()
+        model.similarity(images, texts)
+    assert sorted(rows) == [1] * (3 * len(projections)) + [3] * len(projections), (
+        "the query pass of the 3 images, then one projection of one image per layer for its 20 captions"
+    )
+
+
 def test_a_saved_copy_loads_offline_and_scores_the_same(model, tmp_path, monkeypatch):
     model.save_pretrained(tmp_path / "saved")
     go_offline(monkeypatch)
