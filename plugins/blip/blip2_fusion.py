@@ -11,7 +11,12 @@
   *match* logit plus the ITC maximum, ``itm_head(...)[:, :, 1].mean(1) + max_q <q, t>``: what LAVIS's
   ``compute_sim_matrix`` (``lavis/models/blip2_models/blip2.py``, with ``compute_itm`` in ``blip2_qformer.py``)
   gives each pair of a query's ``k_test`` shortlist (``score + topk_sim``). No ViT pass happens here: reranking K
-  pairs of one image costs K Q-Former passes, where transformers' ``forward`` re-runs the ViT-g for every pair.
+  pairs of one image costs K Q-Former passes, where transformers' ``forward`` re-runs the ViT-g for every pair,
+  and the pairs of one image share its cross-attention keys and values (BLIP's ``ImageProjection``).
+
+Both blocks shortlist by the ITC maximum (``shortlists``, ``shortlist_scores``), LAVIS's ``sims_matrix``: one dot
+product of pooled vectors cannot express it (``blip2-vision``'s ``pooled``, the mean query embedding, stands in
+only where pooled vectors alone are read).
 """
 
 from __future__ import annotations
@@ -32,14 +37,18 @@ from mmzoo_plugins.blip.hf import load_owned, save_folder
 from mmzoo_plugins.blip.itm import ImageProjection, fixed_projections
 
 
-def max_over_queries(queries: Tensor, mask: Tensor, texts: Tensor) -> Tensor:
-    """(P,) the maximum over each row's valid query embeddings (P, Q, E) of their dot product with texts (P, E)."""
+def check_widths(queries: Tensor, texts: Tensor) -> None:
     if queries.shape[-1] != texts.shape[-1]:
         raise InputError(
             f"BLIP-2's ITC compares {queries.shape[-1]}-d image query embeddings with {texts.shape[-1]}-d caption "
             "embeddings: encode both with the same BLIP-2 model (blip2-itc takes the fragments of blip2-vision "
             "with fragments=queries)."
         )
+
+
+def max_over_queries(queries: Tensor, mask: Tensor, texts: Tensor) -> Tensor:
+    """(P,) the maximum over each row's valid query embeddings (P, Q, E) of their dot product with texts (P, E)."""
+    check_widths(queries, texts)
     sims = (queries * texts[:, None, :].to(queries.dtype)).sum(-1)
     return sims.masked_fill(~mask, float("-inf")).max(dim=1).values
 
@@ -47,8 +56,7 @@ def max_over_queries(queries: Tensor, mask: Tensor, texts: Tensor) -> Tensor:
 def itc_matrix(queries: Tensor, mask: Tensor, texts: Tensor, rows: int = 64) -> Tensor:
     """(N, M) float32 ITC of every image (valid query embeddings (N, Q, E)) with every caption (M, E), ``rows``
     images at a time (N x Q x M products at once would take 16 GB for COCO 5K)."""
-    if queries.shape[-1] != texts.shape[-1]:
-        max_over_queries(queries[:1], mask[:1], texts[:1])  # raises the named error
+    check_widths(queries, texts)
     with torch.autocast(queries.device.type, enabled=False):  # rankings come from float32 scores
         words = texts.float()
         parts = [
