@@ -210,6 +210,26 @@ def test_a_saved_copy_loads_offline_and_scores_the_same(model, tmp_path, monkeyp
         torch.testing.assert_close(a, b)
 
 
+def test_a_sharded_folder_loads_and_scores_the_same(folder, model, tmp_path):
+    """Large folders (the ViT-g's) come as shards plus ``model.safetensors.index.json``: read them, strictly."""
+    import json
+
+    from transformers import Blip2ForImageTextRetrieval
+
+    sharded = tmp_path / "sharded"
+    Blip2ForImageTextRetrieval.from_pretrained(folder).save_pretrained(sharded, max_shard_size="100KB")
+    for name in ("vocab.txt", "tokenizer_config.json", "tokenizer.json", "preprocessor_config.json"):
+        (sharded / name).write_bytes((folder / name).read_bytes())
+    assert not (sharded / "model.safetensors").exists() and len(list(sharded.glob("model-*.safetensors"))) > 1
+    for a, b in zip(scores(itm_model(sharded).eval()), scores(model), strict=True):
+        torch.testing.assert_close(a, b)
+    index = json.loads((sharded / "model.safetensors.index.json").read_text())
+    index["weight_map"]["itm_head.weight"] = "../elsewhere.safetensors"
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(errors.CheckpointError, match="not safetensors shards"):
+        itm_model(sharded)
+
+
 def test_bad_sources_and_inputs_are_named_errors(folder, model, tmp_path):
     blip = write_blip_folder(tmp_path / "blip")
     with pytest.raises(errors.CheckpointError, match="not BLIP-2"):
