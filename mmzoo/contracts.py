@@ -327,6 +327,15 @@ class FusionBlock(Component):
         """Scores (P,) of the pairs (images[image_idx[p]], texts[text_idx[p]]) from prepared caches."""
         return self.score_pairs(images[image_idx], texts[text_idx])
 
+    #: True when the block ranks shortlists itself (:meth:`shortlist_scores`) instead of the model's ``<i0, c0>``.
+    shortlists: ClassVar[bool] = False
+
+    def shortlist_scores(self, images: Any, texts: Any) -> Tensor:
+        """The cheap scores (n_images, n_texts) float32 that pick rerank candidates, from prepared caches, for a
+        block whose model's cheap score is not ``<i0, c0>`` (BLIP-2's ITC: a maximum over 32 query vectors).
+        Read only when :attr:`shortlists` is True."""
+        raise NotImplementedError(f"{type(self).__name__} shortlists with the model's <i0, c0>.")
+
     def score_pairs_indexed(self, images: Fragments, texts: Fragments, image_idx: Tensor, text_idx: Tensor) -> Tensor:
         """Differentiable scores (P,) of the pairs (images[image_idx[p]], texts[text_idx[p]]): hard-negative training.
 

@@ -2,9 +2,10 @@
 
 :class:`EmbeddingIndex` and :func:`search` shortlist by a cheap score (one matrix product) and compute the full
 score ``S = dual_weight * <i0, c0> + alpha * fused`` only for the top ``rerank`` candidates. The cheap score is
-the reranking model's own ``<i0, c0>``, or another model's (*cross-model* shortlist and rerank: a dual
-encoder's speed, a cross-attention model's accuracy): any model whose encodings have ``pooled`` vectors, or an
-ensemble of them (:func:`cheap_vectors`). Rankings are always built from float32 scores.
+the reranking model's own ``<i0, c0>`` (or its fusion block's own when the block declares one,
+``FusionBlock.shortlists``: BLIP-2's maximum over query vectors), or another model's (*cross-model* shortlist and
+rerank: a dual encoder's speed, a cross-attention model's accuracy): any model whose encodings have ``pooled``
+vectors, or an ensemble of them (:func:`cheap_vectors`). Rankings are always built from float32 scores.
 
 The functions take any *scorer*: an object with the attributes of :class:`Scorer` (a ``MatchingModel`` is
 one), or one with a ``score_listed_pairs(images, texts, image_idx, text_idx)`` method (an ``Ensemble``), so
@@ -233,6 +234,13 @@ def _search(
             fused = score_caches(fusion, query_cache, index.cache)
         scores, indices = (model.dual_weight * cheap + model.alpha * fused).topk(top_k, dim=1)
         return SearchResult(scores, indices)
+    if other is None and getattr(
+        fusion, "shortlists", False
+    ):  # the block's own cheap score (BLIP-2: the max over query vectors)
+        if index.side == "images":
+            ranking = fusion.shortlist_scores(index.cache, query_cache).t()
+        else:
+            ranking = fusion.shortlist_scores(query_cache, index.cache)
     shortlist = ranking.topk(rerank, dim=1).indices  # (Q, K)
     query_idx = torch.arange(len(queries), device=device).repeat_interleave(rerank)
     item_idx = shortlist.reshape(-1)
@@ -291,7 +299,10 @@ def rerank_rankings(
         raise InputError(f"rerank must be at least 1; got {rerank}.")
     device = images.device if not isinstance(images, Fragments) else images.features.device
     with scoring_mode(device, precision):
-        if shortlist is None:
+        fusion = getattr(model, "fusion", None) if _fuses(model) else None
+        if shortlist is None and getattr(fusion, "shortlists", False):  # the block's own cheap score
+            cheap = fusion.shortlist_scores(fusion.prepare_images(images), fusion.prepare_texts(texts)).float()
+        elif shortlist is None:
             cheap = _float_product(cheap_vectors(model, images), cheap_vectors(model, texts))
         else:
             if shortlist_images is None or shortlist_texts is None:

@@ -11,6 +11,7 @@ unpickled, and every transformers call passes ``trust_remote_code=False`` throug
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from mmzoo.plugin import ComponentConfig, load_state_strict
 logger = logging.getLogger(__name__)
 
 WEIGHTS = "model.safetensors"
-#: the files of a transformers BLIP folder mmzoo reads; never ``*.py``, ``*.bin``, ``*.h5`` or ``*.msgpack``.
+#: the files (patterns) of a transformers BLIP folder mmzoo reads; never ``*.py``, ``*.bin``, ``*.h5`` or ``*.msgpack``.
 FILES = (
     "config.json",
     "preprocessor_config.json",
@@ -33,6 +34,8 @@ FILES = (
     "special_tokens_map.json",
     "vocab.txt",
     WEIGHTS,
+    f"{WEIGHTS}.index.json",  # large folders (BLIP-2's ViT-g) come in shards
+    "model-*-of-*.safetensors",
 )
 
 #: a BlipConfig small enough for CPU tests: 32-d towers, one layer, 32x32 images in 16x16 patches.
@@ -110,24 +113,52 @@ def load_image_processor(folder: Path | None, image_size: int) -> Any:
     return BlipImageProcessor(size={"height": image_size, "width": image_size})
 
 
-def load_owned(component: nn.Module, folder: Path) -> None:
-    """Copy into ``component`` exactly the tensors it owns (by name) from the folder's model.safetensors."""
+def weight_files(folder: Path) -> dict[str, Path]:
+    """Tensor name -> the safetensors file holding it: ``model.safetensors``, or the shards its index lists (large
+    folders, e.g. BLIP-2's ViT-g, are written in shards by ``save_pretrained``)."""
     from safetensors import safe_open
 
-    path = folder / WEIGHTS
-    if not path.is_file():
-        raise CheckpointError(
-            f"{folder} has no {WEIGHTS}: mmzoo reads BLIP weights from safetensors only (never pickles)."
-        )
+    single, index = folder / WEIGHTS, folder / f"{WEIGHTS}.index.json"
+    if single.is_file():
+        with safe_open(str(single), framework="pt") as handle:
+            return dict.fromkeys(handle.keys(), single)
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{index} is not a readable safetensors index: {exc}") from None
+        shards = {name: folder / shard for name, shard in weight_map.items()}
+        outside = sorted({str(p) for p in shards.values() if p.parent != folder or p.suffix != ".safetensors"})
+        if outside:
+            raise CheckpointError(f"{index} names files that are not safetensors shards of {folder}: {outside[:3]}.")
+        absent = sorted({p.name for p in shards.values() if not p.is_file()})
+        if absent:
+            raise CheckpointError(f"{folder} lacks the shard(s) {', '.join(absent[:4])} that {index.name} lists.")
+        return shards
+    raise CheckpointError(
+        f"{folder} has no {WEIGHTS} (nor its shards' index): mmzoo reads transformers weights from safetensors only "
+        "(never pickles)."
+    )
+
+
+def load_owned(component: nn.Module, folder: Path) -> None:
+    """Copy into ``component`` exactly the tensors it owns (by name) from the folder's safetensors (one file or
+    shards)."""
+    from safetensors import safe_open
+
+    where = weight_files(folder)
     wanted = list(component.state_dict())
-    with safe_open(str(path), framework="pt") as handle:
-        present = set(handle.keys())
-        missing = [k for k in wanted if k not in present]
-        if missing:
-            shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
-            raise CheckpointError(f"{path} lacks {len(missing)} tensor(s) of {type(component).__name__}: {shown}.")
-        tensors = {k: handle.get_tensor(k) for k in wanted}
-    load_state_strict(component, tensors, str(path))
+    missing = [k for k in wanted if k not in where]
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise CheckpointError(
+            f"{folder / WEIGHTS} lacks {len(missing)} tensor(s) of {type(component).__name__}: {shown}."
+        )
+    tensors = {}
+    for path in dict.fromkeys(where[k] for k in wanted):
+        with safe_open(str(path), framework="pt") as handle:
+            tensors.update({k: handle.get_tensor(k) for k in wanted if where[k] == path})
+    load_state_strict(component, tensors, str(folder / WEIGHTS))
 
 
 def check_embed_dim(config: Any, embed_dim: int) -> None:
@@ -197,4 +228,5 @@ __all__ = [
     "open_source",
     "resolve",
     "save_folder",
+    "weight_files",
 ]

@@ -13,6 +13,8 @@ The pairs of one image also share its cross-attention keys and values (:class:`I
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -43,6 +45,17 @@ class ImageProjection(nn.Linear):
         if out is None:
             return super().forward(x)
         return out.expand(x.shape[0], *out.shape[1:])
+
+
+@contextmanager
+def fixed_projections(outputs: dict[int, Tensor]) -> Iterator[None]:
+    """While inside, each :class:`ImageProjection` whose id is in ``outputs`` returns its entry (one image's
+    projection, expanded to the batch) instead of projecting its input again."""
+    token = _FIXED.set(outputs)
+    try:
+        yield
+    finally:
+        _FIXED.reset(token)
 
 
 class BlipITMConfig(BlipSourceConfig):
