@@ -234,9 +234,7 @@ def _search(
             fused = score_caches(fusion, query_cache, index.cache)
         scores, indices = (model.dual_weight * cheap + model.alpha * fused).topk(top_k, dim=1)
         return SearchResult(scores, indices)
-    if other is None and getattr(
-        fusion, "shortlists", False
-    ):  # the block's own cheap score (BLIP-2: the max over query vectors)
+    if other is None and getattr(fusion, "shortlists", False):  # the block's own cheap score (BLIP-2's query max)
         if index.side == "images":
             ranking = fusion.shortlist_scores(index.cache, query_cache).t()
         else:
