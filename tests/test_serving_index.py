@@ -14,7 +14,7 @@ import torch
 from mmzoo.cli import main
 from mmzoo.data import read_captions
 from mmzoo.errors import DataError, InputError
-from mmzoo.model import load_pretrained
+from mmzoo.model import load_folder
 from mmzoo.scoring import EmbeddingIndex
 from mmzoo.serving import IndexCorruptError, IndexMismatchError, SavedIndex, add_items, build_index, detect_source
 from mmzoo.serving import build as build_module
@@ -51,7 +51,7 @@ def test_region_index_holds_the_model_vectors_and_finds_what_the_model_finds(wor
     printed = capsys.readouterr().out
     assert "30 regions, 32-d float16 vectors in 4 shard(s)" in printed and "ann:      flat" in printed
     index = SavedIndex.open(out)
-    model = load_pretrained(world["vse"]).eval()
+    model = load_folder(world["vse"]).eval()
     from mmzoo.data import PrecomputedDataset
 
     data = PrecomputedDataset(world["shapes"], "test")
@@ -75,7 +75,7 @@ def test_region_index_holds_the_model_vectors_and_finds_what_the_model_finds(wor
 def test_cross_model_rerank_over_a_saved_index_equals_the_in_memory_search(world, tmp_path):
     out = region_index(world, tmp_path / "idx")
     index = SavedIndex.open(out)
-    vse, mmca = load_pretrained(world["vse"]).eval(), load_pretrained(world["mmca"]).eval()
+    vse, mmca = load_folder(world["vse"]).eval(), load_folder(world["mmca"]).eval()
     queries = read_captions(world["shapes"] / "test_caps.txt")[:3]
     saved = mmca.search(queries, index, top_k=5, rerank=30, shortlist=vse)  # every item: no shortlist ties
     from mmzoo.data import PrecomputedDataset
@@ -91,7 +91,7 @@ def test_cross_model_rerank_over_a_saved_index_equals_the_in_memory_search(world
     torch.testing.assert_close(saved.scores, memory.scores, atol=1e-4, rtol=1e-4)
     with pytest.raises(IndexMismatchError, match=r"built by .*vse"):
         mmca.search(queries, index, top_k=5)  # the query model must be the index's model
-    pixels = load_pretrained(world["pixels"])
+    pixels = load_folder(world["pixels"])
     with pytest.raises(IndexMismatchError, match=r"vse.*over region features.*reranker pixels-x reads images"):
         check_reranker(index, pixels, "pixels-x")
 
@@ -114,7 +114,7 @@ def test_image_folder_and_caption_indexes(world, tmp_path, capsys):
     )
     text_index = SavedIndex.open(caps)
     assert text_index.kind == "texts" and text_index.count == 12
-    model = load_pretrained(world["pixels"]).eval()
+    model = load_folder(world["pixels"]).eval()
     hits = model.search([world["pictures"] / "scene0.png"], text_index, top_k=3)
     with torch.no_grad():
         exact = model.similarity(
@@ -226,7 +226,7 @@ def test_corrupted_shard_is_named_at_start_up(world, tmp_path, capsys):
 def test_add_appends_a_version_without_re_embedding(world, tmp_path):
     out = region_index(world, tmp_path / "idx")
     before = folder_bytes(out)
-    model = load_pretrained(world["vse"]).eval()
+    model = load_folder(world["vse"]).eval()
     add_items(model, out, detect_source(world["shapes"], "dev"), progress=False)
     index = SavedIndex.open(out)
     assert index.version == 2 and index.count == 30 + 10
@@ -237,7 +237,7 @@ def test_add_appends_a_version_without_re_embedding(world, tmp_path):
     assert index.items([30])[0]["key"] == "dev/0" and "ann-v1.faiss" in after and "ann-v2.faiss" in after
     _, ids = index.search(index.vectors([35, 3]), 1)  # a new item and an old one find themselves
     assert ids[:, 0].tolist() == [35, 3]
-    other = load_pretrained(world["mmca"]).eval()
+    other = load_folder(world["mmca"]).eval()
     with pytest.raises(IndexMismatchError, match="other weights"):
         add_items(other, out, detect_source(world["shapes"], "dev"), progress=False)
     with pytest.raises(InputError, match="holds regions"):
@@ -245,7 +245,7 @@ def test_add_appends_a_version_without_re_embedding(world, tmp_path):
 
 
 def test_ivf_and_hnsw_indexes_find_the_exact_neighbours_of_a_small_set(world, tmp_path):
-    model = load_pretrained(world["vse"]).eval()
+    model = load_folder(world["vse"]).eval()
     source = detect_source(world["shapes"], "test")
     exact = SavedIndex.open(build_index(model, str(world["vse"]), source, tmp_path / "flat", progress=False))
     vectors = exact.vectors(range(exact.count))
@@ -369,7 +369,7 @@ def test_an_ensemble_builds_and_reranks_a_saved_index(world, tmp_path):
     from mmzoo.scoring import cheap_vectors
     from mmzoo.serving import retrieve
 
-    vse, mmca = load_pretrained(world["vse"]).eval(), load_pretrained(world["mmca"]).eval()
+    vse, mmca = load_folder(world["vse"]).eval(), load_folder(world["mmca"]).eval()
     ensemble = Ensemble([vse, mmca], weights=[0.5, 0.5]).eval()
     source = detect_source(world["shapes"], "test")
     index = SavedIndex.open(build_index(ensemble, "ens", source, tmp_path / "ens", shard_size=8, progress=False))

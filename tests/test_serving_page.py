@@ -12,7 +12,7 @@ import urllib.parse
 import pytest
 import torch
 
-from mmzoo.model import load_pretrained
+from mmzoo.model import load_folder
 from mmzoo.serving import Client, LiveIndex, Searcher, build_index, detect_source
 from mmzoo.serving.app import create_app
 from tests._serving import make_world, running
@@ -44,7 +44,7 @@ def browse(url: str, *flags: str, timeout: float = 120) -> subprocess.CompletedP
 def test_the_page_searches_and_shows_the_result_grid(tmp_path):
     torch.set_num_threads(1)
     world = make_world(tmp_path)
-    model = load_pretrained(world["pixels"]).eval()
+    model = load_folder(world["pixels"]).eval()
     build_index(model, str(world["pixels"]), detect_source(world["pictures"]), tmp_path / "idx", progress=False)
     searcher = Searcher(LiveIndex(tmp_path / "idx"), model, str(world["pixels"]))
     query = "a red circle left of a blue square"
