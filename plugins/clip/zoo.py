@@ -76,7 +76,7 @@ CLIP_BENCHMARK = (
 #: R@1 on COCO 5K (SigLIP's retrieval protocol; the README names neither the recall level nor the split)
 BIG_VISION_SIGLIP2 = (
     "the authors' table in big_vision's README_siglip2.md (row {row}; its 'COCO' columns, taken as zero-shot R@1 on "
-    "COCO 5K: the README names neither){extra}; " + NOT_MEASURED
+    "COCO 5K: the README names neither); " + NOT_MEASURED
 )
 
 
@@ -140,7 +140,7 @@ WEIGHTS: dict[str, tuple[str, str, int, int, dict[str, dict[str, float]], str]] 
         768,
         224,
         {COCO5K: r1(68.9, 52.1)},
-        BIG_VISION_SIGLIP2.format(row="SigLIP 2 B/16 224", extra=""),
+        BIG_VISION_SIGLIP2.format(row="SigLIP 2 B/16 224"),
     ),
     # NaFlex: no fixed resolution (0); images keep their aspect ratio, at most max_num_patches 16x16 patches
     "siglip2-base-patch16-naflex": (
@@ -149,7 +149,7 @@ WEIGHTS: dict[str, tuple[str, str, int, int, dict[str, dict[str, float]], str]] 
         768,
         0,
         {COCO5K: r1(67.3, 51.1)},
-        BIG_VISION_SIGLIP2.format(row="SigLIP 2 (NaFlex) B/16 var.", extra=", at sequence length 256"),
+        BIG_VISION_SIGLIP2.format(row="SigLIP 2 (NaFlex) B/16 var., at sequence length 256"),
     ),
 }
 #: the NaFlex processor's patch budget in Google's preprocessor_config.json, and the length the numbers above use
