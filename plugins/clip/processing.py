@@ -119,7 +119,7 @@ def unpack_naflex(packed: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def check_naflex(packed: Tensor, patch_size: int) -> Tensor:
-    """A packed NaFlex batch (:func:`pack_naflex`): (N, 1 + P, patch_size**2, 3), floating point, finite, each
+    """A packed NaFlex batch (:func:`pack_naflex`): (N, 1 + P, patch_size**2, 3), float32 (or 64), finite, each
     image's patch grid a whole number of patches that fits in P."""
     expected = f"(N, 1 + max_num_patches, {patch_size * patch_size}, 3)"
     if packed.dim() != 4 or packed.shape[0] == 0 or packed.shape[2:] != (patch_size * patch_size, 3):
@@ -130,7 +130,12 @@ def check_naflex(packed: Tensor, patch_size: int) -> Tensor:
         )
     if packed.shape[1] < 2:
         raise InputError(f"A packed NaFlex batch needs its grid row and at least one patch; got {tuple(packed.shape)}.")
-    if not packed.is_floating_point() or not bool(torch.isfinite(packed).all()):
+    if packed.dtype not in (torch.float32, torch.float64):
+        raise InputError(
+            f"Packed NaFlex patches must be float32 (the tower casts them to its own dtype); got {packed.dtype}: "
+            "half precision cannot hold every patch grid exactly (bfloat16 stops at 256)."
+        )
+    if not bool(torch.isfinite(packed).all()):
         raise InputError("Packed NaFlex patches must be finite floating-point values (already normalised).")
     header = packed.reshape(packed.shape[0], packed.shape[1], -1)[:, 0]
     shapes = header[:, :2]

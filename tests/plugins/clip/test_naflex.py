@@ -143,6 +143,8 @@ def test_bad_inputs_are_named_errors(naflex_folder, tmp_path):
     bad[0, 0, 0, 0] = 1000.0  # a patch grid larger than the sequence
     with pytest.raises(InputError, match="patch grid"):
         model.encode_images(bad)
+    with pytest.raises(InputError, match="float32"):
+        model.encode_images(packed.to(torch.bfloat16))
     with pytest.raises(InputError, match="finite"):
         model.encode_images(packed.masked_fill(torch.ones_like(packed, dtype=torch.bool), float("nan")))
     clip = write_clip(tmp_path / "clip")
