@@ -14,7 +14,7 @@ import torch
 
 import mmzoo
 from mmzoo.cli import main
-from mmzoo.errors import ConfigError, InputError
+from mmzoo.errors import ConfigError, InputError, MMZooWarning
 from mmzoo_plugins.clip.processing import pack_naflex, unpack_naflex
 from tests.plugins.clip.checkpoints import CAPTIONS, images, write_clip, write_siglip2_naflex
 
@@ -171,3 +171,16 @@ def test_search_cli_on_a_saved_naflex_model(tmp_path, naflex_folder, capsys):
     assert main(["search", str(saved), "--images", str(photos), "a red circle", "--top", "2"]) == 0
     shown = [line.split("/")[-1] for line in capsys.readouterr().out.splitlines() if line.strip()[:2] in ("1.", "2.")]
     assert shown == expected
+
+
+def test_text_is_big_vision_s_lower_no_bos_sticky_eos_padded_to_64(naflex_folder):
+    """big_vision: ``lower | tok(length=64, model="gemma", bos="no", eos="sticky")``, no attention mask."""
+    model = from_folder(naflex_folder)
+    tokenizer = model.text.tokenizer
+    with pytest.warns(MMZooWarning, match="longer than the 64 tokens"):
+        tokens = model.tokenize(["A Dog", "a long caption " * 10])
+    assert tokens.ids.shape == (2, 64)
+    assert torch.equal(tokens.ids[0, :6], torch.tensor(tokenizer("a dog")["input_ids"]))
+    assert int(tokens.ids[0, 0]) != tokenizer.bos_token_id and int(tokens.ids[0, 5]) == tokenizer.eos_token_id
+    assert bool((tokens.ids[0, 6:] == tokenizer.pad_token_id).all())
+    assert bool(tokens.mask[1].all()) and int(tokens.ids[1, -1]) == tokenizer.eos_token_id  # sticky: kept when cut
