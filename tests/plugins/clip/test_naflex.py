@@ -184,3 +184,32 @@ def test_text_is_big_vision_s_lower_no_bos_sticky_eos_padded_to_64(naflex_folder
     assert int(tokens.ids[0, 0]) != tokenizer.bos_token_id and int(tokens.ids[0, 5]) == tokenizer.eos_token_id
     assert bool((tokens.ids[0, 6:] == tokenizer.pad_token_id).all())
     assert bool(tokens.mask[1].all()) and int(tokens.ids[1, -1]) == tokenizer.eos_token_id  # sticky: kept when cut
+
+
+def test_eval_from_pixels_in_batches_of_mixed_aspect_ratios(tmp_path, naflex_folder, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from mmzoo.data import open_image_split
+    from mmzoo.evaluation import recall_metrics
+
+    rng = np.random.default_rng(5)
+    root = tmp_path / "images"
+    root.mkdir()
+    entries = []
+    for i, (w, h) in enumerate([(40, 30), (30, 52), (64, 20), (33, 33)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / f"im{i}.jpg")
+        sentences = [{"raw": f"{word} {i} {k}"} for k, word in enumerate(["red", "blue", "dog", "park", "street"])]
+        entries.append({"filename": f"im{i}.jpg", "split": "test", "sentences": sentences})
+    (tmp_path / "dataset_coco.json").write_text(json.dumps({"images": entries}))
+    model = from_folder(naflex_folder)
+    saved = model.save_pretrained(tmp_path / "saved")
+    out = tmp_path / "metrics.json"
+    args = ["eval", str(saved), "--images", str(root), "--karpathy", str(tmp_path / "dataset_coco.json")]
+    assert main([*args, "--split", "test", "--json", str(out), "--device", "cpu", "--batch-size", "3"]) == 0
+    split = open_image_split(root, karpathy=tmp_path / "dataset_coco.json", split="test")
+    with torch.no_grad():
+        sims = model.similarity(model.encode_images(split.load_images(range(4))), model.encode_texts(split.captions))
+    assert json.loads(out.read_text())["rsum"] == pytest.approx(recall_metrics(sims, 5)["rsum"], abs=1e-4)
