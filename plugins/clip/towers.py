@@ -89,8 +89,7 @@ class TowerConfig(ComponentConfig):
     architecture: dict[str, Any] | None = Field(
         None,
         description="A transformers config (with its model_type: clip, siglip or siglip2) for a randomly initialised "
-        "tower, "
-        "when there is no source.",
+        "tower, when there is no source.",
     )
     frozen: bool = Field(True, description="Keep the tower fixed (eval mode, no gradients).")
     head: bool = Field(
@@ -124,8 +123,8 @@ class VisionTowerConfig(TowerConfig):
         None,
         gt=0,
         le=65536,
-        description="SigLIP 2 NaFlex only: the most 16x16 (the checkpoint's patch size) patches an image is resized "
-        "to, aspect ratio kept (more: finer detail, quadratic cost). None: the image processor's own setting "
+        description="SigLIP 2 NaFlex only: the most patches (of the checkpoint's size, 16x16 for Google's) an image is "
+        "resized to, aspect ratio kept (more: finer detail, quadratic cost). None: the image processor's own setting "
         "(preprocessor_config.json; 256 for Google's checkpoints, the length their published numbers use).",
     )
 
@@ -399,8 +398,8 @@ class TowerVisual(VisualEncoder, _Tower):
             if self.family == "siglip2":
                 values, mask, shapes = processing.unpack_naflex(pixels)
                 out = self.vision_model(pixel_values=values.to(dtype), pixel_attention_mask=mask, spatial_shapes=shapes)
-                return out.last_hidden_state, out.pooler_output
-            out = self.vision_model(pixel_values=pixels.to(dtype))
+            else:
+                out = self.vision_model(pixel_values=pixels.to(dtype))
             if self.family == "clip":
                 tokens = self.visual_projection(self.vision_model.post_layernorm(out.last_hidden_state[:, 1:]))
                 return tokens, self.visual_projection(out.pooler_output)
