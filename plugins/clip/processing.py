@@ -149,6 +149,18 @@ def check_naflex(packed: Tensor, patch_size: int) -> Tensor:
     return packed
 
 
+def refuse_raw_naflex_pixels(features: Tensor) -> None:
+    """A 3-D tensor reaches a NaFlex tower as cached regions (N, 1 + P, d). The processor's own ``pixel_values``
+    (N, P, 16*16*3) look the same to a shape check (768 = SigLIP 2 B's width) but lie in [-1, 1] everywhere, which
+    cached tower outputs never do (layer-normed tokens, an unnormalised pooled row): refused rather than misread."""
+    if features.numel() and float(features.detach().abs().amax()) <= 1.0:
+        raise InputError(
+            f"This (N, k, D) = {tuple(features.shape)} tensor lies in [-1, 1]: it looks like Siglip2ImageProcessor's "
+            "raw pixel_values, not cached tower outputs. Pass the images (PIL or paths), or pack the processor's "
+            "output with mmzoo_plugins.clip.processing.pack_naflex(pixel_values, spatial_shapes)."
+        )
+
+
 def preprocess_naflex(processor: Any, images: Any, max_num_patches: int) -> Tensor:
     """PIL images / paths (one or a sequence) -> packed NaFlex patches (:func:`pack_naflex`) with the checkpoint's
     ``Siglip2ImageProcessor``: each image resized, aspect ratio kept, to at most ``max_num_patches`` patches; a
@@ -313,6 +325,7 @@ __all__ = [
     "pack_naflex",
     "preprocess_images",
     "preprocess_naflex",
+    "refuse_raw_naflex_pixels",
     "to_rgb",
     "tokenize",
     "unpack_naflex",

@@ -426,6 +426,7 @@ class TowerVisual(VisualEncoder, _Tower):
             pooled, tokens = features[:, 0], features[:, 1:]
             valid = mask[:, 1:] if mask is not None else None
             if self.family == "siglip2":  # NaFlex's padded patches were cached as zero rows
+                processing.refuse_raw_naflex_pixels(features)
                 valid = (tokens != 0).any(dim=-1) & (valid if valid is not None else True)
         else:
             tokens, pooled = self.tower(features)

@@ -143,6 +143,9 @@ def test_bad_inputs_are_named_errors(naflex_folder, tmp_path):
     bad[0, 0, 0, 0] = 1000.0  # a patch grid larger than the sequence
     with pytest.raises(InputError, match="patch grid"):
         model.encode_images(bad)
+    raw = transformers_vision(naflex_folder)[0]["pixel_values"]  # the model card's processor output, unpacked
+    with pytest.raises(InputError, match="raw pixel_values"):  # for SigLIP 2 B (16*16*3 = 768 = its width),
+        model.visual(raw, None)  # encode_images' region shape check lets such a tensor through to here
     with pytest.raises(InputError, match="float32"):
         model.encode_images(packed.to(torch.bfloat16))
     with pytest.raises(InputError, match="finite"):
