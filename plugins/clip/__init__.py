@@ -1,8 +1,9 @@
 """CLIP, SigLIP and SigLIP 2: transformers' dual encoders as mmzoo towers, with the official weights in the zoo.
 
-Registers the encoders ``clip-vision`` and ``clip-text`` (either family: the checkpoint's config says which), the
-recipes ``clip``, ``siglip``, ``clip-mmca`` and ``siglip-mmca``, and the zoo entries of the official weights
-(``clip-vit-base-patch32`` ... ``siglip2-base-patch16-224``), loaded natively from their Hub repositories.
+Registers the encoders ``clip-vision`` and ``clip-text`` (any of the families: the checkpoint's config says which,
+SigLIP 2 NaFlex included), the recipes ``clip``, ``siglip``, ``clip-mmca`` and ``siglip-mmca``, and the zoo entries
+of the official weights (``clip-vit-base-patch32`` ... ``siglip2-base-patch16-naflex``), loaded natively from their
+Hub repositories.
 ``transformers`` is imported only when a tower is built. See docs/clip.md.
 """
 

@@ -43,7 +43,7 @@ def probabilities(model: Any, images: Any, texts: Any) -> Tensor:
     probability for every pair (does this caption match this image?)."""
     text = _text_tower(model)
     values = logits(model, images, texts)
-    return torch.sigmoid(values) if text.family == "siglip" else values.softmax(dim=-1)
+    return torch.sigmoid(values) if text.family in ("siglip", "siglip2") else values.softmax(dim=-1)
 
 
 __all__ = ["logits", "probabilities"]

@@ -10,9 +10,13 @@ and ``BertTokenizer(vocab_file=...)`` silently map every word to the unknown tok
   a person sees;
 * :func:`tokenize`: the family's text rules (SigLIP: lower-cased, padded to the maximum length, 64) and a warning,
   never an error or a dropped caption, for captions longer than the tower reads;
+* :func:`preprocess_naflex`: SigLIP 2 NaFlex's patch sequences (``pixel_values``, ``pixel_attention_mask``,
+  ``spatial_shapes``) packed into one 4-D tensor (:func:`pack_naflex`), so they travel where pixels travel
+  (``encode_images``, a DataLoader's collation, ``.to(device)``) and are never mistaken for cached regions;
 * :func:`make_tokenizer`: a tokenizer made from nothing for randomly initialised towers (a byte-level BPE
-  vocabulary for CLIP, a small trained sentencepiece model for SigLIP), written to a folder and loaded back with
-  ``from_pretrained``, so it saves and reloads like any other.
+  vocabulary for CLIP, a small trained sentencepiece model for SigLIP, a Gemma-style character vocabulary for
+  SigLIP 2 NaFlex), written to a folder and loaded back with ``from_pretrained``, so it saves and reloads like
+  any other.
 """
 
 from __future__ import annotations
@@ -88,6 +92,88 @@ def preprocess_images(processor: Any, images: Any) -> Tensor:
         raise InputError("Expected PIL images, file paths or a (N, 3, H, W) tensor; got an empty or unknown input.")
     rgb = [to_rgb(item) for item in items]
     return processor(images=rgb, return_tensors="pt")["pixel_values"].float()
+
+
+# -- SigLIP 2 NaFlex: patch sequences as one tensor -----------------------------------------------------------
+def pack_naflex(pixel_values: Tensor, spatial_shapes: Tensor) -> Tensor:
+    """The image processor's patches (N, P, p*p*3) and patch grids (N, 2) -> one (N, 1 + P, p*p, 3) tensor.
+
+    Row 0 of each image holds its grid (patch rows, patch columns) in its first two values, zeros elsewhere; rows
+    1.. are the processor's patches, the real ``rows * columns`` first and the padding after, as
+    ``Siglip2ImageProcessor`` lays them out, so the padding mask follows from the grid (:func:`unpack_naflex`).
+    Four dimensions, because ``encode_images`` reads a 3-D tensor as cached (N, k, D) regions."""
+    n, patches, width = pixel_values.shape
+    header = pixel_values.new_zeros(n, 1, width)
+    header[:, 0, :2] = spatial_shapes.to(header.dtype)
+    return torch.cat([header, pixel_values], dim=1).reshape(n, 1 + patches, width // 3, 3)
+
+
+def unpack_naflex(packed: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """A packed batch -> what ``Siglip2VisionModel`` takes: ``pixel_values`` (N, P, p*p*3), ``pixel_attention_mask``
+    (N, P) bool (True for the real patches) and ``spatial_shapes`` (N, 2) long."""
+    n, rows = packed.shape[:2]
+    flat = packed.reshape(n, rows, -1)
+    shapes = flat[:, 0, :2].float().round().long()
+    mask = torch.arange(rows - 1, device=packed.device)[None, :] < shapes.prod(dim=-1)[:, None]
+    return flat[:, 1:], mask, shapes
+
+
+def check_naflex(packed: Tensor, patch_size: int) -> Tensor:
+    """A packed NaFlex batch (:func:`pack_naflex`): (N, 1 + P, patch_size**2, 3), float32 (or 64), finite, each
+    image's patch grid a whole number of patches that fits in P."""
+    expected = f"(N, 1 + max_num_patches, {patch_size * patch_size}, 3)"
+    if packed.dim() != 4 or packed.shape[0] == 0 or packed.shape[2:] != (patch_size * patch_size, 3):
+        raise InputError(
+            f"This SigLIP 2 NaFlex tower takes images (PIL or paths) or the packed patches its own preprocess returns, "
+            f"{expected}; got a tensor of shape {tuple(packed.shape)}. Square (N, 3, H, W) pixels belong to the "
+            "fixed-resolution towers."
+        )
+    if packed.shape[1] < 2:
+        raise InputError(f"A packed NaFlex batch needs its grid row and at least one patch; got {tuple(packed.shape)}.")
+    if packed.dtype not in (torch.float32, torch.float64):
+        raise InputError(
+            f"Packed NaFlex patches must be float32 (the tower casts them to its own dtype); got {packed.dtype}: "
+            "half precision cannot hold every patch grid exactly (bfloat16 stops at 256)."
+        )
+    if not bool(torch.isfinite(packed).all()):
+        raise InputError("Packed NaFlex patches must be finite floating-point values (already normalised).")
+    header = packed.reshape(packed.shape[0], packed.shape[1], -1)[:, 0]
+    shapes = header[:, :2]
+    whole = bool((shapes == shapes.round()).all()) and bool((shapes >= 1).all()) and not bool(header[:, 2:].any())
+    if not whole or bool((shapes.prod(dim=-1) > packed.shape[1] - 1).any()):
+        raise InputError(
+            "Row 0 of each packed NaFlex image must hold its patch grid (rows, columns >= 1, rows * columns <= "
+            f"{packed.shape[1] - 1} patches) and zeros; got grids {shapes[:4].tolist()}. Make the tensor with the "
+            "tower's own preprocess."
+        )
+    return packed
+
+
+def refuse_raw_naflex_pixels(features: Tensor) -> None:
+    """A 3-D tensor reaches a NaFlex tower as cached regions (N, 1 + P, d). The processor's own ``pixel_values``
+    (N, P, 16*16*3) look the same to a shape check (768 = SigLIP 2 B's width) but lie in [-1, 1] everywhere, which
+    cached tower outputs never do (layer-normed tokens, an unnormalised pooled row): refused rather than misread."""
+    if features.numel() and float(features.detach().abs().amax()) <= 1.0:
+        raise InputError(
+            f"This (N, k, D) = {tuple(features.shape)} tensor lies in [-1, 1]: it looks like Siglip2ImageProcessor's "
+            "raw pixel_values, not cached tower outputs. Pass the images (PIL or paths), or pack the processor's "
+            "output with mmzoo_plugins.clip.processing.pack_naflex(pixel_values, spatial_shapes)."
+        )
+
+
+def preprocess_naflex(processor: Any, images: Any, max_num_patches: int) -> Tensor:
+    """PIL images / paths (one or a sequence) -> packed NaFlex patches (:func:`pack_naflex`) with the checkpoint's
+    ``Siglip2ImageProcessor``: each image resized, aspect ratio kept, to at most ``max_num_patches`` patches; a
+    tensor is taken as already packed."""
+    if isinstance(images, Tensor):
+        return check_naflex(images, int(processor.patch_size))
+    single = isinstance(images, str | Path) or hasattr(images, "getbands")
+    items: Sequence[Any] = [images] if single else images
+    if not isinstance(items, Sequence) or len(items) == 0:
+        raise InputError("Expected PIL images, file paths or packed NaFlex patches; got an empty or unknown input.")
+    rgb = [to_rgb(item) for item in items]
+    batch = processor(images=rgb, max_num_patches=max_num_patches, return_tensors="pt")
+    return pack_naflex(batch["pixel_values"].float(), batch["spatial_shapes"])
 
 
 # -- captions -------------------------------------------------------------------------------------------------
@@ -194,6 +280,8 @@ def make_tokenizer(family: str, folder: Path, corpus: Sequence[str] | None = Non
     sentencepiece model is trained on ``corpus``, default :data:`CORPUS`)."""
     from transformers import AutoTokenizer, CLIPTokenizer, SiglipTokenizer
 
+    if family == "siglip2":
+        return make_gemma_tokenizer(folder)
     if family == "clip":
         write_clip_vocabulary(folder)
         CLIPTokenizer.from_pretrained(str(folder), trust_remote_code=False).save_pretrained(str(folder))
@@ -206,15 +294,41 @@ def make_tokenizer(family: str, folder: Path, corpus: Sequence[str] | None = Non
     return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
 
 
+def make_gemma_tokenizer(folder: Path) -> Any:
+    """SigLIP 2's tokenizer layout for a random tower: a Gemma-style ``tokenizer.json`` (byte-fallback BPE over single
+    characters, no merges) saved as the official conversion saves Gemma's (no ``<bos>``, ``<eos>`` appended, padded
+    on the right, no attention mask), read back with ``AutoTokenizer`` (transformers' ``Siglip2Tokenizer``)."""
+    from transformers import AutoTokenizer, GemmaTokenizer
+
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+    pieces = specials + [f"<0x{b:02X}>" for b in range(256)] + ["\u2581", *"abcdefghijklmnopqrstuvwxyz0123456789"]
+    GemmaTokenizer(
+        vocab={piece: i for i, piece in enumerate(pieces)},
+        merges=[],
+        add_bos_token=False,
+        add_eos_token=True,
+        padding_side="right",
+        model_input_names=["input_ids"],
+        model_max_length=SIGLIP_MAX_LENGTH,
+    ).save_pretrained(str(folder))
+    return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+
+
 __all__ = [
     "CORPUS",
     "PAD_TO_MAX",
+    "check_naflex",
     "check_pixels",
+    "make_gemma_tokenizer",
     "make_tokenizer",
     "max_length",
+    "pack_naflex",
     "preprocess_images",
+    "preprocess_naflex",
+    "refuse_raw_naflex_pixels",
     "to_rgb",
     "tokenize",
+    "unpack_naflex",
     "write_clip_vocabulary",
     "write_sentencepiece",
 ]

@@ -1,4 +1,5 @@
-"""The towers: transformers' ``CLIPModel`` / ``SiglipModel`` vision and text sides as mmzoo encoders.
+"""The towers: transformers' ``CLIPModel`` / ``SiglipModel`` / ``Siglip2Model`` vision and text sides as mmzoo
+encoders.
 
 mmzoo wraps transformers' networks, it does not rewrite them. A tower is built in one of four ways:
 
@@ -19,6 +20,11 @@ transformers 5's ``get_image_features`` / ``get_text_features`` return an output
 is that projected embedding, **unnormalised**; mmzoo normalises it, so the score is its cosine. The
 checkpoint's ``logit_scale`` (and SigLIP's ``logit_bias``) are kept as buffers of the text tower for calibrated
 probabilities (:mod:`mmzoo_plugins.clip.calibration`).
+
+SigLIP 2 NaFlex (``Siglip2Model``, model_type ``siglip2``) keeps each image's aspect ratio: its image processor
+resizes it to at most ``max_num_patches`` patches and pads the sequence; the pixels it takes are those patch
+sequences, packed with their patch grids into one tensor (:func:`mmzoo_plugins.clip.processing.pack_naflex`), and
+only the real patches are fragments (the mask). Its text side is SigLIP's (lower-cased, padded to 64, no mask).
 """
 
 from __future__ import annotations
@@ -62,11 +68,16 @@ class Family:
 FAMILIES = {
     "clip": Family("CLIPModel", ("vision_model", "visual_projection"), ("text_model", "text_projection"), True),
     "siglip": Family("SiglipModel", ("vision_model",), ("text_model",), False),
+    "siglip2": Family("Siglip2Model", ("vision_model",), ("text_model",), False),
 }
 #: the model types transformers writes in config.json that mmzoo reads as each family.
-MODEL_TYPES = {"clip": "clip", "siglip": "siglip"}
+MODEL_TYPES = {"clip": "clip", "siglip": "siglip", "siglip2": "siglip2"}
 #: the text tower's scale (and bias) of the score, kept for calibrated probabilities.
-CALIBRATION = {"clip": ("logit_scale",), "siglip": ("logit_scale", "logit_bias")}
+CALIBRATION = {
+    "clip": ("logit_scale",),
+    "siglip": ("logit_scale", "logit_bias"),
+    "siglip2": ("logit_scale", "logit_bias"),
+}
 
 
 class TowerConfig(ComponentConfig):
@@ -77,8 +88,8 @@ class TowerConfig(ComponentConfig):
     )
     architecture: dict[str, Any] | None = Field(
         None,
-        description="A transformers config (with its model_type: clip or siglip) for a randomly initialised tower, "
-        "when there is no source.",
+        description="A transformers config (with its model_type: clip, siglip or siglip2) for a randomly initialised "
+        "tower, when there is no source.",
     )
     frozen: bool = Field(True, description="Keep the tower fixed (eval mode, no gradients).")
     head: bool = Field(
@@ -108,6 +119,14 @@ class VisionTowerConfig(TowerConfig):
         description="Size of the cached tower outputs (`mmzoo extract-features` with this encoder: row 0 the pooled "
         "embedding, then the patch tokens) that the trainer sets from the data; must be the tower's embedding size.",
     )
+    max_num_patches: int | None = Field(
+        None,
+        gt=0,
+        le=65536,
+        description="SigLIP 2 NaFlex only: the most patches (of the checkpoint's size, 16x16 for Google's) an image is "
+        "resized to, aspect ratio kept (more: finer detail, quadratic cost). None: the image processor's own setting "
+        "(preprocessor_config.json; 256 for Google's checkpoints, the length their published numbers use).",
+    )
 
 
 class TextTowerConfig(TowerConfig):
@@ -121,7 +140,8 @@ class TextTowerConfig(TowerConfig):
 
 
 def tiny_architecture(model_type: str) -> dict[str, Any]:
-    """A transformers config small enough for a CPU test (embed 32, two layers, 32-pixel images)."""
+    """A transformers config small enough for a CPU test (embed 32, two layers, 32-pixel images; NaFlex: at most 16
+    patches of 8 pixels)."""
     vision = {
         "hidden_size": 32,
         "intermediate_size": 64,
@@ -136,12 +156,14 @@ def tiny_architecture(model_type: str) -> dict[str, Any]:
         "num_hidden_layers": 2,
         "num_attention_heads": 4,
         "vocab_size": 520,
-        "max_position_embeddings": 64 if model_type == "siglip" else 77,
+        "max_position_embeddings": 77 if model_type == "clip" else 64,
     }
     if model_type == "clip":
         text.update({"bos_token_id": 512, "eos_token_id": 513, "pad_token_id": 513})
         return {"model_type": "clip", "projection_dim": 32, "vision_config": vision, "text_config": text}
-    return {"model_type": "siglip", "vision_config": vision, "text_config": text}
+    if model_type == "siglip2":
+        vision = {k: v for k, v in vision.items() if k != "image_size"} | {"num_patches": 16}
+    return {"model_type": model_type, "vision_config": vision, "text_config": text}
 
 
 def save_random_tower(folder: Path, architecture: dict[str, Any], corpus: Any = None, seed: int = 0) -> Path:
@@ -159,8 +181,11 @@ def save_random_tower(folder: Path, architecture: dict[str, Any], corpus: Any = 
 
 def default_processor(hf_config: Any) -> Any:
     """The image processor of a tower with no files: the family's defaults at the tower's resolution."""
-    from transformers import CLIPImageProcessor, SiglipImageProcessor
+    from transformers import CLIPImageProcessor, Siglip2ImageProcessor, SiglipImageProcessor
 
+    if hf_config.model_type == "siglip2":
+        vc = hf_config.vision_config
+        return Siglip2ImageProcessor(patch_size=int(vc.patch_size), max_num_patches=int(vc.num_patches))
     size = int(hf_config.vision_config.image_size)
     if hf_config.model_type == "clip":
         return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
@@ -213,7 +238,7 @@ def read_config(folder: Path) -> Any:
     if model_type not in MODEL_TYPES:
         raise CheckpointError(
             f"{path} has model_type {model_type!r}; the clip family reads {', '.join(MODEL_TYPES)} "
-            "(Siglip2Model's NaFlex checkpoints are not supported yet; SigLIP 2's fixed-resolution ones are 'siglip')."
+            "(SigLIP 2's fixed-resolution checkpoints are 'siglip', its NaFlex ones 'siglip2')."
         )
     return AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
 
@@ -311,6 +336,18 @@ class TowerVisual(VisualEncoder, _Tower):
                 "were extracted with another tower."
             )
         self.head = nn.Linear(context.embed_dim, context.embed_dim) if config.head else None
+        self.max_num_patches = self._max_num_patches(config)
+
+    def _max_num_patches(self, config: VisionTowerConfig) -> int | None:
+        """NaFlex's patch budget: the config's, else the image processor's own."""
+        if self.family != "siglip2":
+            if config.max_num_patches is not None:
+                raise ConfigError(
+                    f"visual.max_num_patches is a SigLIP 2 NaFlex setting; this {self.family} tower takes "
+                    "fixed-size images: leave it unset."
+                )
+            return None
+        return int(config.max_num_patches or self.image_processor.max_num_patches)
 
     def _processor(self, folder: Path | None) -> Any:
         from transformers import AutoImageProcessor
@@ -343,17 +380,26 @@ class TowerVisual(VisualEncoder, _Tower):
         self.image_processor.save_pretrained(str(directory))
 
     def preprocess(self, images: Any, train: bool = False) -> Tensor:
+        if self.family == "siglip2":
+            return processing.preprocess_naflex(self.image_processor, images, self.max_num_patches)
         return processing.preprocess_images(self.image_processor, images)
 
     def transform(self, train: bool = False) -> Any:
-        processor = self.image_processor
+        processor, budget = self.image_processor, self.max_num_patches
+        if self.family == "siglip2":
+            return lambda image: processing.preprocess_naflex(processor, [image], budget)[0]
         return lambda image: processing.preprocess_images(processor, [image])[0]
 
     def tower(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
-        """(N, 3, H, W) -> the tower's patch tokens (N, P, d) and pooled embedding (N, d), unnormalised."""
+        """(N, 3, H, W), or NaFlex's packed patches -> the tower's patch tokens (N, P, d) and pooled embedding
+        (N, d), unnormalised (NaFlex: the padded patches' tokens too; :meth:`patch_mask` says which are real)."""
         dtype = next(self.vision_model.parameters()).dtype
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.frozen):
-            out = self.vision_model(pixel_values=pixels.to(dtype))
+            if self.family == "siglip2":
+                values, mask, shapes = processing.unpack_naflex(pixels)
+                out = self.vision_model(pixel_values=values.to(dtype), pixel_attention_mask=mask, spatial_shapes=shapes)
+            else:
+                out = self.vision_model(pixel_values=pixels.to(dtype))
             if self.family == "clip":
                 tokens = self.visual_projection(self.vision_model.post_layernorm(out.last_hidden_state[:, 1:]))
                 return tokens, self.visual_projection(out.pooler_output)
@@ -361,10 +407,17 @@ class TowerVisual(VisualEncoder, _Tower):
                 raise CheckpointError("This SigLIP vision tower has no pooling head (vision_use_head=False).")
             return out.last_hidden_state, out.pooler_output
 
+    def patch_mask(self, pixels: Tensor) -> Tensor | None:
+        """NaFlex: (N, P) bool, True for an image's real patches (the rest is padding); None for square pixels."""
+        return processing.unpack_naflex(pixels)[1] if self.family == "siglip2" else None
+
     def regions(self, pixels: Tensor) -> Tensor:
         """What `mmzoo extract-features` caches per image: (N, 1 + P, d), row 0 the pooled embedding, then the
-        patch tokens; :meth:`forward` takes these rows back as they are."""
+        patch tokens (NaFlex: padded patches all zeros); :meth:`forward` takes these rows back as they are."""
         tokens, pooled = self.tower(pixels)
+        real = self.patch_mask(pixels)
+        if real is not None:
+            tokens = tokens.masked_fill(~real[..., None], 0.0)
         return torch.cat([pooled[:, None], tokens], dim=1)
 
     def forward(self, features: Tensor, mask: Tensor | None = None) -> Fragments:
@@ -372,9 +425,12 @@ class TowerVisual(VisualEncoder, _Tower):
         if features.dim() == 3:
             pooled, tokens = features[:, 0], features[:, 1:]
             valid = mask[:, 1:] if mask is not None else None
+            if self.family == "siglip2":  # NaFlex's padded patches were cached as zero rows
+                processing.refuse_raw_naflex_pixels(features)
+                valid = (tokens != 0).any(dim=-1) & (valid if valid is not None else True)
         else:
             tokens, pooled = self.tower(features)
-            valid = None
+            valid = self.patch_mask(features)
         if valid is None:
             valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         if self.head is not None:

@@ -1,4 +1,5 @@
-"""Zoo entries for the official CLIP, SigLIP and SigLIP 2 weights, loaded natively from their Hub repositories.
+"""Zoo entries for the official CLIP, SigLIP and SigLIP 2 (fixed-resolution and NaFlex) weights, loaded natively
+from their Hub repositories.
 
 The repositories hold what transformers' ``save_pretrained`` writes (``config.json``, ``model.safetensors``,
 ``preprocessor_config.json``, tokenizer files); ``Weights(format="transformers")`` makes mmzoo download those files
@@ -70,6 +71,13 @@ CLIP_BENCHMARK = (
     "CLIP_benchmark (LAION) measurement of the same weights, zero-shot, from open_clip's "
     "docs/openclip_retrieval_results.csv (row {row}); " + NOT_MEASURED
 )
+#: the authors' table of the SigLIP 2 checkpoints (google-research/big_vision,
+#: big_vision/configs/proj/image_text/README_siglip2.md): columns "COCO T->I" and "COCO I->T", read here as zero-shot
+#: R@1 on COCO 5K (SigLIP's retrieval protocol; the README names neither the recall level nor the split)
+BIG_VISION_SIGLIP2 = (
+    "the authors' table in big_vision's README_siglip2.md (row {row}; its 'COCO' columns, taken as zero-shot R@1 on "
+    "COCO 5K: the README names neither); " + NOT_MEASURED
+)
 
 
 def r1(i2t: float, t2i: float) -> dict[str, float]:
@@ -126,8 +134,26 @@ WEIGHTS: dict[str, tuple[str, str, int, int, dict[str, dict[str, float]], str]] 
         {F30K: r1(94.3, 83.0), COCO5K: r1(72.4, 54.2)},
         CLIP_BENCHMARK.format(row="ViT-SO400M-14-SigLIP-384, webli"),
     ),
-    "siglip2-base-patch16-224": ("siglip2", "google/siglip2-base-patch16-224", 768, 224, {}, ""),
+    "siglip2-base-patch16-224": (
+        "siglip2",
+        "google/siglip2-base-patch16-224",
+        768,
+        224,
+        {COCO5K: r1(68.9, 52.1)},
+        BIG_VISION_SIGLIP2.format(row="SigLIP 2 B/16 224"),
+    ),
+    # NaFlex: no fixed resolution (0); images keep their aspect ratio, at most max_num_patches 16x16 patches
+    "siglip2-base-patch16-naflex": (
+        "siglip2",
+        "google/siglip2-base-patch16-naflex",
+        768,
+        0,
+        {COCO5K: r1(67.3, 51.1)},
+        BIG_VISION_SIGLIP2.format(row="SigLIP 2 (NaFlex) B/16 var., at sequence length 256"),
+    ),
 }
+#: the NaFlex processor's patch budget in Google's preprocessor_config.json, and the length the numbers above use
+NAFLEX_MAX_NUM_PATCHES = 256
 
 NOTES = {
     "clip": "Zero-shot. Text: CLIP's BPE, at most 77 tokens (longer captions are truncated with a warning). Score: "
@@ -137,14 +163,28 @@ NOTES = {
     "trained it (not doing so costs ~4 R@1: big_vision#166). Score: cosine; calibrated sigmoid probabilities with the "
     "checkpoint's logit scale and bias: mmzoo_plugins.clip.calibration.probabilities.",
     "siglip2": "Zero-shot. SigLIP 2's fixed-resolution weights have SigLIP's architecture (config model_type "
-    "'siglip') with the Gemma tokenizer; text lower-cased and padded to 64 tokens as in training. The NaFlex "
-    "variants (Siglip2Model) are not supported yet.",
+    "'siglip') with the Gemma tokenizer; text lower-cased and padded to 64 tokens as in training.",
+    "siglip2-naflex": "Zero-shot. SigLIP 2 NaFlex (transformers' Siglip2Model, config model_type 'siglip2'): each image "
+    "keeps its aspect ratio, resized by the checkpoint's Siglip2ImageProcessor to at most visual.max_num_patches "
+    "16x16 patches (default 256, the length of the published numbers; more gives finer detail at quadratic cost) and "
+    "padded; only the real patches are fragments. Text as SigLIP 2's: Gemma tokenizer without <bos>, <eos> appended, "
+    "lower-cased, padded to 64, run without an attention mask (big_vision). Calibrated sigmoid probabilities with the "
+    "checkpoint's logit scale and bias: mmzoo_plugins.clip.calibration.probabilities.",
 }
 
 
 def entry(alias: str) -> PretrainedEntry:
     family, repo, dim, size, results, source = WEIGHTS[alias]
     options: dict[str, Any] = {"embed_dim": dim, "visual.source": alias, "text.source": alias}
+    inputs = f"RGB images (PIL or paths) at {size}x{size}, preprocessed by the checkpoint's own image processor"
+    note = NOTES[family]
+    if size == 0:  # NaFlex
+        options["visual.max_num_patches"] = NAFLEX_MAX_NUM_PATCHES
+        inputs = (
+            "RGB images (PIL or paths) of any size and aspect ratio, resized by the checkpoint's own "
+            f"Siglip2ImageProcessor to at most {NAFLEX_MAX_NUM_PATCHES} patches (visual.max_num_patches)"
+        )
+        note = NOTES["siglip2-naflex"]
     return PretrainedEntry(
         alias=alias,
         recipe="siglip" if family.startswith("siglip") else "clip",
@@ -155,10 +195,10 @@ def entry(alias: str) -> PretrainedEntry:
         paper=PAPERS[family],
         citation=CITATIONS[family],
         code=CODE[family],
-        inputs=f"RGB images (PIL or paths) at {size}x{size}, preprocessed by the checkpoint's own image processor",
+        inputs=inputs,
         published_results=results,
         results_source=source or NOT_MEASURED + "; no published number for these exact weights is recorded here",
-        notes=NOTES[family] + f" Weights: https://huggingface.co/{repo} (no revision pinned).",
+        notes=note + f" Weights: https://huggingface.co/{repo} (no revision pinned).",
     )
 
 
@@ -176,6 +216,7 @@ __all__ = [
     "ENTRIES",
     "LICENSE",
     "LICENSES",
+    "NAFLEX_MAX_NUM_PATCHES",
     "PAPER",
     "PAPERS",
     "WEIGHTS",

@@ -3,7 +3,8 @@
 ``config.json`` and ``model.safetensors`` come from ``CLIPModel`` / ``SiglipModel.save_pretrained`` (tiny random
 configs); the tokenizer files are written by hand as the official repositories hold them (CLIP: a byte-level BPE
 ``vocab.json`` + ``merges.txt``; SigLIP: a sentencepiece ``spiece.model`` trained here on a few sentences;
-SigLIP 2: a Gemma-style ``tokenizer.json``), then the processor (image processor + tokenizer) is saved beside them.
+SigLIP 2 and its NaFlex variant: a Gemma-style ``tokenizer.json``), then the processor (image processor + tokenizer) is
+saved beside them.
 """
 
 from __future__ import annotations
@@ -94,4 +95,36 @@ def write_siglip2(folder: Path) -> Path:
     GemmaTokenizer(vocab=vocab, merges=[]).save_pretrained(str(folder))
     size = config.vision_config.image_size
     SiglipImageProcessor(size={"height": size, "width": size}).save_pretrained(str(folder))
+    return folder
+
+
+def write_siglip2_naflex(folder: Path, patch_size: int = 16, max_num_patches: int = 256) -> Path:
+    """SigLIP 2 NaFlex's layout as transformers' conversion script writes it (``convert_siglip2_to_hf.py``):
+    ``Siglip2Model`` (model_type 'siglip2'), a ``Siglip2ImageProcessor`` with the checkpoint's patch size and patch
+    budget (Google's: 16 and 256), and Gemma's tokenizer saved without ``<bos>``, with ``<eos>`` appended, padded on
+    the right and returning no attention mask (here a byte-fallback BPE over single characters, no merges)."""
+    from transformers import GemmaTokenizer, Siglip2Config, Siglip2ImageProcessor, Siglip2Model
+
+    torch.manual_seed(2)
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+    pieces = specials + [f"<0x{b:02X}>" for b in range(256)] + ["▁", *"abcdefghijklmnopqrstuvwxyz"]
+    vocab = {piece: i for i, piece in enumerate(pieces)}
+    data = tiny_architecture("siglip2")
+    data["text_config"]["vocab_size"] = len(vocab)
+    data["vision_config"].update(patch_size=patch_size, num_patches=max_num_patches)
+    config = Siglip2Config(text_config=data["text_config"], vision_config=data["vision_config"])
+    model = Siglip2Model(config).eval()
+    with torch.no_grad():
+        model.logit_scale.fill_(2.3)
+        model.logit_bias.fill_(-1.5)
+    model.save_pretrained(str(folder))
+    GemmaTokenizer(
+        vocab=vocab,
+        merges=[],
+        add_bos_token=False,
+        add_eos_token=True,
+        padding_side="right",
+        model_input_names=["input_ids"],
+    ).save_pretrained(str(folder))
+    Siglip2ImageProcessor(patch_size=patch_size, max_num_patches=max_num_patches).save_pretrained(str(folder))
     return folder

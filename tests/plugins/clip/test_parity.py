@@ -14,17 +14,32 @@ import mmzoo
 from mmzoo import registry
 from mmzoo_plugins.clip.calibration import logits, probabilities
 from tests.hub_server import fake_hub, go_offline  # noqa: F401  (fake_hub is a fixture)
-from tests.plugins.clip.checkpoints import CAPTIONS, hub_files, images, write_clip, write_siglip, write_siglip2
+from tests.plugins.clip.checkpoints import (
+    CAPTIONS,
+    hub_files,
+    images,
+    write_clip,
+    write_siglip,
+    write_siglip2,
+    write_siglip2_naflex,
+)
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 
 
 def transformers_scores(folder, family):
     """Cosine and logits of transformers' own model and processor on the same images and captions."""
-    from transformers import AutoProcessor, CLIPModel, SiglipModel
+    from transformers import AutoProcessor, CLIPModel, Siglip2Model, SiglipModel
 
     processor = AutoProcessor.from_pretrained(str(folder))
-    if family == "clip":
+    if family == "siglip2":
+        model = Siglip2Model.from_pretrained(str(folder)).eval()
+        # the NaFlex model card's call, on images of three aspect ratios: Siglip2Processor lower-cases the raw captions,
+        # pads them to 64 and (the official tokenizer config) returns no attention mask, as big_vision ran the text
+        inputs = processor(text=CAPTIONS, images=images(), padding="max_length", max_length=64, return_tensors="pt")
+        assert "attention_mask" not in inputs
+        assert len(set(map(tuple, inputs["spatial_shapes"].tolist()))) == 3
+    elif family == "clip":
         model = CLIPModel.from_pretrained(str(folder)).eval()
         inputs = processor(text=CAPTIONS, images=images(), padding=True, return_tensors="pt")
     else:
@@ -61,6 +76,7 @@ def no_network(*args, **kwargs):
         ("clip-vit-base-patch32", "clip", write_clip),
         ("siglip-base-patch16-224", "siglip", write_siglip),
         ("siglip2-base-patch16-224", "siglip", write_siglip2),
+        ("siglip2-base-patch16-naflex", "siglip2", write_siglip2_naflex),
     ],
 )
 def test_from_pretrained_gives_transformers_scores_then_works_offline(
@@ -87,7 +103,7 @@ def test_from_pretrained_gives_transformers_scores_then_works_offline(
         torch.testing.assert_close(ours, cosine, **TOL)
         torch.testing.assert_close(logits(model, ims, txt), their_logits, **TOL)
         probs = probabilities(model, ims, txt)
-    expected = torch.sigmoid(their_logits) if family == "siglip" else their_logits.softmax(-1)
+    expected = their_logits.softmax(-1) if family == "clip" else torch.sigmoid(their_logits)
     torch.testing.assert_close(probs, expected, **TOL)
     assert model.extra_config["loaded_from"]["repo"] == entry.weights.repo
     assert not [r for r in fake_hub.requests if any(name in str(r) for name in others)]

@@ -41,7 +41,7 @@ def test_a_saved_model_reloads_with_its_processor_and_tokenizer_and_the_same_sco
     torch.testing.assert_close(again.text.logit_scale, model.text.logit_scale)
 
 
-@pytest.mark.parametrize("model_type", ["clip", "siglip"])
+@pytest.mark.parametrize("model_type", ["clip", "siglip", "siglip2"])
 def test_random_towers_build_from_a_config_with_a_tokenizer_made_from_nothing(tmp_path, model_type):
     from mmzoo_plugins.clip.towers import tiny_architecture
 
