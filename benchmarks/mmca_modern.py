@@ -201,7 +201,11 @@ def main() -> None:
                 done.write_text(json.dumps(results[name][-1]) + "\n")
             print(name, f"seed {seed}:", results[name][-1])
     summary = {
-        name: {k: round(statistics.mean(r[k] for r in runs), 2) for k in (*KEYS, "train_seconds") if k in runs[0]}
+        name: {
+            k: round(statistics.mean(r[k] for r in runs), 2)
+            for k in (*KEYS, *(f"bind_t2i_{t}" for t in TYPES), "train_seconds")
+            if all(k in r for r in runs)
+        }
         for name, runs in results.items()
     }
     report = {
