@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 import mmzoo
 from mmzoo import registry
 from mmzoo.cli import main
+from mmzoo.errors import ConfigError
 from tests.hub_server import fake_hub, go_offline  # noqa: F401  (fake_hub is a fixture)
 from tests.plugins.clip.checkpoints import CAPTIONS, hub_files, images, write_clip, write_siglip
 
@@ -159,3 +160,72 @@ def test_cached_tower_outputs_give_what_the_towers_give(tmp_path):
     torch.testing.assert_close(first.features, reference.features)
     torch.testing.assert_close(again.pooled, reference.pooled.flip(0))
     assert first.features.shape[1] < 64, "SigLIP's padding to 64 is not handed to the fusion block"
+
+
+def head_model(**overrides):
+    from mmzoo_plugins.clip.towers import tiny_architecture
+
+    arch = tiny_architecture("siglip")
+    settings = {"architecture": arch, "head": True, "head_centre": True, "head_hidden": 16, "pool": "mean"}
+    return mmzoo.create_model(
+        {
+            "visual": {"name": "clip-vision", **settings, **overrides},
+            "text": {"name": "clip-text", **settings},
+            "loss": {"name": "triplet"},
+            "embed_dim": 32,
+        }
+    )
+
+
+def test_projection_head_centres_by_the_running_mean_of_real_tokens_and_can_be_an_mlp(tmp_path):
+    """The dual baseline's head (benchmarks/mmca_modern.py): an MLP over the tower's outputs less their running
+    mean, kept from the training batches (real tokens only) and saved with the model."""
+    torch.manual_seed(0)
+    model = head_model()
+    head = model.visual.head
+    assert [m.out_features for m in head.proj if isinstance(m, torch.nn.Linear)] == [16, 32]
+    offset = torch.full((32,), 5.0)  # a shared direction, as a random tower gives every token
+    rows = torch.randn(4, 1 + 3, 32) + offset
+    mask = torch.ones(4, 4, dtype=torch.bool)
+    mask[0, 3] = False  # a padded row: not part of the mean
+    rows[0, 3] = 1e6
+    model.train()
+    model.encode_images(rows, mask)
+    real = rows[:, 1:][mask[:, 1:]]
+    torch.testing.assert_close(head.token_mean, real.mean(0))  # the first batch sets the mean
+    torch.testing.assert_close(head.pooled_mean, rows[:, 0].mean(0))
+    model.encode_images(rows + 1.0, mask)  # later batches: averaged in (cumulative, then momentum 0.1)
+    torch.testing.assert_close(head.token_mean, real.mean(0) + 0.5)
+    model.eval()
+    with torch.no_grad():
+        out = model.encode_images(rows, mask)
+        expected = head.proj(rows[:, 1:] - head.token_mean)
+        torch.testing.assert_close(out.features[1:], expected[1:])
+        scores = model.similarity(out, model.encode_texts(CAPTIONS))
+    assert head.batches == 2 and not head.token_mean.requires_grad
+    again = mmzoo.from_pretrained(f"local-dir:{model.save_pretrained(tmp_path / 'saved')}").eval()
+    torch.testing.assert_close(again.visual.head.token_mean, head.token_mean)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            again.similarity(again.encode_images(rows, mask), again.encode_texts(CAPTIONS)), scores
+        )
+
+
+def test_a_linear_head_saved_before_the_mlp_option_still_loads():
+    model = head_model(head_centre=False, head_hidden=0)
+    state = model.state_dict()
+    assert {k for k in state if k.startswith("visual.head.")} == {"visual.head.proj.weight", "visual.head.proj.bias"}
+    old = {k.replace("visual.head.proj.", "visual.head."): v for k, v in state.items()}  # the names saved before
+    old["visual.head.weight"] = torch.full_like(old["visual.head.weight"], 0.5)
+    model.load_state_dict(old, strict=True)
+    assert bool((model.visual.head.proj.weight == 0.5).all())
+
+
+def test_head_options_without_a_head_are_a_config_error(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="set head=true"):
+        head_model(head=False)
+    assert main(["make-data", "shapes", "--out", str(tmp_path / "d"), "--images", "12"]) == 0
+    sets = ["visual.head_hidden=8", 'visual.architecture={"model_type": "siglip"}', "embed_dim=64"]
+    code = main(["train", "--model", "siglip", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "run"),
+                 *(x for s in sets for x in ("--set", s))])  # fmt: skip
+    assert code == 2 and "set head=true" in capsys.readouterr().err
