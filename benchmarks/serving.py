@@ -2,7 +2,7 @@
 HTTP overhead and loopback load, build throughput against encoding alone.
 
     nice python benchmarks/serving.py ann --n 1000000 --out /tmp/bench-1m      # recall@10, ms/query, memory
-    python benchmarks/serving.py http  --work /tmp/bench-http                   # overhead, p50/p99, qps
+    python benchmarks/serving.py http  --work /tmp/bench-http                   # overhead, floor, p50/p99, qps
     python benchmarks/serving.py build --work /tmp/bench-build --images 512     # build vs encode alone
 
 Each prints one JSON object (and the machine's load, from ``uptime``).
@@ -169,15 +169,90 @@ print(json.dumps({{"rss_before_mb": before, "rss_opened_mb": opened, "rss_after_
     return data
 
 
+def echo_app(answer: bytes) -> object:
+    """The floor of an HTTP search: a bare Starlette route on the same uvicorn that reads the request and answers
+    with the bytes of a real search answer, searching nothing."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def search(request: object) -> Response:
+        await request.body()
+        return Response(answer, media_type="application/json")
+
+    return Starlette(routes=[Route("/search", search, methods=["POST"]), Route("/healthz", lambda r: Response(b"{}"))])
+
+
+def echo_main(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    uvicorn.run(echo_app(Path(args.answer).read_bytes()), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+def start_server(args: argparse.Namespace, command: list[str], app: object, port: int):
+    """Serve on 127.0.0.1:port in its own process (``command``) or in a thread of this one (``app``); returns
+    a stop function once it answers."""
+    from mmzoo.serving import Client
+
+    if args.server == "process":  # the server in its own process (as `mmzoo serve` runs), the load from this one
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stop = process.terminate
+    else:  # uvicorn in a thread of this process: no second process to schedule on a loaded machine
+        import uvicorn
+
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        process = None
+
+        def stop() -> None:
+            server.should_exit = True
+            thread.join(timeout=10)
+
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            Client(f"http://127.0.0.1:{port}", timeout=2).health()
+            return stop
+        except Exception:
+            if time.monotonic() > deadline or (process is not None and process.poll() is not None):
+                raise RuntimeError(f"the server {command} did not start") from None
+            time.sleep(0.2)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def new_connection_search(port: int, query: str) -> dict:
+    """``POST /search`` on a connection of its own (what ``urllib.request.urlopen`` does, and the client did)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        body = json.dumps({"k": 10, "rerank": False, "text": query}).encode()
+        conn.request("POST", "/search", body=body, headers={"Content-Type": "application/json"})
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
 def http_bench(args: argparse.Namespace) -> dict:
-    """A tiny real index served by uvicorn on loopback: in-process vs HTTP latency, then load at 1/8/32."""
+    """A tiny real index served by uvicorn on loopback: in-process vs HTTP latency against a bare echo server's
+    floor (all in one run, in turns), then load at concurrency 1/8/32."""
     import torch
 
     import mmzoo
     from mmzoo.data import make_shapes, read_captions
     from mmzoo.serving import Client, LiveIndex, Searcher, build_index, detect_source
+    from mmzoo.serving.app import create_app
 
     torch.set_num_threads(1)
+    before = uptime()
     work = Path(args.work)
     if not (work / "idx" / "manifest.json").is_file():
         make_shapes(work / "shapes", images=100, test_images=500, regions=8, region_dim=24)
@@ -185,72 +260,64 @@ def http_bench(args: argparse.Namespace) -> dict:
         model = mmzoo.create_model("vsepp", **{"embed_dim": 32, "visual.in_dim": 24})
         model.text.fit(read_captions(work / "shapes" / "train_caps.txt"))
         model.save_pretrained(work / "vse")
-        model = mmzoo.from_pretrained(str(work / "vse")) if False else model
         build_index(
             model.eval(), str(work / "vse"), detect_source(work / "shapes", "test"), work / "idx", progress=False
         )
-    from mmzoo.model import load_pretrained
+    from mmzoo.model import load_folder
 
-    model = load_pretrained(work / "vse").eval()
+    model = load_folder(work / "vse").eval()
     searcher = Searcher(LiveIndex(work / "idx"), model, str(work / "vse"))
     queries = read_captions(work / "shapes" / "test_caps.txt")[:200]
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    if args.server == "process":  # the server in its own process (as `mmzoo serve` runs), the load from this one
-        server = subprocess.Popen(
+    answer = json.dumps(searcher.search(text=queries[0], k=10), ensure_ascii=False, separators=(",", ":")).encode()
+    (work / "answer.json").write_bytes(answer)
+    port, echo_port = free_port(), free_port()
+    stops = [
+        start_server(
+            args,
             [sys.executable, "-m", "mmzoo", "serve", str(work / "idx"), "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        stop = server.terminate
-    else:  # uvicorn in a thread of this process: no second process to schedule on a loaded machine
-        import uvicorn
-
-        from mmzoo.serving.app import create_app
-
-        app_server = uvicorn.Server(
-            uvicorn.Config(create_app(searcher), host="127.0.0.1", port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=app_server.run, daemon=True)
-        thread.start()
-        server = None
-
-        def stop() -> None:
-            app_server.should_exit = True
-            thread.join(timeout=10)
-
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            Client(f"http://127.0.0.1:{port}", timeout=2).health()
-            break
-        except Exception:
-            if time.monotonic() > deadline or (server is not None and server.poll() is not None):
-                raise RuntimeError("the server did not start") from None
-            time.sleep(0.2)
-    client = Client(f"http://127.0.0.1:{port}")
-    for q in queries[:50]:  # warm both paths up (first requests import and cache)
-        client.search(q, k=10)
-        searcher.search(text=q, k=10)
-    inproc, http = [], []
-    for block in range(0, len(queries), 50):  # blocks of each in turn: the machine's load weighs on both alike
-        for q in queries[block : block + 50]:
-            t = time.perf_counter()
-            searcher.search(text=q, k=10)
-            inproc.append(time.perf_counter() - t)
-        for q in queries[block : block + 50]:
-            t = time.perf_counter()
-            client.search(q, k=10)
-            http.append(time.perf_counter() - t)
+            create_app(searcher),
+            port,
+        ),
+        start_server(
+            args,
+            [sys.executable, __file__, "echo", "--port", str(echo_port), "--answer", str(work / "answer.json")],
+            echo_app(answer),
+            echo_port,
+        ),
+    ]
+    client, echo = Client(f"http://127.0.0.1:{port}"), Client(f"http://127.0.0.1:{echo_port}")
+    paths = {
+        "inprocess": lambda q: searcher.search(text=q, k=10),
+        "echo": lambda q: echo.search(q, k=10),
+        "http": lambda q: client.search(q, k=10),
+        "http_new_connection": lambda q: new_connection_search(port, q),
+    }
+    for q in queries[:50]:  # warm every path up (first requests import and cache)
+        for run in paths.values():
+            run(q)
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    server_total: list[float] = []
+    for block in range(0, len(queries), 25):  # blocks of each in turn: the machine's load weighs on all alike
+        for name, run in paths.items():
+            for q in queries[block : block + 25]:
+                t = time.perf_counter()
+                out = run(q)
+                times[name].append(time.perf_counter() - t)
+                if name == "http":
+                    server_total.append(out["timings"]["total"] / 1000)
+    median = {name: 1000 * statistics.median(v) for name, v in times.items()}
     result = {
-        "inprocess_median_ms": 1000 * statistics.median(inproc),
-        "http_median_ms": 1000 * statistics.median(http),
-        "overhead_median_ms": 1000 * (statistics.median(http) - statistics.median(inproc)),
+        "uptime_before": before,
+        "uptime_after_turns": uptime(),
+        "inprocess_median_ms": median["inprocess"],
+        "echo_floor_median_ms": median["echo"],
+        "http_median_ms": median["http"],
+        "http_new_connection_median_ms": median["http_new_connection"],
+        "server_search_total_median_ms": 1000 * statistics.median(server_total),
+        "overhead_median_ms": median["http"] - median["inprocess"],
+        "overhead_above_floor_ms": median["http"] - median["inprocess"] - median["echo"],
+        "answer_bytes": len(answer),
         "load": [],
-        "uptime": uptime(),
     }
     for concurrency in (1, 8, 32):
         latencies: list[float] = []
@@ -277,8 +344,10 @@ def http_bench(args: argparse.Namespace) -> dict:
                 "qps": total / wall,
             }
         )
-    stop()
+    for stop in stops:
+        stop()
     result["server"] = args.server
+    result["uptime"] = uptime()
     return result
 
 
@@ -336,11 +405,17 @@ def main() -> None:
     h = sub.add_parser("http")
     h.add_argument("--work", default="/tmp/mmzoo-bench-http")
     h.add_argument("--server", choices=["process", "thread"], default="process")
+    e = sub.add_parser("echo", help="the floor server http runs (a bare Starlette route answering fixed bytes)")
+    e.add_argument("--port", type=int, required=True)
+    e.add_argument("--answer", required=True)
     b = sub.add_parser("build")
     b.add_argument("--work", default="/tmp/mmzoo-bench-build")
     b.add_argument("--images", type=int, default=512)
     b.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.what == "echo":
+        echo_main(args)
+        return
     run = {"ann": ann_bench, "http": http_bench, "build": build_bench}[args.what]
     print(json.dumps(run(args), indent=1))
 

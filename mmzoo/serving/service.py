@@ -110,6 +110,8 @@ class Searcher:
             when a request asks for reranking).
         reranker_name: its name, for messages.
         rerank_k: the shortlist a rerank request rescores by default.
+        quick_seconds: searches of a kind that recently took less than this (seconds, a running mean) are
+            "quick" (:meth:`quick`): the HTTP service runs them on its event loop.
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class Searcher:
         reranker: Any | None = None,
         reranker_name: str | None = None,
         rerank_k: int = 50,
+        quick_seconds: float = QUICK_SECONDS,
     ) -> None:
         current = index.current()
         check_index_model(current, model, model_name)
@@ -129,6 +132,7 @@ class Searcher:
         self.reranker_name = reranker_name
         self.metrics = Metrics()
         self._lock = threading.Lock()  # torch modules are shared: one encode/rerank at a time
+        self.quick_seconds = quick_seconds
         self._typical: dict[tuple[str, bool], float] = {}  # recent seconds per (query kind, reranked)
 
     def search(
@@ -165,9 +169,9 @@ class Searcher:
         rerank: bool | int | None = None,
     ) -> bool:
         """Whether the last searches of this query's kind (text, image or embedding; reranked or not) took less
-        than :data:`QUICK_SECONDS` on average: unknown kinds are not quick."""
+        than ``quick_seconds`` (a running mean): a kind not searched yet is not quick."""
         typical = self._typical.get((_kind(text, image, embedding), bool(rerank)))
-        return typical is not None and typical < QUICK_SECONDS
+        return typical is not None and typical < self.quick_seconds
 
     def _search(
         self, text: Any, image: Any, embedding: Any, k: int, rerank: bool | int | None, wait: bool
