@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -189,14 +190,19 @@ def echo_main(args: argparse.Namespace) -> None:
     uvicorn.run(echo_app(Path(args.answer).read_bytes()), host="127.0.0.1", port=args.port, log_level="warning")
 
 
-def start_server(args: argparse.Namespace, command: list[str], app: object, port: int):
-    """Serve on 127.0.0.1:port in its own process (``command``) or in a thread of this one (``app``); returns
-    a stop function once it answers."""
+def start_server(args: argparse.Namespace, command: list[str], app: object, port: int, env: dict | None = None):
+    """Serve on 127.0.0.1:port in its own process (``command``, with ``env``) or in a thread of this one
+    (``app``); once it answers, returns a function that stops it and one that reads its CPU seconds (None in a
+    thread: the client's work would be counted too)."""
     from mmzoo.serving import Client
 
     if args.server == "process":  # the server in its own process (as `mmzoo serve` runs), the load from this one
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         stop = process.terminate
+
+        def cpu() -> float | None:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
     else:  # uvicorn in a thread of this process: no second process to schedule on a loaded machine
         import uvicorn
 
@@ -209,11 +215,14 @@ def start_server(args: argparse.Namespace, command: list[str], app: object, port
             server.should_exit = True
             thread.join(timeout=10)
 
+        def cpu() -> float | None:
+            return None
+
     deadline = time.monotonic() + 120
     while True:
         try:
             Client(f"http://127.0.0.1:{port}", timeout=2).health()
-            return stop
+            return stop, cpu
         except Exception:
             if time.monotonic() > deadline or (process is not None and process.poll() is not None):
                 raise RuntimeError(f"the server {command} did not start") from None
@@ -271,7 +280,7 @@ def http_bench(args: argparse.Namespace) -> dict:
     answer = json.dumps(searcher.search(text=queries[0], k=10), ensure_ascii=False, separators=(",", ":")).encode()
     (work / "answer.json").write_bytes(answer)
     port, echo_port = free_port(), free_port()
-    stops = [
+    served = [
         start_server(
             args,
             [sys.executable, "-m", "mmzoo", "serve", str(work / "idx"), "--port", str(port)],
@@ -285,6 +294,7 @@ def http_bench(args: argparse.Namespace) -> dict:
             echo_port,
         ),
     ]
+    stops, cpus = [stop for stop, _ in served], {"load": served[0][1]}
     client, echo = Client(f"http://127.0.0.1:{port}"), Client(f"http://127.0.0.1:{echo_port}")
     paths = {
         "inprocess": lambda q: searcher.search(text=q, k=10),
@@ -292,14 +302,25 @@ def http_bench(args: argparse.Namespace) -> dict:
         "http": lambda q: client.search(q, k=10),
         "http_new_connection": lambda q: new_connection_search(port, q),
     }
+    if args.baseline:  # the same index served by another mmzoo (an older checkout) in the same turns
+        if args.server != "process":
+            raise SystemExit("--baseline needs --server process (the other mmzoo runs in its own process)")
+        base_port = free_port()
+        env = {**os.environ, "PYTHONPATH": str(Path(args.baseline).absolute())}
+        command = [sys.executable, "-m", "mmzoo", "serve", str(work / "idx"), "--port", str(base_port)]
+        stop, cpus["baseline_load"] = start_server(args, command, None, base_port, env)
+        stops.append(stop)
+        baseline = Client(f"http://127.0.0.1:{base_port}")
+        paths["baseline_http"] = lambda q: baseline.search(q, k=10)
+        paths["baseline_http_new_connection"] = lambda q: new_connection_search(base_port, q)
     for q in queries[:50]:  # warm every path up (first requests import and cache)
         for run in paths.values():
             run(q)
     times: dict[str, list[float]] = {name: [] for name in paths}
     server_total: list[float] = []
-    for block in range(0, len(queries), 25):  # blocks of each in turn: the machine's load weighs on all alike
-        for name, run in paths.items():
-            for q in queries[block : block + 25]:
+    for _ in range(args.passes):
+        for q in queries:  # every path in turn on each query: the machine's load weighs on all alike
+            for name, run in paths.items():
                 t = time.perf_counter()
                 out = run(q)
                 times[name].append(time.perf_counter() - t)
@@ -317,38 +338,104 @@ def http_bench(args: argparse.Namespace) -> dict:
         "overhead_median_ms": median["http"] - median["inprocess"],
         "overhead_above_floor_ms": median["http"] - median["inprocess"] - median["echo"],
         "answer_bytes": len(answer),
-        "load": [],
+        **{f"{name}_median_ms": median[name] for name in median if name.startswith("baseline")},
     }
+    targets = {"load": client}
+    if args.baseline:
+        targets["baseline_load"] = baseline
     for concurrency in (1, 8, 32):
-        latencies: list[float] = []
-        lock = threading.Lock()
+        for target, service in targets.items():
+            latencies: list[float] = []
+            lock = threading.Lock()
 
-        def one(i: int, latencies: list[float] = latencies, lock: threading.Lock = lock) -> None:
-            t = time.perf_counter()
-            client.search(queries[i % len(queries)], k=10)
-            with lock:
-                latencies.append(time.perf_counter() - t)
+            def one(
+                i: int, latencies: list[float] = latencies, lock: threading.Lock = lock, service: Client = service
+            ) -> None:
+                t = time.perf_counter()
+                service.search(queries[i % len(queries)], k=10)
+                with lock:
+                    latencies.append(time.perf_counter() - t)
 
-        total = 400
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(one, range(total)))
-        wall = time.perf_counter() - t0
-        lat = np.array(latencies) * 1000
-        result["load"].append(
-            {
-                "concurrency": concurrency,
-                "requests": total,
-                "p50_ms": float(np.percentile(lat, 50)),
-                "p99_ms": float(np.percentile(lat, 99)),
-                "qps": total / wall,
-            }
-        )
+            total = 400
+            t0, cpu0 = time.perf_counter(), cpus[target]()
+            with ThreadPoolExecutor(concurrency) as pool:
+                list(pool.map(one, range(total)))
+            wall, cpu1 = time.perf_counter() - t0, cpus[target]()
+            lat = np.array(latencies) * 1000
+            result.setdefault(target, []).append(
+                {
+                    "concurrency": concurrency,
+                    "requests": total,
+                    "p50_ms": float(np.percentile(lat, 50)),
+                    "p99_ms": float(np.percentile(lat, 99)),
+                    "qps": total / wall,
+                    "server_cpu_ms_per_request": None if cpu0 is None else 1000 * (cpu1 - cpu0) / total,
+                }
+            )
     for stop in stops:
         stop()
     result["server"] = args.server
     result["uptime"] = uptime()
     return result
+
+
+def app_bench(args: argparse.Namespace) -> dict:
+    """The service's own cost, in one process and one run (uvicorn threads, the keep-alive client, every path in
+    turn on each query): the app as it is; with every search in the thread pool (``quick_seconds=0``); with
+    Starlette's ``BaseHTTPMiddleware`` counting requests, as before; and the bare echo floor. Needs the index
+    ``http`` built in ``--work``."""
+    import contextlib
+
+    import torch
+
+    from mmzoo.data import read_captions
+    from mmzoo.model import load_folder
+    from mmzoo.serving import Client, LiveIndex, Searcher
+    from mmzoo.serving.app import create_app
+
+    torch.set_num_threads(1)
+    before = uptime()
+    work = Path(args.work)
+    model = load_folder(work / "vse").eval()
+    now, pool, old = (
+        Searcher(LiveIndex(work / "idx"), model, str(work / "vse"), quick_seconds=q) for q in (0.005, 0.0, 0.0)
+    )
+    old_app = create_app(old)
+    old_app.user_middleware = [m for m in old_app.user_middleware if m.cls.__name__ != "_Count"]
+
+    @old_app.middleware("http")
+    async def count(request: object, call_next: object) -> object:  # the middleware the service had before
+        start = time.perf_counter()
+        response = await call_next(request)
+        old.metrics.request(request.scope["route"].path, response.status_code)
+        old.metrics.observe("http", time.perf_counter() - start)
+        return response
+
+    apps = {"app": create_app(now), "app_thread_pool": create_app(pool), "app_base_middleware": old_app}
+    apps["echo"] = echo_app((work / "answer.json").read_bytes())
+    queries = read_captions(work / "shapes" / "test_caps.txt")[:200]
+    with contextlib.ExitStack() as stack:
+        paths = {"inprocess": lambda q: now.search(text=q, k=10)}
+        for name, app in apps.items():
+            port = free_port()
+            stack.callback(start_server(argparse.Namespace(server="thread"), [], app, port)[0])
+            client = Client(f"http://127.0.0.1:{port}")
+            paths[name] = lambda q, c=client: c.search(q, k=10)
+        for q in queries[:30]:
+            for run in paths.values():
+                run(q)
+        times: dict[str, list[float]] = {name: [] for name in paths}
+        for _ in range(args.passes):
+            for q in queries:
+                for name, run in paths.items():
+                    t = time.perf_counter()
+                    run(q)
+                    times[name].append(time.perf_counter() - t)
+    return {
+        **{f"{name}_median_ms": 1000 * statistics.median(v) for name, v in times.items()},
+        "uptime_before": before,
+        "uptime": uptime(),
+    }
 
 
 def build_stages(build: object) -> dict[str, float]:
@@ -466,9 +553,18 @@ def main() -> None:
     h = sub.add_parser("http")
     h.add_argument("--work", default="/tmp/mmzoo-bench-http")
     h.add_argument("--server", choices=["process", "thread"], default="process")
+    h.add_argument("--passes", type=int, default=2, help="passes over the 200 queries, every path in turn")
+    h.add_argument(
+        "--baseline",
+        help="a folder holding another mmzoo package (git archive REV mmzoo | tar -x -C DIR): its server is "
+        "measured in the same turns (--server process)",
+    )
     e = sub.add_parser("echo", help="the floor server http runs (a bare Starlette route answering fixed bytes)")
     e.add_argument("--port", type=int, required=True)
     e.add_argument("--answer", required=True)
+    a2 = sub.add_parser("http-app", help="the app's own cost against its earlier forms, in one process")
+    a2.add_argument("--work", default="/tmp/mmzoo-bench-http")
+    a2.add_argument("--passes", type=int, default=2)
     b = sub.add_parser("build")
     b.add_argument("--work", default="/tmp/mmzoo-bench-build")
     b.add_argument("--images", type=int, default=512)
@@ -477,7 +573,7 @@ def main() -> None:
     if args.what == "echo":
         echo_main(args)
         return
-    run = {"ann": ann_bench, "http": http_bench, "build": build_bench}[args.what]
+    run = {"ann": ann_bench, "http": http_bench, "http-app": app_bench, "build": build_bench}[args.what]
     print(json.dumps(run(args), indent=1))
 
 
