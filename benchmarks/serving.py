@@ -3,7 +3,8 @@ HTTP overhead and loopback load, build throughput against encoding alone.
 
     nice python benchmarks/serving.py ann --n 1000000 --out /tmp/bench-1m      # recall@10, ms/query, memory
     python benchmarks/serving.py http  --work /tmp/bench-http                   # overhead, floor, p50/p99, qps
-    python benchmarks/serving.py build --work /tmp/bench-build --images 512     # build vs encode alone
+    python benchmarks/serving.py http-app --work /tmp/bench-http                # the app vs its earlier forms
+    python benchmarks/serving.py build --work /tmp/bench-build --images 2048    # build vs encode alone
 
 Each prints one JSON object (and the machine's load, from ``uptime``).
 """
@@ -250,6 +251,17 @@ def new_connection_search(port: int, query: str) -> dict:
         conn.close()
 
 
+def urllib_search(port: int, query: str) -> dict:
+    """``POST /search`` with ``urllib.request.urlopen``, as ``Client`` did before it kept its connection."""
+    import urllib.request
+
+    body = json.dumps({"k": 10, "rerank": False, "text": query}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/search", data=body, method="POST")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
 def http_bench(args: argparse.Namespace) -> dict:
     """A tiny real index served by uvicorn on loopback: in-process vs HTTP latency against a bare echo server's
     floor (all in one run, in turns), then load at concurrency 1/8/32."""
@@ -294,13 +306,14 @@ def http_bench(args: argparse.Namespace) -> dict:
             echo_port,
         ),
     ]
-    stops, cpus = [stop for stop, _ in served], {"load": served[0][1]}
+    stops, cpus = [stop for stop, _ in served], {"load": served[0][1], "echo_load": served[1][1]}
     client, echo = Client(f"http://127.0.0.1:{port}"), Client(f"http://127.0.0.1:{echo_port}")
     paths = {
         "inprocess": lambda q: searcher.search(text=q, k=10),
         "echo": lambda q: echo.search(q, k=10),
         "http": lambda q: client.search(q, k=10),
         "http_new_connection": lambda q: new_connection_search(port, q),
+        "http_urllib": lambda q: urllib_search(port, q),
     }
     if args.baseline:  # the same index served by another mmzoo (an older checkout) in the same turns
         if args.server != "process":
@@ -334,13 +347,14 @@ def http_bench(args: argparse.Namespace) -> dict:
         "echo_floor_median_ms": median["echo"],
         "http_median_ms": median["http"],
         "http_new_connection_median_ms": median["http_new_connection"],
+        "http_urllib_median_ms": median["http_urllib"],
         "server_search_total_median_ms": 1000 * statistics.median(server_total),
         "overhead_median_ms": median["http"] - median["inprocess"],
         "overhead_above_floor_ms": median["http"] - median["inprocess"] - median["echo"],
         "answer_bytes": len(answer),
         **{f"{name}_median_ms": median[name] for name in median if name.startswith("baseline")},
     }
-    targets = {"load": client}
+    targets = {"load": client, "echo_load": echo}  # the floor again, back to back: its server stays hot
     if args.baseline:
         targets["baseline_load"] = baseline
     for concurrency in (1, 8, 32):
@@ -567,8 +581,8 @@ def main() -> None:
     a2.add_argument("--passes", type=int, default=2)
     b = sub.add_parser("build")
     b.add_argument("--work", default="/tmp/mmzoo-bench-build")
-    b.add_argument("--images", type=int, default=512)
-    b.add_argument("--rounds", type=int, default=5)
+    b.add_argument("--images", type=int, default=2048)
+    b.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if args.what == "echo":
         echo_main(args)
