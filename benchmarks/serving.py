@@ -471,7 +471,7 @@ def build_stages(build: object) -> dict[str, float]:
         "model_identity": "hashing the model's weights",
         "items": "listing the source",
         "_publish": "ANN index and manifest",
-        "fsync": "fsync (in the two above)",
+        "fsync": "fsync, of every file written (also counted in the rows above)",
     }
     out = {"total (profiled, slower)": round(total, 3)}
     for (_file, _line, name), row in pstats.Stats(profile).stats.items():
