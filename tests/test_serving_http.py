@@ -262,6 +262,7 @@ def test_quick_searches_run_on_the_event_loop_and_never_wait_for_the_model_there
         assert searcher.threads == [worker] and searcher.quick(text="a red circle")
         client.search("a red circle", k=2)
         assert searcher.threads[-1] != worker and not searcher.quick(embedding=[0.0] * 32)
+        assert not searcher.quick(text="a red circle", k=500)  # many results: timed apart
         with searcher._lock:  # the model is busy (a slow rerank, say): a quick search must not wait on the loop
             assert searcher.search_now(text="a red circle") is None
             answers = []

@@ -133,7 +133,7 @@ class Searcher:
         self.metrics = Metrics()
         self._lock = threading.Lock()  # torch modules are shared: one encode/rerank at a time
         self.quick_seconds = quick_seconds
-        self._typical: dict[tuple[str, bool], float] = {}  # recent seconds per (query kind, reranked)
+        self._typical: dict[tuple[str, bool, bool], float] = {}  # recent seconds per _key
 
     def search(
         self,
@@ -168,9 +168,9 @@ class Searcher:
         k: int = 10,
         rerank: bool | int | None = None,
     ) -> bool:
-        """Whether the last searches of this query's kind (text, image or embedding; reranked or not) took less
-        than ``quick_seconds`` (a running mean): a kind not searched yet is not quick."""
-        typical = self._typical.get((_kind(text, image, embedding), bool(rerank)))
+        """Whether the last searches of this query's kind (text, image or embedding; reranked or not; k above
+        100 or not) took less than ``quick_seconds`` (a running mean): a kind not searched yet is not quick."""
+        typical = self._typical.get(_key(text, image, embedding, k, bool(rerank)))
         return typical is not None and typical < self.quick_seconds
 
     def _search(
@@ -216,7 +216,7 @@ class Searcher:
         timings["total"] = time.perf_counter() - start
         for stage, seconds in timings.items():
             self.metrics.observe(stage, seconds)
-        key = (_kind(text, image, embedding), rerank_k is not None)
+        key = _key(text, image, embedding, k, rerank_k is not None)
         previous = self._typical.get(key)
         self._typical[key] = timings["total"] if previous is None else 0.8 * previous + 0.2 * timings["total"]
         return {
@@ -241,8 +241,10 @@ class Searcher:
         }
 
 
-def _kind(text: Any, image: Any, embedding: Any) -> str:
-    return "text" if text is not None else ("image" if image is not None else "embedding")
+def _key(text: Any, image: Any, embedding: Any, k: Any, reranked: bool) -> tuple[str, bool, bool]:
+    """What a search's time depends on: the query's kind, reranking, and many results (their metadata)."""
+    kind = "text" if text is not None else ("image" if image is not None else "embedding")
+    return kind, reranked, isinstance(k, int) and k > 100
 
 
 __all__ = ["QUICK_SECONDS", "Metrics", "Searcher", "decode_image"]
