@@ -61,12 +61,13 @@ def make_world(root: Path) -> dict[str, Path]:
 
 
 @contextlib.contextmanager
-def running(app, port: int | None = None) -> Iterator[str]:
-    """Serve ``app`` with a real uvicorn server on 127.0.0.1 in a thread; yields its base URL."""
+def running(app, port: int | None = None, **options) -> Iterator[str]:
+    """Serve ``app`` with a real uvicorn server on 127.0.0.1 in a thread (``options``: more uvicorn settings);
+    yields its base URL."""
     import uvicorn
 
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

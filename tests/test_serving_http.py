@@ -7,6 +7,7 @@ import base64
 import http.client
 import json
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 
 from mmzoo.cli import main
 from mmzoo.data import read_captions
+from mmzoo.errors import InputError
 from mmzoo.model import load_pretrained
 from mmzoo.serving import Client, LiveIndex, SavedIndex, Searcher, ServiceError, add_items, build_index, detect_source
 from mmzoo.serving.app import create_app
@@ -194,3 +196,94 @@ def test_serve_binds_loopback_unless_told(world):
     args = build_parser().parse_args(["serve", str(world["pics"])])
     assert args.host == "127.0.0.1" and args.port == 8080 and args.k == 50
     assert Path(world["pics"], "manifest.json").is_file()
+
+
+class _Recorder:
+    """Wraps an ASGI app: records each request's client address (one address = one TCP connection)."""
+
+    def __init__(self, app):
+        self.app, self.clients = app, []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            self.clients.append(tuple(scope["client"]))
+        await self.app(scope, receive, send)
+
+
+def test_the_client_keeps_its_connection_and_reopens_a_closed_one(world):
+    searcher = Searcher(LiveIndex(world["regions"]), load_pretrained(world["vse"]).eval(), str(world["vse"]))
+    app = _Recorder(create_app(searcher, max_upload=1024 * 1024))
+    with running(app, timeout_keep_alive=1) as url:
+        client = Client(url)
+        for _ in range(3):
+            assert len(client.search("a red circle", k=2)["results"]) == 2
+        assert client.health()["status"] == "ok"
+        assert len(app.clients) == 4 and len(set(app.clients)) == 1  # four requests, one connection
+        with pytest.raises(ServiceError) as caught:  # refused before the body is read: the next call still works
+            client.search(image=b"\0" * (2 * 1024 * 1024))
+        assert caught.value.status == 413 and "larger than 1 MB" in str(caught.value)
+        assert client.item(3)["id"] == 3
+        time.sleep(1.6)  # the server closes the idle connection; the client opens a new one, once
+        assert client.search("a blue square", k=1)["results"][0]["score"] is not None
+        assert len(set(app.clients)) >= 2
+        seen = []
+        threads = [threading.Thread(target=lambda: seen.append(client.info()["count"])) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert seen == [30, 30, 30]  # threads do not share a connection
+    with pytest.raises(ServiceError) as caught:
+        client.health()
+    assert caught.value.status == 0 and "cannot reach" in str(caught.value)
+    with pytest.raises(InputError, match="http://HOST:PORT"):
+        Client("127.0.0.1:8080")
+
+
+class _WhereSearched(Searcher):
+    """A Searcher that records the name of the thread each search ran on."""
+
+    threads: list[str]
+
+    def _search(self, *args, **kwargs):
+        self.threads.append(threading.current_thread().name)
+        return super()._search(*args, **kwargs)
+
+
+def test_quick_searches_run_on_the_event_loop_and_never_wait_for_the_model_there(world):
+    vse = load_pretrained(world["vse"]).eval()
+    searcher = _WhereSearched(LiveIndex(world["regions"]), vse, str(world["vse"]), quick_seconds=60.0)
+    searcher.threads = []
+    worker = "AnyIO worker thread"
+    with running(create_app(searcher)) as url:
+        client = Client(url)
+        assert not searcher.quick(text="a red circle")  # a kind never searched is not quick: a worker runs it
+        client.search("a red circle", k=2)
+        assert searcher.threads == [worker] and searcher.quick(text="a red circle")
+        client.search("a red circle", k=2)
+        assert searcher.threads[-1] != worker and not searcher.quick(embedding=[0.0] * 32)
+        assert not searcher.quick(text="a red circle", k=500)  # many results: timed apart
+        with searcher._lock:  # the model is busy (a slow rerank, say): a quick search must not wait on the loop
+            assert searcher.search_now(text="a red circle") is None
+            answers = []
+            asking = threading.Thread(target=lambda: answers.append(client.search("a red circle", k=2)))
+            asking.start()
+            deadline = time.monotonic() + 30
+            while searcher.threads.count(worker) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            loop = searcher.threads[1]
+            assert searcher.threads[-2:] == [loop, worker] and not answers  # tried on the loop, then waits in a worker
+            t = time.perf_counter()
+            assert Client(url).health()["status"] == "ok"  # the loop still answers while that search waits
+            assert time.perf_counter() - t < 5
+        asking.join(timeout=30)
+        assert len(answers) == 1 and len(answers[0]["results"]) == 2
+        metrics = client.metrics()
+        assert 'mmzoo_requests_total{endpoint="/search",status="200"} 3' in metrics
+        assert 'mmzoo_stage_seconds_count{stage="total"} 3' in metrics and 'stage="http"' in metrics
+    slow = _WhereSearched(LiveIndex(world["regions"]), vse, str(world["vse"]), quick_seconds=0.0)
+    slow.threads = []
+    with running(create_app(slow)) as url:
+        for _ in range(2):
+            Client(url).search("a red circle", k=2)
+    assert slow.threads == [worker, worker]  # nothing is quick at 0 s: every search in a worker thread

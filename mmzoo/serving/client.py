@@ -1,5 +1,9 @@
 """A Python client of ``mmzoo serve``: the same JSON the page uses, over the standard library's HTTP.
 
+Each thread keeps one HTTP/1.1 connection open and sends its requests on it (keep-alive): opening a connection
+per request, as ``urllib.request.urlopen`` does, costs a TCP handshake and the server's accept every time.
+A connection the server has closed meanwhile (uvicorn closes idle ones after 5 s) is opened again, once.
+
 Example:
     >>> client = Client("http://127.0.0.1:8080")  # doctest: +SKIP
     >>> client.search("a red circle left of a blue square", k=5)["results"][0]["key"]  # doctest: +SKIP
@@ -9,9 +13,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import json
-import urllib.error
-import urllib.request
+import threading
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +36,55 @@ class Client:
 
     def __init__(self, url: str = "http://127.0.0.1:8080", timeout: float = 60.0) -> None:
         self.url, self.timeout = url.rstrip("/"), timeout
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InputError(f"The service address must be http://HOST:PORT or https://...; got {url!r}.")
+        self._scheme, self._host, self._port, self._prefix = parts.scheme, parts.hostname, parts.port, parts.path
+        self._local = threading.local()  # one open connection per thread: http.client connections are not shared
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            kind = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            conn = self._local.conn = kind(self._host, self._port, timeout=self.timeout)
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection (it is opened again on the next call)."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
+    def _exchange(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        for attempt in (0, 1):
+            conn = self._connection()
+            reused = conn.sock is not None
+            try:
+                conn.request(method, self._prefix + path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                self.close()
+                if reused and attempt == 0:  # the server closed an idle kept-alive connection: open a new one
+                    continue
+                raise ServiceError(0, f"cannot reach {self.url}: {exc}") from None
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                raise ServiceError(0, f"cannot reach {self.url}: {exc}") from None
+            if response.will_close:
+                self.close()
+            return response.status, response.getheader("Content-Type", ""), data
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _call(self, path: str, body: bytes | None = None, content_type: str = "application/json") -> Any:
-        request = urllib.request.Request(self.url + path, data=body, method="POST" if body is not None else "GET")
-        if body is not None:
-            request.add_header("Content-Type", content_type)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                data = response.read()
-                kind = response.headers.get("Content-Type", "")
-        except urllib.error.HTTPError as exc:
-            text = exc.read().decode("utf-8", "replace")
+        headers = {"Content-Type": content_type} if body is not None else {}
+        status, kind, data = self._exchange("POST" if body is not None else "GET", path, body, headers)
+        if status >= 400:
+            text = data.decode("utf-8", "replace")
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 text = json.loads(text)["error"]
-            raise ServiceError(exc.code, text) from None
-        except urllib.error.URLError as exc:
-            raise ServiceError(0, f"cannot reach {self.url}: {exc.reason}") from None
+            raise ServiceError(status, text)
         return json.loads(data) if kind.startswith("application/json") else data
 
     def search(

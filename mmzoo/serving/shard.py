@@ -59,7 +59,7 @@ def model_identity(model: Any, spec: str) -> dict[str, Any]:
     digest = hashlib.sha256()
     for key, tensor in sorted(model.state_dict().items()):
         digest.update(key.encode())
-        digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy())  # no copy
     return {
         "name": spec,
         "config": config,
@@ -141,7 +141,8 @@ def write_shard(
     name = shard_name(shard)
     buffer = io.BytesIO()
     np.save(buffer, matrix, allow_pickle=False)
-    atomic_write_bytes(folder / f"{name}.npy", buffer.getvalue())
+    vectors = buffer.getvalue()
+    atomic_write_bytes(folder / f"{name}.npy", vectors)
     table = pa.table(
         {
             "id": pa.array(range(first_id, first_id + len(items)), pa.int64()),
@@ -154,15 +155,16 @@ def write_shard(
     )
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, row_group_size=1024, compression="zstd", write_statistics=False)
-    atomic_write_bytes(folder / f"{name}.parquet", sink.getvalue().to_pybytes())
-    record = {
+    metadata = sink.getvalue().to_pybytes()
+    atomic_write_bytes(folder / f"{name}.parquet", metadata)
+    record = {  # the hashes of the bytes just written (fsync'ed), not of the files read back
         "shard": shard,
         "first_id": first_id,
         "count": len(items),
         "dim": int(matrix.shape[1]),
         "files": {
-            f"{SHARDS}/{name}.npy": file_sha256(folder / f"{name}.npy"),
-            f"{SHARDS}/{name}.parquet": file_sha256(folder / f"{name}.parquet"),
+            f"{SHARDS}/{name}.npy": hashlib.sha256(vectors).hexdigest(),
+            f"{SHARDS}/{name}.parquet": hashlib.sha256(metadata).hexdigest(),
         },
     }
     atomic_write_json(folder / f"{name}.done.json", record)
