@@ -18,7 +18,7 @@ import torch
 from mmzoo.cli import main
 from mmzoo.data import read_captions
 from mmzoo.errors import InputError
-from mmzoo.model import load_pretrained
+from mmzoo.model import load_folder
 from mmzoo.serving import Client, LiveIndex, SavedIndex, Searcher, ServiceError, add_items, build_index, detect_source
 from mmzoo.serving.app import create_app
 from tests._serving import make_world, running
@@ -29,11 +29,11 @@ def world(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("http")
     world = make_world(root)
-    vse = load_pretrained(world["vse"]).eval()
+    vse = load_folder(world["vse"]).eval()
     build_index(
         vse, str(world["vse"]), detect_source(world["shapes"], "test"), root / "regions", shard_size=8, progress=False
     )
-    pixels = load_pretrained(world["pixels"]).eval()
+    pixels = load_folder(world["pixels"]).eval()
     build_index(pixels, str(world["pixels"]), detect_source(world["pictures"]), root / "pics", progress=False)
     return {**world, "regions": root / "regions", "pics": root / "pics"}
 
@@ -50,7 +50,7 @@ def call(url: str, method: str, path: str, body: bytes | None = None, ctype: str
 
 
 def test_search_items_thumbnails_metrics_and_the_client(world):
-    model = load_pretrained(world["pixels"]).eval()
+    model = load_folder(world["pixels"]).eval()
     searcher = Searcher(LiveIndex(world["pics"]), model, str(world["pixels"]))
     query = "a red circle left of a blue square"
     with running(create_app(searcher)) as url:
@@ -92,7 +92,7 @@ def test_search_items_thumbnails_metrics_and_the_client(world):
 
 
 def test_rerank_with_another_model_and_the_mismatch_error(world, capsys):
-    vse, mmca = load_pretrained(world["vse"]).eval(), load_pretrained(world["mmca"]).eval()
+    vse, mmca = load_folder(world["vse"]).eval(), load_folder(world["mmca"]).eval()
     searcher = Searcher(LiveIndex(world["regions"]), vse, str(world["vse"]), mmca, str(world["mmca"]), rerank_k=20)
     queries = read_captions(world["shapes"] / "test_caps.txt")[:2]
     with running(create_app(searcher)) as url:
@@ -112,7 +112,7 @@ def test_rerank_with_another_model_and_the_mismatch_error(world, capsys):
 
 
 def test_bad_requests_get_clear_errors(world, tmp_path):
-    model = load_pretrained(world["pixels"]).eval()
+    model = load_folder(world["pixels"]).eval()
     searcher = Searcher(LiveIndex(world["pics"]), model, str(world["pixels"]))
     with running(create_app(searcher, max_upload=20 * 1024 * 1024)) as url:
         bad = [
@@ -166,14 +166,14 @@ def test_queries_during_index_add_see_one_whole_version(world, tmp_path):
 
     folder = tmp_path / "regions"
     shutil.copytree(world["regions"], folder)
-    vse = load_pretrained(world["vse"]).eval()
+    vse = load_folder(world["vse"]).eval()
     searcher = Searcher(LiveIndex(folder), vse, str(world["vse"]))
     seen, problems = set(), []
     with running(create_app(searcher)) as url:
         client = Client(url)
         adder = threading.Thread(
             target=add_items,
-            args=(load_pretrained(world["vse"]).eval(), folder, detect_source(world["shapes"], "dev")),
+            args=(load_folder(world["vse"]).eval(), folder, detect_source(world["shapes"], "dev")),
             kwargs={"progress": False},
         )
         adder.start()
@@ -211,7 +211,7 @@ class _Recorder:
 
 
 def test_the_client_keeps_its_connection_and_reopens_a_closed_one(world):
-    searcher = Searcher(LiveIndex(world["regions"]), load_pretrained(world["vse"]).eval(), str(world["vse"]))
+    searcher = Searcher(LiveIndex(world["regions"]), load_folder(world["vse"]).eval(), str(world["vse"]))
     app = _Recorder(create_app(searcher, max_upload=1024 * 1024))
     with running(app, timeout_keep_alive=1) as url:
         client = Client(url)
@@ -251,7 +251,7 @@ class _WhereSearched(Searcher):
 
 
 def test_quick_searches_run_on_the_event_loop_and_never_wait_for_the_model_there(world):
-    vse = load_pretrained(world["vse"]).eval()
+    vse = load_folder(world["vse"]).eval()
     searcher = _WhereSearched(LiveIndex(world["regions"]), vse, str(world["vse"]), quick_seconds=60.0)
     searcher.threads = []
     worker = "AnyIO worker thread"
