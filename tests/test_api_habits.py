@@ -11,6 +11,7 @@ import torch
 import mmzoo
 from mmzoo.cli import main
 from mmzoo.errors import CheckpointError, ConfigError, UnknownComponentError
+from mmzoo.registry import natural_key
 from tests.conftest import tiny_model
 
 
@@ -96,6 +97,6 @@ def test_list_models_and_pretrained_keep_timm_habits():
     assert mmzoo.list_models("mmca*", exclude="*no-cross") == ["mmca"]
     assert mmzoo.list_models("MMCA") == ["mmca"]
     trained = mmzoo.list_models(pretrained=True)
-    assert "mmca" in trained and "mmca-no-cross" not in trained and trained == sorted(trained)
+    assert "mmca" in trained and "mmca-no-cross" not in trained and trained == sorted(trained, key=natural_key)
     assert [a for a, _ in mmzoo.list_pretrained("MMCA-*")] == ["mmca-coco", "mmca-f30k"]
     assert json.dumps(mmzoo.list_pretrained("mmca-f30k")) == '[["mmca-f30k", "mmca"]]'
