@@ -378,11 +378,8 @@ def _rank() -> int:
 
 @contextlib.contextmanager
 def _process_group() -> Iterator[None]:
-    """Join torchrun's gloo group for one build or add, and leave it on the way out, error or not.
-
-    Leaving matters: a rank that exits with the group still open can abort in gloo's threads at interpreter exit
-    ("terminate called without an active exception") while the other rank still waits in the last barrier, which
-    then fails with "Connection closed by peer"."""
+    """Join torchrun's gloo group for one build or add, and leave it on the way out, error or not (torch asks
+    for ``destroy_process_group`` before exit; a group left open is torn down by the interpreter instead)."""
     if _world() == 1:
         yield
         return
