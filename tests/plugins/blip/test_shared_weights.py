@@ -181,6 +181,20 @@ def test_two_models_of_one_config_share_nothing_with_each_other(family, request)
         assert torch.equal(a, b)
 
 
+def test_components_whose_weights_come_from_different_folders_do_not_share(blip_folder, tmp_path):
+    other_folder = write_blip_folder(tmp_path / "other", seed=1)
+    model = mmzoo.create_model(
+        "blip-itm-base",
+        **{"visual.pretrained": str(blip_folder), "text.pretrained": str(blip_folder)},
+        **{"fusion.pretrained": str(other_folder)},
+    )
+    text, itm = model.text.text_encoder.encoder.layer[0], model.fusion.text_encoder.encoder.layer[0]
+    assert text.attention is not itm.attention
+    theirs = official(other_folder)["text_encoder.encoder.layer.0.attention.self.query.weight"]
+    assert torch.equal(itm.attention.self.query.weight, theirs)
+    assert not torch.equal(text.attention.self.query.weight, theirs)
+
+
 def test_one_optimizer_step_updates_the_shared_layer_once_for_both_components(blip):
     """``model.parameters()`` holds a shared parameter once: the optimizer steps it once, both components see it."""
     model = type(blip)(blip.config)
