@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, ClassVar, Literal, Protocol, Union, get_args, get_origin, runtime_checkable
+from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, Union, get_args, get_origin, runtime_checkable
 
 import numpy as np
 import torch
@@ -97,6 +97,9 @@ class ComponentConfig(CheckedModel):
 RENAMED = {"block_pairs": "pairs_per_block"}
 
 
+_Shared = TypeVar("_Shared", nn.Module, nn.Parameter)
+
+
 @dataclass(frozen=True)
 class BuildContext:
     """What a component needs to know beyond its own config section.
@@ -110,11 +113,36 @@ class BuildContext:
             entry whose ``Weights.format`` is :data:`~mmzoo.registry.records.NATIVE_FORMATS`, e.g. a transformers
             repository): every component gets that one folder and reads its architecture, preprocessing and
             weights from it, strictly, with the network off.
+        shared: the table behind :meth:`share`: one per model build (``MatchingModel`` makes it and hands it to
+            every component of that model, and empties it once they are built); a context made alone has its own.
     """
 
     embed_dim: int
     assets: Path | None = None
     native: bool = False
+    shared: dict[Hashable, Any] = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+    def share(self, key: Hashable, build: Callable[[], _Shared]) -> _Shared:
+        """The one module (or parameter) of this model build stored under ``key``: the first caller's ``build()``.
+
+        Components of one model that hold the same weights (BLIP's text encoder, read by ``blip-text`` and by the
+        ``blip-itm`` head; BLIP-2's Q-Former, read by all three components) call it with the same key and get the
+        same instance, so each weight exists once: in memory, in ``model.parameters()`` (one parameter for the
+        optimizer) and in a saved ``model.safetensors`` (written once, its other names recorded as aliases).
+        The key must say everything that makes two modules interchangeable (architecture and weights source): two
+        components that differ there must not meet. Two models never share: each build has its own table.
+
+        Example:
+            >>> layer = context.share(("blip", fingerprint, "layer.0.attention"), lambda: mine)  # doctest: +SKIP
+        """
+        if key not in self.shared:
+            built = build()
+            if not isinstance(built, nn.Module | nn.Parameter):
+                raise TypeError(
+                    f"BuildContext.share({key!r}) shares modules and parameters; got {type(built).__name__}."
+                )
+            self.shared[key] = built
+        return self.shared[key]
 
 
 @dataclass

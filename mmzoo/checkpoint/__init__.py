@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from mmzoo.checkpoint.folder import (
+    ALIASED_FORMAT_VERSION,
+    ALIASES_KEY,
     CARD_NAME,
     CONFIG_NAME,
     FORMAT_VERSION,
@@ -14,13 +16,17 @@ from mmzoo.checkpoint.folder import (
     read_weights,
     refuse_code,
     requirements,
+    split_aliases,
     weight_shapes,
+    with_aliases,
     write_folder,
 )
 from mmzoo.checkpoint.foreign import checkpoint_options, read_foreign_checkpoint
 from mmzoo.checkpoint.strict import check_finite, check_fit, load_state_strict
 
 __all__ = [
+    "ALIASED_FORMAT_VERSION",
+    "ALIASES_KEY",
     "CARD_NAME",
     "CONFIG_NAME",
     "FORMAT_VERSION",
@@ -37,6 +43,8 @@ __all__ = [
     "read_weights",
     "refuse_code",
     "requirements",
+    "split_aliases",
     "weight_shapes",
+    "with_aliases",
     "write_folder",
 ]

@@ -3,7 +3,8 @@
 A saved model is a folder::
 
     config.json          {"format_version", "mmzoo_version", "model": <the full model config>, "requires": [...]}
-    model.safetensors    every weight (a frozen BERT included): no pickle, no second download
+    model.safetensors    every weight (a frozen BERT included): no pickle, no second download; a weight that
+                         components share is written once, its other names listed as aliases (below)
     README.md            the model card (huggingface_hub ModelCard, library_name mmzoo)
     visual/ text/ ...    each component's own files (tokenizer, vocabulary, backbone config)
 
@@ -13,6 +14,13 @@ member is a saved-model folder below it.
 Reading refuses what would run or fetch code: a ``.py`` file anywhere in the folder, or an ``auto_map`` in any
 JSON file (transformers' pointer to custom code), is a CheckpointError, and so is a ``format_version`` newer than
 this mmzoo writes. A save is all or nothing (see :func:`write_folder`).
+
+Aliases: components of one model may hold one module (``BuildContext.share``: BLIP's text encoder, BLIP-2's
+Q-Former), so one weight has several state-dict names. safetensors stores a tensor once per name and refuses
+tensors that share memory, so the weight is written under its first name (state-dict order) and the file's
+metadata ``mmzoo_aliases`` (JSON, alias -> stored name) lists the others; reading fills every alias with its
+stored tensor before the strict check, so a missing weight is still a named error. Such a folder says
+``format_version`` 2 (an older mmzoo would find the aliases missing); one without aliases stays at 1.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from mmzoo import _atomic
 from mmzoo._version import __version__
@@ -40,6 +48,10 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 FORMAT_VERSION = 1
+#: the format_version of a folder whose weights record aliases (:func:`split_aliases`), the newest one read here.
+ALIASED_FORMAT_VERSION = 2
+#: the safetensors metadata key of the aliases: JSON ``{alias: stored name}``.
+ALIASES_KEY = "mmzoo_aliases"
 #: config.json keys of mmzoo's own; any other top-level key travels with the model (``extra_config``).
 RESERVED = frozenset({"format_version", "library_name", "mmzoo_version", "model", "requires", "ensemble"})
 
@@ -98,8 +110,13 @@ def write_folder(
     tensors: Mapping[str, torch.Tensor] | None,
     card: str | None,
     write_assets: Callable[[Path], None] | None = None,
+    *,
+    aliases: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a saved-model folder: component files (``write_assets``), the weights, ``config.json``, the card.
+
+    ``aliases`` (alias -> a key of ``tensors``, from :func:`split_aliases`) go into the weights' metadata, and the
+    document then says ``format_version`` :data:`ALIASED_FORMAT_VERSION`.
 
     All or nothing: everything is written into ``DIR/.mmzoo-save.tmp`` first and flushed; only then are the files
     renamed into place (``config.json`` last), replacing an earlier save's files, so a write the disk refuses
@@ -112,6 +129,12 @@ def write_folder(
         raise StorageError(f"The model folder {directory} is a file, not a folder: choose another path.")
     created = not directory.exists()
     staging = directory / STAGING_NAME
+    aliases = dict(aliases or {})
+    if aliases:
+        dangling = sorted(a for a, k in aliases.items() if tensors is None or k not in tensors or a in tensors)
+        if dangling:
+            raise ValueError(f"write_folder: aliases must name stored tensors and not be stored: {dangling[:5]}")
+        document = {**document, "format_version": ALIASED_FORMAT_VERSION}
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for leftover in (staging, directory / REPLACED_NAME):  # of a killed save (or a planted link): never trusted
@@ -120,7 +143,7 @@ def write_folder(
         if write_assets is not None:
             write_assets(staging)
         if tensors is not None:
-            _save_weights(tensors, staging / WEIGHTS_NAME)
+            _save_weights(tensors, staging / WEIGHTS_NAME, aliases)
         _atomic.atomic_write_json(staging / CONFIG_NAME, dict(document))
         if card is not None:
             _atomic.atomic_write_text(staging / CARD_NAME, card)
@@ -137,9 +160,32 @@ def write_folder(
     return directory
 
 
-def _save_weights(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
+def split_aliases(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(the tensors to store, {alias: stored key}) of a state dict taken with ``keep_vars=True``: a parameter or
+    buffer reachable under several keys (a module shared by components, tied weights) is stored under its first
+    key in state-dict order and its other keys become aliases. Tensors are told apart by identity, not by value.
+
+    Example:
+        >>> stored, aliases = split_aliases(model.state_dict(keep_vars=True))  # doctest: +SKIP
+    """
+    first: dict[int, str] = {}
+    stored: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    for key, tensor in state.items():
+        if id(tensor) in first:
+            aliases[key] = first[id(tensor)]
+        else:
+            first[id(tensor)] = key
+            stored[key] = tensor
+    return stored, aliases
+
+
+def _save_weights(tensors: Mapping[str, torch.Tensor], path: Path, aliases: Mapping[str, str] | None = None) -> None:
+    metadata = {"format": "pt", "library_name": "mmzoo"}
+    if aliases:
+        metadata[ALIASES_KEY] = json.dumps(dict(aliases), sort_keys=True)
     try:
-        save_file(dict(tensors), str(path), metadata={"format": "pt", "library_name": "mmzoo"})
+        save_file(dict(tensors), str(path), metadata=metadata)
     except SafetensorError as exc:  # the Rust writer reports OS errors as "I/O error: ... (os error N)"
         code = re.search(r"os error (\d+)", str(exc))
         raise _atomic.storage_error(
@@ -237,24 +283,66 @@ def read_document(directory: str | Path) -> dict[str, Any]:
     version = document.get("format_version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise CheckpointError(f"{path}: format_version must be a positive integer; got {version!r}.")
-    if version > FORMAT_VERSION:
+    if version > ALIASED_FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has format_version {version}, newer than this mmzoo ({__version__}) reads "
-            f"({FORMAT_VERSION}): upgrade mmzoo (`pip install -U mmzoo`)."
+            f"({ALIASED_FORMAT_VERSION}): upgrade mmzoo (`pip install -U mmzoo`)."
         )
     refuse_code(directory)
     return document
 
 
+def _aliases(metadata: Mapping[str, str] | None, weights: Path) -> dict[str, str]:
+    """The ``{alias: stored key}`` a weights file records (none in folders written before 0.3, or unshared)."""
+    text = (metadata or {}).get(ALIASES_KEY)
+    if text is None:
+        return {}
+    try:
+        aliases = json.loads(text)
+    except ValueError:
+        aliases = None
+    if not isinstance(aliases, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
+        raise CheckpointError(
+            f"{weights}: its metadata {ALIASES_KEY!r} must be a JSON object of names (alias -> stored tensor); it is "
+            "corrupted or was not written by mmzoo."
+        )
+    return aliases
+
+
+def with_aliases(
+    tensors: dict[str, torch.Tensor], aliases: Mapping[str, str], weights: Path
+) -> dict[str, torch.Tensor]:
+    """``tensors`` with every alias filled by its stored tensor: a CheckpointError names an alias whose tensor the
+    file lacks (the shared weight was removed) and a name both stored and listed as an alias."""
+    lacking = sorted(f"{alias} (alias of {key})" for alias, key in aliases.items() if key not in tensors)
+    doubled = sorted(alias for alias in aliases if alias in tensors)
+    if lacking or doubled:
+        parts = [
+            f"{len(lacking)} alias(es) of a missing tensor: {', '.join(lacking[:6])}" if lacking else "",
+            f"{len(doubled)} name(s) both stored and listed as aliases: {', '.join(doubled[:6])}" if doubled else "",
+        ]
+        raise CheckpointError(
+            f"The weights in {weights} do not hold what their aliases name ({'; '.join(p for p in parts if p)}). "
+            "Nothing was loaded: the file was edited or is corrupted; save the model again."
+        )
+    return {**tensors, **{alias: tensors[key] for alias, key in aliases.items()}}
+
+
 def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of ``model.safetensors`` (no pickle), with a CheckpointError when missing or unreadable."""
+    """The tensors of ``model.safetensors`` (no pickle), aliases filled (the same tensor under each of its names),
+    with a CheckpointError when missing, unreadable or when an alias names no stored tensor."""
+    from safetensors import safe_open
+
     weights = Path(directory) / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing: the folder holds a config but no weights.")
     try:
-        return load_file(str(weights))
+        with safe_open(str(weights), framework="pt") as handle:
+            aliases = _aliases(handle.metadata(), weights)
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118  (not a mapping)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights} is not a readable safetensors file: {exc}") from None
+    return with_aliases(tensors, aliases, weights)
 
 
 #: safetensors' dtype names (its header) as torch dtypes.
@@ -282,7 +370,8 @@ def weight_shapes(directory: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{weights} is missing: the folder holds a config but no weights.")
     try:
         with safe_open(str(weights), framework="pt") as handle:
-            return {
+            aliases = _aliases(handle.metadata(), weights)
+            shapes = {
                 key: torch.empty(
                     handle.get_slice(key).get_shape(),
                     dtype=_SAFETENSORS_DTYPES.get(handle.get_slice(key).get_dtype(), torch.float32),
@@ -292,6 +381,7 @@ def weight_shapes(directory: str | Path) -> dict[str, torch.Tensor]:
             }
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights} is not a readable safetensors file: {exc}") from None
+    return with_aliases(shapes, aliases, weights)
 
 
 def check_requirements(document: Mapping[str, Any]) -> None:
@@ -333,6 +423,8 @@ def _installed_version(distribution: str) -> str | None:
 
 
 __all__ = [
+    "ALIASED_FORMAT_VERSION",
+    "ALIASES_KEY",
     "CARD_NAME",
     "CONFIG_NAME",
     "FORMAT_VERSION",
@@ -344,6 +436,8 @@ __all__ = [
     "read_weights",
     "refuse_code",
     "requirements",
+    "split_aliases",
     "weight_shapes",
+    "with_aliases",
     "write_folder",
 ]

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from mmzoo import registry
-from mmzoo.checkpoint import config_document, write_folder
+from mmzoo.checkpoint import config_document, split_aliases, write_folder
 from mmzoo.config import SECTIONS, ModelConfig
 from mmzoo.contracts import BuildContext, Fragments, FusionBlock, TextEncoder, TokenBatch, VisualEncoder
 from mmzoo.contracts import Loss as LossBase
@@ -62,6 +62,7 @@ class MatchingModel(nn.Module, PushToHubMixin):
         super().__init__()
         self.config = ModelConfig.parse(config)
         assets = Path(assets) if assets is not None else None
+        shared: dict[Any, Any] = {}  # BuildContext.share: this build's components only, never another model's
 
         def build(section: str) -> Any:
             spec = getattr(self.config, section)
@@ -69,15 +70,16 @@ class MatchingModel(nn.Module, PushToHubMixin):
                 return None
             cls = registry.get_registry(SECTIONS[section]).get(spec.name)
             if native:
-                context = BuildContext(self.config.embed_dim, assets, native=True)
+                context = BuildContext(self.config.embed_dim, assets, native=True, shared=shared)
             else:
-                context = BuildContext(self.config.embed_dim, assets / section if assets else None)
+                context = BuildContext(self.config.embed_dim, assets / section if assets else None, shared=shared)
             return cls(self.config.component_config(section), context)
 
         self.visual: VisualEncoder = build("visual")
         self.text: TextEncoder = build("text")
         self.fusion: FusionBlock | None = build("fusion")
         self.loss_fn: LossBase = build("loss")
+        shared.clear()  # the components hold what they share; the table served this build only
         #: extra top-level config.json entries that travel with the weights (e.g. preprocessing).
         self.extra_config: dict[str, Any] = {}
         #: tags the fragments this model encodes, so that another model's fragments are not scored by mistake.
@@ -89,9 +91,10 @@ class MatchingModel(nn.Module, PushToHubMixin):
         ``card`` replaces the generated model card (e.g. one with measured results).
         """
         document = config_document(self.config.to_dict(), self.extra_config)
-        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.state_dict().items()}
+        stored, aliases = split_aliases(self.state_dict(keep_vars=True))
+        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in stored.items()}
         text = card if card is not None else str(model_card(document))
-        return write_folder(directory, document, tensors, text, self._save_assets)
+        return write_folder(directory, document, tensors, text, self._save_assets, aliases=aliases)
 
     def _save_assets(self, directory: Path) -> None:
         for section in SECTIONS:

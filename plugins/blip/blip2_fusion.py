@@ -31,9 +31,9 @@ from torch import Tensor, nn
 
 from mmzoo.errors import InputError
 from mmzoo.plugin import BuildContext, ComponentConfig, Fragments, FusionBlock
-from mmzoo_plugins.blip.blip2_hf import TINY_BLIP2, Blip2SourceConfig, open_source
+from mmzoo_plugins.blip.blip2_hf import TINY_BLIP2, Blip2SourceConfig, open_source, shared_qformer_parts
 from mmzoo_plugins.blip.blip2_towers import query_embeddings
-from mmzoo_plugins.blip.hf import load_owned, save_folder
+from mmzoo_plugins.blip.hf import load_owned, save_folder, share_parts, source_key
 from mmzoo_plugins.blip.itm import ImageProjection, fixed_projections
 
 
@@ -156,11 +156,15 @@ class Blip2ITM(FusionBlock):
         self.qformer = Blip2QFormerModel(hf.qformer_config)
         self.vision_projection = nn.Linear(hf.qformer_config.hidden_size, hf.image_text_hidden_size)
         self.itm_head = nn.Linear(hf.qformer_config.hidden_size, 2)
-        # the last layer's text feed-forward shapes word outputs that nothing reads (only the queries' go to
-        # itm_head): it cannot change a score, so it is frozen rather than left to get no gradient
+        # one Q-Former with blip2-vision and blip2-text when they are in the same model (BuildContext.share)
+        taken = share_parts(context, source_key("blip2", hf, weights), self, shared_qformer_parts(hf))
+        # the last layer's text feed-forward shapes word outputs that nothing here reads (only the queries' go to
+        # itm_head): when the block holds it alone it cannot change a score, so it is frozen rather than left to
+        # get no gradient; blip2-text's text pass reads it (its pooled caption embedding), so shared it trains
         last = self.qformer.encoder.layer[-1]
-        for param in itertools.chain(last.intermediate.parameters(), last.output.parameters()):
-            param.requires_grad_(False)
+        if f"qformer.encoder.layer.{len(self.qformer.encoder.layer) - 1}.intermediate" not in taken:
+            for param in itertools.chain(last.intermediate.parameters(), last.output.parameters()):
+                param.requires_grad_(False)
         # the cross-attention key / value projections of the image tokens: shared by an image's pairs (ImageProjection)
         self._projections: list[nn.Linear] = []
         for layer in self.qformer.encoder.layer:

@@ -118,6 +118,19 @@ def open_source(config: Any, assets: Path | None, native: bool = False) -> tuple
     )
 
 
+def shared_qformer_parts(config: Any) -> list[str]:
+    """The parts of ``Blip2ForImageTextRetrieval`` that more than one BLIP-2 component holds, by their names there:
+    the queries and ``vision_projection`` (``blip2-vision``, ``blip2-itm``), the Q-Former's LayerNorm and each
+    layer's self-attention (all three), cross-attention and query feed-forward (``blip2-vision``, ``blip2-itm``) and
+    text feed-forward (``blip2-text``, ``blip2-itm``). Shared through ``BuildContext.share``, the Q-Former exists
+    once in a model, as in the official folder."""
+    parts = ["query_tokens", "vision_projection", "qformer.layernorm"]
+    for i in range(config.qformer_config.num_hidden_layers):
+        for part in ("attention", "crossattention", "intermediate_query", "output_query", "intermediate", "output"):
+            parts.append(f"qformer.encoder.layer.{i}.{part}")
+    return parts
+
+
 def drop_from_layers(qformer: nn.Module, *names: str) -> None:
     """Remove sub-modules a component never runs from every Q-Former layer (they are then neither held in memory
     nor read from the checkpoint): the text feed-forward of the image-only query pass, the cross-attention and
@@ -128,4 +141,12 @@ def drop_from_layers(qformer: nn.Module, *names: str) -> None:
                 delattr(layer, name)
 
 
-__all__ = ["TINY_BLIP2", "Blip2SourceConfig", "blip2_config", "check_embed_dim", "drop_from_layers", "open_source"]
+__all__ = [
+    "TINY_BLIP2",
+    "Blip2SourceConfig",
+    "blip2_config",
+    "check_embed_dim",
+    "drop_from_layers",
+    "open_source",
+    "shared_qformer_parts",
+]

@@ -14,6 +14,9 @@
   most 35 tokens, LAVIS's ``max_length``), the Q-Former in text mode (no queries, no cross-attention) ->
   ``text_projection([CLS])``, normalised: ``pooled``. The fragments are the Q-Former's input embeddings of the
   ids (word + position; its LayerNorm is applied later to queries and words together): what the ITM head reads.
+
+The towers and ``blip2-itm`` hold one Q-Former between them (:func:`~mmzoo_plugins.blip.blip2_hf.shared_qformer_parts`
+through ``BuildContext.share``): each drops the layers it never runs and shares the rest.
 """
 
 from __future__ import annotations
@@ -30,8 +33,15 @@ from torch import Tensor, nn
 
 from mmzoo.errors import ConfigError
 from mmzoo.plugin import BuildContext, Fragments, TextEncoder, TokenBatch, VisualEncoder
-from mmzoo_plugins.blip.blip2_hf import TINY_BLIP2, Blip2SourceConfig, check_embed_dim, drop_from_layers, open_source
-from mmzoo_plugins.blip.hf import load_image_processor, load_owned, load_tokenizer, save_folder
+from mmzoo_plugins.blip.blip2_hf import (
+    TINY_BLIP2,
+    Blip2SourceConfig,
+    check_embed_dim,
+    drop_from_layers,
+    open_source,
+    shared_qformer_parts,
+)
+from mmzoo_plugins.blip.hf import load_image_processor, load_owned, load_tokenizer, save_folder, share_parts, source_key
 from mmzoo_plugins.blip.text import MAX_TOKENS, clean_caption
 from mmzoo_plugins.blip.vision import BlipVision
 
@@ -83,6 +93,7 @@ class Blip2Vision(VisualEncoder):
         self.qformer = Blip2QFormerModel(hf.qformer_config)
         drop_from_layers(self.qformer, "intermediate", "output")  # the text feed-forward: no text in this pass
         self.vision_projection = nn.Linear(hf.qformer_config.hidden_size, hf.image_text_hidden_size)
+        share_parts(context, source_key("blip2", hf, weights), self, shared_qformer_parts(hf))
         self.processor = load_image_processor(files, hf.vision_config.image_size)
         if weights is not None:
             load_owned(self, weights)
@@ -147,6 +158,12 @@ class Blip2Text(TextEncoder):
         # text mode runs neither the cross-attention nor the query feed-forward (the blip2-itm block holds those)
         drop_from_layers(self.qformer, "crossattention", "intermediate_query", "output_query")
         self.text_projection = nn.Linear(qformer.hidden_size, self.blip2_config.image_text_hidden_size)
+        hf = self.blip2_config
+        taken = share_parts(context, source_key("blip2", hf, weights), self, shared_qformer_parts(hf))
+        last = qformer.num_hidden_layers - 1
+        if f"qformer.encoder.layer.{last}.intermediate" in taken:  # blip2-itm froze it (nothing of its reads it):
+            for part in ("intermediate", "output"):  # the text pass reads it
+                self.qformer.encoder.layer[last].get_submodule(part).requires_grad_(True)
         source = files if files is not None else config.tokenizer
         if source is None:
             raise ConfigError("text.tokenizer must name a WordPiece tokenizer folder when building from blip2_config.")

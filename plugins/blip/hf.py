@@ -20,7 +20,7 @@ from pydantic import Field
 from torch import nn
 
 from mmzoo.errors import CheckpointError, ConfigError, HubError
-from mmzoo.plugin import ComponentConfig, load_state_strict
+from mmzoo.plugin import BuildContext, ComponentConfig, load_state_strict
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +161,39 @@ def load_owned(component: nn.Module, folder: Path) -> None:
     load_state_strict(component, tensors, str(folder / WEIGHTS))
 
 
+def source_key(family: str, config: Any, weights: Path | None) -> tuple[str, str, str | None]:
+    """What makes two components' copies of a module interchangeable: the family, the transformers config (its
+    bookkeeping fields, ``_name_or_path`` and the version, left out) and the folder the weights come from (None:
+    random weights, or a saved mmzoo model's, which fill every copy afterwards)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items() if not str(k).startswith("_") and k != "transformers_version"}
+        return value
+
+    data = json.dumps(plain(config.to_dict()), sort_keys=True, default=str)
+    return family, data, str(Path(weights).resolve()) if weights is not None else None
+
+
+def share_parts(context: BuildContext, key: tuple, owner: nn.Module, paths: list[str]) -> list[str]:
+    """Make each of ``owner``'s sub-modules (or parameters) at ``paths`` the one instance of this model build
+    (:meth:`mmzoo.plugin.BuildContext.share`): the first component to offer a part keeps its own, the others take
+    it. Paths ``owner`` lacks (layers it dropped) are skipped. Returns the paths whose instance came from another
+    component. Call it before loading weights, so that the shared instance is the one that is loaded."""
+    taken = []
+    for path in paths:
+        parent_path, _, name = path.rpartition(".")
+        parent = owner.get_submodule(parent_path) if parent_path else owner
+        mine = getattr(parent, name, None)
+        if mine is None:
+            continue
+        shared = context.share((*key, path), lambda mine=mine: mine)
+        if shared is not mine:
+            setattr(parent, name, shared)
+            taken.append(path)
+    return taken
+
+
 def check_embed_dim(config: Any, embed_dim: int) -> None:
     if config.image_text_hidden_size != embed_dim:
         raise ConfigError(
@@ -228,5 +261,7 @@ __all__ = [
     "open_source",
     "resolve",
     "save_folder",
+    "share_parts",
+    "source_key",
     "weight_files",
 ]

@@ -7,7 +7,9 @@ image fragments *are* its token states, computed once per image by ``blip-vision
 are the ITM input embeddings computed once per caption by ``blip-text`` (``[ENC]`` first), so reranking K
 captions of an image costs K passes of the text encoder and no ViT pass, where transformers'
 ``BlipForImageTextRetrieval.forward`` re-runs the ViT for every pair (benchmarks/hf_families.py measures both).
-The pairs of one image also share its cross-attention keys and values (:class:`ImageProjection`).
+The pairs of one image also share its cross-attention keys and values (:class:`ImageProjection`). The text
+encoder's self-attention and feed-forward layers are ``blip-text``'s own modules when both are in one model
+(``BuildContext.share``): the block adds only the cross-attention layers and ``itm_head``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ from torch import Tensor, nn
 
 from mmzoo.errors import InputError
 from mmzoo.plugin import BuildContext, Fragments, FusionBlock
-from mmzoo_plugins.blip.hf import TINY_BLIP, BlipSourceConfig, load_owned, open_source, save_folder
+from mmzoo_plugins.blip.hf import (
+    TINY_BLIP,
+    BlipSourceConfig,
+    load_owned,
+    open_source,
+    save_folder,
+    share_parts,
+    source_key,
+)
+from mmzoo_plugins.blip.text import shared_text_layers
 
 #: while one image's pairs are scored: id(projection) -> its output on that image's tokens, computed once.
 _FIXED: ContextVar[dict[int, Tensor] | None] = ContextVar("blip_itm_fixed_projections", default=None)
@@ -84,6 +95,8 @@ class BlipITM(FusionBlock):
         self.text_encoder = BlipTextModel(text, add_pooling_layer=False)
         # the input embeddings are the caption fragments (blip-text computes them once per caption)
         self.text_encoder.embeddings = None
+        # the self-attention and feed-forward layers are blip-text's when both are in one model (one text encoder)
+        share_parts(context, source_key("blip", self.blip_config, weights), self, shared_text_layers(text))
         self.itm_head = nn.Linear(text.hidden_size, 2)
         self._projections: list[nn.Linear] = []
         for layer in self.text_encoder.encoder.layer:

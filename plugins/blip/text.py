@@ -10,7 +10,9 @@ LayerNorm) of the same ids with the first token replaced by ``[ENC]``. BLIP's ow
 training and evaluation) and LAVIS's ``compute_sim_matrix`` put ``[ENC]`` first in every ITM input, so that is
 what the official weights were trained and evaluated with; transformers' ``BlipForImageTextRetrieval.forward``
 keeps ``[CLS]`` (transformers#25629). ``itm_first_token: cls`` reproduces transformers instead (docs/blip.md).
-The text encoder here is built without its cross-attention layers (they belong to the ``blip-itm`` block).
+The text encoder here is built without its cross-attention layers (they belong to the ``blip-itm`` block); its
+self-attention and feed-forward layers are the ones ``blip-itm`` runs, one module shared by both components of a
+model (``BuildContext.share``), as the official model holds one text encoder.
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ from torch import nn
 
 from mmzoo.errors import ConfigError
 from mmzoo.plugin import BuildContext, Fragments, TextEncoder, TokenBatch
-from mmzoo_plugins.blip.hf import TINY_BLIP, BlipSourceConfig, check_embed_dim, load_owned, load_tokenizer, open_source
+from mmzoo_plugins.blip.hf import (
+    TINY_BLIP,
+    BlipSourceConfig,
+    check_embed_dim,
+    load_owned,
+    load_tokenizer,
+    open_source,
+    share_parts,
+    source_key,
+)
 from mmzoo_plugins.blip.hf import save_folder as save_blip_folder
 
 logger = logging.getLogger(__name__)
@@ -49,6 +60,17 @@ class BlipTextConfig(BlipSourceConfig):
     itm_first_token: Literal["enc", "cls"] = Field(
         "enc", description="First token of the matching head's input: BLIP's [ENC] (official) or [CLS] (transformers)."
     )
+
+
+def shared_text_layers(text_config: Any) -> list[str]:
+    """The parts of BLIP's text encoder that ``blip-text`` (text mode) and ``blip-itm`` (with cross-attention) both
+    run: each layer's self-attention and feed-forward (the embeddings are blip-text's, the cross-attention blip-itm's).
+    """
+    return [
+        f"text_encoder.encoder.layer.{i}.{part}"
+        for i in range(text_config.num_hidden_layers)
+        for part in ("attention", "intermediate", "output")
+    ]
 
 
 def clean_caption(caption: str, max_words: int = MAX_WORDS) -> str:
@@ -103,6 +125,8 @@ class BlipText(TextEncoder):
                 "positions."
             )
         self.text_encoder = BlipTextModel(text, add_pooling_layer=False)
+        # its self-attention and feed-forward are the blip-itm head's too (one text encoder, as in the official model)
+        share_parts(context, source_key("blip", self.blip_config, weights), self, shared_text_layers(text))
         self.text_proj = nn.Linear(text.hidden_size, self.blip_config.image_text_hidden_size)
         source = files if files is not None else config.tokenizer
         if source is None:
