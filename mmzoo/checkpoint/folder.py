@@ -331,18 +331,7 @@ def with_aliases(
 def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of ``model.safetensors`` (no pickle), aliases filled (the same tensor under each of its names),
     with a CheckpointError when missing, unreadable or when an alias names no stored tensor."""
-    from safetensors import safe_open
-
-    weights = Path(directory) / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CheckpointError(f"{weights} is missing: the folder holds a config but no weights.")
-    try:
-        with safe_open(str(weights), framework="pt") as handle:
-            aliases = _aliases(handle.metadata(), weights)
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118  (not a mapping)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{weights} is not a readable safetensors file: {exc}") from None
-    return with_aliases(tensors, aliases, weights)
+    return _read_safetensors(directory, lambda handle, key: handle.get_tensor(key))
 
 
 #: safetensors' dtype names (its header) as torch dtypes.
@@ -363,6 +352,18 @@ _SAFETENSORS_DTYPES = {
 def weight_shapes(directory: str | Path) -> dict[str, torch.Tensor]:
     """The tensors ``model.safetensors`` holds as ``meta`` tensors (shape and dtype from its header; nothing read or
     allocated), to check a model's sizes against before it is built; a CheckpointError when unreadable."""
+
+    def meta(handle: Any, key: str) -> torch.Tensor:
+        header = handle.get_slice(key)
+        dtype = _SAFETENSORS_DTYPES.get(header.get_dtype(), torch.float32)
+        return torch.empty(header.get_shape(), dtype=dtype, device="meta")
+
+    return _read_safetensors(directory, meta)
+
+
+def _read_safetensors(directory: str | Path, take: Callable[[Any, str], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``{name: take(handle, name)}`` over ``model.safetensors`` with its aliases filled: the one reader of the
+    weights file, with its errors (missing, unreadable, an alias naming no stored tensor)."""
     from safetensors import safe_open
 
     weights = Path(directory) / WEIGHTS_NAME
@@ -371,17 +372,10 @@ def weight_shapes(directory: str | Path) -> dict[str, torch.Tensor]:
     try:
         with safe_open(str(weights), framework="pt") as handle:
             aliases = _aliases(handle.metadata(), weights)
-            shapes = {
-                key: torch.empty(
-                    handle.get_slice(key).get_shape(),
-                    dtype=_SAFETENSORS_DTYPES.get(handle.get_slice(key).get_dtype(), torch.float32),
-                    device="meta",
-                )
-                for key in handle.keys()  # noqa: SIM118  (safe_open is not a mapping)
-            }
+            tensors = {key: take(handle, key) for key in handle.keys()}  # noqa: SIM118  (safe_open is not a mapping)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights} is not a readable safetensors file: {exc}") from None
-    return with_aliases(shapes, aliases, weights)
+    return with_aliases(tensors, aliases, weights)
 
 
 def check_requirements(document: Mapping[str, Any]) -> None:
