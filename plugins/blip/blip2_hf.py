@@ -22,7 +22,7 @@ from torch import nn
 
 from mmzoo.errors import CheckpointError, ConfigError
 from mmzoo.plugin import ComponentConfig
-from mmzoo_plugins.blip.hf import resolve
+from mmzoo_plugins.blip.hf import resolve_source
 
 #: a Blip2Config small enough for CPU tests (the contract tests use 32-d fragments and pooled vectors).
 TINY_BLIP2 = {
@@ -99,22 +99,18 @@ class Blip2SourceConfig(ComponentConfig):
 def open_source(config: Any, assets: Path | None, native: bool = False) -> tuple[Any, Path | None, Path | None]:
     """(Blip2Config, folder to take the weights from or None, folder of the tokenizer / processor files or None).
 
-    The same precedence as BLIP's :func:`mmzoo_plugins.blip.hf.open_source`: native assets (a zoo entry's
+    BLIP's precedence (:func:`mmzoo_plugins.blip.hf.resolve_source`): native assets (a zoo entry's
     official folder) give everything; a saved mmzoo model's assets give the files; else ``pretrained``; else
     ``blip2_config`` fields (random weights).
     """
-    if assets is not None and native:
-        return blip2_config(assets, None), assets, assets
-    if assets is not None:
-        return blip2_config(assets, None), None, assets
-    if config.pretrained is not None:
-        folder = resolve(config.pretrained)
-        return blip2_config(folder, None), folder, folder
-    if config.blip2_config is not None:
-        return blip2_config(None, config.blip2_config), None, None
-    raise ConfigError(
+    return resolve_source(
+        blip2_config,
+        config.pretrained,
+        config.blip2_config,
+        assets,
+        native,
         "A BLIP-2 component needs `pretrained` (a transformers Blip2ForImageTextRetrieval folder or Hub id, e.g. "
-        "Salesforce/blip2-itm-vit-g-coco) or `blip2_config` (Blip2Config fields, random weights)."
+        "Salesforce/blip2-itm-vit-g-coco) or `blip2_config` (Blip2Config fields, random weights).",
     )
 
 

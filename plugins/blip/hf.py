@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -233,19 +234,36 @@ def open_source(config: Any, assets: Path | None, native: bool = False) -> tuple
     model.safetensors afterwards); else ``pretrained`` (a transformers folder or Hub id: config, files and
     weights); else ``blip_config`` fields (random weights).
     """
-    if assets is not None and native:
-        return blip_config(assets, None), assets, assets
-    if assets is not None:
-        return blip_config(assets, None), None, assets
-    if config.pretrained is not None:
-        folder = resolve(config.pretrained)
-        return blip_config(folder, None), folder, folder
-    if config.blip_config is not None:
-        return blip_config(None, config.blip_config), None, None
-    raise ConfigError(
+    return resolve_source(
+        blip_config,
+        config.pretrained,
+        config.blip_config,
+        assets,
+        native,
         "A BLIP component needs `pretrained` (a transformers BLIP folder or Hub id, e.g. "
-        "Salesforce/blip-itm-base-coco) or `blip_config` (BlipConfig fields, random weights)."
+        "Salesforce/blip-itm-base-coco) or `blip_config` (BlipConfig fields, random weights).",
     )
+
+
+def resolve_source(
+    read: Callable[[Path | None, dict[str, Any] | None], Any],
+    pretrained: str | None,
+    fields: dict[str, Any] | None,
+    assets: Path | None,
+    native: bool,
+    missing: str,
+) -> tuple[Any, Path | None, Path | None]:
+    """The precedence BLIP and BLIP-2 share: (``read(folder, fields)``'s config, weights folder or None, files
+    folder or None) from native assets, else a saved model's assets, else ``pretrained``, else ``fields``; a
+    ConfigError saying ``missing`` when none is given."""
+    if assets is not None:
+        return read(assets, None), (assets if native else None), assets
+    if pretrained is not None:
+        folder = resolve(pretrained)
+        return read(folder, None), folder, folder
+    if fields is not None:
+        return read(None, fields), None, None
+    raise ConfigError(missing)
 
 
 __all__ = [
@@ -260,6 +278,7 @@ __all__ = [
     "load_tokenizer",
     "open_source",
     "resolve",
+    "resolve_source",
     "save_folder",
     "share_parts",
     "source_key",
