@@ -21,8 +21,6 @@ through ``BuildContext.share``): each drops the layers it never runs and shares 
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,10 +40,8 @@ from mmzoo_plugins.blip.blip2_hf import (
     shared_qformer_parts,
 )
 from mmzoo_plugins.blip.hf import load_image_processor, load_owned, load_tokenizer, save_folder, share_parts, source_key
-from mmzoo_plugins.blip.text import MAX_TOKENS, clean_caption
+from mmzoo_plugins.blip.text import MAX_TOKENS, LavisCaptions
 from mmzoo_plugins.blip.vision import BlipVision
-
-logger = logging.getLogger(__name__)
 
 
 def query_embeddings(
@@ -128,11 +124,12 @@ class Blip2TextConfig(Blip2SourceConfig):
     )
 
 
-class Blip2Text(TextEncoder):
+class Blip2Text(LavisCaptions, TextEncoder):
     """Captions -> Q-Former (text mode) -> normalised ``text_projection([CLS])``; fragments: its input embeddings."""
 
     Config = Blip2TextConfig
     downloads = True
+    caption_model = "BLIP-2"
 
     @classmethod
     def test_config(cls) -> dict:
@@ -168,29 +165,8 @@ class Blip2Text(TextEncoder):
         if source is None:
             raise ConfigError("text.tokenizer must name a WordPiece tokenizer folder when building from blip2_config.")
         self.tokenizer = load_tokenizer(Path(source))
-        self._warned_long = False
         if weights is not None:
             load_owned(self, weights)
-
-    def tokenize(self, captions: Sequence[str]) -> TokenBatch:
-        """Cleaned (LAVIS) captions -> ``[CLS] words [SEP]`` ids, at most ``max_length``, padded to the longest."""
-        texts = [clean_caption(c) for c in captions] if self.config.clean_captions else list(captions)
-        limit = int(self.config.max_length)
-        if not self._warned_long:
-            lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
-            long = [i for i, n in enumerate(lengths) if n > limit]
-            if long:
-                self._warned_long = True
-                logger.warning(
-                    "%d caption(s) (first: #%d, %d tokens) exceed BLIP-2's %d tokens and are truncated, as LAVIS "
-                    "truncates them; this warning is shown once.",
-                    len(long),
-                    long[0],
-                    lengths[long[0]],
-                    limit,
-                )
-        encoded = self.tokenizer(texts, padding="longest", truncation=True, max_length=limit, return_tensors="pt")
-        return TokenBatch(encoded["input_ids"].long(), encoded["attention_mask"].to(torch.bool))
 
     def forward(self, tokens: TokenBatch) -> Fragments:
         embeds = self.embeddings(input_ids=tokens.ids)

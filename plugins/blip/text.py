@@ -99,7 +99,40 @@ def enc_token_id(tokenizer: Any, text_config: Any) -> int:
     return guess
 
 
-class BlipText(TextEncoder):
+class LavisCaptions:
+    """``tokenize`` as LAVIS feeds BLIP and BLIP-2 (a text encoder with ``tokenizer``, ``config.clean_captions``
+    and ``config.max_length``): cleaned captions, ``[CLS] words [SEP]``, truncated past ``max_length`` with one
+    warning, padded to the longest."""
+
+    #: the model named in the truncation warning
+    caption_model = "BLIP"
+    _warned_long = False
+
+    def tokenize(self, captions: Sequence[str]) -> TokenBatch:
+        """Cleaned (LAVIS) captions -> ``[CLS] words [SEP]`` ids, at most ``max_length``, padded to the longest."""
+        import torch
+
+        texts = [clean_caption(c) for c in captions] if self.config.clean_captions else list(captions)
+        limit = int(self.config.max_length)
+        if not self._warned_long:
+            lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+            long = [i for i, n in enumerate(lengths) if n > limit]
+            if long:
+                self._warned_long = True
+                logger.warning(
+                    "%d caption(s) (first: #%d, %d tokens) exceed %s's %d tokens and are truncated, as LAVIS "
+                    "truncates them; this warning is shown once.",
+                    len(long),
+                    long[0],
+                    lengths[long[0]],
+                    self.caption_model,
+                    limit,
+                )
+        encoded = self.tokenizer(texts, padding="longest", truncation=True, max_length=limit, return_tensors="pt")
+        return TokenBatch(encoded["input_ids"].long(), encoded["attention_mask"].to(torch.bool))
+
+
+class BlipText(LavisCaptions, TextEncoder):
     """Captions -> BLIP text encoder (text mode) -> normalised ``text_proj([CLS])``; fragments: ITM input embeddings."""
 
     Config = BlipTextConfig
@@ -135,31 +168,8 @@ class BlipText(TextEncoder):
         self.first_token = (
             enc_token_id(self.tokenizer, text) if config.itm_first_token == "enc" else self.tokenizer.cls_token_id
         )
-        self._warned_long = False
         if weights is not None:
             load_owned(self, weights)
-
-    def tokenize(self, captions: Sequence[str]) -> TokenBatch:
-        """Cleaned (LAVIS) captions -> ``[CLS] words [SEP]`` ids, at most ``max_length``, padded to the longest."""
-        import torch
-
-        texts = [clean_caption(c) for c in captions] if self.config.clean_captions else list(captions)
-        limit = int(self.config.max_length)
-        if not self._warned_long:
-            lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
-            long = [i for i, n in enumerate(lengths) if n > limit]
-            if long:
-                self._warned_long = True
-                logger.warning(
-                    "%d caption(s) (first: #%d, %d tokens) exceed BLIP's %d tokens and are truncated, as LAVIS "
-                    "truncates them; this warning is shown once.",
-                    len(long),
-                    long[0],
-                    lengths[long[0]],
-                    limit,
-                )
-        encoded = self.tokenizer(texts, padding="longest", truncation=True, max_length=limit, return_tensors="pt")
-        return TokenBatch(encoded["input_ids"].long(), encoded["attention_mask"].to(torch.bool))
 
     def forward(self, tokens: TokenBatch) -> Fragments:
         attention = tokens.mask.long()
