@@ -34,6 +34,7 @@ from torch import Tensor
 
 from mmzoo.errors import InputError, MMZooWarning
 from mmzoo.plugin import TokenBatch
+from mmzoo_plugins.common.images import check_pixels
 
 #: families whose text was lower-cased and padded to the maximum length in training (big_vision; not doing so
 #: cost ~4 R@1 points: big_vision#166).
@@ -68,17 +69,6 @@ def to_rgb(image: Any) -> Any:
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, image).convert("RGB")
     return image.convert("RGB")
-
-
-def check_pixels(pixels: Tensor) -> Tensor:
-    """A preprocessed batch (N, 3, H, W), floating point and finite."""
-    if pixels.dim() != 4 or pixels.shape[1] != 3 or pixels.shape[0] == 0:
-        raise InputError(f"Pixel tensors must be (N, 3, H, W) with N > 0; got {tuple(pixels.shape)}.")
-    if not pixels.is_floating_point():
-        raise InputError(f"Pixel tensors must be floating point (already normalised); got {pixels.dtype}.")
-    if not bool(torch.isfinite(pixels).all()):
-        raise InputError("Pixel tensors contain NaN or infinite values.")
-    return pixels
 
 
 def preprocess_images(processor: Any, images: Any) -> Tensor:

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from mmzoo.errors import InputError
 from mmzoo.plugin import ComponentConfig, require
+from mmzoo_plugins.common.images import check_pixels
 
 Interpolation = Literal["bilinear", "bicubic", "nearest"]
 
@@ -81,17 +82,6 @@ def open_image(item: Any) -> Any:
         except (OSError, UnidentifiedImageError) as exc:
             raise InputError(f"Cannot read image {item}: {exc}") from None
     raise InputError(f"Expected a PIL image or a file path; got {type(item).__name__}.")
-
-
-def check_pixels(pixels: Tensor) -> Tensor:
-    """Validate a preprocessed pixel batch (N, 3, H, W) float, finite."""
-    if pixels.dim() != 4 or pixels.shape[1] != 3 or pixels.shape[0] == 0:
-        raise InputError(f"Pixel tensors must be (N, 3, H, W) with N > 0; got {tuple(pixels.shape)}.")
-    if not pixels.is_floating_point():
-        raise InputError(f"Pixel tensors must be floating point (already normalised); got {pixels.dtype}.")
-    if not bool(torch.isfinite(pixels).all()):
-        raise InputError("Pixel tensors contain NaN or infinite values.")
-    return pixels
 
 
 def to_pixels(images: Any, transform: Callable[[Any], Tensor]) -> Tensor:
