@@ -75,15 +75,20 @@ def hub_files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def gemma_vocab() -> dict[str, int]:
+    """A tiny Gemma vocabulary: its special tokens, the 256 byte-fallback pieces, the word start and a-z."""
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+    pieces = specials + [f"<0x{b:02X}>" for b in range(256)] + ["▁", *"abcdefghijklmnopqrstuvwxyz"]
+    return {piece: i for i, piece in enumerate(pieces)}
+
+
 def write_siglip2(folder: Path) -> Path:
     """SigLIP 2's fixed-resolution layout: SigLIP's architecture (model_type 'siglip') with a Gemma tokenizer
     (``tokenizer.json``: byte-fallback BPE, here with single characters and no merges)."""
     from transformers import GemmaTokenizer, SiglipConfig, SiglipImageProcessor, SiglipModel
 
     torch.manual_seed(1)
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
-    pieces = specials + [f"<0x{b:02X}>" for b in range(256)] + ["▁", *"abcdefghijklmnopqrstuvwxyz"]
-    vocab = {piece: i for i, piece in enumerate(pieces)}
+    vocab = gemma_vocab()
     data = tiny_architecture("siglip")
     data["text_config"]["vocab_size"] = len(vocab)
     config = SiglipConfig(text_config=data["text_config"], vision_config=data["vision_config"])
@@ -106,9 +111,7 @@ def write_siglip2_naflex(folder: Path, patch_size: int = 16, max_num_patches: in
     from transformers import GemmaTokenizer, Siglip2Config, Siglip2ImageProcessor, Siglip2Model
 
     torch.manual_seed(2)
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
-    pieces = specials + [f"<0x{b:02X}>" for b in range(256)] + ["▁", *"abcdefghijklmnopqrstuvwxyz"]
-    vocab = {piece: i for i, piece in enumerate(pieces)}
+    vocab = gemma_vocab()
     data = tiny_architecture("siglip2")
     data["text_config"]["vocab_size"] = len(vocab)
     data["vision_config"].update(patch_size=patch_size, num_patches=max_num_patches)
